@@ -1,0 +1,84 @@
+"""LayerNorm over the channel dimension, forward and backward (llm.c's formulation).
+
+Each row's mean and variance are sequential sums over channels; the weight and
+bias gradients are per-channel sequential sums over rows, computed in their own
+pass so that the rows never race.
+"""
+import math
+
+import numba
+import numpy as np
+
+from kernels.fp import fma
+
+EPS = np.float32(1e-5)
+ONE = np.float32(1.0)
+ZERO = np.float32(0.0)
+
+
+@numba.njit(parallel=True, cache=True)
+def layernorm_forward(out, mean, rstd, inp, weight, bias):
+    """out = (inp - mean) * rstd * weight + bias per row.  inp, out (N,C); mean, rstd (N,)."""
+    N, C = inp.shape
+    inv_c = ONE / np.float32(C)
+    for i in numba.prange(N):
+        s = ZERO
+        for c in range(C):
+            s += inp[i, c]
+        m = s * inv_c
+        v = ZERO
+        for c in range(C):
+            d = inp[i, c] - m
+            v = fma(d, d, v)
+        v = v * inv_c
+        r = ONE / math.sqrt(v + EPS)
+        for c in range(C):
+            n = (inp[i, c] - m) * r
+            out[i, c] = fma(n, weight[c], bias[c])
+        mean[i] = m
+        rstd[i] = r
+
+
+@numba.njit(parallel=True, cache=True)
+def layernorm_backward_input(dinp, dout, inp, weight, mean, rstd):
+    """dinp += the input gradient, row by row."""
+    N, C = inp.shape
+    inv_c = ONE / np.float32(C)
+    for i in numba.prange(N):
+        m = mean[i]
+        r = rstd[i]
+        dnorm_mean = ZERO
+        dnorm_norm_mean = ZERO
+        for c in range(C):
+            n = (inp[i, c] - m) * r
+            dn = weight[c] * dout[i, c]
+            dnorm_mean += dn
+            dnorm_norm_mean = fma(dn, n, dnorm_norm_mean)
+        dnorm_mean = dnorm_mean * inv_c
+        dnorm_norm_mean = dnorm_norm_mean * inv_c
+        for c in range(C):
+            n = (inp[i, c] - m) * r
+            dn = weight[c] * dout[i, c]
+            g = (dn - dnorm_mean) - n * dnorm_norm_mean
+            dinp[i, c] += g * r
+
+
+@numba.njit(parallel=True, cache=True)
+def layernorm_backward_params(dweight, dbias, dout, inp, mean, rstd):
+    """dweight += sum_rows dout*norm, dbias += sum_rows dout, rows in ascending order."""
+    N, C = inp.shape
+    for c in numba.prange(C):
+        dw = dweight[c]
+        db = dbias[c]
+        for i in range(N):
+            n = (inp[i, c] - mean[i]) * rstd[i]
+            dw = fma(n, dout[i, c], dw)
+            db += dout[i, c]
+        dweight[c] = dw
+        dbias[c] = db
+
+
+def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd) -> None:
+    """The full LayerNorm backward: input gradient, then parameter gradients."""
+    layernorm_backward_input(dinp, dout, inp, weight, mean, rstd)
+    layernorm_backward_params(dweight, dbias, dout, inp, mean, rstd)

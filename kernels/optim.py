@@ -1,0 +1,111 @@
+"""Optimizers: global-norm gradient clipping, AdamW, and the outer Nesterov step.
+
+All operate on flat float32 buffers.  Reductions over the whole buffer use a
+fixed chunk-then-sequential order, so the result does not depend on the thread
+count.
+"""
+import math
+
+import numba
+import numpy as np
+
+from kernels.fp import fma
+
+ZERO = np.float32(0.0)
+ONE = np.float32(1.0)
+NORM_CHUNK = 8192
+
+
+@numba.njit(parallel=True, cache=True)
+def sum_of_squares(x) -> np.float32:
+    """sum x_i^2: each 8192-element chunk summed in order, then the chunk sums in order."""
+    n_chunks = (x.size + NORM_CHUNK - 1) // NORM_CHUNK
+    partial = np.empty(n_chunks, np.float32)
+    for j in numba.prange(n_chunks):
+        s = ZERO
+        for i in range(j * NORM_CHUNK, min((j + 1) * NORM_CHUNK, x.size)):
+            s = fma(x[i], x[i], s)
+        partial[j] = s
+    total = ZERO
+    for j in range(n_chunks):
+        total += partial[j]
+    return total
+
+
+@numba.njit(parallel=True, cache=True)
+def scale_in_place(x, factor):
+    for i in numba.prange(x.size):
+        x[i] = x[i] * factor
+
+
+@numba.njit(cache=True)
+def clip_grad_norm(grads, max_norm) -> np.float32:
+    """Scale grads so that their global L2 norm is at most max_norm; return the norm before."""
+    norm = math.sqrt(sum_of_squares(grads))
+    if norm > max_norm:
+        scale_in_place(grads, max_norm / norm)
+    return norm
+
+
+@numba.njit(cache=True)
+def adam_bias_corrections(beta1, beta2, step):
+    """(1 - beta1^step, 1 - beta2^step), the powers taken by repeated float32 products."""
+    p1 = ONE
+    p2 = ONE
+    for _ in range(step):
+        p1 = p1 * beta1
+        p2 = p2 * beta2
+    return ONE - p1, ONE - p2
+
+
+@numba.njit(parallel=True, cache=True)
+def adamw_segment(params, grads, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay,
+                  correction1, correction2):
+    one_minus_b1 = ONE - beta1
+    one_minus_b2 = ONE - beta2
+    for i in numba.prange(lo, hi):
+        g = grads[i]
+        mi = fma(beta1, m[i], one_minus_b1 * g)
+        vi = fma(beta2, v[i], one_minus_b2 * (g * g))
+        m[i] = mi
+        v[i] = vi
+        m_hat = mi / correction1
+        v_hat = vi / correction2
+        update = m_hat / (math.sqrt(v_hat) + eps)
+        params[i] = params[i] - lr * fma(weight_decay, params[i], update)
+
+
+@numba.njit(cache=True)
+def adamw(params, grads, m, v, segments, decay, step, lr, beta1, beta2, eps, weight_decay):
+    """One AdamW update (step is 1-based).  segments (S,2) holds (offset, size) per
+    tensor; decay[s] is 1 where that tensor is weight-decayed and 0 where not."""
+    correction1, correction2 = adam_bias_corrections(beta1, beta2, step)
+    for s in range(segments.shape[0]):
+        lo = segments[s, 0]
+        hi = lo + segments[s, 1]
+        wd = weight_decay if decay[s] else ZERO
+        adamw_segment(params, grads, m, v, lo, hi, lr, beta1, beta2, eps, wd,
+                      correction1, correction2)
+
+
+@numba.njit(parallel=True, cache=True)
+def mean_of_deltas(out, deltas):
+    """out = mean over rows of deltas (U, P): rows summed in order, then divided by U."""
+    U, P = deltas.shape
+    count = np.float32(U)
+    for i in numba.prange(P):
+        s = ZERO
+        for u in range(U):
+            s += deltas[u, i]
+        out[i] = s / count
+
+
+@numba.njit(parallel=True, cache=True)
+def outer_nesterov(weights, momentum, mean_delta, lr, mu):
+    """DiLoCo's outer step with Nesterov momentum, the outer gradient being -mean_delta:
+    momentum = mu*momentum + g;  weights -= lr * (g + mu*momentum)."""
+    for i in numba.prange(weights.size):
+        g = -mean_delta[i]
+        mom = fma(mu, momentum[i], g)
+        momentum[i] = mom
+        weights[i] = weights[i] - lr * fma(mu, mom, g)

@@ -1,0 +1,95 @@
+"""The trainer: the exact inner training a miner does, step by step.
+
+One step: the batch of (data seed, cursor), forward, backward, global-norm clip,
+AdamW.  Every `checkpoint_every` steps the full state is hashed; those hashes are
+the leaves a miner commits to and an auditor re-derives.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from kernels.fpenv import require_ieee_subnormals
+from kernels.optim import adamw, clip_grad_norm
+from node.genesis import Genesis
+from node.uPoW.data import Corpus, eval_batch, train_batch
+from node.uPoW.model import GPT, ParameterLayout
+from node.uPoW.state import NonFiniteStateError, TrainingState, state_hash
+
+
+@dataclasses.dataclass(frozen=True)
+class StepResult:
+    step: int  # the state's step after this update
+    loss: float
+    grad_norm: float
+    state_hash: str | None  # set at checkpoint steps
+
+
+class Trainer:
+    """Runs training steps of the genesis model configuration on the CPU kernels."""
+
+    def __init__(self, genesis: Genesis, corpus: Corpus | None = None):
+        require_ieee_subnormals()
+        self.genesis = genesis
+        self.layout = ParameterLayout(genesis.model)
+        self.corpus = corpus if corpus is not None else Corpus.from_genesis(genesis)
+        tc = genesis.training
+        self.batch_size = tc.batch_size
+        self.seq_len = genesis.model.context_length
+        self.model = GPT(self.layout, self.batch_size, self.seq_len)
+        self.grads = np.zeros(self.layout.size, np.float32)
+        f32 = np.float32
+        self.lr, self.beta1, self.beta2 = f32(tc.learning_rate), f32(tc.adam_beta1), f32(tc.adam_beta2)
+        self.eps, self.weight_decay = f32(tc.adam_eps), f32(tc.weight_decay)
+        self.grad_clip = f32(tc.grad_clip)
+        self.checkpoint_every = tc.checkpoint_every
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    def initial_state(self, data_seed: int | None = None,
+                      params: np.ndarray | None = None) -> TrainingState:
+        seed = self.genesis.training.data_seed if data_seed is None else data_seed
+        return TrainingState.initial(self.layout, seed, params)
+
+    def step(self, state: TrainingState) -> StepResult:
+        """Advance state by one training step, in place."""
+        tokens, targets = train_batch(self.corpus, state.data_seed, state.data_cursor,
+                                      self.batch_size, self.seq_len)
+        loss = self.model.forward(state.params, tokens, targets)
+        self.grads[:] = np.float32(0.0)
+        self.model.backward(self.grads)
+        norm = clip_grad_norm(self.grads, self.grad_clip)
+        if not (np.isfinite(loss) and np.isfinite(norm)):
+            raise NonFiniteStateError(
+                f"step {state.step + 1}: loss {loss}, gradient norm {norm} is not finite")
+        adamw(state.params, self.grads, state.adam_m, state.adam_v, self.layout.segments,
+              self.layout.decay_mask, state.step + 1, self.lr, self.beta1, self.beta2, self.eps,
+              self.weight_decay)
+        state.step += 1
+        state.data_cursor += 1
+        digest = state_hash(self.layout, state) if state.step % self.checkpoint_every == 0 else None
+        return StepResult(state.step, float(loss), float(norm), digest)
+
+    def train(self, state: TrainingState, steps: int,
+              on_step: Callable[[StepResult], None] | None = None) -> list[StepResult]:
+        """Run steps training steps; returns each step's result."""
+        results = []
+        for _ in range(steps):
+            result = self.step(state)
+            results.append(result)
+            if on_step is not None:
+                on_step(result)
+        return results
+
+    def eval_loss(self, params: np.ndarray) -> float:
+        """Mean loss over the genesis's fixed held-out batches (batch means averaged in order)."""
+        n = self.genesis.eval.batches
+        total = np.float32(0.0)
+        for index in range(n):
+            tokens, targets = eval_batch(self.corpus, index, n, self.batch_size, self.seq_len)
+            total = np.float32(total + self.model.forward(params, tokens, targets))
+        return float(total / np.float32(n))
