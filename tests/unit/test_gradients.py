@@ -14,7 +14,7 @@ import torch
 from node.genesis import load_genesis
 from node.uPoW.data import Corpus, train_batch
 from node.uPoW.model import GPT, ParameterLayout, init_parameters
-from tests.reference_gpt import torch_gpt_loss
+from node.uPoW.torch_gpt import torch_gpt_loss
 
 GRAD_TOLERANCE = 1e-5
 LOSS_TOLERANCE = 1e-5

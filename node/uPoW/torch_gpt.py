@@ -1,7 +1,8 @@
-"""The same GPT in plain PyTorch autograd: the oracle for the deterministic kernels.
+"""The same GPT in plain PyTorch: the oracle in tests, the fast non-deterministic
+baseline in benchmarks.  Never on the verified path.
 
 It takes tensors by the names of node.uPoW.model.ParameterLayout (the export
-format), so it doubles as the proof that an exported model loads into PyTorch.
+format), so an exported model runs in it as loaded by safetensors.torch.
 """
 import torch
 import torch.nn.functional as F
