@@ -1,0 +1,74 @@
+"""`uponode train` as a user runs it: a real process, its output and exit codes."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from node.genesis import DEFAULT_GENESIS
+from tests.unit.test_training import GOLDEN_STATE_HASH_20
+
+pytestmark = pytest.mark.integration
+
+
+def uponode(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _genesis_with(tmp_path: pathlib.Path, mutate) -> str:
+    raw = json.loads(DEFAULT_GENESIS.read_text())
+    raw["corpus"]["path"] = str(DEFAULT_GENESIS.parent / raw["corpus"]["path"])
+    mutate(raw)
+    path = tmp_path / "genesis.json"
+    path.write_text(json.dumps(raw))
+    return str(path)
+
+
+def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_json_lines_end_with_the_golden_state_hash():
+    proc = uponode("train", "--steps", "20", "--threads", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert records[0]["event"] == "start"
+    assert [r["step"] for r in records if r["event"] == "step"] == list(range(1, 21))
+    assert records[-1]["event"] == "done"
+    assert records[-1]["state_hash"] == GOLDEN_STATE_HASH_20
+
+
+def test_unknown_genesis_key(tmp_path):
+    path = _genesis_with(tmp_path, lambda g: g["training"].update(lr=0.1))
+    _assert_one_line_error(uponode("train", "--genesis", path, "--steps", "1"), "training.lr: unknown key")
+
+
+def test_corpus_hash_mismatch(tmp_path):
+    path = _genesis_with(tmp_path, lambda g: g["corpus"].update(sha256="0" * 64))
+    _assert_one_line_error(uponode("train", "--genesis", path, "--steps", "1"), "corpus.sha256")
+
+
+def test_negative_steps():
+    _assert_one_line_error(uponode("train", "--steps", "-3"), "--steps", "must be 0 or more")
+
+
+def test_missing_genesis_file(tmp_path):
+    _assert_one_line_error(uponode("train", "--genesis", str(tmp_path / "none.json")), "cannot read")
+
+
+@pytest.mark.slow
+def test_200_steps_bring_the_eval_loss_far_down(tmp_path):
+    model = tmp_path / "model.safetensors"
+    proc = uponode("train", "--steps", "200", "--json", "--export", str(model))
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads(proc.stdout.splitlines()[-1])
+    # a byte-level model starts near ln(256) = 5.55; 200 steps must learn the corpus's statistics
+    assert done["eval_loss"] < done["eval_loss_initial"] - 2.0, done
+    assert model.stat().st_size > 0

@@ -1,0 +1,85 @@
+"""Optimizer kernels against torch and float64 references, and their fixed order."""
+import numba
+import numpy as np
+import pytest
+import torch
+
+from kernels.optim import (adamw, clip_grad_norm, mean_of_deltas, outer_nesterov,
+                           sum_of_squares)
+
+RNG = np.random.default_rng(11)
+
+
+def _random(n: int, scale: float = 1.0) -> np.ndarray:
+    return (RNG.standard_normal(n) * scale).astype(np.float32)
+
+
+def test_adamw_matches_torch_over_several_steps():
+    params, m, v = _random(5000), np.zeros(5000, np.float32), np.zeros(5000, np.float32)
+    segments = np.array([[0, 3000], [3000, 2000]], np.int64)
+    decay = np.array([True, False])
+    t_decayed = torch.tensor(params[:3000], requires_grad=True)
+    t_plain = torch.tensor(params[3000:], requires_grad=True)
+    opt = torch.optim.AdamW([{"params": [t_decayed], "weight_decay": 0.1},
+                             {"params": [t_plain], "weight_decay": 0.0}],
+                            lr=2e-3, betas=(0.9, 0.95), eps=1e-8)
+    f32 = np.float32
+    for step in range(1, 6):
+        grads = _random(5000)
+        adamw(params, grads, m, v, segments, decay, step, f32(2e-3), f32(0.9), f32(0.95),
+              f32(1e-8), f32(0.1))
+        t_decayed.grad = torch.from_numpy(grads[:3000].copy())
+        t_plain.grad = torch.from_numpy(grads[3000:].copy())
+        opt.step()
+    expected = np.concatenate([t_decayed.detach().numpy(), t_plain.detach().numpy()])
+    assert np.abs(params - expected).max() <= 1e-6 * np.abs(expected).max()
+
+
+def test_clip_grad_norm_matches_torch():
+    grads = _random(20000, 0.3)
+    expected = torch.tensor(grads.copy())
+    expected.grad = expected.clone()
+    torch_norm = torch.nn.utils.clip_grad_norm_([expected], 1.0).item()
+    norm = clip_grad_norm(grads, np.float32(1.0))
+    assert abs(norm - torch_norm) <= 1e-5 * torch_norm
+    assert np.abs(grads - expected.grad.numpy()).max() <= 1e-6
+
+
+def test_a_norm_below_the_clip_leaves_gradients_untouched():
+    grads = _random(100, 0.01)
+    before = grads.copy()
+    clip_grad_norm(grads, np.float32(10.0))
+    assert np.array_equal(grads.view(np.uint32), before.view(np.uint32))
+
+
+@pytest.mark.parametrize("size", [1, 8191, 8192, 8193, 100_003])
+def test_sum_of_squares_bits_do_not_depend_on_threads(size):
+    x = _random(size)
+    results = []
+    for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        numba.set_num_threads(threads)
+        results.append(np.float32(sum_of_squares(x)).view(np.uint32))
+    assert results[0] == results[1]
+    assert abs(float(sum_of_squares(x)) - float(np.sum(x.astype(np.float64) ** 2))) <= 1e-5 * size
+
+
+def test_mean_of_deltas_sums_units_in_order():
+    deltas = np.stack([_random(1000) for _ in range(5)])
+    out = np.empty(1000, np.float32)
+    mean_of_deltas(out, deltas)
+    expected = deltas[0].copy()
+    for row in deltas[1:]:
+        expected = expected + row
+    expected = expected / np.float32(5)
+    assert np.array_equal(out.view(np.uint32), expected.view(np.uint32))
+
+
+def test_outer_nesterov_matches_float64_formula():
+    weights, momentum, delta = _random(1000), _random(1000, 0.1), _random(1000, 0.01)
+    w64, m64, d64 = (a.astype(np.float64) for a in (weights, momentum, delta))
+    outer_nesterov(weights, momentum, delta, np.float32(0.7), np.float32(0.9))
+    g = -d64
+    m64 = 0.9 * m64 + g
+    w64 = w64 - 0.7 * (g + 0.9 * m64)
+    assert np.abs(momentum - m64).max() <= 1e-6
+    assert np.abs(weights - w64).max() <= 1e-6
