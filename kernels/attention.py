@@ -11,7 +11,7 @@ import math
 import numba
 import numpy as np
 
-from kernels.fp import fma
+from kernels.fp import fma, kernel
 from kernels.mathfn import exp_f32
 
 ZERO = np.float32(0.0)
@@ -19,7 +19,7 @@ ONE = np.float32(1.0)
 NEG_INF = np.float32(-np.inf)
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def attention_forward(out, att, qkv, n_head):
     """out (B,T,C) = softmax(q k^T / sqrt(hs), causal) v per head."""
     B, T, C3 = qkv.shape
@@ -61,7 +61,7 @@ def attention_forward(out, att, qkv, n_head):
                 out[b, t, q0 + i] = fma(a, qkv[b, t2, v0 + i], out[b, t, q0 + i])
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def attention_backward(dqkv, dout, qkv, att, n_head):
     """dqkv += the gradient of attention_forward's output dout."""
     B, T, C3 = qkv.shape

@@ -3,13 +3,14 @@ import numba
 import numpy as np
 
 from kernels.mathfn import exp_f32, log_f32
+from kernels.fp import kernel
 
 ZERO = np.float32(0.0)
 ONE = np.float32(1.0)
 NEG_INF = np.float32(-np.inf)
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def crossentropy_forward(losses, probs, logits, targets):
     """Per row: probs = softmax(logits), losses = -log probs[target].  logits (N,V)."""
     N, V = logits.shape
@@ -30,7 +31,7 @@ def crossentropy_forward(losses, probs, logits, targets):
         losses[i] = log_f32(expsum) - (logits[i, targets[i]] - maxval)
 
 
-@numba.njit(cache=True)
+@kernel()
 def mean_loss(losses) -> np.float32:
     """The mean of the per-row losses, summed in row order."""
     s = ZERO
@@ -39,7 +40,7 @@ def mean_loss(losses) -> np.float32:
     return s / np.float32(losses.size)
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def crossentropy_backward(dlogits, probs, targets):
     """dlogits = (probs - onehot(target)) / N: the gradient of the mean loss."""
     N, V = probs.shape

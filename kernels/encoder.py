@@ -2,8 +2,10 @@
 import numba
 import numpy as np
 
+from kernels.fp import kernel
 
-@numba.njit(parallel=True, cache=True)
+
+@kernel(parallel=True)
 def encoder_forward(out, tokens, wte, wpe):
     """out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:].  out (B,T,C), tokens (B,T) int32."""
     B, T, C = out.shape
@@ -15,7 +17,7 @@ def encoder_forward(out, tokens, wte, wpe):
             out[b, t, c] = wte[tok, c] + wpe[t, c]
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def encoder_backward(dwte, dwpe, dout, tokens):
     """dwte[tok] += dout, dwpe[t] += dout, each summed over (b, t) in ascending order.
 

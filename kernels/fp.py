@@ -5,6 +5,7 @@ LLVM may not contract them); ``fma`` below is the only way a fused
 multiply-add enters a kernel, which keeps the CPU order identical to CUDA's
 ``cuda.fma``.
 """
+import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -54,3 +55,9 @@ def bits_f32(typingctx, i):
         return builder.bitcast(args[0], _F32)
 
     return types.float32(types.int32), codegen
+
+
+def kernel(**options):
+    """numba.njit with the verified path's options: cached, fastmath never set, and
+    IEEE division (x/0 gives inf or NaN, as on CUDA, instead of raising)."""
+    return numba.njit(cache=True, error_model="numpy", **options)

@@ -5,8 +5,9 @@ it is loaded; float32 results then stop being bit-exact, so a node must refuse
 to train. The check multiplies values read from arrays (never constants that a
 compiler could fold) in both numpy and numba, the two places kernels compute.
 """
-import numba
 import numpy as np
+
+from kernels.fp import kernel
 
 _FLT_MIN = np.float32(np.finfo(np.float32).tiny)  # 2^-126, smallest normal
 _HALF_MIN_BITS = 0x00400000  # bits of 2^-127 = _FLT_MIN * 0.5, a subnormal
@@ -24,7 +25,7 @@ def _probe_inputs() -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-@numba.njit(cache=True)
+@kernel()
 def _numba_products(a, b):
     out = np.empty_like(a)
     for i in range(a.shape[0]):

@@ -7,6 +7,7 @@ import numba
 import numpy as np
 
 from kernels.mathfn import tanh_f32
+from kernels.fp import kernel
 
 SQRT_2_OVER_PI = np.float32(0.7978845608028654)
 GELU_COEF = np.float32(0.044715)
@@ -15,7 +16,7 @@ HALF = np.float32(0.5)
 ONE = np.float32(1.0)
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def gelu_forward(out, inp):
     """out = gelu(inp) elementwise on flat float32 arrays."""
     for i in numba.prange(inp.size):
@@ -25,7 +26,7 @@ def gelu_forward(out, inp):
         out[i] = HALF * x * (ONE + th)
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def gelu_backward(dinp, inp, dout):
     """dinp += gelu'(inp) * dout elementwise on flat float32 arrays."""
     for i in numba.prange(inp.size):

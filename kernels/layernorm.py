@@ -9,14 +9,14 @@ import math
 import numba
 import numpy as np
 
-from kernels.fp import fma
+from kernels.fp import fma, kernel
 
 EPS = np.float32(1e-5)
 ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def layernorm_forward(out, mean, rstd, inp, weight, bias):
     """out = (inp - mean) * rstd * weight + bias per row.  inp, out (N,C); mean, rstd (N,)."""
     N, C = inp.shape
@@ -39,7 +39,7 @@ def layernorm_forward(out, mean, rstd, inp, weight, bias):
         rstd[i] = r
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def layernorm_backward_input(dinp, dout, inp, weight, mean, rstd):
     """dinp += the input gradient, row by row."""
     N, C = inp.shape
@@ -63,7 +63,7 @@ def layernorm_backward_input(dinp, dout, inp, weight, mean, rstd):
             dinp[i, c] += g * r
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def layernorm_backward_params(dweight, dbias, dout, inp, mean, rstd):
     """dweight += sum_rows dout*norm, dbias += sum_rows dout, rows in ascending order."""
     N, C = inp.shape

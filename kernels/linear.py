@@ -7,6 +7,7 @@ import numba
 import numpy as np
 
 from kernels.matmul import matmul_acc
+from kernels.fp import kernel
 
 
 def linear_forward(out, inp, weight, bias) -> None:
@@ -15,7 +16,7 @@ def linear_forward(out, inp, weight, bias) -> None:
     matmul_acc(inp, weight, out)
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def bias_backward(dbias, dout):
     """dbias += sum over rows of dout, rows in ascending order."""
     N, OC = dout.shape

@@ -5,10 +5,9 @@ written-out order, so that the CUDA port (``cuda.fma`` line for line) gives
 the same bits. Every constant is a float32 global: a bare Python float would
 make numba compute in float64. fastmath stays off.
 """
-import numba
 import numpy as np
 
-from kernels.fp import bits_f32, f32_bits, fma
+from kernels.fp import bits_f32, f32_bits, fma, kernel
 
 _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
@@ -71,13 +70,13 @@ _MIN_NORMAL_BITS = 0x00800000
 _ROUND_SHIFT_BITS = 0x4B400000  # f32_bits(_ROUND_SHIFT)
 
 
-@numba.njit(inline="always", cache=True)
+@kernel(inline="always")
 def _pow2(k):
     """2^k as float32 for -126 <= k <= 127, built from exponent bits."""
     return bits_f32(np.int32((k + 127) << 23))
 
 
-@numba.njit(inline="always", cache=True)
+@kernel(inline="always")
 def exp_f32(x):
     """e^x in float32, error within 2 ulp; NaN, ±inf and underflow exact."""
     if x != x:
@@ -107,7 +106,7 @@ def exp_f32(x):
     return p * _pow2(n)
 
 
-@numba.njit(inline="always", cache=True)
+@kernel(inline="always")
 def log_f32(x):
     """Natural log in float32, error within 2 ulp; log(1) = 0 exactly."""
     if x != x:
@@ -142,7 +141,7 @@ def log_f32(x):
     return fma(dk, _LN2_HI, f - (hfsq - t))
 
 
-@numba.njit(inline="always", cache=True)
+@kernel(inline="always")
 def tanh_f32(x):
     """tanh in float32, error within 2 ulp; keeps the sign of ±0."""
     if x != x:
@@ -167,7 +166,7 @@ def tanh_f32(x):
     return bits_f32(np.int32(f32_bits(y) | (ix & ~_SIGN_MASK)))
 
 
-@numba.njit(cache=True)
+@kernel()
 def exp_array(x):
     """exp_f32 of each element of a 1-D float32 array."""
     out = np.empty_like(x)
@@ -176,7 +175,7 @@ def exp_array(x):
     return out
 
 
-@numba.njit(cache=True)
+@kernel()
 def log_array(x):
     """log_f32 of each element of a 1-D float32 array."""
     out = np.empty_like(x)
@@ -185,7 +184,7 @@ def log_array(x):
     return out
 
 
-@numba.njit(cache=True)
+@kernel()
 def tanh_array(x):
     """tanh_f32 of each element of a 1-D float32 array."""
     out = np.empty_like(x)

@@ -9,14 +9,14 @@ import math
 import numba
 import numpy as np
 
-from kernels.fp import fma
+from kernels.fp import fma, kernel
 
 ZERO = np.float32(0.0)
 ONE = np.float32(1.0)
 NORM_CHUNK = 8192
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def sum_of_squares(x) -> np.float32:
     """sum x_i^2: each 8192-element chunk summed in order, then the chunk sums in order."""
     n_chunks = (x.size + NORM_CHUNK - 1) // NORM_CHUNK
@@ -32,13 +32,13 @@ def sum_of_squares(x) -> np.float32:
     return total
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def scale_in_place(x, factor):
     for i in numba.prange(x.size):
         x[i] = x[i] * factor
 
 
-@numba.njit(cache=True)
+@kernel()
 def clip_grad_norm(grads, max_norm) -> np.float32:
     """Scale grads so that their global L2 norm is at most max_norm; return the norm before."""
     norm = math.sqrt(sum_of_squares(grads))
@@ -47,7 +47,7 @@ def clip_grad_norm(grads, max_norm) -> np.float32:
     return norm
 
 
-@numba.njit(cache=True)
+@kernel()
 def adam_bias_corrections(beta1, beta2, step):
     """(1 - beta1^step, 1 - beta2^step), the powers taken by repeated float32 products."""
     p1 = ONE
@@ -58,7 +58,7 @@ def adam_bias_corrections(beta1, beta2, step):
     return ONE - p1, ONE - p2
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def adamw_segment(params, grads, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay,
                   correction1, correction2):
     one_minus_b1 = ONE - beta1
@@ -75,7 +75,7 @@ def adamw_segment(params, grads, m, v, lo, hi, lr, beta1, beta2, eps, weight_dec
         params[i] = params[i] - lr * fma(weight_decay, params[i], update)
 
 
-@numba.njit(cache=True)
+@kernel()
 def adamw(params, grads, m, v, segments, decay, step, lr, beta1, beta2, eps, weight_decay):
     """One AdamW update (step is 1-based).  segments (S,2) holds (offset, size) per
     tensor; decay[s] is 1 where that tensor is weight-decayed and 0 where not."""
@@ -88,7 +88,7 @@ def adamw(params, grads, m, v, segments, decay, step, lr, beta1, beta2, eps, wei
                       correction1, correction2)
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def mean_of_deltas(out, deltas):
     """out = mean over rows of deltas (U, P): rows summed in order, then divided by U."""
     U, P = deltas.shape
@@ -100,7 +100,7 @@ def mean_of_deltas(out, deltas):
         out[i] = s / count
 
 
-@numba.njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def outer_nesterov(weights, momentum, mean_delta, lr, mu):
     """DiLoCo's outer step with Nesterov momentum, the outer gradient being -mean_delta:
     momentum = mu*momentum + g;  weights -= lr * (g + mu*momentum)."""

@@ -2,8 +2,10 @@
 passes unchanged to both inputs, so there is no backward kernel."""
 import numba
 
+from kernels.fp import kernel
 
-@numba.njit(parallel=True, cache=True)
+
+@kernel(parallel=True)
 def residual_forward(out, a, b):
     """out = a + b elementwise on flat float32 arrays."""
     for i in numba.prange(out.size):

@@ -162,8 +162,11 @@ def _check_training(training: TrainingConfig) -> None:
         raise GenesisError(
             f"training.checkpoint_every: {training.checkpoint_every} does not divide "
             f"training.steps_per_unit {training.steps_per_unit}")
-    if not 0.0 < training.adam_beta1 < 1.0 or not 0.0 < training.adam_beta2 < 1.0:
-        raise GenesisError("training.adam_beta1/adam_beta2: must lie strictly between 0 and 1")
+    for name in ("adam_beta1", "adam_beta2"):
+        if not 0.0 < getattr(training, name) < 1.0:
+            raise GenesisError(f"training.{name}: must lie strictly between 0 and 1")
+    if training.adam_eps == 0.0:
+        raise GenesisError("training.adam_eps: must be above 0")
 
 
 def _check_corpus(corpus: CorpusConfig, directory: pathlib.Path) -> None:

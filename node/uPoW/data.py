@@ -6,14 +6,14 @@ an auditor can rebuild any step's batch from the seed and the step alone.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from kernels.fp import kernel
 from kernels.rng import random_u64
 from node.genesis import Genesis
 
 
-@numba.njit(cache=True)
+@kernel()
 def _gather(tokens, targets, data, offsets):
     B, T = tokens.shape
     for b in range(B):
@@ -23,7 +23,7 @@ def _gather(tokens, targets, data, offsets):
             targets[b, t] = data[start + t + 1]
 
 
-@numba.njit(cache=True)
+@kernel()
 def _train_offsets(seed, batch_index, batch_size, span):
     offsets = np.empty(batch_size, np.int64)
     for b in range(batch_size):
