@@ -1,0 +1,127 @@
+"""kernels.matmul: the tiled, vectorized, threaded matmul_acc gives exactly the
+bits of the plain sequential-FMA reference, for any shape and thread count."""
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels.matmul import KC, MR, NR, matmul_acc, matmul_acc_reference
+
+THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
+
+EDGE_SHAPES = [  # (M, K, N)
+    (1, 1, 1), (7, 13, 5), (33, 65, 17), (MR, 3, NR), (MR - 1, 9, NR + 1),
+    (MR + 1, 1, 2 * NR - 1), (2, 40, 8), (64, 64, 64),
+]
+MODEL_SHAPES = [
+    (512, 128, 384), (512, 128, 128), (512, 128, 512), (512, 512, 128), (512, 128, 256),
+    (128, 512, 384), (512, 384, 128), (512, 256, 128), (1024, 256, 768),
+]
+
+
+def hard_inputs(rng: np.random.Generator, M: int, K: int, N: int):
+    """Full 24-bit mantissas over a wide exponent range, mixed signs (cancellation)
+    and some subnormal products, so any change of order or rounding shows."""
+    def draw(shape, lo, hi):
+        x = rng.uniform(1.0, 2.0, shape) * np.exp2(rng.integers(lo, hi, shape))
+        x *= rng.choice([-1.0, 1.0], shape)
+        return x.astype(np.float32)
+    A, B, C = draw((M, K), -8, 8), draw((K, N), -8, 8), draw((M, N), -4, 4)
+    A[rng.random((M, K)) < 0.05] *= np.float32(2.0 ** -70)   # products near 2^-130: subnormal
+    B[rng.random((K, N)) < 0.05] *= np.float32(2.0 ** -60)
+    return A, B, C
+
+
+def bits(x: np.ndarray) -> np.ndarray:
+    return x.view(np.uint32)
+
+
+def reference(A, B, C) -> np.ndarray:
+    out = C.copy()
+    matmul_acc_reference(A, B, out)
+    return out
+
+
+def fast(A, B, C, threads: int) -> np.ndarray:
+    out = C.copy()
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        matmul_acc(A, B, out)
+    finally:
+        numba.set_num_threads(previous)
+    return out
+
+
+def assert_same_bits(A, B, C) -> None:
+    expected = reference(A, B, C)
+    for threads in THREADS:
+        got = fast(A, B, C, threads)
+        mismatch = np.flatnonzero(bits(got) != bits(expected))
+        assert mismatch.size == 0, (
+            f"{A.shape}x{B.shape}, {threads} threads: {mismatch.size} elements differ, "
+            f"first at {np.unravel_index(mismatch[0], C.shape)}")
+
+
+@pytest.mark.parametrize("M,K,N", EDGE_SHAPES + MODEL_SHAPES)
+def test_bits_equal_reference(M, K, N):
+    assert_same_bits(*hard_inputs(np.random.default_rng([M, K, N]), M, K, N))
+
+
+def test_bits_equal_reference_over_several_k_blocks():
+    assert_same_bits(*hard_inputs(np.random.default_rng(5), 13, 2 * KC + 77, 40))
+
+
+def test_inputs_expose_order_and_fusion():
+    """The hard inputs would catch a kernel that reorders k or splits the fma."""
+    A, B, C = hard_inputs(np.random.default_rng(1), 33, 65, 17)
+    expected = reference(A, B, C)
+    reversed_k = reference(A[:, ::-1].copy(), B[::-1].copy(), C)
+    unfused = C.copy()
+    for k in range(A.shape[1]):
+        unfused += A[:, k:k + 1] * B[k]
+    assert (bits(reversed_k) != bits(expected)).mean() > 0.25
+    assert (bits(unfused) != bits(expected)).mean() > 0.25
+
+
+def test_close_to_float64():
+    rng = np.random.default_rng(2)
+    A = rng.standard_normal((96, 300), dtype=np.float32)
+    B = rng.standard_normal((300, 70), dtype=np.float32)
+    C = rng.standard_normal((96, 70), dtype=np.float32)
+    exact = C.astype(np.float64) + A.astype(np.float64) @ B.astype(np.float64)
+    scale = np.abs(A).astype(np.float64) @ np.abs(B).astype(np.float64) + np.abs(C)
+    got = fast(A, B, C, THREADS[-1])
+    assert np.all(np.abs(got - exact) <= 300 * 2.0 ** -24 * scale)
+
+
+def test_zero_sized_operands_leave_c_alone():
+    C = np.ones((3, 4), np.float32)
+    matmul_acc(np.ones((3, 0), np.float32), np.ones((0, 4), np.float32), C)
+    assert np.all(C == 1.0)
+    matmul_acc(np.ones((0, 5), np.float32), np.ones((5, 4), np.float32), np.ones((0, 4), np.float32))
+
+
+@pytest.mark.parametrize("A,B,C", [
+    (np.ones((2, 3), np.float64), np.ones((3, 4), np.float32), np.ones((2, 4), np.float32)),
+    (np.ones((3, 2), np.float32).T, np.ones((3, 4), np.float32), np.ones((2, 4), np.float32)),
+    (np.ones((2, 3), np.float32), np.ones((4, 4), np.float32), np.ones((2, 4), np.float32)),
+    (np.ones((2, 3), np.float32), np.ones((3, 4), np.float32), np.ones((2, 5), np.float32)),
+])
+def test_rejects_bad_arguments(A, B, C):
+    with pytest.raises(ValueError):
+        matmul_acc(A, B, C)
+
+
+def test_rejects_c_overlapping_an_input():
+    X = np.ones((4, 4), np.float32)
+    with pytest.raises(ValueError):
+        matmul_acc(X, np.ones((4, 4), np.float32), X)
+
+
+@settings(max_examples=60, deadline=None)
+@given(M=st.integers(1, 40), K=st.integers(1, 40), N=st.integers(1, 40),
+       seed=st.integers(0, 2**32 - 1))
+def test_bits_equal_reference_random_shapes(M, K, N, seed):
+    assert_same_bits(*hard_inputs(np.random.default_rng(seed), M, K, N))
