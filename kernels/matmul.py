@@ -17,11 +17,11 @@ the same chain. Each thread takes one contiguous run of row tiles.
 """
 import numpy as np
 from llvmlite import ir
-from numba import get_num_threads, njit, prange, types
+from numba import get_num_threads, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.fp import fma
+from kernels.fp import fma, kernel
 
 MR = 6          # C rows per register tile
 NV = 2          # 8-float vectors per register tile row
@@ -94,7 +94,7 @@ def _tile_fma(typingctx, a, a0, lda, ldk, bp, b0, c, c0, ldc, kc):
     return sig, codegen
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _pack_b(B, bp):
     """bp[p, k, j] = B[k, p*NR + j], zero past the last column of B.
 
@@ -114,7 +114,7 @@ def _pack_b(B, bp):
                 bp[p, k, j] = B[k, n] if n < N else np.float32(0.0)
 
 
-@njit(cache=True)
+@kernel()
 def _pack_a_edge(A, m0, k0, k1, ap):
     """ap[k - k0, i] = A[m0 + i, k], zero past the last row of A."""
     rows = min(MR, A.shape[0] - m0)
@@ -123,7 +123,7 @@ def _pack_a_edge(A, m0, k0, k1, ap):
             ap[k - k0, i] = A[m0 + i, k] if i < rows else np.float32(0.0)
 
 
-@njit(cache=True)
+@kernel()
 def _copy_block(src, si, sj, dst, di, dj, rows, cols):
     """dst[di:di+rows, dj:dj+cols] = src[si:si+rows, sj:sj+cols].
 
@@ -135,7 +135,7 @@ def _copy_block(src, si, sj, dst, di, dj, rows, cols):
             dst[di + i, dj + j] = src[si + i, sj + j]
 
 
-@njit(cache=True)
+@kernel()
 def _update_rows(A, bp, C, m_start, m_end, kc):
     """C[m_start:m_end, :] += A[m_start:m_end, :] @ B, with B as packed panels.
 
@@ -168,7 +168,7 @@ def _update_rows(A, bp, C, m_start, m_end, kc):
                     _copy_block(c_pad, 0, 0, C, m0, n0, rows, cols)
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _matmul_acc(A, B, C, kc, n_threads):
     M, K = A.shape
     N = B.shape[1]
@@ -208,7 +208,7 @@ def matmul_acc(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> None:
     _matmul_acc(A, B, C, -(-K // n_blocks), get_num_threads())
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _matmul_acc_reference(A, B, C):
     M, K = A.shape
     N = B.shape[1]
