@@ -2,9 +2,20 @@
 
 qkv (B,T,3C) holds queries, keys and values side by side; head h uses channels
 h*hs .. (h+1)*hs of each.  att (B,NH,T,T) keeps the softmax probabilities for the
-backward pass.  Forward is parallel over (b, t, h) rows; backward over (b, h),
-walking t in ascending order so that every key and value gradient is one
-thread's sequential sum.
+backward pass.  Both passes are parallel over (b, h); each task copies its head's
+q, k, v into contiguous buffers (k and v also transposed) so the inner loops run
+along contiguous memory and vectorize across outputs.
+
+Per-element arithmetic (what the CUDA port must reproduce):
+  score(t,t2) = fma chain over i ascending of q[t,i]*k[t2,i] from 0, times scale;
+  att = exp(score - rowmax) * (1 / sum of those exps in t2 order);
+  out[t,i]    = fma chain over t2 ascending of att[t,t2]*v[t2,i] from 0.
+Backward, walking t ascending:
+  datt[t2]  = fma chain over i of dout[t,i]*v[t2,i] from 0;
+  dv[t2,i] += att[t,t2]*dout[t,i]   (fma, chained over t);
+  w         = fma chain over t2 of att[t,t2]*datt[t2] from 0;
+  dpre      = att[t,t2] * (datt[t2] - w) * scale;
+  dq[t,i]  += dpre*k[t2,i] (fma, chained over t2);  dk[t2,i] += dpre*q[t,i] (fma, chained over t).
 """
 import math
 
@@ -19,6 +30,20 @@ ONE = np.float32(1.0)
 NEG_INF = np.float32(-np.inf)
 
 
+@kernel(inline="always")
+def _load_head(qkv, b, h, q, kt, v, vt):
+    """Copy head h of batch b: q, v (T,hs); kt, vt (hs,T) transposed."""
+    T = q.shape[0]
+    hs = q.shape[1]
+    C = qkv.shape[2] // 3
+    for t in range(T):
+        for i in range(hs):
+            q[t, i] = qkv[b, t, h * hs + i]
+            kt[i, t] = qkv[b, t, C + h * hs + i]
+            v[t, i] = qkv[b, t, 2 * C + h * hs + i]
+            vt[i, t] = v[t, i]
+
+
 @kernel(parallel=True)
 def attention_forward(out, att, qkv, n_head):
     """out (B,T,C) = softmax(q k^T / sqrt(hs), causal) v per head."""
@@ -26,39 +51,44 @@ def attention_forward(out, att, qkv, n_head):
     C = C3 // 3
     hs = C // n_head
     scale = ONE / math.sqrt(np.float32(hs))
-    for task in numba.prange(B * T * n_head):
-        b = task // (T * n_head)
-        t = (task // n_head) % T
+    for task in numba.prange(B * n_head):
+        b = task // n_head
         h = task % n_head
-        q0 = h * hs
-        k0 = C + h * hs
-        v0 = 2 * C + h * hs
-        row = att[b, h, t]
-        maxval = NEG_INF
-        for t2 in range(t + 1):
-            dot = ZERO
+        q = np.empty((T, hs), np.float32)
+        kt = np.empty((hs, T), np.float32)
+        v = np.empty((T, hs), np.float32)
+        vt = np.empty((hs, T), np.float32)
+        _load_head(qkv, b, h, q, kt, v, vt)
+        o = np.empty(hs, np.float32)
+        for t in range(T):
+            row = att[b, h, t]
+            for t2 in range(T):
+                row[t2] = ZERO
             for i in range(hs):
-                dot = fma(qkv[b, t, q0 + i], qkv[b, t2, k0 + i], dot)
-            dot = dot * scale
-            row[t2] = dot
-            if dot > maxval:
-                maxval = dot
-        expsum = ZERO
-        for t2 in range(t + 1):
-            e = exp_f32(row[t2] - maxval)
-            row[t2] = e
-            expsum += e
-        inv = ONE / expsum
-        for t2 in range(t + 1):
-            row[t2] = row[t2] * inv
-        for t2 in range(t + 1, T):
-            row[t2] = ZERO
-        for i in range(hs):
-            out[b, t, q0 + i] = ZERO
-        for t2 in range(t + 1):
-            a = row[t2]
+                qi = q[t, i]
+                for t2 in range(t + 1):
+                    row[t2] = fma(qi, kt[i, t2], row[t2])
+            maxval = NEG_INF
+            for t2 in range(t + 1):
+                row[t2] = row[t2] * scale
+                if row[t2] > maxval:
+                    maxval = row[t2]
+            expsum = ZERO
+            for t2 in range(t + 1):
+                e = exp_f32(row[t2] - maxval)
+                row[t2] = e
+                expsum += e
+            inv = ONE / expsum
+            for t2 in range(t + 1):
+                row[t2] = row[t2] * inv
             for i in range(hs):
-                out[b, t, q0 + i] = fma(a, qkv[b, t2, v0 + i], out[b, t, q0 + i])
+                o[i] = ZERO
+            for t2 in range(t + 1):
+                a = row[t2]
+                for i in range(hs):
+                    o[i] = fma(a, v[t2, i], o[i])
+            for i in range(hs):
+                out[b, t, h * hs + i] = o[i]
 
 
 @kernel(parallel=True)
@@ -71,26 +101,46 @@ def attention_backward(dqkv, dout, qkv, att, n_head):
     for task in numba.prange(B * n_head):
         b = task // n_head
         h = task % n_head
-        q0 = h * hs
-        k0 = C + h * hs
-        v0 = 2 * C + h * hs
+        q = np.empty((T, hs), np.float32)
+        kt = np.empty((hs, T), np.float32)
+        v = np.empty((T, hs), np.float32)
+        vt = np.empty((hs, T), np.float32)
+        _load_head(qkv, b, h, q, kt, v, vt)
+        k = np.ascontiguousarray(kt.T)
+        dq = np.empty((T, hs), np.float32)
+        dk = np.empty((T, hs), np.float32)
+        dv = np.empty((T, hs), np.float32)
+        for t in range(T):
+            for i in range(hs):
+                dq[t, i] = dqkv[b, t, h * hs + i]
+                dk[t, i] = dqkv[b, t, C + h * hs + i]
+                dv[t, i] = dqkv[b, t, 2 * C + h * hs + i]
         datt = np.empty(T, np.float32)
+        do = np.empty(hs, np.float32)
         for t in range(T):
             row = att[b, h, t]
+            for i in range(hs):
+                do[i] = dout[b, t, h * hs + i]
             for t2 in range(t + 1):
-                d = ZERO
-                for i in range(hs):
-                    d = fma(dout[b, t, q0 + i], qkv[b, t2, v0 + i], d)
-                datt[t2] = d
+                datt[t2] = ZERO
+            for i in range(hs):
+                d = do[i]
+                for t2 in range(t + 1):
+                    datt[t2] = fma(d, vt[i, t2], datt[t2])
+            for t2 in range(t + 1):
                 a = row[t2]
                 for i in range(hs):
-                    dqkv[b, t2, v0 + i] = fma(a, dout[b, t, q0 + i], dqkv[b, t2, v0 + i])
-            # softmax backward: dpre = att * (datt - sum_j att_j datt_j)
+                    dv[t2, i] = fma(a, do[i], dv[t2, i])
             weighted = ZERO
             for t2 in range(t + 1):
                 weighted = fma(row[t2], datt[t2], weighted)
             for t2 in range(t + 1):
                 dpre = row[t2] * (datt[t2] - weighted) * scale
                 for i in range(hs):
-                    dqkv[b, t, q0 + i] = fma(dpre, qkv[b, t2, k0 + i], dqkv[b, t, q0 + i])
-                    dqkv[b, t2, k0 + i] = fma(dpre, qkv[b, t, q0 + i], dqkv[b, t2, k0 + i])
+                    dq[t, i] = fma(dpre, k[t2, i], dq[t, i])
+                    dk[t2, i] = fma(dpre, q[t, i], dk[t2, i])
+        for t in range(T):
+            for i in range(hs):
+                dqkv[b, t, h * hs + i] = dq[t, i]
+                dqkv[b, t, C + h * hs + i] = dk[t, i]
+                dqkv[b, t, 2 * C + h * hs + i] = dv[t, i]

@@ -16,15 +16,25 @@ def linear_forward(out, inp, weight, bias) -> None:
     matmul_acc(inp, weight, out)
 
 
+BIAS_BLOCK = 64
+
+
 @kernel(parallel=True)
 def bias_backward(dbias, dout):
-    """dbias += sum over rows of dout, rows in ascending order."""
+    """dbias += sum over rows of dout, rows in ascending order.  Parallel over blocks
+    of columns; within a block the rows stream by and the columns vectorize."""
     N, OC = dout.shape
-    for o in numba.prange(OC):
-        s = dbias[o]
+    for block in numba.prange((OC + BIAS_BLOCK - 1) // BIAS_BLOCK):
+        o0 = block * BIAS_BLOCK
+        width = min(BIAS_BLOCK, OC - o0)
+        acc = np.empty(width, np.float32)
+        for o in range(width):
+            acc[o] = dbias[o0 + o]
         for i in range(N):
-            s += dout[i, o]
-        dbias[o] = s
+            for o in range(width):
+                acc[o] += dout[i, o0 + o]
+        for o in range(width):
+            dbias[o0 + o] = acc[o]
 
 
 def linear_backward(dinp, dweight, dbias, dout, inp, weight) -> None:
