@@ -1,6 +1,9 @@
 """`uponode train` as a user runs it: a real process, its output and exit codes."""
 import json
+import os
 import pathlib
+import platform
+import shutil
 import subprocess
 import sys
 
@@ -12,9 +15,9 @@ from tests.unit.test_training import GOLDEN_STATE_HASH_20
 pytestmark = pytest.mark.integration
 
 
-def uponode(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def uponode(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
 
 
 def _genesis_with(tmp_path: pathlib.Path, mutate) -> str:
@@ -61,6 +64,24 @@ def test_negative_steps():
 
 def test_missing_genesis_file(tmp_path):
     _assert_one_line_error(uponode("train", "--genesis", str(tmp_path / "none.json")), "cannot read")
+
+
+# What a library built with -Ofast does when it is loaded: set FTZ and DAZ.
+FTZ_LIBRARY_C = """
+__attribute__((constructor)) static void set_ftz_daz(void) {
+    __builtin_ia32_ldmxcsr(__builtin_ia32_stmxcsr() | 0x8040);
+}
+"""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="sets FTZ/DAZ through the x86-64 MXCSR")
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build the preloaded library")
+def test_a_process_that_flushes_subnormals_refuses_to_train(tmp_path):
+    source, library = tmp_path / "ftz.c", tmp_path / "libftz.so"
+    source.write_text(FTZ_LIBRARY_C)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    proc = uponode("train", "--steps", "1", env={**os.environ, "LD_PRELOAD": str(library)})
+    _assert_one_line_error(proc, "flushes subnormal floats to zero", "refusing to train")
 
 
 @pytest.mark.slow
