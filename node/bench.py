@@ -18,8 +18,8 @@ import numpy as np
 
 from node.genesis import Genesis, load_genesis
 
-REPEATS = 7
-STEP_REPEATS = 5
+REPEATS = 25
+STEP_REPEATS = 8
 
 
 def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -33,11 +33,18 @@ def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 
 def model_matmul_shapes(genesis: Genesis) -> list[tuple[str, int, int, int]]:
-    """(layer, M, K, N) of the forward matmuls of one training step."""
+    """(use, M, K, N) of every matmul in one training step: each layer's forward
+    x W, and its backward dx = dy W^T and dW = x^T dy."""
     m = genesis.training.batch_size * genesis.model.context_length
     c, v = genesis.model.n_embd, genesis.model.vocab_size
-    return [("attn.c_attn", m, c, 3 * c), ("attn.c_proj", m, c, c), ("mlp.c_fc", m, c, 4 * c),
-            ("mlp.c_proj", m, 4 * c, c), ("lm_head", m, c, v)]
+    layers = [("attn.c_attn", c, 3 * c), ("attn.c_proj", c, c), ("mlp.c_fc", c, 4 * c),
+              ("mlp.c_proj", 4 * c, c), ("lm_head", c, v)]
+    shapes = []
+    for name, fan_in, fan_out in layers:
+        shapes += [(f"{name}.forward", m, fan_in, fan_out),
+                   (f"{name}.grad_input", m, fan_out, fan_in),
+                   (f"{name}.grad_weight", fan_in, m, fan_out)]
+    return shapes
 
 
 def bench_matmul(genesis: Genesis, threads: int) -> list[dict]:
@@ -47,7 +54,7 @@ def bench_matmul(genesis: Genesis, threads: int) -> list[dict]:
 
     rng = np.random.default_rng(0)
     records = []
-    for layer, m, k, n in model_matmul_shapes(genesis):
+    for use, m, k, n in model_matmul_shapes(genesis):
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         c = np.zeros((m, n), np.float32)
@@ -55,7 +62,7 @@ def bench_matmul(genesis: Genesis, threads: int) -> list[dict]:
         ours = _best_seconds(lambda: matmul_acc(a, b, c), REPEATS)
         theirs = _best_seconds(lambda: torch.mm(ta, tb), REPEATS)
         flops = 2.0 * m * k * n
-        records.append({"bench": "matmul", "layer": layer, "threads": threads, "shape": [m, k, n],
+        records.append({"bench": "matmul", "use": use, "threads": threads, "shape": [m, k, n],
                         "deterministic_gflops": round(flops / ours / 1e9, 2),
                         "torch_gflops": round(flops / theirs / 1e9, 2),
                         "throughput_ratio": round(theirs / ours, 3)})
