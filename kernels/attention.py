@@ -3,7 +3,7 @@
 qkv (B,T,3C) holds queries, keys and values side by side; head h uses channels
 h*hs .. (h+1)*hs of each.  att (B,NH,T,T) keeps the softmax probabilities for the
 backward pass.  Both passes are parallel over (b, h); each task copies its head's
-q, k, v into contiguous buffers (k and v also transposed) so the inner loops run
+q, k, v into contiguous buffers (and transposes k or v) so the inner loops run
 along contiguous memory and vectorize across outputs.
 
 Per-element arithmetic (what the CUDA port must reproduce):
@@ -31,17 +31,19 @@ NEG_INF = np.float32(-np.inf)
 
 
 @kernel(inline="always")
-def _load_head(qkv, b, h, q, kt, v, vt):
-    """Copy head h of batch b: q, v (T,hs); kt, vt (hs,T) transposed."""
-    T = q.shape[0]
-    hs = q.shape[1]
-    C = qkv.shape[2] // 3
+def _head_copies(x, b, h, hs):
+    """Contiguous (T,hs) copies of head h's query, key and value parts of x[b] (T,3C)."""
+    T = x.shape[1]
+    C = x.shape[2] // 3
+    q = np.empty((T, hs), np.float32)
+    k = np.empty((T, hs), np.float32)
+    v = np.empty((T, hs), np.float32)
     for t in range(T):
         for i in range(hs):
-            q[t, i] = qkv[b, t, h * hs + i]
-            kt[i, t] = qkv[b, t, C + h * hs + i]
-            v[t, i] = qkv[b, t, 2 * C + h * hs + i]
-            vt[i, t] = v[t, i]
+            q[t, i] = x[b, t, h * hs + i]
+            k[t, i] = x[b, t, C + h * hs + i]
+            v[t, i] = x[b, t, 2 * C + h * hs + i]
+    return q, k, v
 
 
 @kernel(parallel=True)
@@ -54,11 +56,8 @@ def attention_forward(out, att, qkv, n_head):
     for task in numba.prange(B * n_head):
         b = task // n_head
         h = task % n_head
-        q = np.empty((T, hs), np.float32)
-        kt = np.empty((hs, T), np.float32)
-        v = np.empty((T, hs), np.float32)
-        vt = np.empty((hs, T), np.float32)
-        _load_head(qkv, b, h, q, kt, v, vt)
+        q, k, v = _head_copies(qkv, b, h, hs)
+        kt = np.ascontiguousarray(k.T)
         o = np.empty(hs, np.float32)
         for t in range(T):
             row = att[b, h, t]
@@ -101,20 +100,9 @@ def attention_backward(dqkv, dout, qkv, att, n_head):
     for task in numba.prange(B * n_head):
         b = task // n_head
         h = task % n_head
-        q = np.empty((T, hs), np.float32)
-        kt = np.empty((hs, T), np.float32)
-        v = np.empty((T, hs), np.float32)
-        vt = np.empty((hs, T), np.float32)
-        _load_head(qkv, b, h, q, kt, v, vt)
-        k = np.ascontiguousarray(kt.T)
-        dq = np.empty((T, hs), np.float32)
-        dk = np.empty((T, hs), np.float32)
-        dv = np.empty((T, hs), np.float32)
-        for t in range(T):
-            for i in range(hs):
-                dq[t, i] = dqkv[b, t, h * hs + i]
-                dk[t, i] = dqkv[b, t, C + h * hs + i]
-                dv[t, i] = dqkv[b, t, 2 * C + h * hs + i]
+        q, k, v = _head_copies(qkv, b, h, hs)
+        vt = np.ascontiguousarray(v.T)
+        dq, dk, dv = _head_copies(dqkv, b, h, hs)
         datt = np.empty(T, np.float32)
         do = np.empty(hs, np.float32)
         for t in range(T):
