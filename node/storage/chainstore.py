@@ -1,0 +1,286 @@
+"""The finalized chain on disk: blocks, commits, indexes and state in one LevelDB.
+
+What is stored is opaque bytes handed over by the ledger; this module only owns
+the layout and the all-or-nothing write of each block.
+
+Key schema (heights are u64 big-endian, so key order is height order):
+
+    b"b" + height8      -> block bytes                 (heights 1..head)
+    b"c" + height8      -> commit certificate bytes    (heights 1..head)
+    b"h" + block_hash32 -> height8                     (block hash index; genesis -> 0)
+    b"t" + tx_hash32    -> height8 + index4            (tx location index)
+    b"s" + state_key    -> state value
+    b"\\x00head"         -> height8 + block_hash32 + state_root32 + sha256(those 72 bytes)
+
+A block, its commit, its index entries, every state change it causes and the new
+head marker are written in one synced write batch, so after a crash at any instant
+the store is at some finalized height with everything belonging to it, and nothing
+above it.  Height 0 is genesis: it has state and a head marker but no block.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import pathlib
+import threading
+from typing import Any, Iterator, Protocol
+
+import plyvel
+
+HASH_SIZE = 32
+
+BLOCK = b"b"
+COMMIT = b"c"
+BLOCK_HASH = b"h"
+TX = b"t"
+STATE = b"s"
+HEAD = b"\x00head"
+
+_HEAD_BODY = 8 + HASH_SIZE + HASH_SIZE
+
+
+class StoreError(Exception):
+    """The store cannot be used; the message is one line for the user."""
+
+
+class StoreCorrupted(StoreError):
+    """What is on disk breaks an invariant that the write path guarantees."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """The last finalized height, its block hash and the state root after it."""
+
+    height: int
+    block_hash: bytes
+    state_root: bytes
+
+    def encode(self) -> bytes:
+        body = _h8(self.height) + self.block_hash + self.state_root
+        return body + hashlib.sha256(body).digest()
+
+    @staticmethod
+    def decode(value: bytes) -> Head:
+        if len(value) != _HEAD_BODY + HASH_SIZE:
+            raise StoreCorrupted(f"head marker has {len(value)} bytes, "
+                                 f"expected {_HEAD_BODY + HASH_SIZE}")
+        body, checksum = value[:_HEAD_BODY], value[_HEAD_BODY:]
+        if hashlib.sha256(body).digest() != checksum:
+            raise StoreCorrupted("head marker checksum does not match")
+        return Head(int.from_bytes(body[:8], "big"), body[8:8 + HASH_SIZE],
+                    body[8 + HASH_SIZE:])
+
+
+def _h8(height: int) -> bytes:
+    return height.to_bytes(8, "big")
+
+
+def _check_hash(name: str, value: bytes) -> None:
+    if not isinstance(value, bytes) or len(value) != HASH_SIZE:
+        raise ValueError(f"{name} must be {HASH_SIZE} bytes")
+
+
+class _Source(Protocol):
+    """What plyvel's DB and Snapshot have in common."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterator(self, **options: Any) -> Any: ...
+
+
+class _Reads:
+    """Read access over either the live DB or one of its snapshots."""
+
+    def __init__(self, source: _Source):
+        self._source = source
+
+    def head(self) -> Head | None:
+        value = self._source.get(HEAD)
+        return None if value is None else Head.decode(value)
+
+    def block(self, height: int) -> bytes | None:
+        return self._source.get(BLOCK + _h8(height))
+
+    def commit(self, height: int) -> bytes | None:
+        return self._source.get(COMMIT + _h8(height))
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        value = self._source.get(BLOCK_HASH + block_hash)
+        return None if value is None else int.from_bytes(value, "big")
+
+    def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(height, index in block) of a finalized transaction."""
+        value = self._source.get(TX + tx_hash)
+        if value is None:
+            return None
+        return int.from_bytes(value[:8], "big"), int.from_bytes(value[8:], "big")
+
+    def state_get(self, key: bytes) -> bytes | None:
+        return self._source.get(STATE + key)
+
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every state entry in key order, without the key prefix."""
+        for key, value in self._source.iterator(prefix=STATE):
+            yield key[len(STATE):], value
+
+
+class StoreSnapshot(_Reads):
+    """One consistent view of the store, unaffected by later commits."""
+
+    def __init__(self, snapshot: Any):
+        super().__init__(snapshot)
+        self._snapshot = snapshot
+
+    def close(self) -> None:
+        self._snapshot.close()
+
+    def __enter__(self) -> StoreSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ChainStore(_Reads):
+    """The node's LevelDB: one writer, any number of readers."""
+
+    def __init__(self, db: plyvel.DB, path: pathlib.Path):
+        super().__init__(db)
+        self._db = db
+        self.path = path
+        # commit_block checks the head then writes; the lock keeps that pair atomic.
+        self._write_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: pathlib.Path) -> ChainStore:
+        """Open (or create) the store at path and check it with check_consistency."""
+        try:
+            db = plyvel.DB(str(path), create_if_missing=True)
+        except plyvel.IOError as e:
+            message = _plyvel_message(e)
+            # LevelDB reports a held LOCK file as "IO error: lock <path>/LOCK: ...".
+            if message.startswith("IO error: lock "):
+                raise StoreError(f"another uponode process is using {path}") from None
+            raise StoreError(f"cannot open store at {path}: {message}") from None
+        except plyvel.CorruptionError as e:
+            raise StoreCorrupted(f"store at {path} is corrupted: "
+                                 f"{_plyvel_message(e)}") from None
+        store = cls(db, path)
+        try:
+            store.check_consistency()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ChainStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def snapshot(self) -> StoreSnapshot:
+        return StoreSnapshot(self._db.snapshot())
+
+    def store_genesis_state(self, state_writes: dict[bytes, bytes], state_root: bytes,
+                            genesis_hash: bytes) -> None:
+        """Write the genesis state and a head marker at height 0 into an empty store."""
+        _check_hash("state_root", state_root)
+        _check_hash("genesis_hash", genesis_hash)
+        with self._write_lock:
+            with self._db.iterator(include_value=False) as it:
+                if next(it, None) is not None:
+                    raise ValueError("store is not empty; genesis can only be written once")
+            with self._db.write_batch(sync=True, transaction=True) as batch:
+                for key, value in state_writes.items():
+                    batch.put(STATE + key, value)
+                batch.put(BLOCK_HASH + genesis_hash, _h8(0))
+                batch.put(HEAD, Head(0, genesis_hash, state_root).encode())
+
+    def commit_block(self, height: int, block_hash: bytes, block: bytes, commit: bytes,
+                     tx_hashes: list[bytes], state_writes: dict[bytes, bytes | None],
+                     state_root: bytes) -> None:
+        """Finalize one block: everything it brings and the new head in one synced batch.
+
+        state_writes maps a state key to its new value, or to None to delete it.
+        """
+        _check_hash("block_hash", block_hash)
+        _check_hash("state_root", state_root)
+        for tx_hash in tx_hashes:
+            _check_hash("tx hash", tx_hash)
+        if len(set(tx_hashes)) != len(tx_hashes):
+            raise ValueError("block lists the same tx hash twice")
+        with self._write_lock:
+            head = self.head()
+            expected = 1 if head is None else head.height + 1
+            if height != expected:
+                raise ValueError(f"cannot commit height {height}: next height is {expected}")
+            if self.height_of(block_hash) is not None:
+                raise ValueError(f"block hash {block_hash.hex()} is already stored")
+            # Overwriting a tx index entry would silently lose where the first copy is.
+            for tx_hash in tx_hashes:
+                if self.tx_location(tx_hash) is not None:
+                    raise ValueError(f"tx hash {tx_hash.hex()} is already stored")
+            with self._db.write_batch(sync=True, transaction=True) as batch:
+                batch.put(BLOCK + _h8(height), block)
+                batch.put(COMMIT + _h8(height), commit)
+                batch.put(BLOCK_HASH + block_hash, _h8(height))
+                for index, tx_hash in enumerate(tx_hashes):
+                    batch.put(TX + tx_hash, _h8(height) + index.to_bytes(4, "big"))
+                for key, value in state_writes.items():
+                    if value is None:
+                        batch.delete(STATE + key)
+                    else:
+                        batch.put(STATE + key, value)
+                batch.put(HEAD, Head(height, block_hash, state_root).encode())
+
+    def check_consistency(self) -> Head | None:
+        """Check the invariants the write path guarantees; return the head.
+
+        Raises StoreCorrupted naming the first broken invariant.  Walks every
+        block and commit key once, so it is O(height).
+        """
+        head = self.head()
+        if head is None:
+            with self._db.iterator(include_value=False) as it:
+                first = next(it, None)
+            if first is not None:
+                raise StoreCorrupted(f"store has data (first key {first[:9].hex()}) "
+                                     f"but no head marker")
+            return None
+        for prefix, kind in ((BLOCK, "block"), (COMMIT, "commit")):
+            _check_heights(self._db, prefix, kind, head.height)
+        if self.height_of(head.block_hash) != head.height:
+            raise StoreCorrupted(f"hash index does not map head block "
+                                 f"{head.block_hash.hex()} to height {head.height}")
+        return head
+
+
+def _check_heights(db: plyvel.DB, prefix: bytes, kind: str, head_height: int) -> None:
+    """The keys under prefix must be exactly heights 1..head_height."""
+    expected = 1
+    with db.iterator(prefix=prefix, include_value=False) as it:
+        for key in it:
+            if len(key) != len(prefix) + 8:
+                raise StoreCorrupted(f"malformed {kind} key {key.hex()}")
+            height = int.from_bytes(key[len(prefix):], "big")
+            if height > head_height:
+                raise StoreCorrupted(f"{kind} at height {height} above head "
+                                     f"{head_height} (partial write)")
+            if height == 0:
+                raise StoreCorrupted(f"{kind} at height 0 (genesis has none)")
+            if height != expected:
+                raise StoreCorrupted(f"{kind} at height {expected} is missing "
+                                     f"(head is {head_height})")
+            expected += 1
+    if expected != head_height + 1:
+        raise StoreCorrupted(f"{kind} at height {expected} is missing "
+                             f"(head is {head_height})")
+
+
+def _plyvel_message(error: Exception) -> str:
+    message = error.args[0] if error.args else ""
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
