@@ -234,6 +234,7 @@ def _decode_exactly(read, data: bytes):
 
 
 U8, U16, U32, U64 = UInt(8), UInt(16), UInt(32), UInt(64)
+BOOL = Bool()
 HASH = FixedBytes(32)
 PUBKEY = FixedBytes(32)
 SIGNATURE = FixedBytes(64)

@@ -37,9 +37,14 @@ def _root_of_hashes(hashes: Sequence[bytes]) -> bytes:
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """The root over the leaves' data, in order."""
-    if not leaves:
+    return root_of_leaf_hashes([leaf_hash(leaf) for leaf in leaves])
+
+
+def root_of_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
+    """The root over already computed leaf hashes, in order."""
+    if not hashes:
         return hashlib.sha256(b"").digest()
-    return _root_of_hashes([leaf_hash(leaf) for leaf in leaves])
+    return _root_of_hashes(hashes)
 
 
 def _path(hashes: Sequence[bytes], index: int) -> list[bytes]:

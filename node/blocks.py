@@ -1,0 +1,115 @@
+"""Blocks, votes and commit certificates.
+
+A block's hash is the SHA-256 of its header's encoding; the header commits to the
+transactions (Merkle root over their encodings), to the commit certificate of the
+previous block, and to the state root after this block is applied.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from node import crypto
+from node.codec import HASH, PUBKEY, SIGNATURE, U8, U32, U64, ListOf, Nested, Record, Text
+from node.merkle import merkle_root
+from node.transactions import SignedTx
+
+VOTE_DOMAIN = "vote"
+MAX_CHAIN_ID = 64
+MAX_BLOCK_TXS = 100_000
+MAX_COMMIT_SIGNATURES = 1_000
+PREVOTE = 1
+PRECOMMIT = 2
+NIL_HASH = bytes(32)  # a vote for no block
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockHeader(Record):
+    chain_id: str
+    height: int
+    round: int  # the consensus round in which it was proposed
+    time_ms: int
+    prev_hash: bytes
+    last_commit_hash: bytes
+    tx_root: bytes
+    state_root: bytes  # after applying this block
+    proposer: bytes
+    SCHEMA = (("chain_id", Text(MAX_CHAIN_ID)), ("height", U64), ("round", U32),
+              ("time_ms", U64), ("prev_hash", HASH), ("last_commit_hash", HASH),
+              ("tx_root", HASH), ("state_root", HASH), ("proposer", PUBKEY))
+
+    @property
+    def hash(self) -> bytes:
+        return crypto.sha256(self.encode())
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitSignature(Record):
+    validator: bytes
+    signature: bytes
+    SCHEMA = (("validator", PUBKEY), ("signature", SIGNATURE))
+
+
+@dataclasses.dataclass(frozen=True)
+class VoteBody(Record):
+    """What a validator signs when it votes."""
+    kind: int  # PREVOTE or PRECOMMIT
+    height: int
+    round: int
+    block_hash: bytes  # NIL_HASH for nil
+    SCHEMA = (("kind", U8), ("height", U64), ("round", U32), ("block_hash", HASH))
+
+
+@dataclasses.dataclass(frozen=True)
+class Vote(Record):
+    body: VoteBody
+    validator: bytes
+    signature: bytes
+    SCHEMA = (("body", Nested(VoteBody)), ("validator", PUBKEY), ("signature", SIGNATURE))
+
+    def signature_valid(self, chain_id: str) -> bool:
+        return crypto.verify(self.validator, self.signature, VOTE_DOMAIN, chain_id,
+                             self.body.encode())
+
+
+def sign_vote(key: crypto.SigningKey, chain_id: str, body: VoteBody) -> Vote:
+    return Vote(body=body, validator=key.public_key,
+                signature=key.sign(VOTE_DOMAIN, chain_id, body.encode()))
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitCertificate(Record):
+    """Precommits for one block from validators holding more than 2/3 of the power."""
+    height: int
+    round: int
+    block_hash: bytes
+    signatures: tuple[CommitSignature, ...]
+    SCHEMA = (("height", U64), ("round", U32), ("block_hash", HASH),
+              ("signatures", ListOf(Nested(CommitSignature), MAX_COMMIT_SIGNATURES)))
+
+    @property
+    def hash(self) -> bytes:
+        return crypto.sha256(self.encode())
+
+    def vote_body(self) -> VoteBody:
+        return VoteBody(kind=PRECOMMIT, height=self.height, round=self.round,
+                        block_hash=self.block_hash)
+
+
+EMPTY_COMMIT = CommitCertificate(height=0, round=0, block_hash=NIL_HASH, signatures=())
+
+
+@dataclasses.dataclass(frozen=True)
+class Block(Record):
+    header: BlockHeader
+    txs: tuple[SignedTx, ...]
+    last_commit: CommitCertificate  # EMPTY_COMMIT in block 1
+    SCHEMA = (("header", Nested(BlockHeader)), ("txs", ListOf(Nested(SignedTx), MAX_BLOCK_TXS)),
+              ("last_commit", Nested(CommitCertificate)))
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash
+
+
+def tx_root(txs: tuple[SignedTx, ...]) -> bytes:
+    return merkle_root([tx.encode() for tx in txs])

@@ -1,0 +1,134 @@
+"""Transactions: what accounts sign and blocks carry.
+
+A transaction is an envelope (sender, nonce, payload) signed by the sender's
+ed25519 key under the "tx" domain and the chain id.  The payload is one of the
+kinds below, introduced by a one-byte tag.  Addresses are ed25519 public keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from node import crypto
+from node.codec import (BOOL, HASH, PUBKEY, SIGNATURE, U16, U32, U64, DecodeError, ListOf,
+                        Nested, Record, Tagged)
+
+TX_DOMAIN = "tx"
+MAX_LOSS_TRACE = 4096  # float32 loss values of one unit, as IEEE bits
+MAX_PROOF_DEPTH = 64  # Merkle siblings: trees of up to 2^64 checkpoints
+
+
+@dataclasses.dataclass(frozen=True)
+class Transfer(Record):
+    to: bytes
+    amount: int
+    SCHEMA = (("to", PUBKEY), ("amount", U64))
+
+
+@dataclasses.dataclass(frozen=True)
+class Bond(Record):
+    """Move amount from the sender's balance to its bond."""
+    amount: int
+    SCHEMA = (("amount", U64),)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unbond(Record):
+    """Move amount from the sender's bond back to its balance."""
+    amount: int
+    SCHEMA = (("amount", U64),)
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisterMiner(Record):
+    """Register the sender as a miner taking `units` work units per round."""
+    units: int
+    SCHEMA = (("units", U16),)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkCommitment(Record):
+    """A miner's commitment to one trained unit (DESIGN.md §2, train phase)."""
+    round: int
+    unit: int
+    shard: int
+    start_root: bytes  # model root the unit started from
+    checkpoint_root: bytes  # Merkle root over the checkpoint state hashes
+    checkpoint_count: int
+    delta_hash: bytes  # SHA-256 of the delta blob
+    loss_trace: tuple[int, ...]  # float32 bits of the loss at each step
+    kernel_version: int
+    SCHEMA = (("round", U64), ("unit", U32), ("shard", U32), ("start_root", HASH),
+              ("checkpoint_root", HASH), ("checkpoint_count", U32), ("delta_hash", HASH),
+              ("loss_trace", ListOf(U32, MAX_LOSS_TRACE)), ("kernel_version", U32))
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditReport(Record):
+    """An auditor's result of re-executing one segment of a miner's unit."""
+    round: int
+    miner: bytes
+    unit: int
+    segment: int
+    result_hash: bytes  # the state hash the auditor computed at the segment's end
+    passed: bool
+    SCHEMA = (("round", U64), ("miner", PUBKEY), ("unit", U32), ("segment", U32),
+              ("result_hash", HASH), ("passed", BOOL))
+
+
+@dataclasses.dataclass(frozen=True)
+class FraudProof(Record):
+    """Evidence that a committed checkpoint does not follow from the one before it:
+    both leaves with their Merkle proofs, and the hash the segment really gives."""
+    round: int
+    miner: bytes
+    unit: int
+    segment: int
+    start_hash: bytes
+    start_proof: tuple[bytes, ...]
+    claimed_end_hash: bytes
+    end_proof: tuple[bytes, ...]
+    computed_end_hash: bytes
+    SCHEMA = (("round", U64), ("miner", PUBKEY), ("unit", U32), ("segment", U32),
+              ("start_hash", HASH), ("start_proof", ListOf(HASH, MAX_PROOF_DEPTH)),
+              ("claimed_end_hash", HASH), ("end_proof", ListOf(HASH, MAX_PROOF_DEPTH)),
+              ("computed_end_hash", HASH))
+
+
+PAYLOAD = Tagged({1: Transfer, 2: Bond, 3: Unbond, 4: RegisterMiner, 5: WorkCommitment,
+                  6: AuditReport, 7: FraudProof})
+
+
+@dataclasses.dataclass(frozen=True)
+class TxBody(Record):
+    """The signed part of a transaction."""
+    sender: bytes
+    nonce: int
+    payload: Record
+    SCHEMA = (("sender", PUBKEY), ("nonce", U64), ("payload", PAYLOAD))
+
+
+@dataclasses.dataclass(frozen=True)
+class SignedTx(Record):
+    body: TxBody
+    signature: bytes
+    SCHEMA = (("body", Nested(TxBody)), ("signature", SIGNATURE))
+
+    @property
+    def hash(self) -> bytes:
+        return crypto.sha256(self.encode())
+
+    def signature_valid(self, chain_id: str) -> bool:
+        return crypto.verify(self.body.sender, self.signature, TX_DOMAIN, chain_id,
+                             self.body.encode())
+
+
+def sign_tx(key: crypto.SigningKey, chain_id: str, nonce: int, payload: Record) -> SignedTx:
+    body = TxBody(sender=key.public_key, nonce=nonce, payload=payload)
+    return SignedTx(body=body, signature=key.sign(TX_DOMAIN, chain_id, body.encode()))
+
+
+def decode_tx(data: bytes, max_bytes: int) -> SignedTx:
+    """Decode a transaction from the wire, refusing oversize input before decoding."""
+    if len(data) > max_bytes:
+        raise DecodeError(f"transaction of {len(data)} bytes exceeds the cap of {max_bytes}")
+    return SignedTx.decode(data)
