@@ -95,6 +95,18 @@ class CommitCertificate(Record):
                         block_hash=self.block_hash)
 
 
+def certificate_from_precommits(precommits: list[Vote]) -> CommitCertificate:
+    """Gather precommits for one (height, round, block) into a certificate, ordered by key."""
+    bodies = {v.body for v in precommits}
+    if len(bodies) != 1 or next(iter(bodies)).kind != PRECOMMIT:
+        raise ValueError("a certificate needs precommits for one and the same block")
+    body = next(iter(bodies))
+    signatures = tuple(CommitSignature(v.validator, v.signature)
+                       for v in sorted(precommits, key=lambda v: v.validator))
+    return CommitCertificate(height=body.height, round=body.round, block_hash=body.block_hash,
+                             signatures=signatures)
+
+
 EMPTY_COMMIT = CommitCertificate(height=0, round=0, block_hash=NIL_HASH, signatures=())
 
 

@@ -1,0 +1,122 @@
+"""The finalized chain: genesis, the current state, and the store behind them.
+
+Finalizing a block checks it against the head (height, parent, chain id, tx root,
+last commit, size), checks its commit certificate against the committee, executes
+its transactions on an overlay, checks the resulting state root against the
+header, and only then writes block, commit, indexes, state changes and head in
+one synced batch.  On open, the state is loaded from the store and its root
+recomputed from scratch; a mismatch with the head is refused.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from node.blocks import EMPTY_COMMIT, Block, BlockHeader, CommitCertificate, tx_root
+from node.genesis import Genesis
+from node.ledger import BlockError, ChainState, TxError, Transition, execute_block
+from node.storage.chainstore import ChainStore, Head, StoreCorrupted
+from node.transactions import SignedTx
+from node.verify.commits import InvalidCommit, verify_commit
+
+
+class InvalidBlock(Exception):
+    """A block that cannot be finalized on this chain; the message says why."""
+
+
+class Chain:
+    def __init__(self, genesis: Genesis, store: ChainStore):
+        self.genesis = genesis
+        self.store = store
+        head = store.head()
+        if head is None:
+            self.state = ChainState.from_genesis(genesis)
+            store.store_genesis_state(self.state.entries, self.state.root(), self.genesis_hash)
+            head = store.head()
+        else:
+            self.state = ChainState(dict(store.state_items()))
+            if self.state.root() != head.state_root:
+                raise StoreCorrupted(f"the stored state does not hash to the head's state root "
+                                     f"at height {head.height}")
+            if store.height_of(self.genesis_hash) != 0:
+                raise StoreCorrupted("the store was created from another genesis")
+        self.head: Head = head
+
+    @property
+    def genesis_hash(self) -> bytes:
+        return bytes.fromhex(self.genesis.hash)
+
+    @property
+    def height(self) -> int:
+        return self.head.height
+
+    def last_commit(self) -> CommitCertificate:
+        """The commit certificate of the head block (what the next block carries)."""
+        if self.head.height == 0:
+            return EMPTY_COMMIT
+        return CommitCertificate.decode(self.store.commit(self.head.height))
+
+    def block(self, height: int) -> Block | None:
+        raw = self.store.block(height)
+        return Block.decode(raw) if raw is not None else None
+
+    def propose(self, txs: Iterable[SignedTx], proposer: bytes, time_ms: int,
+                round_: int = 0) -> tuple[Block, list[tuple[SignedTx, TxError]]]:
+        """Build the next block from candidate transactions, leaving out those that fail
+        (returned with their errors) and those beyond the block size cap."""
+        height = self.head.height + 1
+        transition = Transition(self.state, self.genesis.chain_id, self.genesis, height)
+        included, refused = [], []
+        for tx in txs:
+            if len(included) == self.genesis.consensus.max_block_txs:
+                break
+            try:
+                transition.apply_tx(tx)
+                included.append(tx)
+            except TxError as exc:
+                refused.append((tx, exc))
+        last_commit = self.last_commit()
+        header = BlockHeader(
+            chain_id=self.genesis.chain_id, height=height, round=round_, time_ms=time_ms,
+            prev_hash=self.head.block_hash, last_commit_hash=last_commit.hash,
+            tx_root=tx_root(tuple(included)), state_root=self.state.root_after(transition.writes),
+            proposer=proposer)
+        return Block(header=header, txs=tuple(included), last_commit=last_commit), refused
+
+    def check_block(self, block: Block) -> Transition:
+        """Validate block as the next one; returns its executed transition."""
+        h = block.header
+        if h.chain_id != self.genesis.chain_id:
+            raise InvalidBlock(f"chain id {h.chain_id!r} is not {self.genesis.chain_id!r}")
+        if h.height != self.head.height + 1:
+            raise InvalidBlock(f"height {h.height} does not follow the head {self.head.height}")
+        if h.prev_hash != self.head.block_hash:
+            raise InvalidBlock("the parent hash is not the head's hash")
+        if len(block.txs) > self.genesis.consensus.max_block_txs:
+            raise InvalidBlock(f"{len(block.txs)} transactions exceed the cap of "
+                               f"{self.genesis.consensus.max_block_txs}")
+        if h.tx_root != tx_root(block.txs):
+            raise InvalidBlock("the tx root does not match the transactions")
+        if block.last_commit != self.last_commit() or h.last_commit_hash != block.last_commit.hash:
+            raise InvalidBlock("the block does not carry the head's commit")
+        try:
+            transition = execute_block(self.state, self.genesis, h.height, block.txs)
+        except BlockError as exc:
+            raise InvalidBlock(str(exc)) from None
+        if self.state.root_after(transition.writes) != h.state_root:
+            raise InvalidBlock("the state root does not match the executed transactions")
+        return transition
+
+    def finalize(self, block: Block, commit: CommitCertificate) -> None:
+        """Check block and its commit, then store both and move the head, atomically."""
+        transition = self.check_block(block)
+        try:
+            verify_commit(commit, self.state.committee(), self.genesis.chain_id,
+                          block.header.height, block.hash)
+        except InvalidCommit as exc:
+            raise InvalidBlock(f"commit: {exc}") from None
+        self.store.commit_block(block.header.height, block.hash, block.encode(), commit.encode(),
+                                [tx.hash for tx in block.txs], transition.writes,
+                                block.header.state_root)
+        self.state.apply_writes(transition.writes)
+        self.head = Head(block.header.height, block.hash, block.header.state_root)
+
