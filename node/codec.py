@@ -243,29 +243,42 @@ SIGNATURE = FixedBytes(64)
 @dataclasses.dataclass(frozen=True)
 class Record:
     """Base of every encoded type: subclasses are frozen dataclasses with a SCHEMA
-    listing every field, in encoding order, with its codec."""
+    listing every field, in encoding order, with its codec.
+
+    A record's encoding is computed once and kept (records are immutable); a
+    decoded record keeps the bytes it came from, which are its canonical encoding.
+    """
 
     SCHEMA: ClassVar[tuple[tuple[str, Codec], ...]] = ()
 
     def validate(self, name: str = "") -> None:
+        if "_encoded" in self.__dict__:
+            return  # encoded or decoded before: known valid
         prefix = f"{name}." if name else ""
         for field, codec in self.SCHEMA:
             codec.check(getattr(self, field), prefix + field)
 
     def write(self, out: bytearray) -> None:
-        for field, codec in self.SCHEMA:
-            codec.write(getattr(self, field), out)
+        out += self.encode()
 
     @classmethod
     def read(cls, reader: Reader):
-        return cls(**{field: codec.read(reader) for field, codec in cls.SCHEMA})
+        start = reader.pos
+        value = cls(**{field: codec.read(reader) for field, codec in cls.SCHEMA})
+        object.__setattr__(value, "_encoded", bytes(reader.data[start:reader.pos]))
+        return value
 
     def encode(self) -> bytes:
         """The canonical bytes; raises ValueError if a field is out of its type's range."""
-        self.validate(type(self).__name__)
-        out = bytearray()
-        self.write(out)
-        return bytes(out)
+        encoded = self.__dict__.get("_encoded")
+        if encoded is None:
+            self.validate(type(self).__name__)
+            out = bytearray()
+            for field, codec in self.SCHEMA:
+                codec.write(getattr(self, field), out)
+            encoded = bytes(out)
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
     @classmethod
     def decode(cls, data: bytes):

@@ -179,6 +179,8 @@ class Transition:
         self.max_tx_bytes = genesis.consensus.max_tx_bytes
         self.height = height
         self.writes: dict[bytes, bytes | None] = {}
+        # decoded records by key, so a block decodes each entry it touches once
+        self._decoded: dict[bytes, Record] = {}
         # previous values of the keys the current transaction wrote, to roll it back
         self._undo: dict[bytes, bytes | None | object] = {}
 
@@ -189,23 +191,29 @@ class Transition:
             return self.writes[key]
         return self.state.entries.get(key)
 
+    def _record(self, key: bytes, cls: type[Record]) -> Record | None:
+        record = self._decoded.get(key)
+        if record is None:
+            raw = self._get(key)
+            if raw is None:
+                return None
+            record = self._decoded[key] = cls.decode(raw)
+        return record
+
     def account(self, address: bytes) -> Account:
-        raw = self._get(ACCOUNT_PREFIX + address)
-        return Account.decode(raw) if raw is not None else Account()
+        return self._record(ACCOUNT_PREFIX + address, Account) or Account()
 
     def miner(self, address: bytes) -> Miner | None:
-        raw = self._get(MINER_PREFIX + address)
-        return Miner.decode(raw) if raw is not None else None
+        return self._record(MINER_PREFIX + address, Miner)
 
     def committee(self) -> Committee:
-        return Committee.decode(self._get(COMMITTEE_KEY))
+        return self._record(COMMITTEE_KEY, Committee)
 
     def supply(self) -> Supply:
-        return Supply.decode(self._get(SUPPLY_KEY))
+        return self._record(SUPPLY_KEY, Supply)
 
     def commitment(self, round_: int, miner: bytes, unit: int) -> WorkCommitment | None:
-        raw = self._get(commitment_key(round_, miner, unit))
-        return WorkCommitment.decode(raw) if raw is not None else None
+        return self._record(commitment_key(round_, miner, unit), WorkCommitment)
 
     # -- writes
 
@@ -213,6 +221,7 @@ class Transition:
         if key not in self._undo:
             self._undo[key] = self.writes.get(key, _ABSENT)
         self.writes[key] = record.encode()
+        self._decoded[key] = record
 
     def _put_account(self, address: bytes, account: Account) -> None:
         self._put(ACCOUNT_PREFIX + address, account)
@@ -262,6 +271,7 @@ class Transition:
             _HANDLERS[type(tx.body.payload)](self, sender, tx.body.payload)
         except TxError:
             for key, old in self._undo.items():
+                self._decoded.pop(key, None)
                 if old is _ABSENT:
                     del self.writes[key]
                 else:

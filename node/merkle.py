@@ -29,10 +29,15 @@ def _split(n: int) -> int:
 
 
 def _root_of_hashes(hashes: Sequence[bytes]) -> bytes:
-    if len(hashes) == 1:
-        return hashes[0]
-    k = _split(len(hashes))
-    return node_hash(_root_of_hashes(hashes[:k]), _root_of_hashes(hashes[k:]))
+    # Pairing level by level, carrying an odd last node up unhashed, gives the same
+    # root as RFC 6962's split at the largest power of two below n.
+    level = list(hashes)
+    while len(level) > 1:
+        paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
