@@ -8,7 +8,9 @@ numba's thread pool before it starts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pathlib
 import sys
 from typing import Sequence
 
@@ -57,6 +59,22 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--export", metavar="FILE",
                        help="write the trained weights to FILE as safetensors")
 
+    init = commands.add_parser(
+        "init", help="create a node home: key, config and genesis",
+        description="Create a node home with a new key, a default config.toml and a copy "
+                    "of the genesis file and its corpus.  Never replaces an existing key.")
+    init.add_argument("--home", required=True, help="the node's home directory")
+    init.add_argument("--genesis", help="genesis file (default: the devnet genesis)")
+
+    keys = commands.add_parser("keys", help="the node's key")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    show = keys_commands.add_parser(
+        "show", help="print the node's public key (its account address)",
+        description="Print the node's public key, which is also its account address.  "
+                    "The private key is never printed.")
+    show.add_argument("--home", required=True, help="the node's home directory")
+    show.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
     bench = commands.add_parser("bench", help="benchmarks against torch in the same process")
     bench.add_argument("target", choices=["kernels"], help="what to benchmark")
     bench.add_argument("--genesis", help="genesis file whose model shapes to use")
@@ -70,6 +88,28 @@ def _set_threads(threads: int | None) -> None:
     # numba sizes its pool from this variable when it is first imported
     if threads is not None and threads > int(os.environ.get("NUMBA_NUM_THREADS", "0") or 0):
         os.environ["NUMBA_NUM_THREADS"] = str(max(threads, os.cpu_count() or 1))
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    from node.home import init_home
+    genesis_path = pathlib.Path(args.genesis) if args.genesis else None
+    home = init_home(pathlib.Path(args.home), genesis_path)
+    print(f"home: {home.path.resolve()}")
+    print(f"public_key: {home.key.public_key.hex()}")
+    print(f"chain_id: {home.genesis.chain_id}")
+    print(f"genesis_hash: {home.genesis.hash}")
+    return 0
+
+
+def _run_keys_show(args: argparse.Namespace) -> int:
+    from node.home import load_node_key
+    public_key = load_node_key(pathlib.Path(args.home)).public_key.hex()
+    if args.json:
+        # an account's address is its ed25519 public key
+        print(json.dumps({"type": "ed25519", "public_key": public_key, "address": public_key}))
+    else:
+        print(public_key)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _set_threads(max(args.threads or [0]) or None)
             from node.bench import run_bench
             return run_bench(args)
+        if args.command == "init":
+            return _run_init(args)
+        if args.command == "keys":
+            return _run_keys_show(args)
     except (CommandError, GenesisError) as exc:
         print(f"uponode {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

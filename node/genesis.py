@@ -2,7 +2,9 @@
 
 Every field is checked for presence, type and range, and unknown keys are refused,
 so a typo in a genesis file is an error that names the field, never a silently
-ignored setting.
+ignored setting.  Besides the training parameters the genesis holds the chain's
+founding state: the first committee (validators), the funded accounts, the
+economics of rewards and slashing, and the consensus timing and limits.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import json
 import math
 import pathlib
 from typing import Any
+
+import nacl.bindings
 
 DEFAULT_GENESIS = pathlib.Path(__file__).resolve().parent.parent / "genesis" / "devnet.json"
 
@@ -63,6 +67,40 @@ class CorpusConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Validator:
+    pub_key: bytes
+    power: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    address: bytes  # an ed25519 public key
+    balance: int
+    bond: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EconomicsConfig:
+    emission_per_round: int
+    reward_units_bps: int
+    reward_audits_bps: int
+    reward_proposer_bps: int
+    min_miner_bond: int
+    fraud_slash_bps: int  # share of a cheating miner's bond taken on proven fraud
+    fraud_bounty_bps: int  # share of the slashed amount paid to the prover; the rest is burned
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsensusConfig:
+    round_blocks: int
+    committee_size: int
+    epoch_rounds: int
+    max_block_txs: int
+    max_tx_bytes: int
+    block_interval_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Genesis:
     chain_id: str
     model: ModelConfig
@@ -70,12 +108,23 @@ class Genesis:
     outer: OuterConfig
     eval: EvalConfig
     corpus: CorpusConfig
+    validators: tuple[Validator, ...]
+    accounts: tuple[Account, ...]
+    economics: EconomicsConfig
+    consensus: ConsensusConfig
     directory: pathlib.Path
     hash: str
 
     def corpus_path(self) -> pathlib.Path:
         return self.directory / self.corpus.path
 
+
+# Amounts must fit the canonical encoding's u64 and stay summable without overflow.
+MAX_AMOUNT = 2**63 - 1
+BPS = 10_000
+MAX_VALIDATORS = 100
+MAX_ACCOUNTS = 10_000
+MAX_VALIDATOR_POWER = 10**9
 
 # (min, max) bounds per numeric field; max None means unbounded.
 _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
@@ -90,6 +139,19 @@ _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
     "training.checkpoint_every": (1, 10**6),
     "training.data_seed": (0, 2**64 - 1),
     "eval.batches": (1, 10**5),
+    "economics.emission_per_round": (0, MAX_AMOUNT),
+    "economics.reward_units_bps": (0, BPS),
+    "economics.reward_audits_bps": (0, BPS),
+    "economics.reward_proposer_bps": (0, BPS),
+    "economics.min_miner_bond": (1, MAX_AMOUNT),
+    "economics.fraud_slash_bps": (0, BPS),
+    "economics.fraud_bounty_bps": (0, BPS),
+    "consensus.round_blocks": (3, 10**6),  # one block per phase at least
+    "consensus.committee_size": (1, MAX_VALIDATORS),
+    "consensus.epoch_rounds": (1, 10**6),
+    "consensus.max_block_txs": (1, 100_000),
+    "consensus.max_tx_bytes": (256, 1_048_576),
+    "consensus.block_interval_ms": (10, 600_000),
 }
 _FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
     "training.learning_rate": (0.0, 10.0),
@@ -108,6 +170,8 @@ _SECTIONS = {
     "outer": OuterConfig,
     "eval": EvalConfig,
     "corpus": CorpusConfig,
+    "economics": EconomicsConfig,
+    "consensus": ConsensusConfig,
 }
 
 
@@ -116,7 +180,9 @@ def _check_keys(obj: Any, where: str, expected: list[str]) -> None:
         raise GenesisError(f"{where or 'genesis'}: expected a JSON object")
     for key in obj:
         if key not in expected:
-            name = f"{where}.{key}" if where else key
+            # an unknown key can hold any character; JSON quoting keeps the error on one line
+            shown = key if key.isidentifier() else json.dumps(key)
+            name = f"{where}.{shown}" if where else shown
             raise GenesisError(f"{name}: unknown key")
     for key in expected:
         if key not in obj:
@@ -124,14 +190,17 @@ def _check_keys(obj: Any, where: str, expected: list[str]) -> None:
             raise GenesisError(f"{name}: missing")
 
 
+def _int(name: str, value: Any, lo: int, hi: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GenesisError(f"{name}: expected an integer, got {json.dumps(value)}")
+    if value < lo or (hi is not None and value > hi):
+        raise GenesisError(f"{name}: {value} is out of range [{lo}, {hi}]")
+    return value
+
+
 def _field(name: str, value: Any, kind: type) -> Any:
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise GenesisError(f"{name}: expected an integer, got {json.dumps(value)}")
-        lo, hi = _INT_BOUNDS[name]
-        if value < lo or (hi is not None and value > hi):
-            raise GenesisError(f"{name}: {value} is out of range [{lo}, {hi}]")
-        return value
+        return _int(name, value, *_INT_BOUNDS[name])
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise GenesisError(f"{name}: expected a number, got {json.dumps(value)}")
@@ -185,20 +254,106 @@ def _check_corpus(corpus: CorpusConfig, directory: pathlib.Path) -> None:
             f"corpus.sha256: {path} has sha256 {digest}, the genesis pins {corpus.sha256}")
 
 
+def is_valid_public_key(key: bytes) -> bool:
+    """True for the canonical encoding of an ed25519 point of prime order.
+
+    libsodium's check refuses what a bare length check lets through: points off
+    the curve, non-canonical encodings, and small-order points such as all zeros,
+    for which a signature can verify without the private key.
+    """
+    return len(key) == 32 and bool(nacl.bindings.crypto_core_ed25519_is_valid_point(key))
+
+
+def _public_key(name: str, value: Any) -> bytes:
+    if (not isinstance(value, str) or len(value) != 64
+            or any(c not in "0123456789abcdef" for c in value)):
+        raise GenesisError(f"{name}: expected 64 lowercase hex digits")
+    key = bytes.fromhex(value)
+    if not is_valid_public_key(key):
+        raise GenesisError(f"{name}: not a valid ed25519 public key")
+    return key
+
+
+def _entries(raw: Any, name: str, lo: int, hi: int) -> list:
+    if not isinstance(raw, list):
+        raise GenesisError(f"{name}: expected a JSON array")
+    if not lo <= len(raw) <= hi:
+        raise GenesisError(f"{name}: expected {lo} to {hi} entries, got {len(raw)}")
+    return raw
+
+
+def _check_unique(keys: list[bytes], name: str, key_field: str) -> None:
+    first_index: dict[bytes, int] = {}
+    for i, key in enumerate(keys):
+        if key in first_index:
+            raise GenesisError(f"{name}[{i}].{key_field}: duplicate of {name}[{first_index[key]}]")
+        first_index[key] = i
+
+
+def _validators(raw: Any) -> tuple[Validator, ...]:
+    validators = []
+    for i, entry in enumerate(_entries(raw, "validators", 1, MAX_VALIDATORS)):
+        where = f"validators[{i}]"
+        _check_keys(entry, where, ["pub_key", "power"])
+        validators.append(Validator(
+            pub_key=_public_key(f"{where}.pub_key", entry["pub_key"]),
+            power=_int(f"{where}.power", entry["power"], 1, MAX_VALIDATOR_POWER)))
+    _check_unique([v.pub_key for v in validators], "validators", "pub_key")
+    return tuple(validators)
+
+
+def _accounts(raw: Any) -> tuple[Account, ...]:
+    accounts = []
+    for i, entry in enumerate(_entries(raw, "accounts", 0, MAX_ACCOUNTS)):
+        where = f"accounts[{i}]"
+        _check_keys(entry, where, ["address", "balance", "bond"])
+        accounts.append(Account(
+            address=_public_key(f"{where}.address", entry["address"]),
+            balance=_int(f"{where}.balance", entry["balance"], 0, MAX_AMOUNT),
+            bond=_int(f"{where}.bond", entry["bond"], 0, MAX_AMOUNT)))
+    _check_unique([a.address for a in accounts], "accounts", "address")
+    supply = sum(a.balance + a.bond for a in accounts)
+    if supply > MAX_AMOUNT:
+        raise GenesisError(f"accounts: balances and bonds total {supply}, above {MAX_AMOUNT}")
+    return tuple(accounts)
+
+
+def _check_economics(economics: EconomicsConfig) -> None:
+    shares = (economics.reward_units_bps + economics.reward_audits_bps
+              + economics.reward_proposer_bps)
+    if shares != BPS:
+        raise GenesisError(
+            f"economics: reward_units_bps + reward_audits_bps + reward_proposer_bps "
+            f"is {shares}, must be {BPS}")
+
+
+def _check_committee(validators: tuple[Validator, ...], consensus: ConsensusConfig) -> None:
+    # the validators are the first committee, so they must fit in its seats
+    if len(validators) > consensus.committee_size:
+        raise GenesisError(f"validators: {len(validators)} entries, more than "
+                           f"consensus.committee_size {consensus.committee_size}")
+
+
 def parse_genesis(raw_bytes: bytes, directory: pathlib.Path) -> Genesis:
     """Validate genesis JSON; corpus paths are relative to ``directory``."""
     try:
         raw = json.loads(raw_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # bad JSON or text, or an integer of over 4300 digits
         raise GenesisError(f"genesis: not valid JSON: {exc}") from None
-    _check_keys(raw, "", ["chain_id", *_SECTIONS])
+    except RecursionError:
+        raise GenesisError("genesis: not valid JSON: nested too deeply") from None
+    _check_keys(raw, "", ["chain_id", *_SECTIONS, "validators", "accounts"])
     chain_id = _field("chain_id", raw["chain_id"], str)
     sections = {name: _section(raw[name], name, cls) for name, cls in _SECTIONS.items()}
     _check_model(sections["model"])
     _check_training(sections["training"])
+    _check_economics(sections["economics"])
+    validators = _validators(raw["validators"])
+    _check_committee(validators, sections["consensus"])
+    accounts = _accounts(raw["accounts"])
     _check_corpus(sections["corpus"], directory)
-    return Genesis(chain_id=chain_id, directory=directory,
-                   hash=hashlib.sha256(raw_bytes).hexdigest(), **sections)
+    return Genesis(chain_id=chain_id, validators=validators, accounts=accounts,
+                   directory=directory, hash=hashlib.sha256(raw_bytes).hexdigest(), **sections)
 
 
 def load_genesis(path: pathlib.Path | str | None = None) -> Genesis:
