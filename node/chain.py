@@ -114,9 +114,9 @@ class Chain:
                           block.header.height, block.hash)
         except InvalidCommit as exc:
             raise InvalidBlock(f"commit: {exc}") from None
+        writes = transition.writes
         self.store.commit_block(block.header.height, block.hash, block.encode(), commit.encode(),
-                                [tx.hash for tx in block.txs], transition.writes,
-                                block.header.state_root)
-        self.state.apply_writes(transition.writes)
+                                [tx.hash for tx in block.txs], writes, block.header.state_root)
+        self.state.apply_writes(writes)
         self.head = Head(block.header.height, block.hash, block.header.state_root)
 

@@ -178,23 +178,26 @@ class Transition:
         self.economics = genesis.economics
         self.max_tx_bytes = genesis.consensus.max_tx_bytes
         self.height = height
-        self.writes: dict[bytes, bytes | None] = {}
-        # decoded records by key, so a block decodes each entry it touches once
+        # records written by this block, encoded only when the block is stored
+        self._pending: dict[bytes, Record | None] = {}
+        # committed entries decoded so far, so a block decodes each one it touches once
         self._decoded: dict[bytes, Record] = {}
         # previous values of the keys the current transaction wrote, to roll it back
-        self._undo: dict[bytes, bytes | None | object] = {}
+        self._undo: dict[bytes, Record | None | object] = {}
+
+    @property
+    def writes(self) -> dict[bytes, bytes | None]:
+        """This block's changes as encoded state entries (None deletes)."""
+        return {k: None if r is None else r.encode() for k, r in self._pending.items()}
 
     # -- reads through the overlay
 
-    def _get(self, key: bytes) -> bytes | None:
-        if key in self.writes:
-            return self.writes[key]
-        return self.state.entries.get(key)
-
     def _record(self, key: bytes, cls: type[Record]) -> Record | None:
+        if key in self._pending:
+            return self._pending[key]
         record = self._decoded.get(key)
         if record is None:
-            raw = self._get(key)
+            raw = self.state.entries.get(key)
             if raw is None:
                 return None
             record = self._decoded[key] = cls.decode(raw)
@@ -215,13 +218,17 @@ class Transition:
     def commitment(self, round_: int, miner: bytes, unit: int) -> WorkCommitment | None:
         return self._record(commitment_key(round_, miner, unit), WorkCommitment)
 
+    def _exists(self, key: bytes) -> bool:
+        if key in self._pending:
+            return self._pending[key] is not None
+        return key in self.state.entries
+
     # -- writes
 
     def _put(self, key: bytes, record: Record) -> None:
         if key not in self._undo:
-            self._undo[key] = self.writes.get(key, _ABSENT)
-        self.writes[key] = record.encode()
-        self._decoded[key] = record
+            self._undo[key] = self._pending.get(key, _ABSENT)
+        self._pending[key] = record
 
     def _put_account(self, address: bytes, account: Account) -> None:
         self._put(ACCOUNT_PREFIX + address, account)
@@ -271,11 +278,10 @@ class Transition:
             _HANDLERS[type(tx.body.payload)](self, sender, tx.body.payload)
         except TxError:
             for key, old in self._undo.items():
-                self._decoded.pop(key, None)
                 if old is _ABSENT:
-                    del self.writes[key]
+                    del self._pending[key]
                 else:
-                    self.writes[key] = old
+                    self._pending[key] = old
             raise
         finally:
             self._undo = {}
@@ -344,7 +350,7 @@ class Transition:
             raise TxError("segment_out_of_range",
                           f"segment {p.segment} of {commitment.checkpoint_count}")
         key = audit_key(p.round, p.miner, p.unit, p.segment, sender)
-        if self._get(key) is not None:
+        if self._exists(key):
             raise TxError("duplicate_audit", "this auditor already reported this segment")
         self._put(key, p)
 
@@ -361,7 +367,7 @@ class Transition:
         if p.computed_end_hash == p.claimed_end_hash:
             raise TxError("not_fraud", "the computed hash equals the committed one")
         key = audit_key(p.round, p.miner, p.unit, p.segment, sender)
-        if self._get(key) is not None:
+        if self._exists(key):
             raise TxError("duplicate_audit", "this auditor already reported this segment")
         self._put(key, p)
 
