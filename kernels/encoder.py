@@ -1,6 +1,5 @@
 """Token + position embedding, forward and backward."""
 import numba
-import numpy as np
 
 from kernels.fp import kernel
 

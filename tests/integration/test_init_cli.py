@@ -1,27 +1,12 @@
 """`uponode init` and `uponode keys show` as a user runs them: real processes, outputs, exit codes."""
 import json
-import subprocess
-import sys
 
 import pytest
 
 from node.genesis import DEFAULT_GENESIS, load_genesis
+from tests.integration.cli_helpers import assert_one_line_error, uponode
 
 pytestmark = pytest.mark.integration
-
-
-def uponode(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True,
-                          text=True, timeout=60)
-
-
-def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0]
 
 
 def _fields(stdout: str) -> dict:
@@ -47,7 +32,7 @@ def test_init_then_keys_show(tmp_path):
 def test_init_twice_is_refused_and_keeps_the_key(tmp_path):
     assert uponode("init", "--home", str(tmp_path)).returncode == 0
     key_bytes = (tmp_path / "node_key.json").read_bytes()
-    _assert_one_line_error(uponode("init", "--home", str(tmp_path)), "uponode init: error:",
+    assert_one_line_error(uponode("init", "--home", str(tmp_path)), "uponode init: error:",
                            "already initialized")
     assert (tmp_path / "node_key.json").read_bytes() == key_bytes
 
@@ -58,24 +43,24 @@ def test_init_with_a_malformed_genesis_names_the_field(tmp_path):
     genesis = tmp_path / "genesis.json"
     genesis.write_text(json.dumps(raw))
     proc = uponode("init", "--home", str(tmp_path / "home"), "--genesis", str(genesis))
-    _assert_one_line_error(proc, str(genesis), "economics: reward_units_bps")
+    assert_one_line_error(proc, str(genesis), "economics: reward_units_bps")
     assert not (tmp_path / "home").exists()
 
 
 def test_init_with_a_missing_genesis(tmp_path):
     proc = uponode("init", "--home", str(tmp_path / "home"), "--genesis", str(tmp_path / "no.json"))
-    _assert_one_line_error(proc, "no.json: cannot read")
+    assert_one_line_error(proc, "no.json: cannot read")
 
 
 def test_keys_show_on_a_missing_home(tmp_path):
-    _assert_one_line_error(uponode("keys", "show", "--home", str(tmp_path / "nope")),
+    assert_one_line_error(uponode("keys", "show", "--home", str(tmp_path / "nope")),
                            "no node_key.json", "uponode init --home")
 
 
 def test_keys_show_refuses_a_key_open_to_others(tmp_path):
     assert uponode("init", "--home", str(tmp_path)).returncode == 0
     (tmp_path / "node_key.json").chmod(0o644)
-    _assert_one_line_error(uponode("keys", "show", "--home", str(tmp_path)), "chmod 600")
+    assert_one_line_error(uponode("keys", "show", "--home", str(tmp_path)), "chmod 600")
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -84,4 +69,11 @@ def test_keys_show_refuses_a_key_open_to_others(tmp_path):
     (["keys", "show"], "--home"),
 ])
 def test_missing_arguments(args, needle):
-    _assert_one_line_error(uponode(*args), needle)
+    assert_one_line_error(uponode(*args), needle)
+
+
+def test_init_on_a_home_with_a_malformed_config_names_the_key(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text('listen = "127.0.0.1:99999"\n')
+    assert_one_line_error(uponode("init", "--home", str(home)), "config.toml", "listen", "port")

@@ -5,19 +5,14 @@ import pathlib
 import platform
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from node.genesis import DEFAULT_GENESIS
+from tests.integration.cli_helpers import assert_one_line_error, uponode
 from tests.unit.test_training import GOLDEN_STATE_HASH_20
 
 pytestmark = pytest.mark.integration
-
-
-def uponode(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
 
 
 def _genesis_with(tmp_path: pathlib.Path, mutate) -> str:
@@ -27,15 +22,6 @@ def _genesis_with(tmp_path: pathlib.Path, mutate) -> str:
     path = tmp_path / "genesis.json"
     path.write_text(json.dumps(raw))
     return str(path)
-
-
-def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0]
 
 
 def test_json_lines_end_with_the_golden_state_hash():
@@ -50,20 +36,20 @@ def test_json_lines_end_with_the_golden_state_hash():
 
 def test_unknown_genesis_key(tmp_path):
     path = _genesis_with(tmp_path, lambda g: g["training"].update(lr=0.1))
-    _assert_one_line_error(uponode("train", "--genesis", path, "--steps", "1"), "training.lr: unknown key")
+    assert_one_line_error(uponode("train", "--genesis", path, "--steps", "1"), "training.lr: unknown key")
 
 
 def test_corpus_hash_mismatch(tmp_path):
     path = _genesis_with(tmp_path, lambda g: g["corpus"].update(sha256="0" * 64))
-    _assert_one_line_error(uponode("train", "--genesis", path, "--steps", "1"), "corpus.sha256")
+    assert_one_line_error(uponode("train", "--genesis", path, "--steps", "1"), "corpus.sha256")
 
 
 def test_negative_steps():
-    _assert_one_line_error(uponode("train", "--steps", "-3"), "--steps", "must be 0 or more")
+    assert_one_line_error(uponode("train", "--steps", "-3"), "--steps", "must be 0 or more")
 
 
 def test_missing_genesis_file(tmp_path):
-    _assert_one_line_error(uponode("train", "--genesis", str(tmp_path / "none.json")), "cannot read")
+    assert_one_line_error(uponode("train", "--genesis", str(tmp_path / "none.json")), "cannot read")
 
 
 # What a library built with -Ofast does when it is loaded: set FTZ and DAZ.
@@ -81,7 +67,7 @@ def test_a_process_that_flushes_subnormals_refuses_to_train(tmp_path):
     source.write_text(FTZ_LIBRARY_C)
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
     proc = uponode("train", "--steps", "1", env={**os.environ, "LD_PRELOAD": str(library)})
-    _assert_one_line_error(proc, "flushes subnormal floats to zero", "refusing to train")
+    assert_one_line_error(proc, "flushes subnormal floats to zero", "refusing to train")
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ import re
 
 import numba
 import numpy as np
-import pytest
 
 import kernels
 from node.genesis import load_genesis
