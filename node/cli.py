@@ -36,6 +36,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _address(text: str) -> bytes:
+    if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise argparse.ArgumentTypeError(f"an address is 64 hex digits, got {text!r}")
+    return bytes.fromhex(text)
+
+
+def _amount(text: str) -> int:
+    value = _positive_int(text)
+    if value >= 1 << 64:
+        raise argparse.ArgumentTypeError(f"must be below 2^64, got {value}")
+    return value
+
+
+def _rpc_url(text: str) -> str:
+    from node.rpc_client import check_url
+    try:
+        return check_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors on one line (no usage dump), exit code 2."""
 
@@ -81,6 +102,26 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=_positive_int, action="append",
                        help="thread count to measure at (repeatable; default: 1 and all cores)")
     bench.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+
+    status = commands.add_parser(
+        "status", help="a running node's chain, head and round",
+        description="Ask a running node (GET /status) for its chain id, height, head, "
+                    "peers, round, phase and model.")
+    status.add_argument("--rpc", type=_rpc_url, default=None,
+                        help="the node's HTTP API (default: http://127.0.0.1:26600)")
+    status.add_argument("--json", action="store_true", help="print the node's JSON as is")
+
+    tx = commands.add_parser("tx", help="sign and send a transaction")
+    tx_commands = tx.add_subparsers(dest="tx_command", required=True, metavar="COMMAND")
+    transfer = tx_commands.add_parser(
+        "transfer", help="send coins from the node's account",
+        description="Sign a transfer with the home's key and chain id, with the next nonce "
+                    "the node reports, send it to the node and print its hash.")
+    transfer.add_argument("--home", required=True, help="the sender's node home")
+    transfer.add_argument("--to", required=True, type=_address, help="recipient (64 hex digits)")
+    transfer.add_argument("--amount", required=True, type=_amount, help="coins to send")
+    transfer.add_argument("--rpc", type=_rpc_url, default=None,
+                          help="the node's HTTP API (default: the home's listen address)")
     return parser
 
 
@@ -112,6 +153,59 @@ def _run_keys_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_status(args: argparse.Namespace) -> int:
+    from node.rpc_client import DEFAULT_RPC, RpcClient, RpcError
+    status = RpcClient(args.rpc or DEFAULT_RPC).get("/status")
+    if not isinstance(status, dict):
+        raise RpcError(f"{args.rpc or DEFAULT_RPC}/status: the reply is not a JSON object")
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    for key, value in status.items():
+        if isinstance(value, dict):
+            # the model's round, root and eval loss, one per line
+            for sub_key, sub_value in value.items():
+                print(f"{key}.{sub_key}: {json.dumps(sub_value)}")
+        else:
+            print(f"{key}: {value if isinstance(value, str) else json.dumps(value)}")
+    return 0
+
+
+def _home_rpc_url(listen: str) -> str:
+    """The URL a local client reaches a node at, from the node's listen address."""
+    from node.config import parse_host_port
+    host, port = parse_host_port(listen)
+    # a node listening on every interface is reachable on loopback
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _run_tx_transfer(args: argparse.Namespace) -> int:
+    from node.home import load_home
+    from node.rpc_client import RpcClient, RpcError
+    from node.transactions import Transfer, sign_tx
+    home = load_home(pathlib.Path(args.home))
+    client = RpcClient(args.rpc or _home_rpc_url(home.config.listen))
+    chain_id = home.genesis.chain_id
+    status = client.get("/status")
+    node_chain_id = status.get("chain_id") if isinstance(status, dict) else None
+    if node_chain_id != chain_id:
+        # a transaction signed for another chain would only come back as a bad signature
+        raise RpcError(f"{client.base_url} is on chain {json.dumps(node_chain_id)}, "
+                       f"not the home's {json.dumps(chain_id)}")
+    me = home.key.public_key
+    account = client.get(f"/accounts/{me.hex()}")
+    nonce = account.get("pending_nonce", account.get("nonce")) if isinstance(account, dict) else None
+    if not isinstance(nonce, int) or isinstance(nonce, bool) or not 0 <= nonce < 1 << 64:
+        raise RpcError(f"{client.base_url}/accounts/{me.hex()}: the reply holds no nonce")
+    tx = sign_tx(home.key, chain_id, nonce, Transfer(to=args.to, amount=args.amount))
+    reply = client.post_text("/txs", tx.encode().hex())
+    if not isinstance(reply, dict) or reply.get("hash") != tx.hash.hex():
+        raise RpcError(f"{client.base_url}/txs: the reply does not acknowledge the transaction")
+    print(tx.hash.hex())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -130,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_init(args)
         if args.command == "keys":
             return _run_keys_show(args)
+        if args.command == "status":
+            return _run_status(args)
+        if args.command == "tx":
+            return _run_tx_transfer(args)
     except (CommandError, GenesisError) as exc:
         print(f"uponode {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,0 +1,127 @@
+"""Pending transactions, waiting for a block.
+
+A transaction is admitted only if it could become applicable: a valid signature
+for this chain, a nonce not yet used and not too far ahead of the sender's
+committed nonce, and room in the pool.  A full pool refuses newcomers and evicts
+nothing, so what the node has acknowledged is never silently dropped.
+
+Reaping hands a proposer, for each sender, the run of consecutive nonces that
+starts at the sender's committed nonce (what a block can apply, in order), taking
+one transaction per sender per turn so that one busy sender cannot crowd out the
+others.  The order depends only on what was added and when, never on a clock or
+on hash ordering, so a test can predict it.  No I/O here.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from node.ledger import ChainState
+from node.transactions import SignedTx
+
+# how far past its committed nonce a sender may queue: bounds what one key can park
+MAX_NONCE_GAP = 64
+
+
+class MempoolError(Exception):
+    """A transaction the pool refuses; reason is a stable code, the message says why."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    tx: SignedTx
+    seq: int  # arrival order, for fairness between senders
+
+
+class Mempool:
+    def __init__(self, max_txs: int, max_tx_bytes: int):
+        self.max_txs = max_txs
+        self.max_tx_bytes = max_tx_bytes
+        self._by_hash: dict[bytes, _Entry] = {}
+        self._by_sender: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> tx hash
+        self._committed_nonce: dict[bytes, int] = {}  # as of the latest state seen
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._by_hash
+
+    def add(self, tx: SignedTx, state: ChainState, chain_id: str) -> None:
+        """Admit tx or raise MempoolError; the cheap checks come before the signature."""
+        size = len(tx.encode())
+        if size > self.max_tx_bytes:
+            raise MempoolError("oversize", f"{size} bytes exceeds the cap of {self.max_tx_bytes}")
+        tx_hash = tx.hash
+        if tx_hash in self._by_hash:
+            raise MempoolError("duplicate", "the transaction is already pending")
+        if len(self._by_hash) >= self.max_txs:
+            raise MempoolError("mempool_full", f"{self.max_txs} transactions are pending")
+        sender, nonce = tx.body.sender, tx.body.nonce
+        committed = state.account(sender).nonce
+        if nonce < committed:
+            raise MempoolError("nonce_replayed",
+                               f"nonce {nonce} was already used (next is {committed})")
+        if nonce > committed + MAX_NONCE_GAP:
+            raise MempoolError("nonce_too_far", f"nonce {nonce} is more than {MAX_NONCE_GAP} "
+                                                f"ahead of the next nonce {committed}")
+        pending = self._by_sender.get(sender, {})
+        if nonce in pending:
+            raise MempoolError("nonce_pending", f"another transaction with nonce {nonce} "
+                                                f"from this sender is pending")
+        if not tx.signature_valid(chain_id):
+            raise MempoolError("bad_signature",
+                               "the signature does not verify for this sender and chain")
+        self._by_hash[tx_hash] = _Entry(tx, self._seq)
+        self._seq += 1
+        self._by_sender.setdefault(sender, {})[nonce] = tx_hash
+        self._committed_nonce[sender] = committed
+
+    def next_nonce(self, sender: bytes, committed: int) -> int:
+        """The nonce a new transaction from sender should take: the first free one after
+        the pending run that starts at its committed nonce."""
+        pending = self._by_sender.get(sender, {})
+        nonce = committed
+        while nonce in pending:
+            nonce += 1
+        return nonce
+
+    def reap(self, max_txs: int) -> list[SignedTx]:
+        """Up to max_txs transactions a block can apply in order, without removing them."""
+        runs = []
+        for sender, pending in self._by_sender.items():
+            nonce, run = self._committed_nonce[sender], []
+            while nonce in pending:
+                run.append(self._by_hash[pending[nonce]])
+                nonce += 1
+            if run:
+                runs.append(run)
+        # senders take turns, in the order their first ready transaction arrived
+        runs.sort(key=lambda run: run[0].seq)
+        reaped: list[SignedTx] = []
+        depth = 0
+        while len(reaped) < max_txs and runs:
+            runs = [run for run in runs if len(run) > depth]
+            for run in runs:
+                if len(reaped) == max_txs:
+                    break
+                reaped.append(run[depth].tx)
+            depth += 1
+        return reaped
+
+    def remove_committed(self, state: ChainState) -> None:
+        """After a block: drop every transaction whose nonce the state has used up."""
+        for sender in list(self._by_sender):
+            committed = state.account(sender).nonce
+            pending = self._by_sender[sender]
+            for nonce in [n for n in pending if n < committed]:
+                del self._by_hash[pending.pop(nonce)]
+            if pending:
+                self._committed_nonce[sender] = committed
+            else:
+                del self._by_sender[sender]
+                del self._committed_nonce[sender]

@@ -1,0 +1,97 @@
+"""Counters and gauges, rendered in the Prometheus text exposition format (0.0.4).
+
+No labels and no dependency: a node exports a handful of numbers, and a scraper
+only needs `# HELP`, `# TYPE` and `name value` lines.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def _format(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+class Metric:
+    TYPE = ""
+
+    def __init__(self, name: str, help_text: str):
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"not a Prometheus metric name: {name!r}")
+        self.name = name
+        self.help = help_text
+        self.value: float = 0
+
+    def render(self) -> str:
+        # HELP text escapes only backslash and newline in this format
+        help_text = self.help.replace("\\", "\\\\").replace("\n", "\\n")
+        return (f"# HELP {self.name} {help_text}\n# TYPE {self.name} {self.TYPE}\n"
+                f"{self.name} {_format(self.value)}\n")
+
+
+class Counter(Metric):
+    """A count that only goes up (since the process started)."""
+    TYPE = "counter"
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("a counter cannot go down")
+        self.value += amount
+
+
+class Gauge(Metric):
+    """A value that is set to whatever it is now."""
+    TYPE = "gauge"
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+
+class Metrics:
+    """A registry of named metrics, rendered in registration order."""
+
+    def __init__(self):
+        self._metrics: dict[str, Metric] = {}
+
+    def _register(self, metric: Metric) -> Metric:
+        if metric.name in self._metrics:
+            raise ValueError(f"metric {metric.name} is already registered")
+        self._metrics[metric.name] = metric
+        return metric
+
+    def counter(self, name: str, help_text: str) -> Counter:
+        return self._register(Counter(name, help_text))
+
+    def gauge(self, name: str, help_text: str) -> Gauge:
+        return self._register(Gauge(name, help_text))
+
+    def render(self) -> str:
+        return "".join(metric.render() for metric in self._metrics.values())
+
+
+class NodeMetrics(Metrics):
+    """The metrics every node exports; the node updates those only it can know
+    (peers, finalized blocks), the RPC layer refreshes the rest when scraped."""
+
+    def __init__(self):
+        super().__init__()
+        self.height = self.gauge("uponode_height", "Height of the last finalized block.")
+        self.peers = self.gauge("uponode_peers", "Connected peers.")
+        self.mempool_txs = self.gauge("uponode_mempool_txs", "Transactions in the mempool.")
+        self.txs_received = self.counter(
+            "uponode_txs_received_total", "Transactions accepted into the mempool.")
+        self.txs_refused = self.counter(
+            "uponode_txs_refused_total",
+            "Transactions refused: not decodable, or refused by the mempool.")
+        self.blocks_finalized = self.counter(
+            "uponode_blocks_finalized_total", "Blocks finalized by this process.")

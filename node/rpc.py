@@ -1,0 +1,317 @@
+"""The node's HTTP API (DESIGN.md §6) as aiohttp routes.
+
+Every route checks its input before touching the chain and answers bad input with
+a 4xx and {"error": "<one line>"}; nothing a client sends leads to a 5xx.  The
+routes only read the chain: a POSTed transaction goes to the mempool, and on to
+the node (to gossip it) through `on_tx`.  Values the node alone knows (syncing,
+peers, round, phase, model) come from `status_extra`, never guessed here.
+
+The node mounts these routes on its one aiohttp application, with `json_errors`
+among its middlewares so that aiohttp's own 404/405 answers are JSON as well.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from node.blocks import Block, BlockHeader, CommitCertificate
+from node.chain import Chain
+from node.codec import DecodeError, Reader, Record
+from node.mempool import Mempool, MempoolError
+from node.metrics import CONTENT_TYPE, NodeMetrics
+from node.transactions import SignedTx, decode_tx
+
+MAX_HEADERS = 1000  # per /headers request
+_MAX_HEIGHT_DIGITS = 20  # 2^64 has 20 digits; longer input is refused before int()
+_HEX_TX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
+_ADDRESS = re.compile(r"[0-9a-fA-F]{64}")
+_KIND_WORD = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+@dataclasses.dataclass
+class NodeAPI:
+    """What the endpoints need from the node."""
+    chain: Chain
+    mempool: Mempool
+    metrics: NodeMetrics
+    status_extra: Callable[[], dict]  # syncing, peers, round, phase, model
+    on_tx: Callable[[SignedTx], None]  # called once a POSTed tx is in the mempool
+
+
+class _ClientError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _quoted(text: str) -> str:
+    """Client text inside an error message: bounded and on one line."""
+    return json.dumps(text if len(text) <= 40 else text[:40] + "...")
+
+
+def _handler(fn: Callable[[NodeAPI, web.Request], Awaitable[web.StreamResponse]]):
+    async def handle(api: NodeAPI, request: web.Request) -> web.StreamResponse:
+        try:
+            return await fn(api, request)
+        except _ClientError as exc:
+            return _error(exc.status, str(exc))
+    return handle
+
+
+# -- JSON views of chain records
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Record):
+        return _record_fields(value)
+    return value
+
+
+def _record_fields(record: Record) -> dict:
+    return {name: _json_value(getattr(record, name)) for name, _ in record.SCHEMA}
+
+
+def _tx_json(tx: SignedTx) -> dict:
+    payload = tx.body.payload
+    return {"hash": tx.hash.hex(), "sender": tx.body.sender.hex(), "nonce": tx.body.nonce,
+            "kind": _KIND_WORD.sub("_", type(payload).__name__).lower(),
+            "fields": _record_fields(payload)}
+
+
+def _header_json(header: BlockHeader) -> dict:
+    return {"hash": header.hash.hex(), **_record_fields(header)}
+
+
+def _commit_json(commit: CommitCertificate) -> dict:
+    return {"height": commit.height, "round": commit.round, "block_hash": commit.block_hash.hex(),
+            "signers": [s.validator.hex() for s in commit.signatures]}
+
+
+# -- input parsing
+
+def _height(text: str, name: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_HEIGHT_DIGITS:
+        raise _ClientError(400, f"{name} must be a non-negative integer, got {_quoted(text)}")
+    return int(text)
+
+
+def _address(text: str) -> bytes:
+    if not _ADDRESS.fullmatch(text):
+        raise _ClientError(400, f"an address is 64 hex digits, got {_quoted(text)}")
+    return bytes.fromhex(text)
+
+
+async def _read_capped(request: web.Request, cap: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed cap bytes."""
+    too_large = _ClientError(413, f"the body exceeds {cap} bytes")
+    if request.content_length is not None and request.content_length > cap:
+        raise too_large
+    body = bytearray()
+    while chunk := await request.content.read(cap + 1 - len(body)):
+        body += chunk
+        if len(body) > cap:
+            raise too_large
+    return bytes(body)
+
+
+# -- endpoints
+
+@_handler
+async def _status(api: NodeAPI, request: web.Request) -> web.Response:
+    chain = api.chain
+    status = {"chain_id": chain.genesis.chain_id, "height": chain.height,
+              "head_hash": chain.head.block_hash.hex()}
+    status.update({k: v for k, v in api.status_extra().items() if k not in status})
+    return web.json_response(status)
+
+
+@_handler
+async def _block(api: NodeAPI, request: web.Request) -> web.Response:
+    height = _height(request.match_info["height"], "height")
+    if not 1 <= height <= api.chain.height:
+        raise _ClientError(404, f"no block at height {height} (blocks are 1..{api.chain.height})")
+    raw = api.chain.store.block(height)
+    block = Block.decode(raw)
+    return web.json_response({
+        "hash": block.hash.hex(), "header": _header_json(block.header),
+        "txs": [_tx_json(tx) for tx in block.txs], "last_commit": _commit_json(block.last_commit),
+        "raw": raw.hex()})
+
+
+@_handler
+async def _headers(api: NodeAPI, request: web.Request) -> web.Response:
+    for name in request.query:
+        if name not in ("from", "to"):
+            raise _ClientError(400, f"unknown query parameter {_quoted(name)} (expected from, to)")
+        if len(request.query.getall(name)) > 1:
+            raise _ClientError(400, f"query parameter {name} is given more than once")
+    head = api.chain.height
+    first = _height(request.query["from"], "from") if "from" in request.query else 1
+    last = _height(request.query["to"], "to") if "to" in request.query else head
+    if first < 1:
+        raise _ClientError(400, "from must be 1 or more (genesis has no header)")
+    if last < first:
+        raise _ClientError(400, f"to ({last}) is below from ({first})")
+    if "to" in request.query and last - first + 1 > MAX_HEADERS:
+        raise _ClientError(400, f"{last - first + 1} headers asked for, at most {MAX_HEADERS} "
+                                f"per request")
+    last = min(last, head, first + MAX_HEADERS - 1)
+    headers = []
+    for height in range(first, last + 1):
+        # a block's encoding starts with its header: decode just that part
+        headers.append(_header_json(BlockHeader.read(Reader(api.chain.store.block(height)))))
+    return web.json_response({"headers": headers})
+
+
+def _decode_tx_body(body: bytes, max_bytes: int) -> SignedTx:
+    if not _HEX_TX.fullmatch(body):
+        raise _ClientError(400, "the body must be a signed transaction as hex digits")
+    try:
+        return decode_tx(bytes.fromhex(body.decode("ascii")), max_bytes)
+    except DecodeError as exc:
+        raise _ClientError(400, f"not a signed transaction: {exc}") from None
+
+
+@_handler
+async def _post_tx(api: NodeAPI, request: web.Request) -> web.Response:
+    max_bytes = api.chain.genesis.consensus.max_tx_bytes
+    try:
+        # hex text, with room for surrounding whitespace such as a trailing newline
+        body = (await _read_capped(request, 2 * max_bytes + 64)).strip()
+        tx = _decode_tx_body(body, max_bytes)
+        api.mempool.add(tx, api.chain.state, api.chain.genesis.chain_id)
+    except _ClientError:
+        api.metrics.txs_refused.inc()
+        raise
+    except MempoolError as exc:
+        api.metrics.txs_refused.inc()
+        return web.json_response({"error": str(exc), "reason": exc.reason}, status=422)
+    api.metrics.txs_received.inc()
+    api.on_tx(tx)
+    return web.json_response({"hash": tx.hash.hex()})
+
+
+@_handler
+async def _account(api: NodeAPI, request: web.Request) -> web.Response:
+    address = _address(request.match_info["address"])
+    account = api.chain.state.account(address)
+    return web.json_response({
+        "address": address.hex(), "balance": account.balance, "nonce": account.nonce,
+        "bond": account.bond,
+        # the nonce to sign a new transaction with, counting those already pending
+        "pending_nonce": api.mempool.next_nonce(address, account.nonce)})
+
+
+@_handler
+async def _metrics(api: NodeAPI, request: web.Request) -> web.Response:
+    api.metrics.height.set(api.chain.height)
+    api.metrics.mempool_txs.set(len(api.mempool))
+    return web.Response(body=api.metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
+
+
+@_handler
+async def _dashboard(api: NodeAPI, request: web.Request) -> web.Response:
+    return web.Response(text=_DASHBOARD, content_type="text/html")
+
+
+def rpc_routes(api: NodeAPI) -> list[web.RouteDef]:
+    def bind(fn):
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await fn(api, request)
+        return route
+    return [
+        web.get("/", bind(_dashboard)),
+        web.get("/status", bind(_status)),
+        web.get("/blocks/{height}", bind(_block)),
+        web.get("/headers", bind(_headers)),
+        web.post("/txs", bind(_post_tx)),
+        web.get("/accounts/{address}", bind(_account)),
+        web.get("/metrics", bind(_metrics)),
+    ]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """aiohttp's own client errors (no such route, wrong method, ...) as JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if not 400 <= exc.status < 500:
+            raise
+        message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} " \
+                                                       f"{_quoted(request.path)}"
+        return web.json_response({"error": message}, status=exc.status, headers={
+            k: v for k, v in exc.headers.items() if k == "Allow"})
+
+
+_DASHBOARD = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>uponode</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}
+code{font-family:ui-monospace,monospace}#error{color:#b00}
+</style></head><body>
+<h1>uponode</h1>
+<table id="status"></table>
+<h2>Recent blocks</h2>
+<table><thead><tr><th>height</th><th>hash</th><th>time</th><th>proposer</th></tr></thead>
+<tbody id="blocks"></tbody></table>
+<p id="error"></p>
+<script>
+"use strict";
+function cell(row, text, mono) {
+  const td = row.insertCell();
+  const node = mono ? document.createElement("code") : td;
+  node.textContent = text;
+  if (mono) td.appendChild(node);
+}
+function shown(value) {
+  if (Array.isArray(value)) return String(value.length);
+  if (value !== null && typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+async function refresh() {
+  try {
+    const status = await (await fetch("/status")).json();
+    const table = document.getElementById("status");
+    table.replaceChildren();
+    for (const key of ["chain_id", "height", "head_hash", "syncing", "peers", "round", "phase",
+                       "model"]) {
+      if (!(key in status)) continue;
+      const row = table.insertRow();
+      cell(row, key, false);
+      cell(row, shown(status[key]), key === "head_hash");
+    }
+    const body = document.getElementById("blocks");
+    body.replaceChildren();
+    if (status.height >= 1) {
+      const from = Math.max(1, status.height - 9);
+      const reply = await (await fetch(`/headers?from=${from}&to=${status.height}`)).json();
+      for (const h of reply.headers.reverse()) {
+        const row = body.insertRow();
+        cell(row, h.height, false);
+        cell(row, h.hash.slice(0, 16), true);
+        cell(row, new Date(h.time_ms).toISOString(), false);
+        cell(row, h.proposer.slice(0, 16), true);
+      }
+    }
+    document.getElementById("error").textContent = "";
+  } catch (e) {
+    document.getElementById("error").textContent = "cannot reach the node: " + e;
+  }
+}
+refresh();
+setInterval(refresh, 2000);
+</script></body></html>
+"""

@@ -1,0 +1,313 @@
+"""The HTTP API over a real chain, through a real aiohttp server and client: each
+endpoint's answer, and a one-line JSON error with a 4xx for each kind of bad input.
+
+The helpers here (a chain with a few finalized blocks, a server on its own thread)
+are shared with the RPC fuzz test and the status/tx command-line test."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from typing import Callable
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from node import genesis as g
+from node.blocks import PRECOMMIT, Block, VoteBody, certificate_from_precommits, sign_vote
+from node.chain import Chain
+from node.crypto import SigningKey, sha256
+from node.mempool import Mempool
+from node.metrics import NodeMetrics
+from node.rpc import MAX_HEADERS, NodeAPI, json_errors, rpc_routes
+from node.storage.chainstore import ChainStore
+from node.transactions import Bond, SignedTx, Transfer, sign_tx
+
+VALIDATORS = [SigningKey(sha256(b"validator %d" % i)) for i in range(4)]
+USER = SigningKey(sha256(b"user"))
+GENESIS = dataclasses.replace(
+    g.load_genesis(), chain_id="chain-test",
+    validators=tuple(g.Validator(k.public_key, 10) for k in VALIDATORS),
+    accounts=(g.Account(USER.public_key, 10_000, 0),))
+STATUS_EXTRA = {"syncing": False, "peers": 3, "round": 7, "phase": "train",
+                "model": {"round": 6, "root": "ab" * 32, "eval_loss": 2.5}}
+
+
+def finalize_next(chain: Chain, txs: list[SignedTx], time_ms: int = 1_700_000_000_000) -> Block:
+    """Propose a block of txs and finalize it with every validator's precommit."""
+    block, refused = chain.propose(txs, VALIDATORS[0].public_key, time_ms)
+    assert not refused
+    body = VoteBody(PRECOMMIT, block.header.height, 0, block.hash)
+    chain.finalize(block, certificate_from_precommits(
+        [sign_vote(k, chain.genesis.chain_id, body) for k in VALIDATORS]))
+    return block
+
+
+def build_chain(store: ChainStore, genesis: g.Genesis = GENESIS, sender: SigningKey = USER) -> Chain:
+    """A chain at height 3: a transfer, an empty block, then a transfer and a bond."""
+    chain = Chain(genesis, store)
+    cid = genesis.chain_id
+    finalize_next(chain, [sign_tx(sender, cid, 0, Transfer(VALIDATORS[1].public_key, 100))])
+    finalize_next(chain, [])
+    finalize_next(chain, [sign_tx(sender, cid, 1, Transfer(VALIDATORS[2].public_key, 50)),
+                          sign_tx(sender, cid, 2, Bond(25))])
+    return chain
+
+
+def make_api(chain: Chain, sent: list | None = None) -> NodeAPI:
+    return NodeAPI(chain=chain, mempool=Mempool(1000, chain.genesis.consensus.max_tx_bytes),
+                   metrics=NodeMetrics(), status_extra=lambda: dict(STATUS_EXTRA),
+                   on_tx=(sent if sent is not None else []).append)
+
+
+def make_app(api: NodeAPI) -> web.Application:
+    app = web.Application(middlewares=[json_errors])
+    app.add_routes(rpc_routes(api))
+    return app
+
+
+class ServerThread:
+    """The API served on 127.0.0.1 from a thread with its own event loop, for tests
+    whose client blocks (hypothesis, subprocesses)."""
+
+    def __init__(self, api: NodeAPI):
+        self.api = api
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def __enter__(self) -> "ServerThread":
+        self._thread.start()
+        self._runner = web.AppRunner(make_app(self.api))
+        self.call(self._start)
+        return self
+
+    async def _start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    def call(self, fn: Callable):
+        """Run fn (a coroutine function or a plain one) on the server's loop: the chain
+        and mempool belong to that thread while it serves."""
+        async def run():
+            result = fn()
+            return await result if asyncio.iscoroutine(result) else result
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
+
+    def __exit__(self, *exc) -> None:
+        self.call(self._runner.cleanup)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=30)
+        self.loop.close()
+
+
+# -- the async tests below run server and client in the test's own loop
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def chain(tmp_path):
+    with ChainStore.open(tmp_path / "db") as store:
+        yield build_chain(store)
+
+
+@pytest.fixture
+def sent():
+    return []
+
+
+@pytest_asyncio.fixture
+async def client(chain, sent):
+    runner = web.AppRunner(make_app(make_api(chain, sent)))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    async with aiohttp.ClientSession(f"http://{host}:{port}") as session:
+        yield session
+    await runner.cleanup()
+
+
+async def expect_error(reply: aiohttp.ClientResponse, status: int, *needles: str) -> str:
+    assert reply.status == status, await reply.text()
+    body = await reply.json()
+    assert list(body) in (["error"], ["error", "reason"])
+    assert "\n" not in body["error"]
+    for needle in needles:
+        assert needle in body["error"]
+    return body["error"]
+
+
+async def test_status(client, chain):
+    async with client.get("/status") as reply:
+        assert reply.status == 200
+        body = await reply.json()
+    assert body == {"chain_id": "chain-test", "height": 3, "head_hash": chain.head.block_hash.hex(),
+                    **STATUS_EXTRA}
+
+
+async def test_block(client, chain):
+    async with client.get("/blocks/3") as reply:
+        assert reply.status == 200
+        body = await reply.json()
+    block = chain.block(3)
+    assert body["hash"] == block.hash.hex() == chain.head.block_hash.hex()
+    assert Block.decode(bytes.fromhex(body["raw"])) == block
+    header = body["header"]
+    assert header["height"] == 3 and header["chain_id"] == "chain-test"
+    assert header["prev_hash"] == chain.block(2).hash.hex()
+    assert header["proposer"] == VALIDATORS[0].public_key.hex()
+    transfer, bond = body["txs"]
+    assert transfer == {"hash": block.txs[0].hash.hex(), "sender": USER.public_key.hex(),
+                        "nonce": 1, "kind": "transfer",
+                        "fields": {"to": VALIDATORS[2].public_key.hex(), "amount": 50}}
+    assert bond["kind"] == "bond" and bond["fields"] == {"amount": 25}
+    commit = body["last_commit"]
+    assert commit["height"] == 2 and commit["block_hash"] == chain.block(2).hash.hex()
+    assert sorted(commit["signers"]) == sorted(k.public_key.hex() for k in VALIDATORS)
+
+
+async def test_first_block_carries_an_empty_commit(client):
+    async with client.get("/blocks/1") as reply:
+        body = await reply.json()
+    assert body["last_commit"]["signers"] == [] and body["txs"][0]["nonce"] == 0
+
+
+@pytest.mark.parametrize("height,status", [
+    ("abc", 400), ("-1", 400), ("1.5", 400), ("0x1", 400), ("٣", 400), ("9" * 21, 400),
+    ("0", 404), ("4", 404), ("18446744073709551616", 404), ("99999999999999999999", 404),
+])
+async def test_block_bad_height(client, height, status):
+    await expect_error(await client.get(f"/blocks/{height}"), status, "height")
+
+
+async def test_headers_range(client, chain):
+    async with client.get("/headers", params={"from": "2", "to": "3"}) as reply:
+        assert reply.status == 200
+        headers = (await reply.json())["headers"]
+    assert [h["height"] for h in headers] == [2, 3]
+    assert [h["hash"] for h in headers] == [chain.block(2).hash.hex(), chain.block(3).hash.hex()]
+    assert headers[1]["state_root"] == chain.head.state_root.hex()
+
+
+@pytest.mark.parametrize("params,heights", [
+    ({}, [1, 2, 3]), ({"from": "2"}, [2, 3]), ({"to": "1"}, [1]),
+    ({"from": "3", "to": "50"}, [3]), ({"from": "7", "to": "9"}, []),
+])
+async def test_headers_defaults_and_clamping(client, params, heights):
+    async with client.get("/headers", params=params) as reply:
+        assert [h["height"] for h in (await reply.json())["headers"]] == heights
+
+
+@pytest.mark.parametrize("query,needle", [
+    ("from=a", "from"), ("to=-3", "to"), ("from=0&to=2", "from must be 1"),
+    ("from=3&to=2", "below"), (f"from=1&to={MAX_HEADERS + 1}", "at most"),
+    ("from=1&from=2", "more than once"), ("form=1", "unknown query parameter"),
+    ("from=" + "9" * 30, "from"),
+])
+async def test_headers_bad_query(client, query, needle):
+    await expect_error(await client.get(f"/headers?{query}"), 400, needle)
+
+
+async def test_account(client):
+    async with client.get(f"/accounts/{USER.public_key.hex()}") as reply:
+        assert reply.status == 200
+        body = await reply.json()
+    assert body == {"address": USER.public_key.hex(), "balance": 10_000 - 100 - 50 - 25,
+                    "nonce": 3, "bond": 25, "pending_nonce": 3}
+    async with client.get(f"/accounts/{USER.public_key.hex().upper()}") as reply:
+        assert (await reply.json())["nonce"] == 3
+
+
+async def test_unknown_account_is_all_zeros(client):
+    async with client.get("/accounts/" + "ab" * 32) as reply:
+        assert await reply.json() == {"address": "ab" * 32, "balance": 0, "nonce": 0, "bond": 0,
+                                      "pending_nonce": 0}
+
+
+@pytest.mark.parametrize("address", ["ab" * 31, "ab" * 33, "zz" * 32, "ab" * 31 + "a", "-"])
+async def test_account_bad_address(client, address):
+    await expect_error(await client.get(f"/accounts/{address}"), 400, "64 hex digits")
+
+
+async def test_post_tx_is_pending_and_gossiped(client, chain, sent):
+    tx = sign_tx(USER, "chain-test", 3, Transfer(VALIDATORS[3].public_key, 1))
+    async with client.post("/txs", data=tx.encode().hex() + "\n") as reply:
+        assert reply.status == 200
+        assert await reply.json() == {"hash": tx.hash.hex()}
+    assert sent == [tx]
+    async with client.get(f"/accounts/{USER.public_key.hex()}") as reply:
+        assert (await reply.json())["pending_nonce"] == 4
+    async with client.get("/metrics") as reply:
+        text = await reply.text()
+    assert "uponode_txs_received_total 1\n" in text and "uponode_mempool_txs 1\n" in text
+
+
+@pytest.mark.parametrize("body,needle", [
+    (b"", "hex digits"), (b"xyz", "hex digits"), (b"abc", "hex digits"), (b"ab cd", "hex digits"),
+    (b"\xff\xfe", "hex digits"), (b"00" * 10, "not a signed transaction"),
+])
+async def test_post_tx_undecodable(client, body, needle):
+    await expect_error(await client.post("/txs", data=body), 400, needle)
+
+
+async def test_post_tx_too_large(client, chain):
+    cap = 2 * chain.genesis.consensus.max_tx_bytes
+    await expect_error(await client.post("/txs", data=b"00" * cap), 413, "exceeds")
+
+    async def chunks():  # no Content-Length: the server must stop reading by itself
+        for _ in range(cap // 4096 + 2):
+            yield b"0" * 4096
+    await expect_error(await client.post("/txs", data=chunks()), 413, "exceeds")
+
+
+@pytest.mark.parametrize("tx,reason", [
+    (sign_tx(USER, "other-chain", 3, Transfer(bytes(32), 1)), "bad_signature"),
+    (sign_tx(USER, "chain-test", 2, Transfer(bytes(32), 1)), "nonce_replayed"),
+    (sign_tx(USER, "chain-test", 500, Transfer(bytes(32), 1)), "nonce_too_far"),
+])
+async def test_post_tx_refused_by_the_mempool(client, sent, tx, reason):
+    reply = await client.post("/txs", data=tx.encode().hex())
+    await expect_error(reply, 422, reason)
+    assert (await reply.json())["reason"] == reason and sent == []
+
+
+async def test_post_tx_twice_is_a_duplicate(client):
+    tx = sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1))
+    assert (await client.post("/txs", data=tx.encode().hex())).status == 200
+    await expect_error(await client.post("/txs", data=tx.encode().hex()), 422, "duplicate")
+
+
+async def test_metrics(client):
+    async with client.get("/metrics") as reply:
+        assert reply.status == 200
+        assert reply.headers["Content-Type"].startswith("text/plain")
+        text = await reply.text()
+    assert "# TYPE uponode_height gauge\nuponode_height 3\n" in text
+    for name in ("uponode_peers", "uponode_mempool_txs", "uponode_txs_received_total",
+                 "uponode_blocks_finalized_total"):
+        assert f"# HELP {name} " in text
+
+
+async def test_dashboard(client):
+    async with client.get("/") as reply:
+        assert reply.status == 200 and reply.content_type == "text/html"
+        page = await reply.text()
+    assert "/status" in page and "/headers" in page
+    assert "http://" not in page and "https://" not in page  # no external assets
+
+
+@pytest.mark.parametrize("method,path,status", [
+    ("GET", "/nowhere", 404), ("GET", "/rounds/1", 404), ("GET", "/blobs/" + "00" * 32, 404),
+    ("GET", "/blocks/", 404), ("DELETE", "/status", 405), ("GET", "/txs", 405),
+    ("POST", "/status", 405),
+])
+async def test_unknown_routes_and_methods_are_json_errors(client, method, path, status):
+    await expect_error(await client.request(method, path), status)

@@ -1,0 +1,153 @@
+"""The mempool: every refusal with its reason, reaping in an order a block can apply,
+and dropping what a block has committed."""
+import dataclasses
+
+import pytest
+
+from node.crypto import SigningKey, sha256
+from node.ledger import ACCOUNT_PREFIX, Account, ChainState
+from node.mempool import MAX_NONCE_GAP, Mempool, MempoolError
+from node.transactions import FraudProof, Transfer, sign_tx
+
+CHAIN_ID = "chain-test"
+ALICE, BOB, CAROL = (SigningKey(sha256(name)) for name in (b"alice", b"bob", b"carol"))
+TO = bytes(32)
+
+
+def state_with(**nonces: int) -> ChainState:
+    keys = {"alice": ALICE, "bob": BOB, "carol": CAROL}
+    return ChainState({ACCOUNT_PREFIX + keys[name].public_key: Account(100, nonce, 0).encode()
+                       for name, nonce in nonces.items()})
+
+
+def transfer(key, nonce, amount=1, chain_id=CHAIN_ID):
+    return sign_tx(key, chain_id, nonce, Transfer(TO, amount))
+
+
+def refusal(pool, tx, state, chain_id=CHAIN_ID) -> str:
+    with pytest.raises(MempoolError) as info:
+        pool.add(tx, state, chain_id)
+    return info.value.reason
+
+
+def test_an_accepted_transaction_is_pending():
+    pool = Mempool(10, 1000)
+    tx = transfer(ALICE, 0)
+    pool.add(tx, state_with(), CHAIN_ID)
+    assert len(pool) == 1 and tx.hash in pool and b"x" * 32 not in pool
+
+
+def test_oversize_is_refused():
+    big = sign_tx(ALICE, CHAIN_ID, 0, FraudProof(0, TO, 0, 0, TO, (TO,) * 40, TO, (), TO))
+    assert refusal(Mempool(10, len(big.encode()) - 1), big, state_with()) == "oversize"
+    Mempool(10, len(big.encode())).add(big, state_with(), CHAIN_ID)
+
+
+def test_a_duplicate_is_refused():
+    pool, tx = Mempool(10, 1000), transfer(ALICE, 0)
+    pool.add(tx, state_with(), CHAIN_ID)
+    assert refusal(pool, tx, state_with()) == "duplicate"
+
+
+@pytest.mark.parametrize("tx", [
+    transfer(ALICE, 0, chain_id="another-chain"),
+    dataclasses.replace(transfer(ALICE, 0), signature=bytes(64)),
+    dataclasses.replace(transfer(ALICE, 0), body=transfer(BOB, 0).body),
+])
+def test_a_bad_signature_is_refused(tx):
+    pool = Mempool(10, 1000)
+    assert refusal(pool, tx, state_with()) == "bad_signature"
+    assert len(pool) == 0
+
+
+def test_a_used_nonce_is_refused():
+    assert refusal(Mempool(10, 1000), transfer(ALICE, 2), state_with(alice=3)) == "nonce_replayed"
+
+
+def test_a_nonce_too_far_ahead_is_refused():
+    pool, state = Mempool(10, 1000), state_with(alice=3)
+    pool.add(transfer(ALICE, 3 + MAX_NONCE_GAP), state, CHAIN_ID)
+    assert refusal(pool, transfer(ALICE, 4 + MAX_NONCE_GAP), state) == "nonce_too_far"
+
+
+def test_a_second_transaction_with_a_pending_nonce_is_refused():
+    pool = Mempool(10, 1000)
+    pool.add(transfer(ALICE, 0, amount=1), state_with(), CHAIN_ID)
+    assert refusal(pool, transfer(ALICE, 0, amount=2), state_with()) == "nonce_pending"
+
+
+def test_a_full_pool_refuses_the_newcomer_and_keeps_the_rest():
+    pool, state = Mempool(2, 1000), state_with()
+    kept = [transfer(ALICE, 0), transfer(BOB, 0)]
+    for tx in kept:
+        pool.add(tx, state, CHAIN_ID)
+    assert refusal(pool, transfer(CAROL, 0), state) == "mempool_full"
+    assert len(pool) == 2 and all(tx.hash in pool for tx in kept)
+
+
+def test_the_error_names_its_reason():
+    with pytest.raises(MempoolError, match=r"^nonce_replayed: nonce 0 was already used"):
+        Mempool(10, 1000).add(transfer(ALICE, 0), state_with(alice=1), CHAIN_ID)
+
+
+def test_reap_takes_turns_between_senders_and_keeps_each_senders_nonces_in_order():
+    pool, state = Mempool(100, 1000), state_with(alice=5, bob=0)
+    # added out of order: alice 7, bob 0, alice 5, bob 1, alice 6, bob 2
+    for tx in [transfer(ALICE, 7), transfer(BOB, 0), transfer(ALICE, 5), transfer(BOB, 1),
+               transfer(ALICE, 6), transfer(BOB, 2)]:
+        pool.add(tx, state, CHAIN_ID)
+    reaped = [(tx.body.sender, tx.body.nonce) for tx in pool.reap(100)]
+    a, b = ALICE.public_key, BOB.public_key
+    # bob's first ready tx (nonce 0) arrived before alice's (nonce 5)
+    assert reaped == [(b, 0), (a, 5), (b, 1), (a, 6), (b, 2), (a, 7)]
+    assert [(tx.body.sender, tx.body.nonce) for tx in pool.reap(3)] == reaped[:3]
+    assert len(pool) == 6  # reaping removes nothing
+
+
+def test_reap_leaves_out_what_follows_a_nonce_gap():
+    pool, state = Mempool(100, 1000), state_with()
+    for tx in [transfer(ALICE, 0), transfer(ALICE, 2), transfer(BOB, 1)]:
+        pool.add(tx, state, CHAIN_ID)
+    assert pool.reap(100) == [transfer(ALICE, 0)]
+    pool.add(transfer(ALICE, 1), state, CHAIN_ID)
+    assert [tx.body.nonce for tx in pool.reap(100)] == [0, 1, 2]
+
+
+def test_reap_order_is_deterministic():
+    def build():
+        pool, state = Mempool(100, 1000), state_with()
+        for nonce in range(3):
+            for key in (CAROL, ALICE, BOB):
+                pool.add(transfer(key, nonce), state, CHAIN_ID)
+        return pool.reap(100)
+    assert build() == build()
+
+
+def test_remove_committed_drops_used_nonces_and_makes_the_rest_ready():
+    pool = Mempool(100, 1000)
+    for nonce in range(4):
+        pool.add(transfer(ALICE, nonce), state_with(), CHAIN_ID)
+    pool.add(transfer(BOB, 0), state_with(), CHAIN_ID)
+    pool.remove_committed(state_with(alice=2, bob=1))
+    assert len(pool) == 2 and transfer(ALICE, 1).hash not in pool
+    assert pool.reap(100) == [transfer(ALICE, 2), transfer(ALICE, 3)]
+    pool.remove_committed(state_with(alice=4, bob=1))
+    assert len(pool) == 0 and pool.reap(100) == []
+    # freed room and forgotten senders: the pool takes new transactions again
+    pool.add(transfer(ALICE, 4), state_with(alice=4), CHAIN_ID)
+    assert pool.reap(100) == [transfer(ALICE, 4)]
+
+
+def test_remove_committed_makes_a_replayed_transaction_refusable_again():
+    pool, tx = Mempool(100, 1000), transfer(ALICE, 0)
+    pool.add(tx, state_with(), CHAIN_ID)
+    pool.remove_committed(state_with(alice=1))
+    assert refusal(pool, tx, state_with(alice=1)) == "nonce_replayed"
+
+
+def test_next_nonce_counts_the_pending_run():
+    pool = Mempool(100, 1000)
+    for nonce in (3, 4, 6):
+        pool.add(transfer(ALICE, nonce), state_with(alice=3), CHAIN_ID)
+    assert pool.next_nonce(ALICE.public_key, 3) == 5
+    assert pool.next_nonce(BOB.public_key, 7) == 7
