@@ -113,6 +113,19 @@ class Mempool:
             depth += 1
         return reaped
 
+    def discard(self, tx_hash: bytes) -> None:
+        """Drop one transaction (say, one a proposed block could not apply); the sender's
+        later nonces stay, waiting for a transaction that fills the gap."""
+        entry = self._by_hash.pop(tx_hash, None)
+        if entry is None:
+            return
+        sender = entry.tx.body.sender
+        pending = self._by_sender[sender]
+        del pending[entry.tx.body.nonce]
+        if not pending:
+            del self._by_sender[sender]
+            del self._committed_nonce[sender]
+
     def remove_committed(self, state: ChainState) -> None:
         """After a block: drop every transaction whose nonce the state has used up."""
         for sender in list(self._by_sender):

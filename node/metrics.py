@@ -57,11 +57,27 @@ class Gauge(Metric):
         self.value = value
 
 
+# what every node exports: the node sets those only it knows (peers, finalized
+# blocks), the RPC layer refreshes the rest when scraped and counts what it receives
+NODE_METRICS = (
+    ("gauge", "uponode_height", "Height of the last finalized block."),
+    ("gauge", "uponode_peers", "Connected peers."),
+    ("gauge", "uponode_mempool_txs", "Transactions in the mempool."),
+    ("counter", "uponode_txs_received_total", "Transactions accepted into the mempool over RPC."),
+    ("counter", "uponode_txs_refused_total",
+     "Transactions refused over RPC: not decodable, or refused by the mempool."),
+    ("counter", "uponode_blocks_finalized_total", "Blocks finalized by this process."),
+)
+
+
 class Metrics:
-    """A registry of named metrics, rendered in registration order."""
+    """A registry of named metrics, rendered in registration order; it starts with
+    the node's metrics (NODE_METRICS) registered."""
 
     def __init__(self):
         self._metrics: dict[str, Metric] = {}
+        for kind, name, help_text in NODE_METRICS:
+            getattr(self, kind)(name, help_text)
 
     def _register(self, metric: Metric) -> Metric:
         if metric.name in self._metrics:
@@ -75,23 +91,19 @@ class Metrics:
     def gauge(self, name: str, help_text: str) -> Gauge:
         return self._register(Gauge(name, help_text))
 
+    def set(self, name: str, value: float) -> None:
+        """Set a registered gauge; KeyError for a name never registered."""
+        metric = self._metrics[name]
+        if not isinstance(metric, Gauge):
+            raise TypeError(f"{name} is a {metric.TYPE}, not a gauge")
+        metric.set(value)
+
+    def inc(self, name: str, amount: float = 1) -> None:
+        """Add to a registered counter; KeyError for a name never registered."""
+        metric = self._metrics[name]
+        if not isinstance(metric, Counter):
+            raise TypeError(f"{name} is a {metric.TYPE}, not a counter")
+        metric.inc(amount)
+
     def render(self) -> str:
         return "".join(metric.render() for metric in self._metrics.values())
-
-
-class NodeMetrics(Metrics):
-    """The metrics every node exports; the node updates those only it can know
-    (peers, finalized blocks), the RPC layer refreshes the rest when scraped."""
-
-    def __init__(self):
-        super().__init__()
-        self.height = self.gauge("uponode_height", "Height of the last finalized block.")
-        self.peers = self.gauge("uponode_peers", "Connected peers.")
-        self.mempool_txs = self.gauge("uponode_mempool_txs", "Transactions in the mempool.")
-        self.txs_received = self.counter(
-            "uponode_txs_received_total", "Transactions accepted into the mempool.")
-        self.txs_refused = self.counter(
-            "uponode_txs_refused_total",
-            "Transactions refused: not decodable, or refused by the mempool.")
-        self.blocks_finalized = self.counter(
-            "uponode_blocks_finalized_total", "Blocks finalized by this process.")

@@ -22,7 +22,7 @@ from node.blocks import Block, BlockHeader, CommitCertificate
 from node.chain import Chain
 from node.codec import DecodeError, Reader, Record
 from node.mempool import Mempool, MempoolError
-from node.metrics import CONTENT_TYPE, NodeMetrics
+from node.metrics import CONTENT_TYPE, Metrics
 from node.transactions import SignedTx, decode_tx
 
 MAX_HEADERS = 1000  # per /headers request
@@ -37,7 +37,7 @@ class NodeAPI:
     """What the endpoints need from the node."""
     chain: Chain
     mempool: Mempool
-    metrics: NodeMetrics
+    metrics: Metrics
     status_extra: Callable[[], dict]  # syncing, peers, round, phase, model
     on_tx: Callable[[SignedTx], None]  # called once a POSTed tx is in the mempool
 
@@ -192,12 +192,12 @@ async def _post_tx(api: NodeAPI, request: web.Request) -> web.Response:
         tx = _decode_tx_body(body, max_bytes)
         api.mempool.add(tx, api.chain.state, api.chain.genesis.chain_id)
     except _ClientError:
-        api.metrics.txs_refused.inc()
+        api.metrics.inc("uponode_txs_refused_total")
         raise
     except MempoolError as exc:
-        api.metrics.txs_refused.inc()
+        api.metrics.inc("uponode_txs_refused_total")
         return web.json_response({"error": str(exc), "reason": exc.reason}, status=422)
-    api.metrics.txs_received.inc()
+    api.metrics.inc("uponode_txs_received_total")
     api.on_tx(tx)
     return web.json_response({"hash": tx.hash.hex()})
 
@@ -215,8 +215,8 @@ async def _account(api: NodeAPI, request: web.Request) -> web.Response:
 
 @_handler
 async def _metrics(api: NodeAPI, request: web.Request) -> web.Response:
-    api.metrics.height.set(api.chain.height)
-    api.metrics.mempool_txs.set(len(api.mempool))
+    api.metrics.set("uponode_height", api.chain.height)
+    api.metrics.set("uponode_mempool_txs", len(api.mempool))
     return web.Response(body=api.metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import threading
 from typing import Callable
 
@@ -20,7 +21,7 @@ from node.blocks import PRECOMMIT, Block, VoteBody, certificate_from_precommits,
 from node.chain import Chain
 from node.crypto import SigningKey, sha256
 from node.mempool import Mempool
-from node.metrics import NodeMetrics
+from node.metrics import Metrics
 from node.rpc import MAX_HEADERS, NodeAPI, json_errors, rpc_routes
 from node.storage.chainstore import ChainStore
 from node.transactions import Bond, SignedTx, Transfer, sign_tx
@@ -58,7 +59,7 @@ def build_chain(store: ChainStore, genesis: g.Genesis = GENESIS, sender: Signing
 
 def make_api(chain: Chain, sent: list | None = None) -> NodeAPI:
     return NodeAPI(chain=chain, mempool=Mempool(1000, chain.genesis.consensus.max_tx_bytes),
-                   metrics=NodeMetrics(), status_extra=lambda: dict(STATUS_EXTRA),
+                   metrics=Metrics(), status_extra=lambda: dict(STATUS_EXTRA),
                    on_tx=(sent if sent is not None else []).append)
 
 
@@ -294,6 +295,9 @@ async def test_metrics(client):
     for name in ("uponode_peers", "uponode_mempool_txs", "uponode_txs_received_total",
                  "uponode_blocks_finalized_total"):
         assert f"# HELP {name} " in text
+    # every line is a HELP, a TYPE or "name value", as a Prometheus scraper expects
+    for line in text.splitlines():
+        assert re.fullmatch(r"# HELP \w+ .+|# TYPE \w+ (counter|gauge)|\w+ -?\d+(\.\d+)?", line), line
 
 
 async def test_dashboard(client):

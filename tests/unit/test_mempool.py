@@ -151,3 +151,18 @@ def test_next_nonce_counts_the_pending_run():
         pool.add(transfer(ALICE, nonce), state_with(alice=3), CHAIN_ID)
     assert pool.next_nonce(ALICE.public_key, 3) == 5
     assert pool.next_nonce(BOB.public_key, 7) == 7
+
+
+def test_discard_drops_one_transaction_and_leaves_later_nonces_waiting():
+    pool, state = Mempool(100, 1000), state_with()
+    for nonce in range(3):
+        pool.add(transfer(ALICE, nonce), state, CHAIN_ID)
+    pool.discard(transfer(ALICE, 1).hash)
+    pool.discard(b"\x00" * 32)  # unknown: nothing to do
+    assert len(pool) == 2 and pool.reap(100) == [transfer(ALICE, 0)]
+    pool.add(transfer(ALICE, 1, amount=2), state, CHAIN_ID)
+    assert [tx.body.nonce for tx in pool.reap(100)] == [0, 1, 2]
+    for nonce in (0, 2):
+        pool.discard(transfer(ALICE, nonce).hash)
+    pool.discard(transfer(ALICE, 1, amount=2).hash)
+    assert len(pool) == 0 and pool.reap(100) == [] and pool.next_nonce(ALICE.public_key, 0) == 0
