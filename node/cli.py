@@ -165,10 +165,14 @@ def _run_status(args: argparse.Namespace) -> int:
         if isinstance(value, dict):
             # the model's round, root and eval loss, one per line
             for sub_key, sub_value in value.items():
-                print(f"{key}.{sub_key}: {json.dumps(sub_value)}")
+                print(f"{key}.{sub_key}: {_shown(sub_value)}")
         else:
-            print(f"{key}: {value if isinstance(value, str) else json.dumps(value)}")
+            print(f"{key}: {_shown(value)}")
     return 0
+
+
+def _shown(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _home_rpc_url(listen: str) -> str:

@@ -144,7 +144,7 @@ async def _block(api: NodeAPI, request: web.Request) -> web.Response:
     raw = api.chain.store.block(height)
     block = Block.decode(raw)
     return web.json_response({
-        "hash": block.hash.hex(), "header": _header_json(block.header),
+        "header": _header_json(block.header),
         "txs": [_tx_json(tx) for tx in block.txs], "last_commit": _commit_json(block.last_commit),
         "raw": raw.hex()})
 

@@ -159,7 +159,7 @@ async def test_block(client, chain):
         assert reply.status == 200
         body = await reply.json()
     block = chain.block(3)
-    assert body["hash"] == block.hash.hex() == chain.head.block_hash.hex()
+    assert body["header"]["hash"] == block.hash.hex() == chain.head.block_hash.hex()
     assert Block.decode(bytes.fromhex(body["raw"])) == block
     header = body["header"]
     assert header["height"] == 3 and header["chain_id"] == "chain-test"

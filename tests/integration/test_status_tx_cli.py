@@ -1,0 +1,166 @@
+"""`uponode status` and `uponode tx transfer` as real processes against a real API
+server: what they print, and one line with exit code 2 for anything wrong."""
+import json
+import pathlib
+import socket
+
+import pytest
+
+from node.config import NodeConfig, render_config
+from node.genesis import DEFAULT_GENESIS, load_genesis
+from node.home import copy_corpus, init_home
+from node.storage.chainstore import ChainStore
+from tests.integration.cli_helpers import assert_one_line_error, uponode
+from tests.integration.test_rpc import (STATUS_EXTRA, USER, VALIDATORS, ServerThread, build_chain,
+                                        finalize_next, make_api)
+
+RECIPIENT = VALIDATORS[3].public_key.hex()
+
+
+def write_genesis(directory: pathlib.Path) -> pathlib.Path:
+    """The devnet genesis with the test validators and USER funded, as a file a home can copy."""
+    raw = json.loads(DEFAULT_GENESIS.read_bytes())
+    raw["chain_id"] = "chain-cli"
+    raw["validators"] = [{"pub_key": k.public_key.hex(), "power": 10} for k in VALIDATORS]
+    raw["accounts"] = [{"address": USER.public_key.hex(), "balance": 10_000, "bond": 0}]
+    raw["consensus"]["committee_size"] = max(raw["consensus"]["committee_size"], len(VALIDATORS))
+    directory.mkdir()
+    copy_corpus(load_genesis(), directory)
+    path = directory / "genesis.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def genesis_path(tmp_path_factory):
+    return write_genesis(tmp_path_factory.mktemp("cli") / "genesis")
+
+
+@pytest.fixture
+def server(tmp_path, genesis_path):
+    with ChainStore.open(tmp_path / "db") as store:
+        with ServerThread(make_api(build_chain(store, load_genesis(genesis_path)))) as running:
+            yield running
+
+
+@pytest.fixture
+def home(tmp_path, genesis_path, server):
+    """USER's home, its config listening where the server is, as a node's would."""
+    path = tmp_path / "home"
+    path.mkdir()
+    listen = server.url.removeprefix("http://")
+    (path / "config.toml").write_text(render_config(NodeConfig(listen=listen)))
+    init_home(path, genesis_path, key=USER)
+    return path
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_status_prints_the_fields(server):
+    proc = uponode("status", "--rpc", server.url, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    head = server.call(lambda: server.api.chain.head.block_hash.hex())
+    assert lines[:3] == ["chain_id: chain-cli", "height: 3", f"head_hash: {head}"]
+    for line in ["syncing: false", "peers: 3", "round: 7", "phase: train", "model.round: 6",
+                 f"model.root: {'ab' * 32}", "model.eval_loss: 2.5"]:
+        assert line in lines
+
+
+def test_status_json(server):
+    proc = uponode("status", "--rpc", server.url + "/", "--json", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["height"] == 3 and status["chain_id"] == "chain-cli"
+    assert {k: status[k] for k in STATUS_EXTRA} == STATUS_EXTRA
+
+
+def test_status_connection_refused():
+    url = closed_port_url()
+    assert_one_line_error(uponode("status", "--rpc", url, timeout=60), "cannot reach", url,
+                          "refused")
+
+
+def test_status_prints_the_servers_error(server):
+    assert_one_line_error(uponode("status", "--rpc", server.url + "/nowhere", timeout=60),
+                          "HTTP 404", "no such endpoint")
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:1", "127.0.0.1:26600", "http://", "http://h:x"])
+def test_status_bad_url(url):
+    assert_one_line_error(uponode("status", "--rpc", url, timeout=60), "--rpc")
+
+
+def test_transfer_reaches_the_chain(server, home):
+    # no --rpc: the URL comes from the home's listen address
+    first = uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT, "--amount", "7",
+                    timeout=60)
+    assert first.returncode == 0, first.stderr
+    # the second takes the next nonce after the pending one
+    second = uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT, "--amount", "5",
+                     "--rpc", server.url, timeout=60)
+    assert second.returncode == 0, second.stderr
+    hashes = [bytes.fromhex(p.stdout.strip()) for p in (first, second)]
+    api = server.api
+
+    def finalize():
+        assert all(h in api.mempool for h in hashes)
+        block = finalize_next(api.chain, api.mempool.reap(100))
+        api.mempool.remove_committed(api.chain.state)
+        return block
+    block = server.call(finalize)
+    assert [tx.hash for tx in block.txs] == hashes
+    assert [tx.body.nonce for tx in block.txs] == [3, 4]
+    recipient = server.call(lambda: api.chain.state.account(VALIDATORS[3].public_key))
+    assert recipient.balance == 12
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--to", "abc", "--amount", "1"], "--to"),
+    (["--to", "zz" * 32, "--amount", "1"], "--to"),
+    (["--to", RECIPIENT, "--amount", "0"], "--amount"),
+    (["--to", RECIPIENT, "--amount", "-3"], "--amount"),
+    (["--to", RECIPIENT, "--amount", "1.5"], "--amount"),
+    (["--to", RECIPIENT, "--amount", str(2**64)], "--amount"),
+    (["--to", RECIPIENT], "--amount"),
+])
+def test_transfer_bad_arguments(home, args, needle):
+    assert_one_line_error(uponode("tx", "transfer", "--home", str(home), *args, timeout=60), needle)
+
+
+def test_transfer_without_a_home(tmp_path):
+    assert_one_line_error(uponode("tx", "transfer", "--home", str(tmp_path / "none"), "--to",
+                                  RECIPIENT, "--amount", "1", timeout=60), "uponode init")
+
+
+def test_transfer_connection_refused(home):
+    url = closed_port_url()
+    assert_one_line_error(uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT,
+                                  "--amount", "1", "--rpc", url, timeout=60), "cannot reach", "refused")
+
+
+def test_transfer_prints_the_servers_error(server, home):
+    assert_one_line_error(uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT,
+                                  "--amount", "1", "--rpc", server.url + "/nowhere", timeout=60),
+                          "HTTP 404", "no such endpoint")
+
+
+def test_transfer_to_a_node_of_another_chain(tmp_path, server):
+    other = tmp_path / "other"
+    init_home(other, None, key=USER)  # the devnet genesis: another chain id
+    assert_one_line_error(uponode("tx", "transfer", "--home", str(other), "--to", RECIPIENT,
+                                  "--amount", "1", "--rpc", server.url, timeout=60),
+                          "chain-cli", "uponode-devnet")
+
+
+def test_transfer_refused_by_the_node(server, home):
+    def fill_the_pool():
+        server.api.mempool.max_txs = 0
+    server.call(fill_the_pool)
+    assert_one_line_error(uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT,
+                                  "--amount", "1", timeout=60), "HTTP 422", "mempool_full")
