@@ -11,6 +11,7 @@ among its middlewares so that aiohttp's own 404/405 answers are JSON as well.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
@@ -26,6 +27,7 @@ from node.metrics import CONTENT_TYPE, Metrics
 from node.transactions import SignedTx, decode_tx
 
 MAX_HEADERS = 1000  # per /headers request
+BODY_TIMEOUT_S = 10
 _MAX_HEIGHT_DIGITS = 20  # 2^64 has 20 digits; longer input is refused before int()
 _HEX_TX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
 _ADDRESS = re.compile(r"[0-9a-fA-F]{64}")
@@ -55,6 +57,10 @@ def _error(status: int, message: str) -> web.Response:
 def _quoted(text: str) -> str:
     """Client text inside an error message: bounded and on one line."""
     return json.dumps(text if len(text) <= 40 else text[:40] + "...")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def _handler(fn: Callable[[NodeAPI, web.Request], Awaitable[web.StreamResponse]]):
@@ -113,15 +119,23 @@ def _address(text: str) -> bytes:
 
 
 async def _read_capped(request: web.Request, cap: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed cap bytes."""
+    """The request body, refused with 413 as soon as it is known to exceed cap bytes
+    (after any Content-Encoding is undone), and with 408 if it is slow to arrive."""
     too_large = _ClientError(413, f"the body exceeds {cap} bytes")
     if request.content_length is not None and request.content_length > cap:
         raise too_large
     body = bytearray()
-    while chunk := await request.content.read(cap + 1 - len(body)):
-        body += chunk
-        if len(body) > cap:
-            raise too_large
+    try:
+        # a client that promises more than it sends must not hold the handler forever
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            while chunk := await request.content.read(cap + 1 - len(body)):
+                body += chunk
+                if len(body) > cap:
+                    raise too_large
+    except TimeoutError:
+        raise _ClientError(408, f"the body did not arrive within {BODY_TIMEOUT_S} s") from None
+    except web.RequestPayloadError as exc:  # bad chunked framing, undecodable gzip, ...
+        raise _ClientError(400, f"the body cannot be read: {_one_line(exc)}") from None
     return bytes(body)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
+import json
 import re
 import threading
 from typing import Callable
@@ -22,6 +24,7 @@ from node.chain import Chain
 from node.crypto import SigningKey, sha256
 from node.mempool import Mempool
 from node.metrics import Metrics
+from node import rpc
 from node.rpc import MAX_HEADERS, NodeAPI, json_errors, rpc_routes
 from node.storage.chainstore import ChainStore
 from node.transactions import Bond, SignedTx, Transfer, sign_tx
@@ -125,15 +128,35 @@ def sent():
 
 
 @pytest_asyncio.fixture
-async def client(chain, sent):
+async def server_address(chain, sent):
     runner = web.AppRunner(make_app(make_api(chain, sent)))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    host, port = runner.addresses[0][:2]
-    async with aiohttp.ClientSession(f"http://{host}:{port}") as session:
-        yield session
+    yield runner.addresses[0][:2]
     await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def client(server_address):
+    async with aiohttp.ClientSession("http://%s:%d" % server_address) as session:
+        yield session
+
+
+async def raw_exchange(address, request: bytes) -> tuple[int, str]:
+    """Send request bytes as they are (framing no client library would produce);
+    the reply's status and body."""
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        writer.write(request)
+        await writer.drain()
+        # read just the reply: the server may keep the connection to drain an unread body
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])
+        body = await reader.readexactly(length)
+    finally:
+        writer.close()
+    return int(head.split()[1]), body.decode()
 
 
 async def expect_error(reply: aiohttp.ClientResponse, status: int, *needles: str) -> str:
@@ -267,6 +290,31 @@ async def test_post_tx_too_large(client, chain):
         for _ in range(cap // 4096 + 2):
             yield b"0" * 4096
     await expect_error(await client.post("/txs", data=chunks()), 413, "exceeds")
+
+
+def post_txs(headers: str, body: bytes) -> bytes:
+    return (b"POST /txs HTTP/1.1\r\nHost: node\r\nConnection: close\r\n" + headers.encode()
+            + b"\r\n" + body)
+
+
+@pytest.mark.parametrize("request_bytes,status,needle", [
+    # refused by aiohttp's parser before any handler runs
+    (post_txs("Transfer-Encoding: chunked\r\n", b"zz\r\nabc\r\n0\r\n\r\n"), 400, "chunk"),
+    (post_txs("Content-Encoding: gzip\r\nContent-Length: 5\r\n", b"abcde"), 400,
+     "cannot be read"),
+    # 50 MB of zeros in 50 kB: the server stops inflating at its cap
+    (post_txs("Content-Encoding: gzip\r\nContent-Length: 50989\r\n",
+              gzip.compress(b"0" * (50 << 20), mtime=0)), 413, "exceeds"),
+])
+async def test_post_tx_bad_framing_and_encoding(server_address, request_bytes, status, needle):
+    reply_status, body = await raw_exchange(server_address, request_bytes)
+    assert reply_status == status and needle in body
+
+
+async def test_post_tx_body_that_never_arrives(server_address, monkeypatch):
+    monkeypatch.setattr(rpc, "BODY_TIMEOUT_S", 0.2)
+    status, body = await raw_exchange(server_address, post_txs("Content-Length: 10\r\n", b"abcd"))
+    assert status == 408 and "did not arrive" in json.loads(body)["error"]
 
 
 @pytest.mark.parametrize("tx,reason", [
