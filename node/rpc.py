@@ -63,15 +63,6 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())[:200]
 
 
-def _handler(fn: Callable[[NodeAPI, web.Request], Awaitable[web.StreamResponse]]):
-    async def handle(api: NodeAPI, request: web.Request) -> web.StreamResponse:
-        try:
-            return await fn(api, request)
-        except _ClientError as exc:
-            return _error(exc.status, str(exc))
-    return handle
-
-
 # -- JSON views of chain records
 
 def _json_value(value: Any) -> Any:
@@ -141,7 +132,6 @@ async def _read_capped(request: web.Request, cap: int) -> bytes:
 
 # -- endpoints
 
-@_handler
 async def _status(api: NodeAPI, request: web.Request) -> web.Response:
     chain = api.chain
     status = {"chain_id": chain.genesis.chain_id, "height": chain.height,
@@ -150,7 +140,6 @@ async def _status(api: NodeAPI, request: web.Request) -> web.Response:
     return web.json_response(status)
 
 
-@_handler
 async def _block(api: NodeAPI, request: web.Request) -> web.Response:
     height = _height(request.match_info["height"], "height")
     if not 1 <= height <= api.chain.height:
@@ -163,7 +152,6 @@ async def _block(api: NodeAPI, request: web.Request) -> web.Response:
         "raw": raw.hex()})
 
 
-@_handler
 async def _headers(api: NodeAPI, request: web.Request) -> web.Response:
     for name in request.query:
         if name not in ("from", "to"):
@@ -197,7 +185,6 @@ def _decode_tx_body(body: bytes, max_bytes: int) -> SignedTx:
         raise _ClientError(400, f"not a signed transaction: {exc}") from None
 
 
-@_handler
 async def _post_tx(api: NodeAPI, request: web.Request) -> web.Response:
     max_bytes = api.chain.genesis.consensus.max_tx_bytes
     try:
@@ -216,7 +203,6 @@ async def _post_tx(api: NodeAPI, request: web.Request) -> web.Response:
     return web.json_response({"hash": tx.hash.hex()})
 
 
-@_handler
 async def _account(api: NodeAPI, request: web.Request) -> web.Response:
     address = _address(request.match_info["address"])
     account = api.chain.state.account(address)
@@ -227,22 +213,24 @@ async def _account(api: NodeAPI, request: web.Request) -> web.Response:
         "pending_nonce": api.mempool.next_nonce(address, account.nonce)})
 
 
-@_handler
 async def _metrics(api: NodeAPI, request: web.Request) -> web.Response:
     api.metrics.set("uponode_height", api.chain.height)
     api.metrics.set("uponode_mempool_txs", len(api.mempool))
     return web.Response(body=api.metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
-@_handler
 async def _dashboard(api: NodeAPI, request: web.Request) -> web.Response:
     return web.Response(text=_DASHBOARD, content_type="text/html")
 
 
 def rpc_routes(api: NodeAPI) -> list[web.RouteDef]:
-    def bind(fn):
+    """The API's routes over api; bad input gets its 4xx from the route itself."""
+    def bind(endpoint: Callable[[NodeAPI, web.Request], Awaitable[web.StreamResponse]]):
         async def route(request: web.Request) -> web.StreamResponse:
-            return await fn(api, request)
+            try:
+                return await endpoint(api, request)
+            except _ClientError as exc:
+                return _error(exc.status, str(exc))
         return route
     return [
         web.get("/", bind(_dashboard)),
@@ -263,8 +251,9 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if not 400 <= exc.status < 500:
             raise
-        message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} " \
-                                                       f"{_quoted(request.path)}"
+        where = f"{request.method} {_quoted(request.path)}"
+        message = {404: f"no such endpoint: {where}",
+                   405: f"method not allowed: {where}"}.get(exc.status, exc.reason)
         return web.json_response({"error": message}, status=exc.status, headers={
             k: v for k, v in exc.headers.items() if k == "Allow"})
 
