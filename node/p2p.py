@@ -1,0 +1,387 @@
+"""Peers over WebSocket: the handshake, per-peer limits and bans, and gossip.
+
+Every node serves GET /p2p on its aiohttp app and dials the peers it is configured
+with; once the handshake has proven who is on the other end, both directions are
+the same.  Each connection is one task that reads frames (size cap, token bucket,
+strict decode) and hands messages to the node, plus one task that writes the
+peer's queued frames, so a slow peer never blocks the node.  The protocol rules
+themselves live in node.p2p_protocol, free of I/O.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from typing import Awaitable, Callable
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from node.codec import DecodeError, Record
+from node.crypto import SigningKey
+from node.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, SeenCache,
+                               SelfConnection, TokenBucket, backoff_delay, parse_address)
+from node.wire import (GOSSIP_TYPES, HANDSHAKE_TYPES, MAX_FRAME_BYTES, Status, decode_message,
+                       encode_message, message_id)
+
+log = logging.getLogger(__name__)
+
+P2P_PATH = "/p2p"
+HANDSHAKE_TIMEOUT_S = 5.0
+BAN_SECONDS = 60.0
+RATE_PER_S = 500.0
+BURST = 1000.0
+SEND_QUEUE_FRAMES = 4096
+MAX_CONNECTIONS = 128  # handshaking and established together
+HEARTBEAT_S = 20.0  # pings that notice a peer gone without a close
+CLOSE_TIMEOUT_S = 2.0
+CLOSE_REASON_BYTES = 120  # a WebSocket close reason holds at most 123 bytes
+# aiohttp refuses a frame whose size is >= max_msg_size; +1 lets a frame of exactly
+# MAX_FRAME_BYTES through, and decode_message checks the cap itself as well.
+WS_MAX_MSG_SIZE = MAX_FRAME_BYTES + 1
+
+Head = Callable[[], tuple[int, bytes]]
+MessageHandler = Callable[[bytes, Record], Awaitable[None]]
+
+
+class InvalidPeerMessage(Exception):
+    """Raised by the node's on_message for a message no honest peer sends (a bad
+    signature, a block that does not verify): the peer is banned and dropped."""
+
+
+class _Disconnect(Exception):
+    """Ends one connection; str() is the one-line reason, ban what to ban for it."""
+
+    def __init__(self, reason: str, ban: bytes | str | None = None):
+        super().__init__(reason)
+        self.ban = ban
+
+
+@dataclasses.dataclass
+class _Peer:
+    key: bytes
+    address: str  # where it says it accepts peers
+    ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+    outbound: bool
+    queue: asyncio.Queue[bytes] = dataclasses.field(
+        default_factory=lambda: asyncio.Queue(SEND_QUEUE_FRAMES))
+    closed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    close_reason: str | None = None
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """How one connection ended, for the dial loop."""
+    reason: str
+    peer_key: bytes | None = None
+    established: bool = False
+    self_connection: bool = False
+
+
+class PeerNetwork:
+    """The node's peers: accepts them on routes(), dials them with connect(), and
+    delivers their messages to on_message(peer_key, message)."""
+
+    def __init__(self, key: SigningKey, chain_id: str, genesis_hash: bytes, listen_address: str,
+                 head: Head, on_message: MessageHandler, *,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT_S, ban_seconds: float = BAN_SECONDS,
+                 rate_per_s: float = RATE_PER_S, burst: float = BURST):
+        parse_address(listen_address)
+        self.key = key
+        self.chain_id = chain_id
+        self.genesis_hash = genesis_hash
+        self.listen_address = listen_address
+        self.handshake_timeout = handshake_timeout
+        self.ban_seconds = ban_seconds
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._head = head
+        self._on_message = on_message
+        self._peers: dict[bytes, _Peer] = {}
+        self._sockets: set[web.WebSocketResponse | aiohttp.ClientWebSocketResponse] = set()
+        self._inbound_tasks: set[asyncio.Task] = set()
+        self._dials: dict[str, asyncio.Task] = {}
+        self._bans = BanList()
+        self._seen = SeenCache()
+        self._session: aiohttp.ClientSession | None = None
+        self._closing = False
+
+    # --- the node's interface -------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get(P2P_PATH, self._accept)]
+
+    async def connect(self, address: str) -> None:
+        """Keep a connection to the peer at "host:port", redialing with backoff whenever
+        it is down; returns at once.  ValueError if address is not host:port."""
+        parse_address(address)
+        if self._closing or address in self._dials:
+            return
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.handshake_timeout))
+        self._dials[address] = asyncio.create_task(self._dial(address),
+                                                   name=f"p2p dial {address}")
+
+    def broadcast(self, message: Record, exclude: bytes | None = None) -> int:
+        """Queue message to every established peer but exclude (the one it came from);
+        marks it seen so copies gossiped back are dropped.  Returns how many peers."""
+        frame = encode_message(message)
+        if isinstance(message, GOSSIP_TYPES):
+            self._seen.add(message_id(frame))
+        sent = 0
+        for peer in list(self._peers.values()):
+            if peer.key != exclude:
+                sent += self._enqueue(peer, frame)
+        return sent
+
+    def send(self, peer_key: bytes, message: Record) -> bool:
+        """Queue message to one peer; False if it is not connected."""
+        peer = self._peers.get(peer_key)
+        return peer is not None and self._enqueue(peer, encode_message(message))
+
+    def peers(self) -> list[tuple[str, str]]:
+        """(public key hex, advertised address) of every established peer."""
+        return [(key.hex(), peer.address) for key, peer in sorted(self._peers.items())]
+
+    async def close(self) -> None:
+        """Stop dialing, close every connection and wait for their tasks."""
+        self._closing = True
+        dials = list(self._dials.values())
+        for task in dials:
+            task.cancel()
+        await asyncio.gather(*dials, return_exceptions=True)
+        for peer in self._peers.values():
+            peer.close_reason = "node shutting down"
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"node shutting down")
+        if self._inbound_tasks:
+            await asyncio.wait(list(self._inbound_tasks))
+        if self._session is not None:
+            await self._session.close()
+
+    # --- connections ------------------------------------------------------------------
+
+    async def _accept(self, request: web.Request) -> web.StreamResponse:
+        host = request.remote or ""
+        if self._bans.is_banned(host, self._now()):
+            raise web.HTTPForbidden(text="banned")
+        if self._closing or len(self._sockets) >= MAX_CONNECTIONS:
+            raise web.HTTPServiceUnavailable(text="no room for another peer")
+        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, compress=False,
+                                   heartbeat=HEARTBEAT_S, timeout=CLOSE_TIMEOUT_S)
+        await ws.prepare(request)
+        task = asyncio.current_task()
+        assert task is not None
+        self._inbound_tasks.add(task)
+        try:
+            outcome = await self._run(ws, host, outbound=False)
+        finally:
+            self._inbound_tasks.discard(task)
+        if not outcome.established:
+            log.info("refused peer from %s: %s", host, outcome.reason)
+        return ws
+
+    async def _dial(self, address: str) -> None:
+        host, port = parse_address(address)
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}{P2P_PATH}"
+        assert self._session is not None
+        failures = 0
+        peer_key: bytes | None = None
+        while True:
+            existing = self._peers.get(peer_key) if peer_key else None
+            if existing is not None:  # connected the other way round
+                await existing.closed.wait()
+                continue
+            if ban_wait := self._ban_wait(host, peer_key):
+                await asyncio.sleep(ban_wait)
+                continue
+            try:
+                ws = await self._session.ws_connect(
+                    url, max_msg_size=WS_MAX_MSG_SIZE, compress=0, heartbeat=HEARTBEAT_S,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT_S))
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                outcome = _Outcome(f"unreachable ({str(exc) or type(exc).__name__})")
+            else:
+                outcome = await self._run(ws, host, outbound=True)
+            if outcome.self_connection:
+                log.warning("peer %s is this node itself; not dialing it again", address)
+                return
+            peer_key = outcome.peer_key or peer_key
+            if peer_key in self._peers:
+                continue  # a duplicate of a live connection: not a failure
+            failures = 1 if outcome.established else failures + 1
+            if failures == 1:
+                log.warning("peer %s: %s; redialing quietly until it is back", address,
+                            outcome.reason)
+            else:
+                log.debug("peer %s: %s", address, outcome.reason)
+            await asyncio.sleep(backoff_delay(failures))
+
+    def _ban_wait(self, host: str, peer_key: bytes | None) -> float:
+        """Seconds until neither host nor peer_key is banned any more."""
+        now = self._now()
+        waits = [self._bans.banned_until(s) - now for s in (host, peer_key)
+                 if s is not None and self._bans.is_banned(s, now)]
+        return max(waits, default=0.0)
+
+    async def _run(self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                   host: str, outbound: bool) -> _Outcome:
+        """Drive one connection from handshake to close."""
+        self._sockets.add(ws)
+        bucket = TokenBucket(self.rate_per_s, self.burst)
+        outcome = _Outcome("closed by the peer")
+        peer: _Peer | None = None
+        try:
+            handshake = await self._handshake(ws, host, bucket)
+            outcome.peer_key = handshake.peer_key
+            outcome.established = True
+            peer = await self._register(handshake, ws, outbound)
+            log.info("peer %s at %s connected (%s)", peer.key.hex()[:16], peer.address,
+                     "outbound" if outbound else "inbound")
+            await self._serve(peer, bucket)
+        except SelfConnection as exc:
+            outcome.reason, outcome.self_connection = str(exc), True
+        except HandshakeError as exc:
+            # The peer's key is not proven before the handshake ends: ban its host.
+            outcome.reason = str(exc)
+            if exc.misbehaving:
+                self._ban(host, outcome.reason)
+        except _Disconnect as exc:
+            outcome.reason = str(exc)
+            if exc.ban is not None:
+                self._ban(exc.ban, outcome.reason)
+        except TimeoutError:
+            outcome.reason = "handshake timed out"
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            outcome.reason = f"connection lost ({exc})"
+        finally:
+            self._sockets.discard(ws)
+            if peer is not None:
+                if self._peers.get(peer.key) is peer:
+                    del self._peers[peer.key]
+                peer.closed.set()
+                # Our own reason for closing it (too slow, replaced) says more than
+                # the socket's end that followed.
+                outcome.reason = peer.close_reason or outcome.reason
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION,
+                           message=outcome.reason.encode()[:CLOSE_REASON_BYTES])
+        if peer is not None:
+            log.info("peer %s disconnected: %s", peer.key.hex()[:16], outcome.reason)
+        return outcome
+
+    async def _handshake(self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                         host: str, bucket: TokenBucket) -> Handshake:
+        height, _ = self._head()
+        handshake = Handshake(self.key, self.chain_id, self.genesis_hash, self.listen_address,
+                              height, challenge=os.urandom(32))
+        async with asyncio.timeout(self.handshake_timeout):
+            await ws.send_bytes(encode_message(handshake.start()))
+            while handshake.state is not HandshakeState.ESTABLISHED:
+                frame = await self._next_frame(ws, bucket, ban=host)
+                if frame is None:
+                    raise _Disconnect("closed during the handshake")
+                for reply in handshake.receive(self._decode(frame, ban=host)):
+                    await ws.send_bytes(encode_message(reply))
+        return handshake
+
+    async def _register(self, handshake: Handshake, ws, outbound: bool) -> _Peer:
+        key = handshake.peer_key
+        if self._bans.is_banned(key, self._now()):
+            raise _Disconnect("banned")
+        existing = self._peers.get(key)
+        if existing is not None:
+            # Two nodes dialing each other at once must keep the same connection, or
+            # each drops a different one and both are lost: keep the one dialed by
+            # the smaller key.  From one dialer, the newer connection wins (the older
+            # one is likely dead without either side having noticed yet).
+            ours = self.key.public_key
+            new_dialer = ours if outbound else key
+            old_dialer = ours if existing.outbound else key
+            if new_dialer != old_dialer and new_dialer != min(ours, key):
+                raise _Disconnect("duplicate connection")
+            existing.close_reason = "replaced by a newer connection"
+            del self._peers[key]
+            await existing.ws.close(code=WSCloseCode.OK, message=b"duplicate connection")
+        peer = _Peer(key=key, address=handshake.peer_hello.listen_address, ws=ws,
+                     outbound=outbound)
+        self._peers[key] = peer
+        return peer
+
+    async def _serve(self, peer: _Peer, bucket: TokenBucket) -> None:
+        """Read the peer's frames until it goes, while a second task writes to it."""
+        height, head_hash = self._head()
+        # Tells the node the new peer's head at once, so a node that is behind can sync.
+        self._enqueue(peer, encode_message(Status(height, head_hash)))
+        writer = asyncio.create_task(self._write(peer), name="p2p writer")
+        try:
+            while (frame := await self._next_frame(peer.ws, bucket, ban=peer.key)) is not None:
+                await self._dispatch(peer, frame)
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    async def _dispatch(self, peer: _Peer, frame: bytes) -> None:
+        message = self._decode(frame, ban=peer.key)
+        name = type(message).__name__
+        if isinstance(message, HANDSHAKE_TYPES):
+            raise _Disconnect(f"{name} after the handshake", ban=peer.key)
+        if isinstance(message, GOSSIP_TYPES) and not self._seen.add(message_id(frame)):
+            return  # a copy of a message we already have
+        try:
+            await self._on_message(peer.key, message)
+        except InvalidPeerMessage as exc:
+            raise _Disconnect(f"invalid {name}: {exc}", ban=peer.key) from None
+        except Exception:
+            # The node failed on a well-formed message: its bug, not the peer's fault.
+            log.exception("handling %s from peer %s failed", name, peer.key.hex()[:16])
+
+    async def _write(self, peer: _Peer) -> None:
+        try:
+            while peer.close_reason is None:
+                await peer.ws.send_bytes(await peer.queue.get())
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            peer.close_reason = f"send failed ({exc})"
+        await peer.ws.close(code=WSCloseCode.POLICY_VIOLATION,
+                            message=peer.close_reason.encode()[:CLOSE_REASON_BYTES])
+
+    def _enqueue(self, peer: _Peer, frame: bytes) -> bool:
+        try:
+            peer.queue.put_nowait(frame)
+            return True
+        except asyncio.QueueFull:
+            # It cannot keep up; its writer closes it after the frame in flight.
+            peer.close_reason = "too slow: send queue full"
+            return False
+
+    async def _next_frame(self, ws, bucket: TokenBucket, ban: bytes | str) -> bytes | None:
+        """The next binary frame within the peer's rate; None once the socket closes."""
+        msg = await ws.receive()
+        if msg.type is WSMsgType.CLOSE:
+            raise _Disconnect(f"closed by the peer ({msg.extra})" if msg.extra
+                              else "closed by the peer")
+        if msg.type is WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError) \
+                and msg.data.code == WSCloseCode.MESSAGE_TOO_BIG:
+            raise _Disconnect(f"frame over the cap of {MAX_FRAME_BYTES} bytes", ban=ban)
+        if msg.type is WSMsgType.TEXT:
+            raise _Disconnect("text frame", ban=ban)
+        if msg.type is not WSMsgType.BINARY:
+            return None
+        if not bucket.allow(self._now()):
+            raise _Disconnect("flooding: over its message rate", ban=ban)
+        return msg.data
+
+    def _decode(self, frame: bytes, ban: bytes | str) -> Record:
+        try:
+            return decode_message(frame)
+        except DecodeError as exc:
+            raise _Disconnect(f"undecodable frame: {exc}", ban=ban) from None
+
+    def _ban(self, subject: bytes | str, reason: str) -> None:
+        self._bans.ban(subject, self._now(), self.ban_seconds)
+        shown = subject.hex()[:16] if isinstance(subject, bytes) else subject
+        log.warning("banned %s for %.0f s: %s", shown, self.ban_seconds, reason)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()

@@ -1,0 +1,210 @@
+"""The peer protocol without I/O: the handshake state machine, rate limiting, bans and
+the gossip seen-cache.
+
+Nothing here reads a socket or a clock: frames and the current time are passed in,
+messages to send are handed back, so every edge case is a unit test (the approach of
+h11).  node.p2p drives these pieces over aiohttp WebSockets.
+"""
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+
+from node.codec import Record
+from node.crypto import SigningKey
+from node.wire import Hello, HelloAck, handshake_signature_valid, sign_handshake
+
+MAX_PORT = 65535
+
+
+class HandshakeError(Exception):
+    """A handshake that cannot succeed; str() is a one-line reason.
+
+    misbehaving is True when the peer broke the protocol (bad signature, messages
+    out of order) rather than merely following another chain or being ourselves."""
+
+    def __init__(self, reason: str, misbehaving: bool):
+        super().__init__(reason)
+        self.misbehaving = misbehaving
+
+
+class SelfConnection(HandshakeError):
+    """The peer is this very node (its own address among its peers, or a loopback)."""
+
+    def __init__(self) -> None:
+        super().__init__("connected to ourselves", misbehaving=False)
+
+
+class HandshakeState(enum.Enum):
+    START = "start"
+    HELLO_SENT = "hello sent"  # waiting for their Hello
+    ACK_SENT = "ack sent"  # their Hello accepted and answered; waiting for their HelloAck
+    ESTABLISHED = "established"
+    FAILED = "failed"
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """Split "host:port" (IPv6 hosts in brackets); ValueError with a one-line reason."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) <= MAX_PORT:
+        raise ValueError(f"peer address {address!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+class Handshake:
+    """Both sides run the same machine: send Hello, receive theirs, answer its
+    challenge with a HelloAck, then verify their HelloAck over our challenge.
+
+    The challenge must be fresh randomness for every connection: it is what makes a
+    recorded HelloAck useless to anyone replaying it."""
+
+    def __init__(self, key: SigningKey, chain_id: str, genesis_hash: bytes,
+                 listen_address: str, height: int, challenge: bytes):
+        self.key = key
+        self.hello = Hello(chain_id=chain_id, genesis_hash=genesis_hash,
+                           public_key=key.public_key, listen_address=listen_address,
+                           height=height, challenge=challenge)
+        self.state = HandshakeState.START
+        self.peer_hello: Hello | None = None
+
+    @property
+    def peer_key(self) -> bytes:
+        """The peer's public key; proven only once the state is ESTABLISHED."""
+        assert self.peer_hello is not None, "no Hello received yet"
+        return self.peer_hello.public_key
+
+    def start(self) -> Hello:
+        """Our Hello, to send first."""
+        if self.state is not HandshakeState.START:
+            raise RuntimeError("the handshake has already started")
+        self.state = HandshakeState.HELLO_SENT
+        return self.hello
+
+    def receive(self, message: Record) -> list[Record]:
+        """Feed the peer's next message; returns what to send back.
+        Raises HandshakeError, and stays FAILED, if the handshake cannot succeed."""
+        try:
+            return self._receive(message)
+        except HandshakeError:
+            self.state = HandshakeState.FAILED
+            raise
+
+    def _receive(self, message: Record) -> list[Record]:
+        name = type(message).__name__
+        if self.state is HandshakeState.HELLO_SENT and isinstance(message, Hello):
+            self._check_hello(message)
+            self.peer_hello = message
+            self.state = HandshakeState.ACK_SENT
+            return [sign_handshake(self.key, self.hello.chain_id, message.challenge,
+                                   message.public_key)]
+        if self.state is HandshakeState.ACK_SENT and isinstance(message, HelloAck):
+            if not handshake_signature_valid(message, self.hello.chain_id, self.hello.challenge,
+                                             self.peer_key, self.key.public_key):
+                raise HandshakeError("bad handshake signature", misbehaving=True)
+            self.state = HandshakeState.ESTABLISHED
+            return []
+        raise HandshakeError(f"unexpected {name} in handshake state '{self.state.value}'",
+                             misbehaving=True)
+
+    def _check_hello(self, hello: Hello) -> None:
+        ours = self.hello
+        if hello.chain_id != ours.chain_id:
+            raise HandshakeError(f"peer is on chain {hello.chain_id!r}, not {ours.chain_id!r}",
+                                 misbehaving=False)
+        if hello.genesis_hash != ours.genesis_hash:
+            raise HandshakeError(f"peer has genesis {hello.genesis_hash.hex()}, "
+                                 f"not {ours.genesis_hash.hex()}", misbehaving=False)
+        if hello.public_key == ours.public_key:
+            raise SelfConnection()
+        if hello.challenge == ours.challenge:
+            # Our own challenge echoed back: someone is reflecting our Hello.
+            raise HandshakeError("peer echoed our challenge", misbehaving=True)
+        try:
+            parse_address(hello.listen_address)
+        except ValueError as exc:
+            raise HandshakeError(f"peer's listen address: {exc}", misbehaving=True) from None
+
+
+class TokenBucket:
+    """Allows rate_per_s on average and bursts of up to burst; starts full."""
+
+    def __init__(self, rate_per_s: float, burst: float):
+        if rate_per_s <= 0 or burst <= 0:
+            raise ValueError("a token bucket needs a positive rate and burst")
+        self.rate = rate_per_s
+        self.burst = burst
+        self.tokens = float(burst)
+        self.last: float | None = None
+
+    def allow(self, now: float, cost: float = 1) -> bool:
+        if self.last is not None:
+            # max(0, ...): a clock that steps back must not drain the bucket.
+            self.tokens = min(self.burst, self.tokens + max(0.0, now - self.last) * self.rate)
+        self.last = now if self.last is None else max(self.last, now)
+        if self.tokens < cost:
+            return False
+        self.tokens -= cost
+        return True
+
+
+class BanList:
+    """Peers (by public key) and hosts (by address) refused until a deadline.
+
+    Bounded: when full, the ban closest to expiring makes room, so a stream of
+    misbehaving addresses cannot grow memory without limit."""
+
+    def __init__(self, capacity: int = 10_000):
+        self.capacity = capacity
+        self._until: dict[bytes | str, float] = {}
+
+    def ban(self, subject: bytes | str, now: float, duration: float) -> None:
+        until = max(now + duration, self._until.get(subject, now))
+        self._until = {s: t for s, t in self._until.items() if t > now}
+        if subject not in self._until and len(self._until) >= self.capacity:
+            del self._until[min(self._until, key=self._until.__getitem__)]
+        self._until[subject] = until
+
+    def is_banned(self, subject: bytes | str, now: float) -> bool:
+        until = self._until.get(subject)
+        if until is None:
+            return False
+        if until <= now:
+            del self._until[subject]
+            return False
+        return True
+
+    def banned_until(self, subject: bytes | str) -> float | None:
+        return self._until.get(subject)
+
+
+class SeenCache:
+    """The ids of the last `capacity` gossip messages, oldest forgotten first."""
+
+    def __init__(self, capacity: int = 100_000):
+        if capacity <= 0:
+            raise ValueError("a seen-cache needs a positive capacity")
+        self.capacity = capacity
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, message_id: bytes) -> bool:
+        """Record message_id; True if it is new, False if it was seen before."""
+        if message_id in self._ids:
+            self._ids.move_to_end(message_id)
+            return False
+        self._ids[message_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
+
+    def __contains__(self, message_id: bytes) -> bool:
+        return message_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def backoff_delay(failures: int, initial: float = 0.5, maximum: float = 30.0) -> float:
+    """Seconds to wait before redialing after `failures` consecutive failures (>= 1)."""
+    return min(maximum, initial * 2 ** min(max(failures - 1, 0), 32))

@@ -1,0 +1,250 @@
+"""The peer protocol's pure pieces: every handshake outcome, rate limits, bans, seen-cache."""
+import pytest
+
+from node.crypto import SigningKey
+from node.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, SeenCache,
+                               SelfConnection, TokenBucket, backoff_delay, parse_address)
+from node.wire import Hello, HelloAck, Status, sign_handshake
+
+CHAIN = "test-chain"
+GENESIS = bytes(range(32))
+
+
+def machine(key: SigningKey, challenge: bytes, chain_id: str = CHAIN,
+            genesis: bytes = GENESIS, address: str = "127.0.0.1:26656") -> Handshake:
+    return Handshake(key, chain_id, genesis, address, height=7, challenge=challenge)
+
+
+@pytest.fixture
+def pair() -> tuple[Handshake, Handshake]:
+    return (machine(SigningKey(bytes([1]) * 32), bytes([0xA]) * 32),
+            machine(SigningKey(bytes([2]) * 32), bytes([0xB]) * 32))
+
+
+def exchange(a: Handshake, b: Handshake) -> None:
+    """Run both machines as two peers would, each message in order."""
+    hello_a, hello_b = a.start(), b.start()
+    ack_a, = a.receive(hello_b)
+    ack_b, = b.receive(hello_a)
+    assert a.receive(ack_b) == [] and b.receive(ack_a) == []
+
+
+def test_both_sides_establish_and_learn_each_other(pair):
+    a, b = pair
+    exchange(a, b)
+    assert a.state is b.state is HandshakeState.ESTABLISHED
+    assert a.peer_key == b.key.public_key and b.peer_key == a.key.public_key
+    assert a.peer_hello.height == 7 and a.peer_hello.listen_address == "127.0.0.1:26656"
+
+
+def test_an_answer_may_arrive_right_after_the_hello(pair):
+    # b sends Hello and HelloAck back to back before a has answered anything
+    a, b = pair
+    hello_a, hello_b = a.start(), b.start()
+    ack_b, = b.receive(hello_a)
+    ack_a, = a.receive(hello_b)
+    a.receive(ack_b)
+    b.receive(ack_a)
+    assert a.state is b.state is HandshakeState.ESTABLISHED
+
+
+def failure(a: Handshake, message) -> HandshakeError:
+    with pytest.raises(HandshakeError) as info:
+        a.receive(message)
+    assert a.state is HandshakeState.FAILED
+    assert "\n" not in str(info.value)
+    return info.value
+
+
+def test_wrong_chain_id_fails_without_blame(pair):
+    a, _ = pair
+    other = machine(SigningKey(bytes([3]) * 32), bytes([0xC]) * 32, chain_id="other")
+    a.start()
+    error = failure(a, other.start())
+    assert "chain 'other'" in str(error) and not error.misbehaving
+
+
+def test_wrong_genesis_fails_without_blame(pair):
+    a, _ = pair
+    other = machine(SigningKey(bytes([3]) * 32), bytes([0xC]) * 32, genesis=bytes(32))
+    a.start()
+    error = failure(a, other.start())
+    assert "genesis" in str(error) and not error.misbehaving
+
+
+def test_connecting_to_ourselves_is_recognised(pair):
+    a, _ = pair
+    twin = machine(a.key, bytes([0xC]) * 32)
+    a.start()
+    error = failure(a, twin.start())
+    assert isinstance(error, SelfConnection) and not error.misbehaving
+
+
+def test_our_own_hello_reflected_back_is_refused(pair):
+    a, b = pair
+    mirror = machine(b.key, a.hello.challenge)
+    a.start()
+    assert failure(a, mirror.start()).misbehaving
+
+
+def test_an_unparseable_listen_address_is_refused(pair):
+    a, b = pair
+    liar = machine(b.key, bytes([0xC]) * 32, address="nowhere")
+    a.start()
+    assert "listen address" in str(failure(a, liar.start()))
+
+
+def test_a_bad_signature_is_misbehaviour(pair):
+    a, b = pair
+    a.start()
+    a.receive(b.start())
+    error = failure(a, HelloAck(bytes(64)))
+    assert str(error) == "bad handshake signature" and error.misbehaving
+
+
+def test_a_signature_over_someone_elses_challenge_is_refused(pair):
+    # a HelloAck recorded on another connection (another challenge) is worthless
+    a, b = pair
+    a.start()
+    a.receive(b.start())
+    replayed = sign_handshake(b.key, CHAIN, bytes([0xE]) * 32, a.key.public_key)
+    assert failure(a, replayed).misbehaving
+
+
+def test_a_signature_for_another_verifier_is_refused(pair):
+    a, b = pair
+    a.start()
+    a.receive(b.start())
+    someone_else = SigningKey(bytes([9]) * 32).public_key
+    relayed = sign_handshake(b.key, CHAIN, a.hello.challenge, someone_else)
+    assert failure(a, relayed).misbehaving
+
+
+def test_a_signature_for_another_chain_is_refused(pair):
+    a, b = pair
+    a.start()
+    a.receive(b.start())
+    other_chain = sign_handshake(b.key, "other", a.hello.challenge, a.key.public_key)
+    assert failure(a, other_chain).misbehaving
+
+
+@pytest.mark.parametrize("step", ["before start", "ack first", "second hello", "other message",
+                                  "after established"])
+def test_messages_out_of_order_fail(pair, step):
+    a, b = pair
+    hello_b = b.start()
+    ack_b = sign_handshake(b.key, CHAIN, a.hello.challenge, a.key.public_key)
+    if step == "before start":
+        message = hello_b
+    elif step == "ack first":
+        a.start()
+        message = ack_b
+    elif step == "second hello":
+        a.start()
+        a.receive(hello_b)
+        message = hello_b
+    elif step == "other message":
+        a.start()
+        message = Status(1, bytes(32))
+    else:
+        a.start()
+        a.receive(hello_b)
+        a.receive(ack_b)
+        message = ack_b
+    error = failure(a, message)
+    assert "unexpected" in str(error) and error.misbehaving
+
+
+def test_a_failed_handshake_stays_failed(pair):
+    a, b = pair
+    a.start()
+    failure(a, HelloAck(bytes(64)))
+    failure(a, b.start())
+
+
+def test_start_twice_is_a_programming_error(pair):
+    a, _ = pair
+    a.start()
+    with pytest.raises(RuntimeError):
+        a.start()
+
+
+@pytest.mark.parametrize("address,expected", [("127.0.0.1:80", ("127.0.0.1", 80)),
+                                              ("node-1.example:26656", ("node-1.example", 26656)),
+                                              ("[::1]:9000", ("::1", 9000))])
+def test_parse_address(address, expected):
+    assert parse_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["", "host", ":80", "host:", "host:0", "host:65536",
+                                     "host:http", "host:-1"])
+def test_parse_address_refuses(address):
+    with pytest.raises(ValueError, match="not host:port"):
+        parse_address(address)
+
+
+def test_token_bucket_allows_a_burst_then_the_rate():
+    bucket = TokenBucket(rate_per_s=4, burst=5)
+    assert all(bucket.allow(100.0) for _ in range(5))
+    assert not bucket.allow(100.0)
+    assert bucket.allow(100.25)  # a quarter second at 4/s is one token
+    assert not bucket.allow(100.25)
+    assert all(bucket.allow(200.0) for _ in range(5))  # refills up to the burst only
+    assert not bucket.allow(200.0)
+
+
+def test_token_bucket_costs_and_a_clock_stepping_back():
+    bucket = TokenBucket(rate_per_s=1, burst=4)
+    assert bucket.allow(10.0, cost=3)
+    assert not bucket.allow(10.0, cost=2)
+    assert not bucket.allow(5.0, cost=2)  # time going back gives no tokens
+    assert bucket.allow(11.0, cost=2)
+
+
+def test_token_bucket_needs_positive_parameters():
+    with pytest.raises(ValueError):
+        TokenBucket(0, 1)
+
+
+def test_bans_expire():
+    bans = BanList()
+    key = bytes([7]) * 32
+    bans.ban(key, now=100.0, duration=60)
+    bans.ban("10.0.0.1", now=100.0, duration=5)
+    assert bans.is_banned(key, 159.9) and bans.is_banned("10.0.0.1", 104.0)
+    assert not bans.is_banned("10.0.0.1", 105.0)
+    assert not bans.is_banned(key, 160.0)
+    assert not bans.is_banned("10.0.0.2", 100.0)
+
+
+def test_a_shorter_ban_does_not_shorten_a_longer_one():
+    bans = BanList()
+    bans.ban("h", now=0.0, duration=60)
+    bans.ban("h", now=1.0, duration=5)
+    assert bans.is_banned("h", 30.0)
+    assert bans.banned_until("h") == 60.0
+
+
+def test_ban_list_is_bounded_and_forgets_the_soonest_to_expire():
+    bans = BanList(capacity=3)
+    for i, duration in enumerate([50, 10, 30]):
+        bans.ban(f"h{i}", now=0.0, duration=duration)
+    bans.ban("new", now=0.0, duration=40)
+    assert not bans.is_banned("h1", 1.0)
+    assert all(bans.is_banned(s, 1.0) for s in ["h0", "h2", "new"])
+
+
+def test_seen_cache_drops_duplicates_and_forgets_the_oldest():
+    seen = SeenCache(capacity=3)
+    assert seen.add(b"a") and seen.add(b"b") and seen.add(b"c")
+    assert not seen.add(b"a")  # a duplicate, and now the most recent
+    assert seen.add(b"d")  # evicts b, the least recently seen
+    assert len(seen) == 3
+    assert b"b" not in seen and b"a" in seen
+    assert seen.add(b"b")
+
+
+def test_backoff_doubles_up_to_a_cap():
+    delays = [backoff_delay(n) for n in range(1, 10)]
+    assert delays[:3] == [0.5, 1.0, 2.0]
+    assert delays[-1] == 30.0 and backoff_delay(10_000) == 30.0
