@@ -14,6 +14,7 @@ from tests.integration.cli_helpers import assert_one_line_error, uponode
 from tests.integration.test_rpc import (STATUS_EXTRA, USER, VALIDATORS, ServerThread, build_chain,
                                         finalize_next, make_api)
 
+pytestmark = pytest.mark.integration
 RECIPIENT = VALIDATORS[3].public_key.hex()
 
 
