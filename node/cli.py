@@ -87,6 +87,16 @@ def _build_parser() -> argparse.ArgumentParser:
     init.add_argument("--home", required=True, help="the node's home directory")
     init.add_argument("--genesis", help="genesis file (default: the devnet genesis)")
 
+    start = commands.add_parser(
+        "start", help="run a full node", description="Run a full node until SIGINT or SIGTERM.")
+    start.add_argument("--home", required=True, help="the node's home directory")
+    start.add_argument("--gpu", action="store_true", help="mine on the CUDA backend")
+    start.add_argument("--no-mine", action="store_true", help="follow the chain without mining")
+    start.add_argument("--peer", action="append", metavar="HOST:PORT",
+                       help="a peer to connect to (repeatable; replaces the config's peers)")
+    start.add_argument("--listen", metavar="HOST:PORT",
+                       help="address of the HTTP and peer server (default: the config's)")
+
     keys = commands.add_parser("keys", help="the node's key")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     show = keys_commands.add_parser(
@@ -226,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_bench(args)
         if args.command == "init":
             return _run_init(args)
+        if args.command == "start":
+            from node.start_command import run_start
+            return run_start(args)
         if args.command == "keys":
             return _run_keys_show(args)
         if args.command == "status":

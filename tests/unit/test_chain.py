@@ -110,3 +110,26 @@ def test_a_store_with_blocks_from_another_genesis_is_refused(tmp_path):
     other = dataclasses.replace(GENESIS, hash="11" * 32)
     with ChainStore.open(tmp_path / "db") as store, pytest.raises(StoreCorrupted, match="another genesis"):
         Chain(other, store)
+
+
+def test_a_block_may_carry_another_valid_commit_of_the_head(chain):
+    block, _ = chain.propose([], VALIDATORS[0].public_key, 1)
+    chain.finalize(block, commit_for(block, VALIDATORS))
+    # the next proposer saw only three of the four precommits
+    other_view = commit_for(block, VALIDATORS[1:])
+    nxt, _ = chain.propose([], VALIDATORS[1].public_key, 2)
+    header = dataclasses.replace(nxt.header, last_commit_hash=other_view.hash)
+    nxt = dataclasses.replace(nxt, header=header, last_commit=other_view)
+    chain.finalize(nxt, commit_for(nxt))
+    assert chain.height == 2
+
+
+def test_a_block_carrying_an_insufficient_last_commit_is_refused(chain):
+    block, _ = chain.propose([], VALIDATORS[0].public_key, 1)
+    chain.finalize(block, commit_for(block))
+    weak = commit_for(block, VALIDATORS[:2])
+    nxt, _ = chain.propose([], VALIDATORS[1].public_key, 2)
+    nxt = dataclasses.replace(nxt, header=dataclasses.replace(nxt.header, last_commit_hash=weak.hash),
+                              last_commit=weak)
+    with pytest.raises(InvalidBlock, match="last commit: .*not more than 2/3"):
+        chain.finalize(nxt, commit_for(nxt))

@@ -20,3 +20,10 @@ def test_a_damaged_guard_file_is_refused(tmp_path, damage):
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(GuardCorrupted, match="damaged"):
         guard.load()
+
+
+def test_a_lock_is_read_back(tmp_path):
+    guard = SignGuard(tmp_path / "guard")
+    assert guard.load_lock() is None
+    guard.record_lock(3, b"block bytes")
+    assert SignGuard(tmp_path / "guard").load_lock() == (3, b"block bytes")

@@ -1,0 +1,262 @@
+"""The full node: wiring of store, chain, mempool, consensus, peers and HTTP API.
+
+One aiohttp server serves the HTTP API and the peer WebSocket.  The consensus core
+is sans-I/O; this module is its driver: it turns the core's actions into signed
+messages on the wire (after the double-sign guard's synced write), timers, and
+finalized blocks.  A node that learns of a higher head from a peer's status
+block-syncs, checking every commit, then joins consensus at the next height.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+
+from node.blocks import Block, CommitCertificate, Vote
+from node.chain import Chain, InvalidBlock
+from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Lock, RecordLock,
+                                 RecordSigned, ScheduleTimeout, SignedStep, Step, Timeout,
+                                 TimeoutConfig)
+from node.consensus.guard import SignGuard
+from node.consensus.messages import Proposal
+from node.home import NodeHome
+from node.mempool import Mempool, MempoolError
+from node.metrics import Metrics
+from node.p2p import InvalidPeerMessage, PeerNetwork
+from node.rpc import NodeAPI, json_errors, rpc_routes
+from node.storage.chainstore import ChainStore
+from node.transactions import SignedTx
+from node.wire import Blocks, BlockWithCommit, GetBlocks, Status, TxMessage
+
+log = logging.getLogger("uponode.node")
+
+STATUS_INTERVAL_S = 1.0
+SYNC_BATCH = 50
+MEMPOOL_TXS = 20_000
+GUARD_FILE = "sign_guard"
+
+
+class Node:
+    def __init__(self, home: NodeHome, listen: str, peers: tuple[str, ...]):
+        self.home = home
+        self.genesis = home.genesis
+        self.key = home.key
+        self.listen = listen
+        self.peer_addresses = peers
+        self.store: ChainStore | None = None
+        self.chain: Chain | None = None
+        self.mempool = Mempool(MEMPOOL_TXS, self.genesis.consensus.max_tx_bytes)
+        self.metrics = Metrics()
+        self.guard = SignGuard(home.data_dir / GUARD_FILE)
+        self.core: ConsensusCore | None = None
+        self.pending: list[Proposal | Vote] = []  # messages for a height we have not reached
+        self.best_peer_height = 0
+        self.syncing_from: bytes | None = None
+        self.network = PeerNetwork(self.key, self.genesis.chain_id, bytes.fromhex(self.genesis.hash),
+                                   listen, self._head, self._on_message)
+        self._timers: list[asyncio.TimerHandle] = []
+        self._next_height: asyncio.TimerHandle | None = None
+
+    # -- lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.store = ChainStore.open(self.home.data_dir / "chain")
+        try:
+            self.chain = Chain(self.genesis, self.store)
+            log.info("chain %s at height %d", self.genesis.chain_id, self.chain.height)
+            api = NodeAPI(chain=self.chain, mempool=self.mempool, metrics=self.metrics,
+                          status_extra=self._status_extra, on_tx=self._gossip_tx)
+            app = web.Application(middlewares=[json_errors])
+            app.add_routes(rpc_routes(api) + self.network.routes())
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            host, _, port = self.listen.rpartition(":")
+            site = web.TCPSite(runner, host.strip("[]"), int(port))
+            await site.start()
+            log.info("listening on http://%s", self.listen)
+            connects = [asyncio.create_task(self.network.connect(p)) for p in self.peer_addresses]
+            status_task = asyncio.create_task(self._status_loop())
+            self._enter_height(self.chain.height + 1)
+            try:
+                await stop.wait()
+            finally:
+                for task in [status_task, *connects]:
+                    task.cancel()
+                self._cancel_timers()
+                await self.network.close()
+                await runner.cleanup()
+        finally:
+            self.store.close()
+
+    def _head(self) -> tuple[int, bytes]:
+        return self.chain.height, self.chain.head.block_hash
+
+    def _status_extra(self) -> dict:
+        height = self.chain.height
+        round_blocks = self.genesis.consensus.round_blocks
+        return {"syncing": self.best_peer_height > height + 1,
+                "peers": [{"key": k, "address": a} for k, a in self.network.peers()],
+                "consensus_round": self.core.round if self.core is not None else None,
+                "round": (height + 1) // round_blocks, "phase": "train", "model": None}
+
+    # -- consensus driver
+
+    def _enter_height(self, height: int) -> None:
+        self._cancel_timers()
+        committee = self.chain.state.committee()
+        validators = [(m.pub_key, m.power) for m in committee.members]
+        seated = any(k == self.key.public_key for k, _ in validators)
+        last = self.guard.load()
+        lock = self.guard.load_lock()
+        self.core = ConsensusCore(
+            chain_id=self.genesis.chain_id, height=height, validators=validators,
+            key=self.key if seated else None, timeouts=TimeoutConfig(),
+            build_block=self._build_block, check_block=self._check_block,
+            last_signed=SignedStep(last[0], last[1], Step(last[2])) if last is not None else None,
+            lock=Lock(lock[0], Block.decode(lock[1])) if lock is not None else None)
+        self._process(self.core.start())
+        pending, self.pending = self.pending, []
+        for message in pending:
+            self._deliver(message)
+
+    def _build_block(self, height: int, round_: int) -> Block:
+        txs = self.mempool.reap(self.genesis.consensus.max_block_txs)
+        block, refused = self.chain.propose(txs, self.key.public_key, int(time.time() * 1000), round_)
+        for tx, error in refused:
+            self.mempool.discard(tx.hash)
+            log.info("left out tx %s: %s", tx.hash.hex()[:16], error)
+        return block
+
+    def _check_block(self, block: Block) -> bool:
+        try:
+            self.chain.check_block(block)
+            return True
+        except InvalidBlock as exc:
+            log.warning("refusing proposed block at height %d: %s", block.header.height, exc)
+            return False
+
+    def _process(self, actions) -> None:
+        for action in actions:
+            if isinstance(action, RecordSigned):
+                s = action.step
+                self.guard.record(s.height, s.round, s.kind)  # synced before the message leaves
+            elif isinstance(action, RecordLock):
+                self.guard.record_lock(action.lock.round, action.lock.block.encode())
+            elif isinstance(action, Broadcast):
+                self.network.broadcast(action.message)
+            elif isinstance(action, ScheduleTimeout):
+                loop = asyncio.get_running_loop()
+                self._timers.append(loop.call_later(action.delay_ms / 1000, self._on_timeout,
+                                                    action.timeout))
+            elif isinstance(action, Decide):
+                self._decide(action.block, action.certificate)
+                return  # the core of this height is done
+            elif isinstance(action, Evidence):
+                log.warning("validator %s signed two conflicting votes at height %d",
+                            action.first.validator.hex()[:16], action.first.body.height)
+
+    def _on_timeout(self, timeout: Timeout) -> None:
+        if self.core is not None and timeout.height == self.core.height:
+            self._process(self.core.on_timeout(timeout))
+
+    def _decide(self, block: Block, certificate: CommitCertificate) -> None:
+        try:
+            self.chain.finalize(block, certificate)
+        except InvalidBlock as exc:
+            log.error("decided block at height %d does not finalize: %s", block.header.height, exc)
+            return
+        self._after_finalize(block)
+        # the next height starts after the block interval, as Tendermint's timeout_commit
+        self.core = None
+        loop = asyncio.get_running_loop()
+        self._next_height = loop.call_later(self.genesis.consensus.block_interval_ms / 1000,
+                                            self._enter_height, self.chain.height + 1)
+
+    def _after_finalize(self, block: Block) -> None:
+        self.mempool.remove_committed(self.chain.state)
+        self.metrics.set("uponode_height", self.chain.height)
+        self.metrics.inc("uponode_blocks_finalized_total")
+        log.info("finalized height %d %s with %d txs", block.header.height,
+                 block.hash.hex()[:16], len(block.txs))
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+        if self._next_height is not None:
+            self._next_height.cancel()
+            self._next_height = None
+
+    # -- messages from peers
+
+    def _deliver(self, message: Proposal | Vote) -> None:
+        height = message.height if isinstance(message, Proposal) else message.body.height
+        if self.core is not None and height == self.core.height:
+            self._process(self.core.receive(message))
+        elif height > self.chain.height:
+            self.pending.append(message)
+            del self.pending[:-1000]  # bounded: a peer cannot fill our memory
+
+    async def _on_message(self, peer: bytes, message) -> None:
+        if isinstance(message, (Proposal, Vote)):
+            self._deliver(message)
+            self.network.broadcast(message, exclude=peer)
+        elif isinstance(message, TxMessage):
+            self._accept_tx(message.tx, exclude=peer)
+        elif isinstance(message, Status):
+            self.best_peer_height = max(self.best_peer_height, message.height)
+            if message.height > self.chain.height and self.syncing_from is None:
+                self.syncing_from = peer
+                self.network.send(peer, GetBlocks(self.chain.height + 1, SYNC_BATCH))
+        elif isinstance(message, GetBlocks):
+            self.network.send(peer, Blocks(self._blocks_from(message.from_height, message.count)))
+        elif isinstance(message, Blocks):
+            self._apply_synced(peer, message)
+
+    def _blocks_from(self, start: int, count: int) -> tuple[BlockWithCommit, ...]:
+        items = []
+        for height in range(start, min(start + min(count, SYNC_BATCH), self.chain.height + 1)):
+            items.append(BlockWithCommit(self.chain.block(height),
+                                         CommitCertificate.decode(self.store.commit(height))))
+        return tuple(items)
+
+    def _apply_synced(self, peer: bytes, message: Blocks) -> None:
+        if peer != self.syncing_from:
+            return
+        self.syncing_from = None
+        advanced = False
+        for item in message.items:
+            if item.block.header.height <= self.chain.height:
+                continue
+            try:
+                self.chain.finalize(item.block, item.commit)
+            except InvalidBlock as exc:
+                raise InvalidPeerMessage(f"synced block {item.block.header.height}: {exc}") from None
+            self._after_finalize(item.block)
+            advanced = True
+        if advanced:
+            self._enter_height(self.chain.height + 1)
+            if self.best_peer_height > self.chain.height:
+                self.syncing_from = peer
+                self.network.send(peer, GetBlocks(self.chain.height + 1, SYNC_BATCH))
+
+    async def _status_loop(self) -> None:
+        while True:
+            self.network.broadcast(Status(self.chain.height, self.chain.head.block_hash))
+            self.syncing_from = None  # a sync request unanswered for a period is retried
+            self.metrics.set("uponode_peers", len(self.network.peers()))
+            await asyncio.sleep(STATUS_INTERVAL_S)
+
+    # -- transactions
+
+    def _gossip_tx(self, tx: SignedTx) -> None:
+        self.network.broadcast(TxMessage(tx))
+
+    def _accept_tx(self, tx: SignedTx, exclude: bytes) -> None:
+        try:
+            self.mempool.add(tx, self.chain.state, self.genesis.chain_id)
+        except MempoolError:
+            return  # already known, stale or invalid: not forwarded
+        self.network.broadcast(TxMessage(tx), exclude=exclude)

@@ -1,0 +1,47 @@
+"""`uponode start`: run a full node until SIGINT or SIGTERM."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import pathlib
+import signal
+import sys
+
+from node.config import parse_host_port
+from node.errors import CommandError
+from node.home import load_home
+
+
+def _address(text: str, flag: str) -> str:
+    try:
+        parse_host_port(text)
+    except ValueError as exc:
+        raise CommandError(f"{flag} {text!r}: {exc}") from None
+    return text
+
+
+def run_start(args: argparse.Namespace) -> int:
+    if args.gpu:
+        raise CommandError("--gpu: this build has no CUDA backend; run without --gpu")
+    home = load_home(pathlib.Path(args.home))
+    listen = _address(args.listen, "--listen") if args.listen else home.config.listen
+    peers = tuple(_address(p, "--peer") for p in args.peer) if args.peer else home.config.peers
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from node.node import Node  # aiohttp and the consensus stack load only for this command
+
+    node = Node(home, listen, peers)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await node.run(stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    return 0

@@ -1,0 +1,174 @@
+"""A local devnet: N validators (each its own `uponode start` process) on 127.0.0.1.
+
+    python scripts/devnet.py up --validators N [--auditors M] [--dir DIR] [--base-port P]
+    python scripts/devnet.py status --dir DIR
+    python scripts/devnet.py down --dir DIR
+
+`up` writes a fresh genesis with N validator keys into DIR, gives each validator a
+home DIR/node-<i> (its own ports, LevelDB and log file node.log), starts them, and
+returns once every node answers its HTTP API, printing each URL.  `down` stops
+exactly the processes `up` started (their pids are in DIR/devnet.json, checked
+against their command lines) and nothing else.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from genesis.builder import build_devnet  # noqa: E402
+from node.config import NodeConfig, render_config  # noqa: E402
+from node.home import init_home, read_key_file  # noqa: E402
+
+STATE_FILE = "devnet.json"
+READY_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 15
+
+
+class DevnetError(Exception):
+    """A devnet command that cannot run; the message is one line for the user."""
+
+
+def _url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def _get_status(url: str, timeout: float = 2.0) -> dict | None:
+    try:
+        with urllib.request.urlopen(url + "/status", timeout=timeout) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _start_node(home: pathlib.Path) -> int:
+    log = open(home / "node.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "start", "--home", str(home)],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)  # survives this script; `down` stops it by pid
+    log.close()
+    return process.pid
+
+
+def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: int) -> dict:
+    if n_validators < 1:
+        raise DevnetError("--validators must be 1 or more")
+    if n_auditors:
+        raise DevnetError("--auditors: light-audit nodes are not built yet")
+    if (directory / STATE_FILE).exists():
+        raise DevnetError(f"{directory} already holds a devnet; run `down --dir {directory}` first")
+    directory.mkdir(parents=True, exist_ok=True)
+    genesis_path = build_devnet(n_validators, directory)
+    ports = [base_port + i for i in range(n_validators)]
+    nodes = []
+    for i, port in enumerate(ports):
+        home = directory / f"node-{i}"
+        home.mkdir()
+        peers = tuple(f"127.0.0.1:{p}" for p in ports if p != port)
+        (home / "config.toml").write_text(render_config(
+            NodeConfig(listen=f"127.0.0.1:{port}", peers=peers, mine=True)))
+        key = read_key_file(directory / "keys" / f"validator-{i}.json")
+        init_home(home, genesis_path, key=key)
+        nodes.append({"name": f"node-{i}", "home": str(home), "url": _url(port),
+                      "public_key": key.public_key.hex()})
+    for node in nodes:
+        node["pid"] = _start_node(pathlib.Path(node["home"]))
+    state = {"nodes": nodes}
+    (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    for node in nodes:
+        while _get_status(node["url"]) is None:
+            if time.monotonic() > deadline:
+                raise DevnetError(f"{node['name']} did not answer at {node['url']} within "
+                                  f"{READY_TIMEOUT_S}s; see {node['home']}/node.log")
+            if not _alive(node["pid"], node["home"]):
+                raise DevnetError(f"{node['name']} exited; see {node['home']}/node.log")
+            time.sleep(0.2)
+    return state
+
+
+def _load_state(directory: pathlib.Path) -> dict:
+    try:
+        return json.loads((directory / STATE_FILE).read_text())
+    except FileNotFoundError:
+        raise DevnetError(f"{directory} holds no devnet ({STATE_FILE} not found)") from None
+    except ValueError:
+        raise DevnetError(f"{directory / STATE_FILE} is not valid JSON") from None
+
+
+def _alive(pid: int, home: str) -> bool:
+    """True if pid is still the uponode process started for home (not a reused pid)."""
+    try:
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"node.cli" in cmdline and home.encode() in cmdline
+
+
+def status(directory: pathlib.Path) -> list[dict]:
+    rows = []
+    for node in _load_state(directory)["nodes"]:
+        info = _get_status(node["url"]) or {}
+        rows.append({"name": node["name"], "url": node["url"],
+                     "running": _alive(node["pid"], node["home"]),
+                     "height": info.get("height"), "head_hash": info.get("head_hash"),
+                     "peers": len(info.get("peers", []))})
+    return rows
+
+
+def down(directory: pathlib.Path) -> int:
+    state = _load_state(directory)
+    running = [n for n in state["nodes"] if _alive(n["pid"], n["home"])]
+    for node in running:
+        os.kill(node["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline and any(_alive(n["pid"], n["home"]) for n in running):
+        time.sleep(0.1)
+    for node in running:
+        if _alive(node["pid"], node["home"]):
+            os.kill(node["pid"], signal.SIGKILL)
+    (directory / STATE_FILE).rename(directory / (STATE_FILE + ".stopped"))
+    return len(running)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run a local uponode devnet.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p_up = commands.add_parser("up", help="create and start a devnet")
+    p_up.add_argument("--validators", type=int, default=4)
+    p_up.add_argument("--auditors", type=int, default=0)
+    p_up.add_argument("--dir", type=pathlib.Path, default=pathlib.Path("devnet"))
+    p_up.add_argument("--base-port", type=int, default=26600)
+    for name in ("status", "down"):
+        p = commands.add_parser(name)
+        p.add_argument("--dir", type=pathlib.Path, default=pathlib.Path("devnet"))
+    args = parser.parse_args()
+    try:
+        if args.command == "up":
+            state = up(args.validators, args.auditors, args.dir, args.base_port)
+            for node in state["nodes"]:
+                print(f"{node['name']}  {node['url']}  pid {node['pid']}")
+        elif args.command == "status":
+            for row in status(args.dir):
+                print("  ".join(f"{k}={v}" for k, v in row.items()))
+        else:
+            print(f"stopped {down(args.dir)} node(s)")
+    except DevnetError as exc:
+        print(f"devnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
