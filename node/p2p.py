@@ -2,7 +2,7 @@
 
 Every node serves GET /p2p on its aiohttp app and dials the peers it is configured
 with; once the handshake has proven who is on the other end, both directions are
-the same.  Each connection is one task that reads frames (size cap, token bucket,
+the same.  Each connection is one task that reads frames (size cap, rate limit,
 strict decode) and hands messages to the node, plus one task that writes the
 peer's queued frames, so a slow peer never blocks the node.  The protocol rules
 themselves live in node.p2p_protocol, free of I/O.
@@ -20,10 +20,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from node.codec import DecodeError, Record
 from node.crypto import SigningKey
-from node.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, SeenCache,
-                               SelfConnection, TokenBucket, backoff_delay, parse_address)
-from node.wire import (GOSSIP_TYPES, HANDSHAKE_TYPES, MAX_FRAME_BYTES, Status, decode_message,
-                       encode_message, message_id)
+from node.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, PeerRate,
+                               SeenCache, SelfConnection, backoff_delay, parse_address)
+from node.wire import (GOSSIP_TYPES, HANDSHAKE_TYPES, MAX_FRAME_BYTES, Hello, Status,
+                       decode_message, encode_message, message_id)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,9 @@ HANDSHAKE_TIMEOUT_S = 5.0
 BAN_SECONDS = 60.0
 RATE_PER_S = 500.0
 BURST = 1000.0
-SEND_QUEUE_FRAMES = 4096
+BYTES_PER_S = 16 * 1024 * 1024
+BYTE_BURST = 8 * MAX_FRAME_BYTES  # a block-sync answer or two at full size
+SEND_QUEUE_BYTES = 64 * 1024 * 1024  # a peer this far behind on reading is dropped
 MAX_CONNECTIONS = 128  # handshaking and established together
 HEARTBEAT_S = 20.0  # pings that notice a peer gone without a close
 CLOSE_TIMEOUT_S = 2.0
@@ -43,6 +45,7 @@ WS_MAX_MSG_SIZE = MAX_FRAME_BYTES + 1
 
 Head = Callable[[], tuple[int, bytes]]
 MessageHandler = Callable[[bytes, Record], Awaitable[None]]
+Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
 class InvalidPeerMessage(Exception):
@@ -62,12 +65,12 @@ class _Disconnect(Exception):
 class _Peer:
     key: bytes
     address: str  # where it says it accepts peers
-    ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+    ws: Socket
     outbound: bool
-    queue: asyncio.Queue[bytes] = dataclasses.field(
-        default_factory=lambda: asyncio.Queue(SEND_QUEUE_FRAMES))
+    queue: asyncio.Queue[bytes] = dataclasses.field(default_factory=asyncio.Queue)
+    queued_bytes: int = 0
     closed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    close_reason: str | None = None
+    close_reason: str | None = None  # set when we decide to close it
 
 
 @dataclasses.dataclass
@@ -75,7 +78,7 @@ class _Outcome:
     """How one connection ended, for the dial loop."""
     reason: str
     peer_key: bytes | None = None
-    established: bool = False
+    served: bool = False  # it got past the handshake and was a peer for a while
     self_connection: bool = False
 
 
@@ -88,6 +91,8 @@ class PeerNetwork:
                  handshake_timeout: float = HANDSHAKE_TIMEOUT_S, ban_seconds: float = BAN_SECONDS,
                  rate_per_s: float = RATE_PER_S, burst: float = BURST):
         parse_address(listen_address)
+        # Whatever our Hello cannot carry is refused now, not on the first connection.
+        Hello(chain_id, genesis_hash, key.public_key, listen_address, 0, bytes(32)).validate()
         self.key = key
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
@@ -99,7 +104,7 @@ class PeerNetwork:
         self._head = head
         self._on_message = on_message
         self._peers: dict[bytes, _Peer] = {}
-        self._sockets: set[web.WebSocketResponse | aiohttp.ClientWebSocketResponse] = set()
+        self._sockets: set[Socket] = set()
         self._inbound_tasks: set[asyncio.Task] = set()
         self._dials: dict[str, asyncio.Task] = {}
         self._bans = BanList()
@@ -119,8 +124,7 @@ class PeerNetwork:
         if self._closing or address in self._dials:
             return
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, connect=self.handshake_timeout))
+            self._session = aiohttp.ClientSession()
         self._dials[address] = asyncio.create_task(self._dial(address),
                                                    name=f"p2p dial {address}")
 
@@ -130,11 +134,8 @@ class PeerNetwork:
         frame = encode_message(message)
         if isinstance(message, GOSSIP_TYPES):
             self._seen.add(message_id(frame))
-        sent = 0
-        for peer in list(self._peers.values()):
-            if peer.key != exclude:
-                sent += self._enqueue(peer, frame)
-        return sent
+        return sum(self._enqueue(peer, frame) for peer in list(self._peers.values())
+                   if peer.key != exclude)
 
     def send(self, peer_key: bytes, message: Record) -> bool:
         """Queue message to one peer; False if it is not connected."""
@@ -161,7 +162,7 @@ class PeerNetwork:
         if self._session is not None:
             await self._session.close()
 
-    # --- connections ------------------------------------------------------------------
+    # --- accepting and dialing --------------------------------------------------------
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         host = request.remote or ""
@@ -179,7 +180,7 @@ class PeerNetwork:
             outcome = await self._run(ws, host, outbound=False)
         finally:
             self._inbound_tasks.discard(task)
-        if not outcome.established:
+        if not outcome.served:
             log.info("refused peer from %s: %s", host, outcome.reason)
         return ws
 
@@ -198,10 +199,11 @@ class PeerNetwork:
                 await asyncio.sleep(ban_wait)
                 continue
             try:
-                ws = await self._session.ws_connect(
-                    url, max_msg_size=WS_MAX_MSG_SIZE, compress=0, heartbeat=HEARTBEAT_S,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT_S))
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                async with asyncio.timeout(self.handshake_timeout):
+                    ws = await self._session.ws_connect(
+                        url, max_msg_size=WS_MAX_MSG_SIZE, compress=0, heartbeat=HEARTBEAT_S,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT_S))
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 outcome = _Outcome(f"unreachable ({str(exc) or type(exc).__name__})")
             else:
                 outcome = await self._run(ws, host, outbound=True)
@@ -210,8 +212,9 @@ class PeerNetwork:
                 return
             peer_key = outcome.peer_key or peer_key
             if peer_key in self._peers:
-                continue  # a duplicate of a live connection: not a failure
-            failures = 1 if outcome.established else failures + 1
+                continue  # the same peer is connected the other way round: no failure
+            # One line per failure streak; the streak ends when a connection is served.
+            failures = 1 if outcome.served else failures + 1
             if failures == 1:
                 log.warning("peer %s: %s; redialing quietly until it is back", address,
                             outcome.reason)
@@ -222,40 +225,47 @@ class PeerNetwork:
     def _ban_wait(self, host: str, peer_key: bytes | None) -> float:
         """Seconds until neither host nor peer_key is banned any more."""
         now = self._now()
-        waits = [self._bans.banned_until(s) - now for s in (host, peer_key)
-                 if s is not None and self._bans.is_banned(s, now)]
-        return max(waits, default=0.0)
+        return max([self._bans.banned_until(s) - now for s in (host, peer_key)
+                    if s is not None and self._bans.is_banned(s, now)], default=0.0)
 
-    async def _run(self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-                   host: str, outbound: bool) -> _Outcome:
+    # --- one connection ---------------------------------------------------------------
+
+    async def _run(self, ws: Socket, host: str, outbound: bool) -> _Outcome:
         """Drive one connection from handshake to close."""
         self._sockets.add(ws)
-        bucket = TokenBucket(self.rate_per_s, self.burst)
+        rate = PeerRate(self.rate_per_s, self.burst, BYTES_PER_S, BYTE_BURST)
         outcome = _Outcome("closed by the peer")
         peer: _Peer | None = None
+        banned = False
         try:
-            handshake = await self._handshake(ws, host, bucket)
+            handshake = await self._handshake(ws, host, rate)
             outcome.peer_key = handshake.peer_key
-            outcome.established = True
             peer = await self._register(handshake, ws, outbound)
+            outcome.served = True
             log.info("peer %s at %s connected (%s)", peer.key.hex()[:16], peer.address,
                      "outbound" if outbound else "inbound")
-            await self._serve(peer, bucket)
+            await self._serve(peer, rate)
         except SelfConnection as exc:
             outcome.reason, outcome.self_connection = str(exc), True
         except HandshakeError as exc:
-            # The peer's key is not proven before the handshake ends: ban its host.
             outcome.reason = str(exc)
             if exc.misbehaving:
+                # Its key is not proven before the handshake ends: ban its host.
                 self._ban(host, outcome.reason)
+                banned = True
         except _Disconnect as exc:
             outcome.reason = str(exc)
             if exc.ban is not None:
                 self._ban(exc.ban, outcome.reason)
+                banned = True
         except TimeoutError:
             outcome.reason = "handshake timed out"
         except (ConnectionError, aiohttp.ClientError) as exc:
             outcome.reason = f"connection lost ({exc})"
+        except Exception:
+            # A bug of ours: this connection ends, the node and its other peers go on.
+            log.exception("connection with %s failed", host)
+            outcome.reason = "internal error"
         finally:
             self._sockets.discard(ws)
             if peer is not None:
@@ -265,31 +275,33 @@ class PeerNetwork:
                 # Our own reason for closing it (too slow, replaced) says more than
                 # the socket's end that followed.
                 outcome.reason = peer.close_reason or outcome.reason
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION,
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION if banned else WSCloseCode.OK,
                            message=outcome.reason.encode()[:CLOSE_REASON_BYTES])
         if peer is not None:
             log.info("peer %s disconnected: %s", peer.key.hex()[:16], outcome.reason)
         return outcome
 
-    async def _handshake(self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-                         host: str, bucket: TokenBucket) -> Handshake:
+    async def _handshake(self, ws: Socket, host: str, rate: PeerRate) -> Handshake:
         height, _ = self._head()
         handshake = Handshake(self.key, self.chain_id, self.genesis_hash, self.listen_address,
                               height, challenge=os.urandom(32))
         async with asyncio.timeout(self.handshake_timeout):
             await ws.send_bytes(encode_message(handshake.start()))
             while handshake.state is not HandshakeState.ESTABLISHED:
-                frame = await self._next_frame(ws, bucket, ban=host)
+                frame = await self._next_frame(ws, rate, ban=host)
                 if frame is None:
                     raise _Disconnect("closed during the handshake")
-                for reply in handshake.receive(self._decode(frame, ban=host)):
+                replies = handshake.receive(self._decode(frame, ban=host))
+                if handshake.peer_hello and self._bans.is_banned(handshake.peer_key, self._now()):
+                    # Refused before answering, so the banned peer's dialer counts a
+                    # failure and backs off instead of reconnecting at once.
+                    raise _Disconnect("banned")
+                for reply in replies:
                     await ws.send_bytes(encode_message(reply))
         return handshake
 
-    async def _register(self, handshake: Handshake, ws, outbound: bool) -> _Peer:
+    async def _register(self, handshake: Handshake, ws: Socket, outbound: bool) -> _Peer:
         key = handshake.peer_key
-        if self._bans.is_banned(key, self._now()):
-            raise _Disconnect("banned")
         existing = self._peers.get(key)
         if existing is not None:
             # Two nodes dialing each other at once must keep the same connection, or
@@ -301,22 +313,22 @@ class PeerNetwork:
             old_dialer = ours if existing.outbound else key
             if new_dialer != old_dialer and new_dialer != min(ours, key):
                 raise _Disconnect("duplicate connection")
-            existing.close_reason = "replaced by a newer connection"
-            del self._peers[key]
-            await existing.ws.close(code=WSCloseCode.OK, message=b"duplicate connection")
         peer = _Peer(key=key, address=handshake.peer_hello.listen_address, ws=ws,
                      outbound=outbound)
-        self._peers[key] = peer
+        self._peers[key] = peer  # before closing the old one, so it never looks gone
+        if existing is not None:
+            existing.close_reason = "replaced by a newer connection"
+            await existing.ws.close(code=WSCloseCode.OK, message=b"duplicate connection")
         return peer
 
-    async def _serve(self, peer: _Peer, bucket: TokenBucket) -> None:
+    async def _serve(self, peer: _Peer, rate: PeerRate) -> None:
         """Read the peer's frames until it goes, while a second task writes to it."""
         height, head_hash = self._head()
         # Tells the node the new peer's head at once, so a node that is behind can sync.
         self._enqueue(peer, encode_message(Status(height, head_hash)))
         writer = asyncio.create_task(self._write(peer), name="p2p writer")
         try:
-            while (frame := await self._next_frame(peer.ws, bucket, ban=peer.key)) is not None:
+            while (frame := await self._next_frame(peer.ws, rate, ban=peer.key)) is not None:
                 await self._dispatch(peer, frame)
         finally:
             writer.cancel()
@@ -340,23 +352,27 @@ class PeerNetwork:
     async def _write(self, peer: _Peer) -> None:
         try:
             while peer.close_reason is None:
-                await peer.ws.send_bytes(await peer.queue.get())
+                frame = await peer.queue.get()
+                await peer.ws.send_bytes(frame)
+                peer.queued_bytes -= len(frame)
         except (ConnectionError, aiohttp.ClientError) as exc:
             peer.close_reason = f"send failed ({exc})"
-        await peer.ws.close(code=WSCloseCode.POLICY_VIOLATION,
+        await peer.ws.close(code=WSCloseCode.OK,
                             message=peer.close_reason.encode()[:CLOSE_REASON_BYTES])
 
     def _enqueue(self, peer: _Peer, frame: bytes) -> bool:
-        try:
-            peer.queue.put_nowait(frame)
-            return True
-        except asyncio.QueueFull:
+        if peer.close_reason is not None:
+            return False
+        if peer.queued_bytes + len(frame) > SEND_QUEUE_BYTES:
             # It cannot keep up; its writer closes it after the frame in flight.
             peer.close_reason = "too slow: send queue full"
             return False
+        peer.queue.put_nowait(frame)
+        peer.queued_bytes += len(frame)
+        return True
 
-    async def _next_frame(self, ws, bucket: TokenBucket, ban: bytes | str) -> bytes | None:
-        """The next binary frame within the peer's rate; None once the socket closes."""
+    async def _next_frame(self, ws: Socket, rate: PeerRate, ban: bytes | str) -> bytes | None:
+        """The next binary frame within the peer's rate; None once we closed the socket."""
         msg = await ws.receive()
         if msg.type is WSMsgType.CLOSE:
             raise _Disconnect(f"closed by the peer ({msg.extra})" if msg.extra
@@ -368,7 +384,7 @@ class PeerNetwork:
             raise _Disconnect("text frame", ban=ban)
         if msg.type is not WSMsgType.BINARY:
             return None
-        if not bucket.allow(self._now()):
+        if not rate.allow(self._now(), len(msg.data)):
             raise _Disconnect("flooding: over its message rate", ban=ban)
         return msg.data
 

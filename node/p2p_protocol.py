@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from node.codec import Record
 from node.crypto import SigningKey
-from node.wire import Hello, HelloAck, handshake_signature_valid, sign_handshake
+from node.wire import MAX_ADDRESS, Hello, HelloAck, handshake_signature_valid, sign_handshake
 
 MAX_PORT = 65535
 
@@ -45,6 +45,9 @@ class HandshakeState(enum.Enum):
 
 def parse_address(address: str) -> tuple[str, int]:
     """Split "host:port" (IPv6 hosts in brackets); ValueError with a one-line reason."""
+    if len(address.encode()) > MAX_ADDRESS:
+        raise ValueError(f"peer address of {len(address.encode())} bytes is longer than "
+                         f"{MAX_ADDRESS}")
     host, sep, port_text = address.rpartition(":")
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) <= MAX_PORT:
         raise ValueError(f"peer address {address!r} is not host:port")
@@ -147,6 +150,21 @@ class TokenBucket:
             return False
         self.tokens -= cost
         return True
+
+
+class PeerRate:
+    """What one peer may send: a number of frames and a number of bytes per second,
+    each with its burst (the byte burst must admit one frame of the largest size)."""
+
+    def __init__(self, frames_per_s: float, frame_burst: float, bytes_per_s: float,
+                 byte_burst: float):
+        self.frames = TokenBucket(frames_per_s, frame_burst)
+        self.bytes = TokenBucket(bytes_per_s, byte_burst)
+
+    def allow(self, now: float, size: int) -> bool:
+        # Both are charged, even when the first refuses: a refusal bans the peer anyway.
+        frame_ok = self.frames.allow(now)
+        return self.bytes.allow(now, cost=size) and frame_ok
 
 
 class BanList:

@@ -283,9 +283,10 @@ async def test_a_flood_bans_the_peer_key(started, session):
     assert "flooding" in await close_reason(ws)
     assert key.public_key.hex() not in target.peer_keys()
     await assert_honest_still_served(target, honest)
-    # the key stays banned when it comes back
+    # the key stays banned when it comes back: refused before the target answers
     ws = await dial(session, target)
-    await handshake_as(ws, key)
+    hello = Handshake(key, CHAIN, GENESIS, "127.0.0.1:9", 0, os.urandom(32)).start()
+    await ws.send_bytes(encode_message(hello))
     assert await close_reason(ws) == "banned"
 
 
@@ -309,6 +310,32 @@ async def test_a_message_the_node_finds_invalid_bans_the_peer(started, session):
                                                         Transfer(key.public_key, 1)))))
     assert await close_reason(ws) == "invalid TxMessage: refused by the test"
     await assert_honest_still_served(target, honest)
+
+
+@pytest.mark.asyncio
+async def test_a_hello_after_the_handshake_bans_the_peer(started, session):
+    target, *honest = await honest_pair(started)
+    key = SigningKey(os.urandom(32))
+    ws = await dial(session, target)
+    await handshake_as(ws, key)
+    await ws.send_bytes(encode_message(Handshake(key, CHAIN, GENESIS, "127.0.0.1:9", 0,
+                                                 os.urandom(32)).start()))
+    assert await close_reason(ws) == "Hello after the handshake"
+    await assert_honest_still_served(target, honest)
+
+
+@pytest.mark.asyncio
+async def test_a_peer_reconnecting_replaces_its_old_connection(started, session):
+    target = await started()
+    key = SigningKey(os.urandom(32))
+    old, new = await dial(session, target), await dial(session, target)
+    await handshake_as(old, key)
+    await handshake_as(new, key)
+    assert await close_reason(old) == "duplicate connection"
+    sent = vote(key, height=5)
+    await new.send_bytes(encode_message(sent))
+    await wait_for(lambda: sent in target.got(Vote))
+    assert target.net.peers() == [(key.public_key.hex(), "127.0.0.1:9")]
 
 
 @pytest.mark.asyncio

@@ -2,8 +2,9 @@
 import pytest
 
 from node.crypto import SigningKey
-from node.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, SeenCache,
-                               SelfConnection, TokenBucket, backoff_delay, parse_address)
+from node.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, PeerRate,
+                               SeenCache, SelfConnection, TokenBucket, backoff_delay,
+                               parse_address)
 from node.wire import Hello, HelloAck, Status, sign_handshake
 
 CHAIN = "test-chain"
@@ -177,9 +178,9 @@ def test_parse_address(address, expected):
 
 
 @pytest.mark.parametrize("address", ["", "host", ":80", "host:", "host:0", "host:65536",
-                                     "host:http", "host:-1"])
+                                     "host:http", "host:-1", "h" * 300 + ":80"])
 def test_parse_address_refuses(address):
-    with pytest.raises(ValueError, match="not host:port"):
+    with pytest.raises(ValueError, match="peer address"):
         parse_address(address)
 
 
@@ -204,6 +205,16 @@ def test_token_bucket_costs_and_a_clock_stepping_back():
 def test_token_bucket_needs_positive_parameters():
     with pytest.raises(ValueError):
         TokenBucket(0, 1)
+
+
+def test_peer_rate_limits_frames_and_bytes():
+    by_count = PeerRate(frames_per_s=1, frame_burst=2, bytes_per_s=1000, byte_burst=1000)
+    assert by_count.allow(0.0, 10) and by_count.allow(0.0, 10)
+    assert not by_count.allow(0.0, 10)
+    by_size = PeerRate(frames_per_s=100, frame_burst=100, bytes_per_s=100, byte_burst=500)
+    assert by_size.allow(0.0, 400)
+    assert not by_size.allow(0.0, 200)
+    assert by_size.allow(2.0, 200)  # 200 bytes back after 2 s
 
 
 def test_bans_expire():
