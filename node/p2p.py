@@ -292,7 +292,8 @@ class PeerNetwork:
                 if frame is None:
                     raise _Disconnect("closed during the handshake")
                 replies = handshake.receive(self._decode(frame, ban=host))
-                if handshake.peer_hello and self._bans.is_banned(handshake.peer_key, self._now()):
+                if (handshake.peer_hello is not None
+                        and self._bans.is_banned(handshake.peer_key, self._now())):
                     # Refused before answering, so the banned peer's dialer counts a
                     # failure and backs off instead of reconnecting at once.
                     raise _Disconnect("banned")

@@ -5,7 +5,7 @@ from node.crypto import SigningKey
 from node.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, PeerRate,
                                SeenCache, SelfConnection, TokenBucket, backoff_delay,
                                parse_address)
-from node.wire import Hello, HelloAck, Status, sign_handshake
+from node.wire import HelloAck, Status, sign_handshake
 
 CHAIN = "test-chain"
 GENESIS = bytes(range(32))
