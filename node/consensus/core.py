@@ -24,7 +24,7 @@ from node.blocks import NIL_HASH, PRECOMMIT, PREVOTE, Block, CommitCertificate, 
     certificate_from_precommits, sign_vote
 from node.consensus.messages import NO_POL_ROUND, Proposal, sign_proposal
 from node.consensus.proposer import proposer_for
-from node.consensus.votes import VoteTally
+from node.consensus.votes import MAX_VOTES_PER_STEP, VoteTally
 from node.crypto import SigningKey
 
 
@@ -190,17 +190,16 @@ class ConsensusCore:
         if body.height != self.height or body.kind not in (PREVOTE, PRECOMMIT) or power == 0:
             return
         tally = self._tally(body.round, body.kind)
-        first = tally.first_vote_of(vote.validator)
-        if first is not None and first.body == body:
-            return  # a duplicate
+        earlier = tally.votes_of(vote.validator)
+        if body.block_hash in earlier or len(earlier) >= MAX_VOTES_PER_STEP:
+            return  # a duplicate, or a cheater's noise
         if not verified and not vote.signature_valid(self.chain_id):
             return
-        if first is None:
-            tally.add(vote, power)
-            self._senders.setdefault(body.round, set()).add(vote.validator)
-        elif (vote.validator, body.round, body.kind) not in self._evidence:
+        if earlier and (vote.validator, body.round, body.kind) not in self._evidence:
             self._evidence.add((vote.validator, body.round, body.kind))
-            self._actions.append(Evidence(first, vote))
+            self._actions.append(Evidence(next(iter(earlier.values())), vote))
+        tally.add(vote, power)
+        self._senders.setdefault(body.round, set()).add(vote.validator)
 
     def _tally(self, round_: int, kind: int) -> VoteTally:
         tally = self._tallies.get((round_, kind))
@@ -226,8 +225,9 @@ class ConsensusCore:
         for (round_, kind), tally in self._tallies.items():
             if kind != PRECOMMIT:
                 continue
-            block_hash = tally.two_thirds_block()
-            if block_hash is None or block_hash == NIL_HASH or not self._valid(block_hash):
+            block_hash = next((h for h in tally.two_thirds_blocks()
+                               if h != NIL_HASH and self._valid(h)), None)
+            if block_hash is None:
                 continue
             certificate = certificate_from_precommits(tally.votes_for(block_hash))
             self.decided = Decide(self._blocks[block_hash], certificate)

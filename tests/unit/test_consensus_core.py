@@ -326,14 +326,15 @@ def test_a_restarted_validator_keeps_its_lock():
     assert prevote.body.block_hash == NIL_HASH
 
 
-def test_conflicting_votes_from_one_validator_are_evidence_and_count_once():
+def test_conflicting_votes_from_one_validator_are_evidence_and_count_once_toward_any():
     me = others(proposer_key(0))[0]
     c = started(me)
     cheat = others(me)[0]
     first, second = vote(cheat, PREVOTE, 0, block().hash), vote(cheat, PREVOTE, 0, NIL_HASH)
     actions = feed(c, first, second, second)
     assert [a for a in actions if isinstance(a, Evidence)] == [Evidence(first, second)]
-    assert c._tally(0, PREVOTE).power_any == 1
+    tally = c._tally(0, PREVOTE)
+    assert tally.power_any == 1 and tally.power_for == {block().hash: 1, NIL_HASH: 1}
 
 
 def test_an_observer_decides_without_signing():
