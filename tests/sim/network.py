@@ -64,6 +64,10 @@ def message_type(message: Message) -> str:
     return "proposal" if isinstance(message, Proposal) else "catchup"
 
 
+def message_key(message: Message) -> bytes:
+    return b"catch-up" + message.block.hash if isinstance(message, CatchUp) else message.encode()
+
+
 def message_height(message: Message) -> int:
     return message.body.height if isinstance(message, Vote) else message.height
 
@@ -107,6 +111,7 @@ class Scenario:
     partitions: tuple[Partition, ...] = ()
     stable_delay_ms: tuple[int, int] = (1, 20)  # after GST
     gossip_ms: int = 2000
+    commit_wait_ms: int = 1000  # between deciding a height and starting the next (a block interval)
     timeouts: TimeoutConfig = TimeoutConfig()
 
 
@@ -133,11 +138,12 @@ class SimNode:
         self.last_signed: SignedStep | None = None  # as persisted through RecordSigned
         self.lock: Lock | None = None  # as persisted through RecordLock
         self.sent: list[tuple[Message, tuple[int, ...]]] = []  # own messages of this height
+        self.own: set[bytes] = set()  # their encodings
         self.seen: dict[bytes, Proposal | Vote] = {}  # others' messages of this height, to relay
-        self.future: dict[int, list[tuple[int, Message]]] = {}
+        self.future: dict[int, dict[bytes, tuple[int, Message]]] = {}
         self.evidence: list[Evidence] = []
         self.generation = 0  # timers of a core that was replaced are stale
-        self.core = self._new_core()
+        self.core: ConsensusCore | None = None  # None between heights
 
     @property
     def honest(self) -> bool:
@@ -149,29 +155,35 @@ class SimNode:
                              self.sim.scenario.timeouts, self.app.build_block, self.app.check_block,
                              last_signed=self.last_signed, lock=self.lock)
 
-    def start(self) -> None:
+    def begin_height(self) -> None:
+        self.core = self._new_core()
         self.process(self.core.start())
+        for src, message in self.future.pop(self.app.height, {}).values():
+            self.receive(src, message)
 
     def restart(self) -> None:
         if self.spec.fault == Fault.AMNESIA:
-            self.last_signed = self.lock = None
-        self.seen, self.future = {}, {}  # what was only in memory; own messages were persisted
-        self.core = self._new_core()
-        self.start()
+            self.last_signed, self.lock, self.sent, self.own = None, None, [], set()
+        self.seen, self.future = {}, {}  # what was only in memory
+        self.begin_height()
+        # a driver persists what it signs with the step (a write-ahead log), and replays it, or
+        # a vote it can no longer sign again might be lost and stall the round
+        for message, _ in list(self.sent):
+            self.process(self.core.receive(message))
 
     def receive(self, src: int, message: Message) -> None:
         height = message_height(message)
         if height < self.app.height:
             if not isinstance(message, CatchUp) and height in self.commits:  # the sender is behind
                 self.sim.send(self.index, src, self.commits[height])
-        elif height > self.app.height:
-            self.future.setdefault(height, []).append((src, message))
+        elif height > self.app.height or self.core is None:
+            self.future.setdefault(height, {})[message_key(message)] = (src, message)
         elif isinstance(message, CatchUp):
             self._catch_up(message)
-        elif message.encode() not in self.seen:
+        elif not self.knows(message):
             self.seen[message.encode()] = message
             for dst in self._peers():
-                if dst != src:
+                if dst != src and not self.sim.nodes[dst].knows(message):
                     self.sim.send(self.index, dst, message)
             self.process(self.core.receive(message))
 
@@ -185,21 +197,30 @@ class SimNode:
             self._decided(catch_up.block, catch_up.certificate)
 
     def on_timeout(self, generation: int, timeout: Timeout) -> None:
-        if generation == self.generation:
+        if generation == self.generation and self.core is not None:
             self.process(self.core.on_timeout(timeout))
 
     def _peers(self) -> list[int]:
         return [i for i in range(len(self.sim.nodes)) if i != self.index]
 
+    def knows(self, message: Proposal | Vote) -> bool:
+        """Whether this node holds the message; gossip asks it of peers (the sim is omniscient
+        where real gossip learns it from what peers announce) to skip needless re-sends."""
+        key = message.encode()
+        return key in self.seen or key in self.own
+
     def gossip(self) -> None:
-        """Re-send this height's messages, own and relayed: what was lost may arrive now."""
+        """Re-send this height's messages, own and relayed, to peers still lacking them."""
+        nodes = self.sim.nodes
         for message, targets in self.sent:
             for dst in targets:
-                self.sim.send(self.index, dst, message)
+                if not nodes[dst].knows(message):
+                    self.sim.send(self.index, dst, message)
         peers = self._peers()
         for message in self.seen.values():
             for dst in peers:
-                self.sim.send(self.index, dst, message)
+                if not nodes[dst].knows(message):
+                    self.sim.send(self.index, dst, message)
 
     def process(self, actions: list) -> None:
         for action in actions:
@@ -221,11 +242,10 @@ class SimNode:
         self.sim.safety.record(self.index, block.header.height, block.hash)
         self.app.append(block)
         self.commits[block.header.height] = CatchUp(block, certificate)
-        self.sent, self.seen = [], {}
-        self.core = self._new_core()
-        self.start()
-        for src, message in self.future.pop(self.app.height, []):
-            self.receive(src, message)
+        self.sent, self.own, self.seen = [], set(), {}
+        self.core = None
+        self.generation += 1
+        self.sim.schedule_next_height(self)
 
     def _broadcast(self, message: Message) -> None:
         peers = self._peers()
@@ -240,6 +260,7 @@ class SimNode:
             witness = peers[:1]
             sends = [(message, tuple(peers[:half])), (twin, tuple(peers[half:] + witness))]
         self.sent += sends
+        self.own.update(msg.encode() for msg, _ in sends)
         for msg, targets in sends:
             for dst in targets:
                 self.sim.send(self.index, dst, msg)
@@ -298,6 +319,9 @@ class Simulation:
         low, high = delay_ms
         return low + int(self.rng.random() * (high - low + 1))
 
+    def schedule_next_height(self, node: SimNode) -> None:
+        self._push(self.now + self.scenario.commit_wait_ms, ("next height", node.index, node.generation))
+
     def schedule_timeout(self, node: SimNode, timeout: Timeout, delay_ms: int) -> None:
         self._push(self.now + delay_ms, ("timeout", node.index, node.generation, timeout))
 
@@ -308,7 +332,7 @@ class Simulation:
 
     def start(self) -> None:
         for node in self.nodes:
-            node.start()
+            node.begin_height()
             if node.spec.restart_at_ms is not None:
                 self._push(node.spec.restart_at_ms, ("restart", node.index))
         self._push(self.scenario.gossip_ms, ("gossip",))
@@ -322,6 +346,10 @@ class Simulation:
                 self.nodes[index].on_timeout(generation, timeout)
             elif event[0] == "gossip":
                 self._gossip_round()
+            elif event[0] == "next height":
+                node = self.nodes[event[1]]
+                if event[2] == node.generation:
+                    node.begin_height()
             elif event[0] == "restart":
                 self.nodes[event[1]].restart()
             else:
