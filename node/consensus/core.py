@@ -5,8 +5,11 @@ consensus" (arXiv:1807.04938); comments cite its line numbers.  The core reads n
 opens no socket and writes no file: inputs are `start`, `receive` and `on_timeout`, and
 each returns the actions the driver must carry out, in order:
 
-  RecordSigned / RecordLock  persist with a synced write before the next Broadcast leaves
-  Broadcast                  send to every peer (the core has already counted its own message)
+  RecordSigned / RecordLock  persist with a synced write before the next Broadcast leaves;
+                             on restart pass them back as last_signed and lock
+  Broadcast                  send to every peer (the core has already counted its own message);
+                             a driver that also logs it can replay it into a restarted core
+                             through receive, since the core will not sign that step again
   ScheduleTimeout            call on_timeout(timeout) after delay_ms of real or simulated time
   Decide                     the height is final: store block + certificate, start the next height
   Evidence                   one validator signed two different blocks for one step

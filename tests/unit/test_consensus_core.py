@@ -351,3 +351,15 @@ def test_timeouts_grow_with_the_round(round_):
     t = TimeoutConfig(propose_ms=100, prevote_ms=50, precommit_ms=40, delta_ms=10)
     assert t.delay_ms(Step.PROPOSE, round_) == 100 + 10 * round_
     assert t.delay_ms(Step.PRECOMMIT, round_) == 40 + 10 * round_
+
+
+def test_a_restarted_validator_counts_its_own_replayed_vote():
+    me = others(proposer_key(0))[0]
+    c = core(me, last_signed=SignedStep(H, 0, Step.PREVOTE))
+    c.start()
+    b = block()
+    mine = vote(me, PREVOTE, 0, b.hash)  # signed before the crash, replayed from the driver's log
+    [precommit] = sent_votes(feed(c, proposal(), mine, *(vote(k, PREVOTE, 0, b.hash)
+                                                          for k in others(me, proposer_key(0))[:1]),
+                                  vote(proposer_key(0), PREVOTE, 0, b.hash)), PRECOMMIT)
+    assert precommit.body.block_hash == b.hash
