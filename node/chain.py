@@ -40,6 +40,9 @@ class Chain:
             if store.height_of(self.genesis_hash) != 0:
                 raise StoreCorrupted("the store was created from another genesis")
         self.head: Head = head
+        # the executed transition of each block checked on top of the current head, so
+        # that finalizing a block checked as a proposal does not execute it again
+        self._checked: dict[bytes, Transition] = {}
 
     @property
     def genesis_hash(self) -> bytes:
@@ -84,6 +87,9 @@ class Chain:
 
     def check_block(self, block: Block) -> Transition:
         """Validate block as the next one; returns its executed transition."""
+        checked = self._checked.get(block.hash)
+        if checked is not None:
+            return checked
         h = block.header
         if h.chain_id != self.genesis.chain_id:
             raise InvalidBlock(f"chain id {h.chain_id!r} is not {self.genesis.chain_id!r}")
@@ -105,6 +111,7 @@ class Chain:
             raise InvalidBlock(str(exc)) from None
         if self.state.root_after(transition.writes) != h.state_root:
             raise InvalidBlock("the state root does not match the executed transactions")
+        self._checked[block.hash] = transition
         return transition
 
     def _check_last_commit(self, commit: CommitCertificate) -> None:
@@ -133,4 +140,5 @@ class Chain:
                                 [tx.hash for tx in block.txs], writes, block.header.state_root)
         self.state.apply_writes(writes)
         self.head = Head(block.header.height, block.hash, block.header.state_root)
+        self._checked.clear()
 

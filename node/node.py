@@ -28,7 +28,7 @@ from node.p2p import InvalidPeerMessage, PeerNetwork
 from node.rpc import NodeAPI, json_errors, rpc_routes
 from node.storage.chainstore import ChainStore
 from node.transactions import SignedTx
-from node.wire import Blocks, BlockWithCommit, GetBlocks, Status, TxMessage
+from node.wire import MAX_FRAME_BYTES, Blocks, BlockWithCommit, GetBlocks, Status, TxMessage
 
 log = logging.getLogger("uponode.node")
 
@@ -36,6 +36,9 @@ STATUS_INTERVAL_S = 1.0
 SYNC_BATCH = 50
 MEMPOOL_TXS = 20_000
 GUARD_FILE = "sign_guard"
+# Tendermint's defaults: timeouts only matter when a round fails, and they must leave
+# a loaded node time to build, send and check a full block
+TIMEOUTS = TimeoutConfig(propose_ms=3000, prevote_ms=1000, precommit_ms=1000, delta_ms=500)
 
 
 class Node:
@@ -112,7 +115,7 @@ class Node:
         lock = self.guard.load_lock()
         self.core = ConsensusCore(
             chain_id=self.genesis.chain_id, height=height, validators=validators,
-            key=self.key if seated else None, timeouts=TimeoutConfig(),
+            key=self.key if seated else None, timeouts=TIMEOUTS,
             build_block=self._build_block, check_block=self._check_block,
             last_signed=SignedStep(last[0], last[1], Step(last[2])) if last is not None else None,
             lock=Lock(lock[0], Block.decode(lock[1])) if lock is not None else None)
@@ -216,10 +219,15 @@ class Node:
             self._apply_synced(peer, message)
 
     def _blocks_from(self, start: int, count: int) -> tuple[BlockWithCommit, ...]:
-        items = []
+        """Up to count finalized blocks from start, as many as fit half a frame."""
+        items, size = [], 0
         for height in range(start, min(start + min(count, SYNC_BATCH), self.chain.height + 1)):
-            items.append(BlockWithCommit(self.chain.block(height),
-                                         CommitCertificate.decode(self.store.commit(height))))
+            block = self.store.block(height)
+            commit = self.store.commit(height)
+            size += len(block) + len(commit)
+            if items and size > MAX_FRAME_BYTES // 2:
+                break
+            items.append(BlockWithCommit(Block.decode(block), CommitCertificate.decode(commit)))
         return tuple(items)
 
     def _apply_synced(self, peer: bytes, message: Blocks) -> None:

@@ -6,6 +6,7 @@ kinds below, introduced by a one-byte tag.  Addresses are ed25519 public keys.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 from node import crypto
@@ -13,6 +14,7 @@ from node.codec import (BOOL, HASH, PUBKEY, SIGNATURE, U16, U32, U64, DecodeErro
                         Nested, Record, Tagged)
 
 TX_DOMAIN = "tx"
+VERIFIED_CACHE = 200_000  # transactions whose signature this process already checked
 MAX_LOSS_TRACE = 4096  # float32 loss values of one unit, as IEEE bits
 MAX_PROOF_DEPTH = 64  # Merkle siblings: trees of up to 2^64 checkpoints
 
@@ -118,8 +120,22 @@ class SignedTx(Record):
         return crypto.sha256(self.encode())
 
     def signature_valid(self, chain_id: str) -> bool:
-        return crypto.verify(self.body.sender, self.signature, TX_DOMAIN, chain_id,
-                             self.body.encode())
+        # A node meets each transaction in its mempool and again in a block: checking
+        # the same bytes (the hash covers body and signature) once is enough.
+        key = (self.hash, chain_id)
+        if key in _verified:
+            _verified.move_to_end(key)
+            return True
+        valid = crypto.verify(self.body.sender, self.signature, TX_DOMAIN, chain_id,
+                              self.body.encode())
+        if valid:
+            _verified[key] = None
+            if len(_verified) > VERIFIED_CACHE:
+                _verified.popitem(last=False)
+        return valid
+
+
+_verified: collections.OrderedDict[tuple[bytes, str], None] = collections.OrderedDict()
 
 
 def sign_tx(key: crypto.SigningKey, chain_id: str, nonce: int, payload: Record) -> SignedTx:

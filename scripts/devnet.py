@@ -1,6 +1,7 @@
 """A local devnet: N validators (each its own `uponode start` process) on 127.0.0.1.
 
     python scripts/devnet.py up --validators N [--auditors M] [--dir DIR] [--base-port P]
+                                [--accounts K] [--block-interval-ms MS]
     python scripts/devnet.py status --dir DIR
     python scripts/devnet.py down --dir DIR
 
@@ -61,7 +62,8 @@ def _start_node(home: pathlib.Path) -> int:
     return process.pid
 
 
-def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: int) -> dict:
+def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: int,
+       n_accounts: int = 0, block_interval_ms: int | None = None) -> dict:
     if n_validators < 1:
         raise DevnetError("--validators must be 1 or more")
     if n_auditors:
@@ -69,7 +71,11 @@ def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: i
     if (directory / STATE_FILE).exists():
         raise DevnetError(f"{directory} already holds a devnet; run `down --dir {directory}` first")
     directory.mkdir(parents=True, exist_ok=True)
-    genesis_path = build_devnet(n_validators, directory)
+    genesis_path = build_devnet(n_validators, directory, funded_accounts=n_accounts)
+    if block_interval_ms is not None:
+        raw = json.loads(genesis_path.read_text())
+        raw["consensus"]["block_interval_ms"] = block_interval_ms
+        genesis_path.write_text(json.dumps(raw, indent=2) + "\n")
     ports = [base_port + i for i in range(n_validators)]
     nodes = []
     for i, port in enumerate(ports):
@@ -150,13 +156,18 @@ def main() -> int:
     p_up.add_argument("--auditors", type=int, default=0)
     p_up.add_argument("--dir", type=pathlib.Path, default=pathlib.Path("devnet"))
     p_up.add_argument("--base-port", type=int, default=26600)
+    p_up.add_argument("--accounts", type=int, default=0,
+                      help="extra funded accounts (keys in DIR/keys/account-<i>.json)")
+    p_up.add_argument("--block-interval-ms", type=int,
+                      help="pause between blocks (default: the genesis's)")
     for name in ("status", "down"):
         p = commands.add_parser(name)
         p.add_argument("--dir", type=pathlib.Path, default=pathlib.Path("devnet"))
     args = parser.parse_args()
     try:
         if args.command == "up":
-            state = up(args.validators, args.auditors, args.dir, args.base_port)
+            state = up(args.validators, args.auditors, args.dir, args.base_port, args.accounts,
+                       args.block_interval_ms)
             for node in state["nodes"]:
                 print(f"{node['name']}  {node['url']}  pid {node['pid']}")
         elif args.command == "status":
