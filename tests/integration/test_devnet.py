@@ -161,3 +161,56 @@ def test_devnet_finalizes_survives_kills_restarts_and_a_late_joiner(devnet, tmp_
     for node in devnet.nodes:
         log = (pathlib.Path(node["home"]) / "node.log").read_text()
         assert "conflicting votes" not in log, f"{node['name']} saw equivocation"
+
+
+async def _attack(url: str, genesis_hash: bytes, chain_id: str) -> list[str]:
+    """Abuse node url's peer endpoint; returns how each connection ended."""
+    import os as _os
+
+    import aiohttp
+
+    from node.crypto import SigningKey
+    from node.p2p_protocol import Handshake
+    from node.wire import MAX_FRAME_BYTES, HelloAck, encode_message
+
+    endings = []
+    endpoint = url.replace("http://", "ws://") + "/p2p"
+    attacks = [
+        # a Hello for another genesis, then a bad handshake signature, garbage, an oversize frame
+        lambda: [encode_message(Handshake(SigningKey(_os.urandom(32)), chain_id, bytes(32),
+                                          "127.0.0.1:9", 0, _os.urandom(32)).start())],
+        lambda: [encode_message(Handshake(SigningKey(_os.urandom(32)), chain_id, genesis_hash,
+                                          "127.0.0.1:9", 0, _os.urandom(32)).start()),
+                 encode_message(HelloAck(bytes(64)))],
+        lambda: [b"\xff" * 64],
+        lambda: [bytes(MAX_FRAME_BYTES + 1)],
+    ]
+    async with aiohttp.ClientSession() as session:
+        for frames in attacks:
+            try:
+                async with session.ws_connect(endpoint, max_msg_size=0) as ws:
+                    for frame in frames():
+                        await ws.send_bytes(frame)
+                    async for _ in ws:
+                        pass
+                    endings.append(f"closed: {ws.close_code}")
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                endings.append(f"refused: {type(exc).__name__}")
+    return endings
+
+
+def test_abuse_of_one_node_does_not_stop_finality(devnet):
+    import asyncio
+
+    from node.genesis import load_genesis
+
+    urls = devnet.urls
+    _wait(lambda: min(_height(u) for u in urls) >= 3, 60, "a running devnet")
+    genesis = load_genesis(devnet.dir / "genesis.json")
+    endings = asyncio.run(_attack(urls[0], bytes.fromhex(genesis.hash), genesis.chain_id))
+    assert len(endings) == 4 and all(e.startswith(("closed", "refused")) for e in endings), endings
+    before = max(_height(u) for u in urls)
+    _wait(lambda: min(_height(u) for u in urls) >= before + 5, 60, "finality after the attacks")
+    _same_hashes(urls, before + 5)
+    log = (pathlib.Path(devnet.nodes[0]["home"]) / "node.log").read_text()
+    assert "banned" in log
