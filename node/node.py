@@ -28,7 +28,8 @@ from node.p2p import InvalidPeerMessage, PeerNetwork
 from node.rpc import NodeAPI, json_errors, rpc_routes
 from node.storage.chainstore import ChainStore
 from node.transactions import SignedTx
-from node.wire import MAX_FRAME_BYTES, Blocks, BlockWithCommit, GetBlocks, Status, TxMessage
+from node.wire import (MAX_FRAME_BYTES, Blocks, BlockWithCommit, GetBlocks, Status, TxMessage,
+                       decode_message, encode_message)
 
 log = logging.getLogger("uponode.node")
 
@@ -113,6 +114,7 @@ class Node:
         seated = any(k == self.key.public_key for k, _ in validators)
         last = self.guard.load()
         lock = self.guard.load_lock()
+        signed_here = last is not None and last[0] == height
         self.core = ConsensusCore(
             chain_id=self.genesis.chain_id, height=height, validators=validators,
             key=self.key if seated else None, timeouts=TIMEOUTS,
@@ -120,6 +122,12 @@ class Node:
             last_signed=SignedStep(last[0], last[1], Step(last[2])) if last is not None else None,
             lock=Lock(lock[0], Block.decode(lock[1])) if lock is not None else None)
         self._process(self.core.start())
+        if signed_here:
+            # a restart within this height: what we signed last may never have left the
+            # process, and the core will not sign that step again, so send it once more
+            message = decode_message(last[3])
+            self._process(self.core.receive(message))
+            self.network.broadcast(message)
         pending, self.pending = self.pending, []
         for message in pending:
             self._deliver(message)
@@ -141,10 +149,13 @@ class Node:
             return False
 
     def _process(self, actions) -> None:
-        for action in actions:
+        for index, action in enumerate(actions):
             if isinstance(action, RecordSigned):
+                # the signed message is the Broadcast that follows; it is written with
+                # the step, synced, before it leaves
+                message = next(a.message for a in actions[index:] if isinstance(a, Broadcast))
                 s = action.step
-                self.guard.record(s.height, s.round, s.kind)  # synced before the message leaves
+                self.guard.record(s.height, s.round, s.kind, encode_message(message))
             elif isinstance(action, RecordLock):
                 self.guard.record_lock(action.lock.round, action.lock.block.encode())
             elif isinstance(action, Broadcast):

@@ -26,17 +26,19 @@ class SignGuard:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
 
-    def load(self) -> tuple[int, int, int] | None:
-        """The last signed (height, round, kind), or None if this validator never signed."""
+    def load(self) -> tuple[int, int, int, bytes] | None:
+        """The last signed (height, round, kind, message), or None if this validator
+        never signed.  The message lets a restarted node re-send what it signed, since
+        it will never sign that step again."""
         body = self._read(self.path)
         if body is None:
             return None
-        if len(body) != _SIZE:
+        if len(body) < _SIZE:
             raise GuardCorrupted(f"{self.path} is damaged; refusing to sign until it is checked")
-        return struct.unpack(_FORMAT, body)
+        return (*struct.unpack(_FORMAT, body[:_SIZE]), body[_SIZE:])
 
-    def record(self, height: int, round_: int, kind: int) -> None:
-        _write_durably(self.path, struct.pack(_FORMAT, height, round_, kind))
+    def record(self, height: int, round_: int, kind: int, message: bytes) -> None:
+        _write_durably(self.path, struct.pack(_FORMAT, height, round_, kind) + message)
 
     def load_lock(self) -> tuple[int, bytes] | None:
         """(round, encoded block) of the last lock, or None."""
