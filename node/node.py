@@ -100,10 +100,12 @@ class Node:
     def _status_extra(self) -> dict:
         height = self.chain.height
         round_blocks = self.genesis.consensus.round_blocks
+        # the training round follows from the height; its phases and the model arrive
+        # with mining, until then they are null rather than made up
         return {"syncing": self.best_peer_height > height + 1,
                 "peers": [{"key": k, "address": a} for k, a in self.network.peers()],
                 "consensus_round": self.core.round if self.core is not None else None,
-                "round": (height + 1) // round_blocks, "phase": "train", "model": None}
+                "round": height // round_blocks, "phase": None, "model": None}
 
     # -- consensus driver
 
