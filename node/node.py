@@ -208,7 +208,7 @@ class Node:
     # -- messages from peers
 
     def _deliver(self, message: Proposal | Vote) -> None:
-        height = message.height if isinstance(message, Proposal) else message.body.height
+        height = _height_of(message)
         if self.core is not None and height == self.core.height:
             self._process(self.core.receive(message))
         elif height > self.chain.height:
@@ -217,8 +217,13 @@ class Node:
 
     async def _on_message(self, peer: bytes, message) -> None:
         if isinstance(message, (Proposal, Vote)):
+            # checked before it is relayed, so a forged message costs its sender the peer
+            # and is never amplified
+            if not message.signature_valid(self.genesis.chain_id):
+                raise InvalidPeerMessage(f"{type(message).__name__} with a bad signature")
             self._deliver(message)
-            self.network.broadcast(message, exclude=peer)
+            if _height_of(message) > self.chain.height:
+                self.network.broadcast(message, exclude=peer)
         elif isinstance(message, TxMessage):
             self._accept_tx(message.tx, exclude=peer)
         elif isinstance(message, Status):
@@ -281,3 +286,7 @@ class Node:
         except MempoolError:
             return  # already known, stale or invalid: not forwarded
         self.network.broadcast(TxMessage(tx), exclude=exclude)
+
+
+def _height_of(message: Proposal | Vote) -> int:
+    return message.height if isinstance(message, Proposal) else message.body.height
