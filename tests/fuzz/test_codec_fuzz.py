@@ -38,6 +38,21 @@ def records(cls: type[Record]) -> st.SearchStrategy:
     return st.deferred(lambda: st.builds(cls, **{name: values(codec) for name, codec in cls.SCHEMA}))
 
 
+def mutated(data, encoded: bytes) -> bytes:
+    """encoded with one to four random flips, cuts or insertions drawn from data."""
+    out = bytearray(encoded)
+    for _ in range(data.draw(st.integers(1, 4))):
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        position = data.draw(st.integers(0, max(len(out) - 1, 0)))
+        if action == "flip" and out:
+            out[position] ^= data.draw(st.integers(1, 255))
+        elif action == "cut":
+            del out[position:]
+        else:
+            out[position:position] = data.draw(st.binary(min_size=1, max_size=8))
+    return bytes(out)
+
+
 @pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.__name__)
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
@@ -67,17 +82,7 @@ def test_random_bytes(cls, raw):
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_mutated_encodings(cls, data):
-    encoded = bytearray(data.draw(records(cls)).encode())
-    for _ in range(data.draw(st.integers(1, 4))):
-        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
-        position = data.draw(st.integers(0, max(len(encoded) - 1, 0)))
-        if action == "flip" and encoded:
-            encoded[position] ^= data.draw(st.integers(1, 255))
-        elif action == "cut":
-            del encoded[position:]
-        else:
-            encoded[position:position] = data.draw(st.binary(min_size=1, max_size=8))
-    _decodes_canonically_or_refuses(cls, bytes(encoded))
+    _decodes_canonically_or_refuses(cls, mutated(data, data.draw(records(cls)).encode()))
 
 
 def test_a_length_above_its_cap_is_refused_before_reading():
