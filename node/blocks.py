@@ -9,17 +9,14 @@ from __future__ import annotations
 import dataclasses
 
 from node import crypto
-from node.codec import HASH, PUBKEY, SIGNATURE, U8, U32, U64, ListOf, Nested, Record, Text
+from node.codec import HASH, PUBKEY, SIGNATURE, U32, U64, ListOf, Nested, Record, Text
 from node.merkle import merkle_root
 from node.transactions import SignedTx
+from node.votes import NIL_HASH, PRECOMMIT, Vote, VoteBody
 
-VOTE_DOMAIN = "vote"
 MAX_CHAIN_ID = 64
 MAX_BLOCK_TXS = 100_000
 MAX_COMMIT_SIGNATURES = 1_000
-PREVOTE = 1
-PRECOMMIT = 2
-NIL_HASH = bytes(32)  # a vote for no block
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,33 +44,6 @@ class CommitSignature(Record):
     validator: bytes
     signature: bytes
     SCHEMA = (("validator", PUBKEY), ("signature", SIGNATURE))
-
-
-@dataclasses.dataclass(frozen=True)
-class VoteBody(Record):
-    """What a validator signs when it votes."""
-    kind: int  # PREVOTE or PRECOMMIT
-    height: int
-    round: int
-    block_hash: bytes  # NIL_HASH for nil
-    SCHEMA = (("kind", U8), ("height", U64), ("round", U32), ("block_hash", HASH))
-
-
-@dataclasses.dataclass(frozen=True)
-class Vote(Record):
-    body: VoteBody
-    validator: bytes
-    signature: bytes
-    SCHEMA = (("body", Nested(VoteBody)), ("validator", PUBKEY), ("signature", SIGNATURE))
-
-    def signature_valid(self, chain_id: str) -> bool:
-        return crypto.verify(self.validator, self.signature, VOTE_DOMAIN, chain_id,
-                             self.body.encode())
-
-
-def sign_vote(key: crypto.SigningKey, chain_id: str, body: VoteBody) -> Vote:
-    return Vote(body=body, validator=key.public_key,
-                signature=key.sign(VOTE_DOMAIN, chain_id, body.encode()))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Iterable
 from node.codec import PUBKEY, U16, U64, ListOf, Nested, Record
 from node.genesis import Genesis
 from node.merkle import leaf_hash, root_of_leaf_hashes, verify_inclusion
-from node.transactions import (AuditReport, Bond, FraudProof, RegisterMiner, SignedTx, Transfer,
-                               Unbond, WorkCommitment)
+from node.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterMiner,
+                               SignedTx, Transfer, Unbond, WorkCommitment)
 
 U64_MAX = (1 << 64) - 1
 BPS = 10_000
@@ -28,6 +28,7 @@ ACCOUNT_PREFIX = b"a"
 MINER_PREFIX = b"m"
 COMMITMENT_PREFIX = b"w"
 AUDIT_PREFIX = b"u"
+EQUIVOCATION_PREFIX = b"e"
 COMMITTEE_KEY = b"committee"
 SUPPLY_KEY = b"supply"
 
@@ -371,6 +372,25 @@ class Transition:
             raise TxError("duplicate_audit", "this auditor already reported this segment")
         self._put(key, p)
 
+    def _double_sign(self, sender: bytes, p: DoubleSignEvidence) -> None:
+        a, b = p.first, p.second
+        if a.validator != b.validator:
+            raise TxError("not_equivocation", "the votes are from different validators")
+        if (a.body.kind, a.body.height, a.body.round) != (b.body.kind, b.body.height, b.body.round):
+            raise TxError("not_equivocation", "the votes are for different steps")
+        if a.body.block_hash == b.body.block_hash:
+            raise TxError("not_equivocation", "the votes are for the same block")
+        if not (a.signature_valid(self.chain_id) and b.signature_valid(self.chain_id)):
+            raise TxError("bad_proof", "a vote's signature does not verify")
+        if not self.committee().power_of(a.validator):
+            raise TxError("not_in_committee", "the validator is not in the committee")
+        key = (EQUIVOCATION_PREFIX + a.validator + a.body.height.to_bytes(8, "big")
+               + a.body.round.to_bytes(4, "big") + bytes([a.body.kind]))
+        if self._exists(key):
+            raise TxError("duplicate_evidence", "this equivocation was already punished")
+        self._put(key, p)
+        self.slash(a.validator, self.economics.fraud_slash_bps, sender, self.economics.fraud_bounty_bps)
+
     def _known_commitment(self, round_: int, miner: bytes, unit: int) -> WorkCommitment:
         if self.miner(miner) is None:
             raise TxError("unknown_miner", "no such registered miner")
@@ -396,6 +416,7 @@ _HANDLERS = {
     WorkCommitment: Transition._work_commitment,
     AuditReport: Transition._audit_report,
     FraudProof: Transition._fraud_proof,
+    DoubleSignEvidence: Transition._double_sign,
 }
 
 

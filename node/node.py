@@ -14,7 +14,8 @@ import time
 
 from aiohttp import web
 
-from node.blocks import Block, CommitCertificate, Vote
+from node.blocks import Block, CommitCertificate
+from node.votes import Vote
 from node.chain import Chain, InvalidBlock
 from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Lock, RecordLock,
                                  RecordSigned, ScheduleTimeout, SignedStep, Step, Timeout,
@@ -27,7 +28,7 @@ from node.metrics import Metrics
 from node.p2p import InvalidPeerMessage, PeerNetwork
 from node.rpc import NodeAPI, json_errors, rpc_routes
 from node.storage.chainstore import ChainStore
-from node.transactions import SignedTx
+from node.transactions import DoubleSignEvidence, SignedTx, sign_tx
 from node.wire import (MAX_FRAME_BYTES, Blocks, BlockWithCommit, GetBlocks, Status, TxMessage,
                        decode_message, encode_message)
 
@@ -172,6 +173,7 @@ class Node:
             elif isinstance(action, Evidence):
                 log.warning("validator %s signed two conflicting votes at height %d",
                             action.first.validator.hex()[:16], action.first.body.height)
+                self._report_equivocation(action.first, action.second)
 
     def _on_timeout(self, timeout: Timeout) -> None:
         if self.core is not None and timeout.height == self.core.height:
@@ -276,6 +278,18 @@ class Node:
             await asyncio.sleep(STATUS_INTERVAL_S)
 
     # -- transactions
+
+    def _report_equivocation(self, first: Vote, second: Vote) -> None:
+        """Put the evidence on chain: the ledger slashes the validator and pays us the bounty."""
+        me = self.key.public_key
+        nonce = self.mempool.next_nonce(me, self.chain.state.account(me).nonce)
+        tx = sign_tx(self.key, self.genesis.chain_id, nonce, DoubleSignEvidence(first, second))
+        try:
+            self.mempool.add(tx, self.chain.state, self.genesis.chain_id)
+        except MempoolError as exc:
+            log.warning("could not queue the equivocation evidence: %s", exc)
+            return
+        self._gossip_tx(tx)
 
     def _gossip_tx(self, tx: SignedTx) -> None:
         self.network.broadcast(TxMessage(tx))

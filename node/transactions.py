@@ -10,6 +10,7 @@ import collections
 import dataclasses
 
 from node import crypto
+from node.votes import Vote
 from node.codec import (BOOL, HASH, PUBKEY, SIGNATURE, U16, U32, U64, DecodeError, ListOf,
                         Nested, Record, Tagged)
 
@@ -96,8 +97,17 @@ class FraudProof(Record):
               ("computed_end_hash", HASH))
 
 
+@dataclasses.dataclass(frozen=True)
+class DoubleSignEvidence(Record):
+    """Two votes one validator signed for different blocks at the same height, round
+    and step: proof of equivocation, which costs the validator part of its bond."""
+    first: Vote
+    second: Vote
+    SCHEMA = (("first", Nested(Vote)), ("second", Nested(Vote)))
+
+
 PAYLOAD = Tagged({1: Transfer, 2: Bond, 3: Unbond, 4: RegisterMiner, 5: WorkCommitment,
-                  6: AuditReport, 7: FraudProof})
+                  6: AuditReport, 7: FraudProof, 8: DoubleSignEvidence})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,8 @@ import dataclasses
 from typing import Any
 
 from node import crypto
-from node.blocks import MAX_CHAIN_ID, Block, CommitCertificate, Vote
+from node.blocks import MAX_CHAIN_ID, Block, CommitCertificate
+from node.votes import Vote
 from node.codec import (HASH, PUBKEY, SIGNATURE, U64, DecodeError, ListOf, Nested, Reader,
                         Record, Tagged, Text, UInt)
 from node.consensus.messages import Proposal

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from node import genesis as g
-from node.blocks import PRECOMMIT, Block, VoteBody, certificate_from_precommits, sign_vote
+from node.blocks import Block, certificate_from_precommits
+from node.votes import PRECOMMIT, VoteBody, sign_vote
 from node.chain import Chain
 from node.crypto import SigningKey, sha256
 from node.storage.chainstore import ChainStore

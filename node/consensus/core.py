@@ -23,8 +23,8 @@ import dataclasses
 import enum
 from typing import Callable, Sequence
 
-from node.blocks import NIL_HASH, PRECOMMIT, PREVOTE, Block, CommitCertificate, Vote, VoteBody, \
-    certificate_from_precommits, sign_vote
+from node.blocks import Block, CommitCertificate, certificate_from_precommits
+from node.votes import NIL_HASH, PRECOMMIT, PREVOTE, Vote, VoteBody, sign_vote
 from node.consensus.messages import NO_POL_ROUND, Proposal, sign_proposal
 from node.consensus.proposer import proposer_for
 from node.consensus.votes import MAX_VOTES_PER_STEP, VoteTally

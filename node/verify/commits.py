@@ -2,7 +2,8 @@
 committee's voting power."""
 from __future__ import annotations
 
-from node.blocks import VOTE_DOMAIN, CommitCertificate
+from node.blocks import CommitCertificate
+from node.votes import VOTE_DOMAIN
 from node.crypto import verify
 from node.ledger import Committee
 

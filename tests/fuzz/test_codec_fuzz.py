@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.blocks import Block, BlockHeader, CommitCertificate, Vote
+from node.blocks import Block, BlockHeader, CommitCertificate
+from node.votes import Vote
 from node.codec import (Bool, DecodeError, FixedBytes, ListOf, Nested, Record, Tagged, Text,
                         UInt, VarBytes)
 from node.ledger import Account, Committee, Miner, Supply

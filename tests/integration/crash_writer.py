@@ -12,7 +12,8 @@ import sys
 import time
 
 from node import genesis as g
-from node.blocks import PRECOMMIT, VoteBody, certificate_from_precommits, sign_vote
+from node.blocks import certificate_from_precommits
+from node.votes import PRECOMMIT, VoteBody, sign_vote
 from node.chain import Chain
 from node.crypto import SigningKey, sha256
 from node.storage.chainstore import ChainStore

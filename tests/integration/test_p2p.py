@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import WSMsgType, web
 
-from node.blocks import PREVOTE, Vote, VoteBody, sign_vote
+from node.votes import PREVOTE, Vote, VoteBody, sign_vote
 from node.codec import Record
 from node.crypto import SigningKey
 from node.p2p import InvalidPeerMessage, PeerNetwork

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from node import crypto
-from node.blocks import EMPTY_COMMIT, NIL_HASH, Block, BlockHeader
+from node.blocks import EMPTY_COMMIT, Block, BlockHeader
+from node.votes import NIL_HASH
 
 CHAIN_ID = "sim-chain"
 GENESIS_HASH = crypto.sha256(b"sim genesis")

@@ -26,7 +26,8 @@ import random
 from typing import Callable, Iterator
 
 from node import crypto
-from node.blocks import NIL_HASH, PRECOMMIT, Block, CommitCertificate, Vote, VoteBody, sign_vote
+from node.blocks import Block, CommitCertificate
+from node.votes import NIL_HASH, PRECOMMIT, Vote, VoteBody, sign_vote
 from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Lock, RecordLock,
                                  RecordSigned, ScheduleTimeout, SignedStep, Timeout, TimeoutConfig)
 from node.consensus.messages import Proposal, sign_proposal

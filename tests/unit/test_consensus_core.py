@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from node.blocks import NIL_HASH, PRECOMMIT, PREVOTE, Vote, VoteBody, sign_vote
+from node.votes import NIL_HASH, PRECOMMIT, PREVOTE, Vote, VoteBody, sign_vote
 from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Lock, RecordLock,
                                  RecordSigned, ScheduleTimeout, SignedStep, Step, Timeout,
                                  TimeoutConfig)

@@ -9,8 +9,9 @@ from node.crypto import SigningKey, sha256
 from node.ledger import (ACCOUNT_PREFIX, U64_MAX, Account, BlockError, ChainState, Transition, TxError, execute_block,
                          state_digest)
 from node.merkle import inclusion_proof, merkle_root
-from node.transactions import (AuditReport, Bond, FraudProof, RegisterMiner, Transfer, Unbond,
-                               WorkCommitment, sign_tx)
+from node.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterMiner,
+                               Transfer, Unbond, WorkCommitment, sign_tx)
+from node.votes import PRECOMMIT, VoteBody, sign_vote
 
 CHAIN = "uponode-test"
 ALICE, BOB, CAROL, MALLORY = (SigningKey(sha256(name.encode())) for name in
@@ -305,3 +306,40 @@ def test_the_root_is_recomputable_from_the_entries(state):
     _apply(state, tx(ALICE, Transfer(BOB.public_key, 5), state))
     assert state.root() == state_digest(state.entries.items())
     assert state.root() == ChainState(dict(state.entries)).root()
+
+
+# -- equivocation evidence
+
+
+def _votes(key=CAROL, second_hash=b"\x02" * 32, second_round=0, signer2=None):
+    first = sign_vote(key, CHAIN, VoteBody(PRECOMMIT, 9, 0, b"\x01" * 32))
+    second = sign_vote(signer2 or key, CHAIN, VoteBody(PRECOMMIT, 9, second_round, second_hash))
+    return DoubleSignEvidence(first, second)
+
+
+def test_double_sign_evidence_slashes_the_validator_and_pays_the_reporter(state):
+    _apply(state, tx(ALICE, _votes(), state))
+    economics = GENESIS.economics
+    taken = 1000 * economics.fraud_slash_bps // 10_000
+    bounty = taken * economics.fraud_bounty_bps // 10_000
+    assert state.account(CAROL.public_key).bond == 1000 - taken
+    assert state.account(ALICE.public_key).balance == 1000 + bounty
+    assert state.supply().burned == taken - bounty
+    assert state.total_holdings() == state.supply().expected_total
+    _refused(state, tx(ALICE, _votes(), state), "duplicate_evidence")
+
+
+@pytest.mark.parametrize("evidence,reason", [
+    (_votes(second_hash=b"\x01" * 32), "not_equivocation"),
+    (_votes(second_round=1), "not_equivocation"),
+    (_votes(signer2=ALICE), "not_equivocation"),
+    (_votes(key=BOB), "not_in_committee"),
+])
+def test_bad_double_sign_evidence_is_refused(state, evidence, reason):
+    _refused(state, tx(ALICE, evidence, state), reason)
+
+
+def test_double_sign_evidence_with_a_forged_vote_is_refused(state):
+    evidence = _votes()
+    forged = dataclasses.replace(evidence, second=dataclasses.replace(evidence.second, signature=bytes(64)))
+    _refused(state, tx(ALICE, forged, state), "bad_proof")

@@ -1,7 +1,8 @@
 """Peer frames: one tagged union, strict decoding, a size cap checked before decoding."""
 import pytest
 
-from node.blocks import (EMPTY_COMMIT, PREVOTE, Block, BlockHeader, VoteBody, sign_vote)
+from node.blocks import EMPTY_COMMIT, Block, BlockHeader
+from node.votes import PREVOTE, VoteBody, sign_vote
 from node.codec import DecodeError
 from node.consensus.messages import sign_proposal
 from node.crypto import SigningKey
