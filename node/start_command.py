@@ -23,7 +23,11 @@ def _address(text: str, flag: str) -> str:
 
 def run_start(args: argparse.Namespace) -> int:
     if args.gpu:
-        raise CommandError("--gpu: this build has no CUDA backend; run without --gpu")
+        from kernels.backend import BackendUnavailable, cuda_backend
+        try:
+            cuda_backend()
+        except BackendUnavailable as exc:
+            raise CommandError(f"--gpu: {exc}") from None
     home = load_home(pathlib.Path(args.home))
     listen = _address(args.listen, "--listen") if args.listen else home.config.listen
     peers = tuple(_address(p, "--peer") for p in args.peer) if args.peer else home.config.peers

@@ -17,25 +17,29 @@ def _emit(record: dict) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     genesis = load_genesis(args.genesis)
-    if args.gpu:
-        raise CommandError("--gpu: this build has no CUDA backend; run without --gpu to train on the CPU")
 
     import numba
 
+    from kernels.backend import BackendUnavailable, cpu_backend, cuda_backend
     from kernels.fpenv import FloatingPointEnvironmentError
-    from node.uPoW.state import NonFiniteStateError, state_hash
+    from node.uPoW.state import NonFiniteStateError
     from node.uPoW.trainer import Trainer
 
+    try:
+        backend = cuda_backend() if args.gpu else cpu_backend()
+    except BackendUnavailable as exc:
+        raise CommandError(f"--gpu: {exc}") from None
     if args.threads is not None:
         numba.set_num_threads(args.threads)
     try:
-        trainer = Trainer(genesis)
+        trainer = Trainer(genesis, backend=backend)
     except FloatingPointEnvironmentError as exc:
         raise CommandError(str(exc)) from None
     steps = genesis.training.steps_per_unit if args.steps is None else args.steps
     state = trainer.initial_state()
     initial_eval = trainer.eval_loss(state.params)
     start_record = {"event": "start", "chain_id": genesis.chain_id, "steps": steps,
+                    "backend": backend.name,
                     "params": trainer.layout.size, "tokens_per_step": trainer.tokens_per_step,
                     "threads": numba.get_num_threads(), "eval_loss": initial_eval}
     if args.json:
@@ -74,10 +78,10 @@ def run_train(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     final_eval = trainer.eval_loss(state.params)
-    digest = state_hash(trainer.layout, state)
+    digest = trainer.state_hash(state)
     if args.export:
         from node.uPoW.export import export_safetensors
-        export_safetensors(trainer.layout, state.params, args.export)
+        export_safetensors(trainer.layout, trainer.host_state(state).params, args.export)
     done = {"event": "done", "steps": steps, "seconds": round(elapsed, 3),
             "tokens_per_s": round(steps * trainer.tokens_per_step / max(elapsed, 1e-9), 1),
             "eval_loss_initial": initial_eval, "eval_loss": final_eval, "state_hash": digest}

@@ -3,7 +3,6 @@
 The CPU evaluates products left to right, e.g. GELU_COEF * x * x * x is
 ((GELU_COEF * x) * x) * x; the nesting below keeps that order.
 """
-import numpy as np
 from numba import cuda
 
 from kernels.cuda.fp import THREADS, blocks, fadd, fmul, fsub

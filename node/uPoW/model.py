@@ -12,14 +12,7 @@ import math
 
 import numpy as np
 
-from kernels.attention import attention_backward, attention_forward
-from kernels.crossentropy import crossentropy_backward, crossentropy_forward, mean_loss
-from kernels.encoder import encoder_backward, encoder_forward
-from kernels.gelu import gelu_backward, gelu_forward
-from kernels.layernorm import layernorm_backward, layernorm_forward
-from kernels.linear import linear_backward, linear_forward
-from kernels.matmul import matmul_acc
-from kernels.residual import residual_forward
+from kernels.backend import Backend, cpu_backend
 from kernels.rng import derive_key, fill_uniform
 from node.genesis import ModelConfig
 
@@ -105,125 +98,140 @@ class GPT:
     ActivationTensors; call forward, then backward, then read the gradients.
     """
 
-    def __init__(self, layout: ParameterLayout, batch_size: int, seq_len: int):
+    def __init__(self, layout: ParameterLayout, batch_size: int, seq_len: int,
+                 backend: Backend | None = None):
         cfg = layout.config
+        self.backend = backend if backend is not None else cpu_backend()
+        self.ops = self.backend.ops
+        zeros = self.backend.zeros
         if seq_len > cfg.context_length:
             raise ValueError(f"sequence length {seq_len} exceeds context {cfg.context_length}")
         self.layout = layout
         self.B, self.T = batch_size, seq_len
         B, T, C, L, V = batch_size, seq_len, cfg.n_embd, cfg.n_layer, cfg.vocab_size
         nh = cfg.n_head
-        f32 = np.float32
         self.n_head = nh
-        self.encoded = np.zeros((B, T, C), f32)
-        self.ln1 = np.zeros((L, B * T, C), f32)
-        self.ln1_mean = np.zeros((L, B * T), f32)
-        self.ln1_rstd = np.zeros((L, B * T), f32)
-        self.qkv = np.zeros((L, B, T, 3 * C), f32)
-        self.atty = np.zeros((L, B, T, C), f32)
-        self.att = np.zeros((L, B, nh, T, T), f32)
-        self.attproj = np.zeros((L, B * T, C), f32)
-        self.residual2 = np.zeros((L, B * T, C), f32)
-        self.ln2 = np.zeros((L, B * T, C), f32)
-        self.ln2_mean = np.zeros((L, B * T), f32)
-        self.ln2_rstd = np.zeros((L, B * T), f32)
-        self.fch = np.zeros((L, B * T, 4 * C), f32)
-        self.fch_gelu = np.zeros((L, B * T, 4 * C), f32)
-        self.fcproj = np.zeros((L, B * T, C), f32)
-        self.residual3 = np.zeros((L, B * T, C), f32)
-        self.lnf = np.zeros((B * T, C), f32)
-        self.lnf_mean = np.zeros(B * T, f32)
-        self.lnf_rstd = np.zeros(B * T, f32)
-        self.logits = np.zeros((B * T, V), f32)
-        self.probs = np.zeros((B * T, V), f32)
-        self.losses = np.zeros(B * T, f32)
+        self.encoded = zeros((B, T, C))
+        self.ln1 = zeros((L, B * T, C))
+        self.ln1_mean = zeros((L, B * T))
+        self.ln1_rstd = zeros((L, B * T))
+        self.qkv = zeros((L, B, T, 3 * C))
+        self.atty = zeros((L, B, T, C))
+        self.att = zeros((L, B, nh, T, T))
+        self.attproj = zeros((L, B * T, C))
+        self.residual2 = zeros((L, B * T, C))
+        self.ln2 = zeros((L, B * T, C))
+        self.ln2_mean = zeros((L, B * T))
+        self.ln2_rstd = zeros((L, B * T))
+        self.fch = zeros((L, B * T, 4 * C))
+        self.fch_gelu = zeros((L, B * T, 4 * C))
+        self.fcproj = zeros((L, B * T, C))
+        self.residual3 = zeros((L, B * T, C))
+        self.lnf = zeros((B * T, C))
+        self.lnf_mean = zeros(B * T)
+        self.lnf_rstd = zeros(B * T)
+        self.logits = zeros((B * T, V))
+        self.probs = zeros((B * T, V))
+        self.losses = zeros(B * T)
         self.tokens: np.ndarray | None = None
         self.targets: np.ndarray | None = None
         self.params: dict[str, np.ndarray] = {}
 
-    def _residual_in(self, layer: int) -> np.ndarray:
+    def _residual_in(self, layer: int):
         if layer == 0:
-            return self.encoded.reshape(self.B * self.T, -1)
+            return self.encoded.reshape((self.B * self.T, self.layout.config.n_embd))
         return self.residual3[layer - 1]
 
-    def forward(self, params: np.ndarray, tokens: np.ndarray, targets: np.ndarray) -> np.float32:
-        """Mean cross-entropy of predicting targets (B,T) from tokens (B,T), int32."""
+    def forward(self, params, tokens: np.ndarray, targets: np.ndarray) -> np.float32:
+        """Mean cross-entropy of predicting targets (B,T) from tokens (B,T), int32.
+        params is the flat parameter buffer on this model's backend."""
+        ops, to_device = self.ops, self.backend.to_device
         p = self.layout.views(params)
-        self.params, self.tokens, self.targets = p, tokens, targets.reshape(-1)
-        B, T = self.B, self.T
-        encoder_forward(self.encoded, tokens, p["wte.weight"], p["wpe.weight"])
+        B, T, C = self.B, self.T, self.layout.config.n_embd
+        BT = B * T
+        self.params = p
+        self.tokens = to_device(tokens)
+        self.targets = to_device(np.ascontiguousarray(targets.reshape(BT)))
+        ops.encoder_forward(self.encoded, self.tokens, p["wte.weight"], p["wpe.weight"])
         for l in range(self.layout.config.n_layer):
             h = f"h.{l}."
             residual = self._residual_in(l)
-            layernorm_forward(self.ln1[l], self.ln1_mean[l], self.ln1_rstd[l], residual,
-                              p[h + "ln_1.weight"], p[h + "ln_1.bias"])
-            qkv = self.qkv[l].reshape(B * T, -1)
-            linear_forward(qkv, self.ln1[l], p[h + "attn.c_attn.weight"], p[h + "attn.c_attn.bias"])
-            attention_forward(self.atty[l], self.att[l], self.qkv[l], self.n_head)
-            linear_forward(self.attproj[l], self.atty[l].reshape(B * T, -1),
-                           p[h + "attn.c_proj.weight"], p[h + "attn.c_proj.bias"])
-            residual_forward(self.residual2[l].reshape(-1), residual.reshape(-1),
-                             self.attproj[l].reshape(-1))
-            layernorm_forward(self.ln2[l], self.ln2_mean[l], self.ln2_rstd[l], self.residual2[l],
-                              p[h + "ln_2.weight"], p[h + "ln_2.bias"])
-            linear_forward(self.fch[l], self.ln2[l], p[h + "mlp.c_fc.weight"], p[h + "mlp.c_fc.bias"])
-            gelu_forward(self.fch_gelu[l].reshape(-1), self.fch[l].reshape(-1))
-            linear_forward(self.fcproj[l], self.fch_gelu[l],
-                           p[h + "mlp.c_proj.weight"], p[h + "mlp.c_proj.bias"])
-            residual_forward(self.residual3[l].reshape(-1), self.residual2[l].reshape(-1),
-                             self.fcproj[l].reshape(-1))
+            ops.layernorm_forward(self.ln1[l], self.ln1_mean[l], self.ln1_rstd[l], residual,
+                                  p[h + "ln_1.weight"], p[h + "ln_1.bias"])
+            ops.linear_forward(self.qkv[l].reshape((BT, 3 * C)), self.ln1[l],
+                               p[h + "attn.c_attn.weight"], p[h + "attn.c_attn.bias"])
+            ops.attention_forward(self.atty[l], self.att[l], self.qkv[l], self.n_head)
+            ops.linear_forward(self.attproj[l], self.atty[l].reshape((BT, C)),
+                               p[h + "attn.c_proj.weight"], p[h + "attn.c_proj.bias"])
+            ops.residual_forward(_flat(self.residual2[l]), _flat(residual), _flat(self.attproj[l]))
+            ops.layernorm_forward(self.ln2[l], self.ln2_mean[l], self.ln2_rstd[l], self.residual2[l],
+                                  p[h + "ln_2.weight"], p[h + "ln_2.bias"])
+            ops.linear_forward(self.fch[l], self.ln2[l], p[h + "mlp.c_fc.weight"], p[h + "mlp.c_fc.bias"])
+            ops.gelu_forward(_flat(self.fch_gelu[l]), _flat(self.fch[l]))
+            ops.linear_forward(self.fcproj[l], self.fch_gelu[l],
+                               p[h + "mlp.c_proj.weight"], p[h + "mlp.c_proj.bias"])
+            ops.residual_forward(_flat(self.residual3[l]), _flat(self.residual2[l]),
+                                 _flat(self.fcproj[l]))
         last = self._residual_in(self.layout.config.n_layer)
-        layernorm_forward(self.lnf, self.lnf_mean, self.lnf_rstd, last,
-                          p["ln_f.weight"], p["ln_f.bias"])
+        ops.layernorm_forward(self.lnf, self.lnf_mean, self.lnf_rstd, last,
+                              p["ln_f.weight"], p["ln_f.bias"])
         # the language-model head shares its weights with the token embedding
-        self.logits[:] = np.float32(0.0)
-        matmul_acc(self.lnf, np.ascontiguousarray(p["wte.weight"].T), self.logits)
-        crossentropy_forward(self.losses, self.probs, self.logits, self.targets)
-        return mean_loss(self.losses)
+        self.backend.fill_zero(self.logits)
+        ops.matmul_acc(self.lnf, self.backend.transpose(p["wte.weight"]), self.logits)
+        ops.crossentropy_forward(self.losses, self.probs, self.logits, self.targets)
+        return ops.mean_loss(self.losses)
 
-    def backward(self, grads: np.ndarray) -> None:
+    def backward(self, grads) -> None:
         """Gradients of the last forward's mean loss, written into the zeroed flat grads."""
+        ops, zeros, copy = self.ops, self.backend.zeros, self.backend.copy
         g = self.layout.views(grads)
         p = self.params
         B, T, C = self.B, self.T, self.layout.config.n_embd
-        dlogits = np.empty_like(self.logits)
-        crossentropy_backward(dlogits, self.probs, self.targets)
-        dlnf = np.zeros((B * T, C), np.float32)
-        matmul_acc(dlogits, p["wte.weight"], dlnf)
-        matmul_acc(np.ascontiguousarray(dlogits.T), self.lnf, g["wte.weight"])
-        dresidual = np.zeros((B * T, C), np.float32)
+        BT = B * T
+        dlogits = zeros(self.logits.shape)
+        ops.crossentropy_backward(dlogits, self.probs, self.targets)
+        dlnf = zeros((BT, C))
+        ops.matmul_acc(dlogits, p["wte.weight"], dlnf)
+        ops.matmul_acc(self.backend.transpose(dlogits), self.lnf, g["wte.weight"])
+        dresidual = zeros((BT, C))
         last = self._residual_in(self.layout.config.n_layer)
-        layernorm_backward(dresidual, g["ln_f.weight"], g["ln_f.bias"], dlnf, last,
-                           p["ln_f.weight"], self.lnf_mean, self.lnf_rstd)
+        ops.layernorm_backward(dresidual, g["ln_f.weight"], g["ln_f.bias"], dlnf, last,
+                               p["ln_f.weight"], self.lnf_mean, self.lnf_rstd)
         for l in reversed(range(self.layout.config.n_layer)):
             h = f"h.{l}."
             residual = self._residual_in(l)
             # residual3 = residual2 + fcproj: the gradient passes to both unchanged
             dfcproj = dresidual
-            dresidual2 = dresidual.copy()
-            dfch_gelu = np.zeros((B * T, 4 * C), np.float32)
-            linear_backward(dfch_gelu, g[h + "mlp.c_proj.weight"], g[h + "mlp.c_proj.bias"],
-                            dfcproj, self.fch_gelu[l], p[h + "mlp.c_proj.weight"])
-            dfch = np.zeros((B * T, 4 * C), np.float32)
-            gelu_backward(dfch.reshape(-1), self.fch[l].reshape(-1), dfch_gelu.reshape(-1))
-            dln2 = np.zeros((B * T, C), np.float32)
-            linear_backward(dln2, g[h + "mlp.c_fc.weight"], g[h + "mlp.c_fc.bias"],
-                            dfch, self.ln2[l], p[h + "mlp.c_fc.weight"])
-            layernorm_backward(dresidual2, g[h + "ln_2.weight"], g[h + "ln_2.bias"], dln2,
-                               self.residual2[l], p[h + "ln_2.weight"],
-                               self.ln2_mean[l], self.ln2_rstd[l])
+            dresidual2 = copy(dresidual)
+            dfch_gelu = zeros((BT, 4 * C))
+            ops.linear_backward(dfch_gelu, g[h + "mlp.c_proj.weight"], g[h + "mlp.c_proj.bias"],
+                                dfcproj, self.fch_gelu[l], p[h + "mlp.c_proj.weight"])
+            dfch = zeros((BT, 4 * C))
+            ops.gelu_backward(_flat(dfch), _flat(self.fch[l]), _flat(dfch_gelu))
+            dln2 = zeros((BT, C))
+            ops.linear_backward(dln2, g[h + "mlp.c_fc.weight"], g[h + "mlp.c_fc.bias"],
+                                dfch, self.ln2[l], p[h + "mlp.c_fc.weight"])
+            ops.layernorm_backward(dresidual2, g[h + "ln_2.weight"], g[h + "ln_2.bias"], dln2,
+                                   self.residual2[l], p[h + "ln_2.weight"],
+                                   self.ln2_mean[l], self.ln2_rstd[l])
             # residual2 = residual + attproj
             dattproj = dresidual2
-            dresidual_in = dresidual2.copy()
-            datty = np.zeros((B * T, C), np.float32)
-            linear_backward(datty, g[h + "attn.c_proj.weight"], g[h + "attn.c_proj.bias"],
-                            dattproj, self.atty[l].reshape(B * T, -1), p[h + "attn.c_proj.weight"])
-            dqkv = np.zeros((B, T, 3 * C), np.float32)
-            attention_backward(dqkv, datty.reshape(B, T, C), self.qkv[l], self.att[l], self.n_head)
-            dln1 = np.zeros((B * T, C), np.float32)
-            linear_backward(dln1, g[h + "attn.c_attn.weight"], g[h + "attn.c_attn.bias"],
-                            dqkv.reshape(B * T, -1), self.ln1[l], p[h + "attn.c_attn.weight"])
-            layernorm_backward(dresidual_in, g[h + "ln_1.weight"], g[h + "ln_1.bias"], dln1,
-                               residual, p[h + "ln_1.weight"], self.ln1_mean[l], self.ln1_rstd[l])
+            dresidual_in = copy(dresidual2)
+            datty = zeros((BT, C))
+            ops.linear_backward(datty, g[h + "attn.c_proj.weight"], g[h + "attn.c_proj.bias"],
+                                dattproj, self.atty[l].reshape((BT, C)), p[h + "attn.c_proj.weight"])
+            dqkv = zeros((B, T, 3 * C))
+            ops.attention_backward(dqkv, datty.reshape((B, T, C)), self.qkv[l], self.att[l],
+                                   self.n_head)
+            dln1 = zeros((BT, C))
+            ops.linear_backward(dln1, g[h + "attn.c_attn.weight"], g[h + "attn.c_attn.bias"],
+                                dqkv.reshape((BT, 3 * C)), self.ln1[l], p[h + "attn.c_attn.weight"])
+            ops.layernorm_backward(dresidual_in, g[h + "ln_1.weight"], g[h + "ln_1.bias"], dln1,
+                                   residual, p[h + "ln_1.weight"], self.ln1_mean[l], self.ln1_rstd[l])
             dresidual = dresidual_in
-        encoder_backward(g["wte.weight"], g["wpe.weight"], dresidual.reshape(B, T, C), self.tokens)
+        ops.encoder_backward(g["wte.weight"], g["wpe.weight"], dresidual.reshape((B, T, C)),
+                             self.tokens)
+
+
+def _flat(x):
+    return x.reshape(x.size)

@@ -11,8 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from kernels.backend import Backend, cpu_backend
 from kernels.fpenv import require_ieee_subnormals
-from kernels.optim import adamw, clip_grad_norm
 from node.genesis import Genesis
 from node.uPoW.data import Corpus, eval_batch, train_batch
 from node.uPoW.model import GPT, ParameterLayout
@@ -28,18 +28,21 @@ class StepResult:
 
 
 class Trainer:
-    """Runs training steps of the genesis model configuration on the CPU kernels."""
+    """Runs training steps of the genesis model configuration on a backend's kernels
+    (the CPU by default); the training state lives on that backend."""
 
-    def __init__(self, genesis: Genesis, corpus: Corpus | None = None):
+    def __init__(self, genesis: Genesis, corpus: Corpus | None = None,
+                 backend: Backend | None = None):
         require_ieee_subnormals()
+        self.backend = backend if backend is not None else cpu_backend()
         self.genesis = genesis
         self.layout = ParameterLayout(genesis.model)
         self.corpus = corpus if corpus is not None else Corpus.from_genesis(genesis)
         tc = genesis.training
         self.batch_size = tc.batch_size
         self.seq_len = genesis.model.context_length
-        self.model = GPT(self.layout, self.batch_size, self.seq_len)
-        self.grads = np.zeros(self.layout.size, np.float32)
+        self.model = GPT(self.layout, self.batch_size, self.seq_len, self.backend)
+        self.grads = self.backend.zeros(self.layout.size)
         f32 = np.float32
         self.lr, self.beta1, self.beta2 = f32(tc.learning_rate), f32(tc.adam_beta1), f32(tc.adam_beta2)
         self.eps, self.weight_decay = f32(tc.adam_eps), f32(tc.weight_decay)
@@ -53,25 +56,39 @@ class Trainer:
     def initial_state(self, data_seed: int | None = None,
                       params: np.ndarray | None = None) -> TrainingState:
         seed = self.genesis.training.data_seed if data_seed is None else data_seed
-        return TrainingState.initial(self.layout, seed, params)
+        state = TrainingState.initial(self.layout, seed, params)
+        to_device = self.backend.to_device
+        state.params, state.adam_m, state.adam_v = (
+            to_device(state.params), to_device(state.adam_m), to_device(state.adam_v))
+        return state
+
+    def host_state(self, state: TrainingState) -> TrainingState:
+        """state with its buffers copied to host memory (itself on the CPU backend)."""
+        to_host = self.backend.to_host
+        return dataclasses.replace(state, params=to_host(state.params),
+                                   adam_m=to_host(state.adam_m), adam_v=to_host(state.adam_v))
+
+    def state_hash(self, state: TrainingState) -> str:
+        return state_hash(self.layout, self.host_state(state))
 
     def step(self, state: TrainingState) -> StepResult:
         """Advance state by one training step, in place."""
         tokens, targets = train_batch(self.corpus, state.data_seed, state.data_cursor,
                                       self.batch_size, self.seq_len)
+        ops = self.backend.ops
         loss = self.model.forward(state.params, tokens, targets)
-        self.grads[:] = np.float32(0.0)
+        self.backend.fill_zero(self.grads)
         self.model.backward(self.grads)
-        norm = clip_grad_norm(self.grads, self.grad_clip)
+        norm = ops.clip_grad_norm(self.grads, self.grad_clip)
         if not (np.isfinite(loss) and np.isfinite(norm)):
             raise NonFiniteStateError(
                 f"step {state.step + 1}: loss {loss}, gradient norm {norm} is not finite")
-        adamw(state.params, self.grads, state.adam_m, state.adam_v, self.layout.segments,
+        ops.adamw(state.params, self.grads, state.adam_m, state.adam_v, self.layout.segments,
               self.layout.decay_mask, state.step + 1, self.lr, self.beta1, self.beta2, self.eps,
               self.weight_decay)
         state.step += 1
         state.data_cursor += 1
-        digest = state_hash(self.layout, state) if state.step % self.checkpoint_every == 0 else None
+        digest = self.state_hash(state) if state.step % self.checkpoint_every == 0 else None
         return StepResult(state.step, float(loss), float(norm), digest)
 
     def train(self, state: TrainingState, steps: int,

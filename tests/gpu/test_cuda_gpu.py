@@ -28,3 +28,18 @@ def test_every_cuda_op_matches_the_cpu_bits(shapes, seed):
     result = run_checks(shapes or _devnet_shapes(), seed)
     assert len(result) >= 39
     assert {name: n for name, n in result.items() if n} == {}
+
+
+@pytest.mark.parametrize("config,steps", [("devnet", 20), ("10m", 20)])
+def test_full_training_steps_and_the_outer_step_match_the_cpu_bits(config, steps):
+    import json
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "tests.gpu.train_check", str(steps), config],
+                          capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    if config == "10m":
+        assert result["params"] >= 10_000_000
+    assert result["cuda"] == result["cpu"]
+    assert result["outer_cuda"] == result["outer_cpu"]

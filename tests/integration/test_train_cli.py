@@ -79,3 +79,10 @@ def test_200_steps_bring_the_eval_loss_far_down(tmp_path):
     # a byte-level model starts near ln(256) = 5.55; 200 steps must learn the corpus's statistics
     assert done["eval_loss"] < done["eval_loss_initial"] - 2.0, done
     assert model.stat().st_size > 0
+
+
+def test_gpu_without_a_gpu_is_a_one_line_error():
+    from numba import cuda
+    if cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert_one_line_error(uponode("train", "--gpu", "--steps", "1"), "--gpu", "no usable CUDA GPU")

@@ -31,6 +31,9 @@ F = "float32"
 
 # The launch signatures: what the launchers pass for C-contiguous device arrays.
 SIGNATURES = {
+    "arrays._fill_zero": (F1,),
+    "arrays._copy": (F1, F1),
+    "arrays._transpose": (F2, F2),
     "attention._attention_forward": (F3, F4, F3, "int64"),
     "attention._attention_dpre": (F4, F3, F3, F4, "int64"),
     "attention._attention_dq": (F3, F4, F3, "int64"),

@@ -1,0 +1,59 @@
+"""Where the kernels run: the CPU (numba) or an NVIDIA GPU (numba-cuda), same bits.
+
+A backend is its ops (the kernel launchers under one set of names) and the array
+handling the model needs around them: allocation, zero-fill, copy, transpose, and
+moving data in and out.  On the GPU, data stays on the device between ops.
+"""
+from __future__ import annotations
+
+import dataclasses
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run on this machine; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    name: str
+    ops: ModuleType
+    zeros: Callable[[Any], Any]
+    fill_zero: Callable[[Any], None]
+    copy: Callable[[Any], Any]
+    transpose: Callable[[Any], Any]
+    to_device: Callable[[np.ndarray], Any]
+    to_host: Callable[[Any], np.ndarray]
+
+
+def cpu_backend() -> Backend:
+    from kernels import cpu
+
+    def fill_zero(x: np.ndarray) -> None:
+        x[...] = np.float32(0.0)
+
+    return Backend(name="cpu", ops=cpu, zeros=lambda shape: np.zeros(shape, np.float32),
+                   fill_zero=fill_zero, copy=np.copy,
+                   transpose=lambda x: np.ascontiguousarray(x.T),
+                   to_device=lambda x: x, to_host=lambda x: x)
+
+
+def cuda_backend() -> Backend:
+    """The CUDA backend; BackendUnavailable where no usable GPU is present."""
+    from numba import cuda
+
+    try:
+        available = cuda.is_available()
+    except Exception as exc:  # a broken driver install raises instead of answering
+        raise BackendUnavailable(f"no usable CUDA GPU: {exc}") from None
+    if not available:
+        raise BackendUnavailable("no usable CUDA GPU (numba.cuda.is_available() is false)")
+    import kernels.cuda as ops
+    from kernels.cuda import arrays
+
+    return Backend(name="cuda", ops=ops, zeros=arrays.zeros, fill_zero=arrays.fill_zero,
+                   copy=arrays.copy, transpose=arrays.transpose, to_device=cuda.to_device,
+                   to_host=lambda x: x.copy_to_host())

@@ -1,0 +1,57 @@
+"""Data movement on the device: zero-fill, copy and transpose without a trip to the host.
+Pure copies of float32 bits, no arithmetic."""
+import numpy as np
+from numba import cuda
+
+from kernels.cuda.fp import blocks
+
+THREADS = 256
+
+
+@cuda.jit
+def _fill_zero(x):
+    i = cuda.grid(1)
+    if i < x.size:
+        x[i] = np.float32(0.0)
+
+
+@cuda.jit
+def _copy(dst, src):
+    i = cuda.grid(1)
+    if i < src.size:
+        dst[i] = src[i]
+
+
+@cuda.jit
+def _transpose(dst, src):
+    j, i = cuda.grid(2)
+    if i < src.shape[0] and j < src.shape[1]:
+        dst[j, i] = src[i, j]
+
+
+def _flat(x):
+    return x.reshape(x.size)
+
+
+def zeros(shape):
+    out = cuda.device_array(shape, np.float32)
+    fill_zero(out)
+    return out
+
+
+def fill_zero(x) -> None:
+    _fill_zero[blocks(x.size, THREADS), THREADS](_flat(x))
+
+
+def copy(x):
+    out = cuda.device_array(x.shape, np.float32)
+    _copy[blocks(x.size, THREADS), THREADS](_flat(out), _flat(x))
+    return out
+
+
+def transpose(x):
+    """A contiguous copy of the 2-D array x.T."""
+    rows, cols = x.shape
+    out = cuda.device_array((cols, rows), np.float32)
+    _transpose[((cols + 15) // 16, (rows + 15) // 16), (16, 16)](out, x)
+    return out
