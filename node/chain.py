@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from node.blocks import EMPTY_COMMIT, Block, BlockHeader, CommitCertificate, tx_root
+from node.crypto import sha256
 from node.genesis import Genesis
 from node.ledger import BlockError, ChainState, TxError, Transition, execute_block
 from node.storage.chainstore import ChainStore, Head, StoreCorrupted
@@ -40,8 +41,10 @@ class Chain:
             if store.height_of(self.genesis_hash) != 0:
                 raise StoreCorrupted("the store was created from another genesis")
         self.head: Head = head
-        # the executed transition of each block checked on top of the current head, so
-        # that finalizing a block checked as a proposal does not execute it again
+        # the executed transition of each block built or checked on top of the current
+        # head, so that checking and finalizing it does not execute it again; keyed by
+        # the whole block's bytes, since the header hash alone does not pin the body
+        # until the tx root has been checked
         self._checked: dict[bytes, Transition] = {}
 
     @property
@@ -83,11 +86,14 @@ class Chain:
             prev_hash=self.head.block_hash, last_commit_hash=last_commit.hash,
             tx_root=tx_root(tuple(included)), state_root=self.state.root_after(transition.writes),
             proposer=proposer)
-        return Block(header=header, txs=tuple(included), last_commit=last_commit), refused
+        block = Block(header=header, txs=tuple(included), last_commit=last_commit)
+        # built from this very transition: checking our own proposal need not execute it again
+        self._checked[_body_key(block)] = transition
+        return block, refused
 
     def check_block(self, block: Block) -> Transition:
         """Validate block as the next one; returns its executed transition."""
-        checked = self._checked.get(block.hash)
+        checked = self._checked.get(_body_key(block))
         if checked is not None:
             return checked
         h = block.header
@@ -111,7 +117,7 @@ class Chain:
             raise InvalidBlock(str(exc)) from None
         if self.state.root_after(transition.writes) != h.state_root:
             raise InvalidBlock("the state root does not match the executed transactions")
-        self._checked[block.hash] = transition
+        self._checked[_body_key(block)] = transition
         return transition
 
     def _check_last_commit(self, commit: CommitCertificate) -> None:
@@ -142,3 +148,7 @@ class Chain:
         self.head = Head(block.header.height, block.hash, block.header.state_root)
         self._checked.clear()
 
+
+
+def _body_key(block: Block) -> bytes:
+    return sha256(block.encode())
