@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from node.blocks import EMPTY_COMMIT, Block, BlockHeader, CommitCertificate, tx_root
+from node.blocks import EMPTY_COMMIT, NO_CLOSE, Block, BlockHeader, CommitCertificate, tx_root
 from node.crypto import sha256
 from node.genesis import Genesis
 from node.ledger import BlockError, ChainState, TxError, Transition, execute_block
@@ -84,7 +84,7 @@ class Chain:
         header = BlockHeader(
             chain_id=self.genesis.chain_id, height=height, round=round_, time_ms=time_ms,
             prev_hash=self.head.block_hash, last_commit_hash=last_commit.hash,
-            tx_root=tx_root(tuple(included)), state_root=self.state.root_after(transition.writes),
+            tx_root=tx_root(tuple(included)), close_hash=NO_CLOSE, state_root=self.state.root_after(transition.writes),
             proposer=proposer)
         block = Block(header=header, txs=tuple(included), last_commit=last_commit)
         # built from this very transition: checking our own proposal need not execute it again

@@ -46,6 +46,8 @@ class TrainingConfig:
     weight_decay: float
     grad_clip: float
     data_seed: int
+    audit_segments: int  # random segments challenged per unit, besides the last one
+    auditors_per_unit: int  # auditors assigned to check each unit's challenged segments
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,7 @@ class EconomicsConfig:
     reward_audits_bps: int
     reward_proposer_bps: int
     min_miner_bond: int
+    min_auditor_bond: int
     fraud_slash_bps: int  # share of a cheating miner's bond taken on proven fraud
     fraud_bounty_bps: int  # share of the slashed amount paid to the prover; the rest is burned
 
@@ -93,6 +96,7 @@ class EconomicsConfig:
 @dataclasses.dataclass(frozen=True)
 class ConsensusConfig:
     round_blocks: int
+    commit_blocks: int  # the train phase: a round's first commit_blocks blocks take commitments
     committee_size: int
     epoch_rounds: int
     max_block_txs: int
@@ -138,15 +142,19 @@ _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
     "training.steps_per_unit": (1, 10**6),
     "training.checkpoint_every": (1, 10**6),
     "training.data_seed": (0, 2**64 - 1),
+    "training.audit_segments": (0, 1000),
+    "training.auditors_per_unit": (1, 100),
     "eval.batches": (1, 10**5),
     "economics.emission_per_round": (0, MAX_AMOUNT),
     "economics.reward_units_bps": (0, BPS),
     "economics.reward_audits_bps": (0, BPS),
     "economics.reward_proposer_bps": (0, BPS),
     "economics.min_miner_bond": (1, MAX_AMOUNT),
+    "economics.min_auditor_bond": (1, MAX_AMOUNT),
     "economics.fraud_slash_bps": (0, BPS),
     "economics.fraud_bounty_bps": (0, BPS),
-    "consensus.round_blocks": (3, 10**6),  # one block per phase at least
+    "consensus.round_blocks": (4, 10**6),  # train, challenge, audit and closing blocks
+    "consensus.commit_blocks": (1, 10**6),
     "consensus.committee_size": (1, MAX_VALIDATORS),
     "consensus.epoch_rounds": (1, 10**6),
     "consensus.max_block_txs": (1, 100_000),
@@ -236,6 +244,13 @@ def _check_training(training: TrainingConfig) -> None:
             raise GenesisError(f"training.{name}: must lie strictly between 0 and 1")
     if training.adam_eps == 0.0:
         raise GenesisError("training.adam_eps: must be above 0")
+
+
+def _check_rounds(consensus: ConsensusConfig) -> None:
+    # after the train phase: the challenge block, at least one audit block, the closing block
+    if consensus.commit_blocks > consensus.round_blocks - 3:
+        raise GenesisError(f"consensus.commit_blocks: {consensus.commit_blocks} leaves no room for "
+                           f"the audit phase in consensus.round_blocks {consensus.round_blocks}")
 
 
 def _check_corpus(corpus: CorpusConfig, directory: pathlib.Path) -> None:
@@ -348,6 +363,7 @@ def parse_genesis(raw_bytes: bytes, directory: pathlib.Path) -> Genesis:
     _check_model(sections["model"])
     _check_training(sections["training"])
     _check_economics(sections["economics"])
+    _check_rounds(sections["consensus"])
     validators = _validators(raw["validators"])
     _check_committee(validators, sections["consensus"])
     accounts = _accounts(raw["accounts"])

@@ -11,7 +11,7 @@ import dataclasses
 
 from node import crypto
 from node.votes import Vote
-from node.codec import (BOOL, HASH, PUBKEY, SIGNATURE, U16, U32, U64, DecodeError, ListOf,
+from node.codec import (HASH, PUBKEY, SIGNATURE, U16, U32, U64, DecodeError, ListOf,
                         Nested, Record, Tagged)
 
 TX_DOMAIN = "tx"
@@ -49,6 +49,12 @@ class RegisterMiner(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class RegisterAuditor(Record):
+    """Register the sender as an auditor, eligible to be assigned units to check."""
+    SCHEMA = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkCommitment(Record):
     """A miner's commitment to one trained unit (DESIGN.md §2, train phase)."""
     round: int
@@ -56,32 +62,42 @@ class WorkCommitment(Record):
     shard: int
     start_root: bytes  # model root the unit started from
     checkpoint_root: bytes  # Merkle root over the checkpoint state hashes
-    checkpoint_count: int
+    checkpoint_count: int  # leaves: the start state, then the state after each segment
+    leaves_hash: bytes  # SHA-256 of the leaves blob (the hashes the root is built over)
     delta_hash: bytes  # SHA-256 of the delta blob
     loss_trace: tuple[int, ...]  # float32 bits of the loss at each step
     kernel_version: int
     SCHEMA = (("round", U64), ("unit", U32), ("shard", U32), ("start_root", HASH),
-              ("checkpoint_root", HASH), ("checkpoint_count", U32), ("delta_hash", HASH),
+              ("checkpoint_root", HASH), ("checkpoint_count", U32), ("leaves_hash", HASH),
+              ("delta_hash", HASH),
               ("loss_trace", ListOf(U32, MAX_LOSS_TRACE)), ("kernel_version", U32))
 
 
 @dataclasses.dataclass(frozen=True)
 class AuditReport(Record):
-    """An auditor's result of re-executing one segment of a miner's unit."""
+    """An auditor's passing result of re-executing one segment of a miner's unit: the
+    state hash it computed, which is the committed leaf segment+1 (proof included).
+    A failing re-execution is reported as a FraudProof instead."""
     round: int
     miner: bytes
     unit: int
     segment: int
     result_hash: bytes  # the state hash the auditor computed at the segment's end
-    passed: bool
+    result_proof: tuple[bytes, ...]  # inclusion of result_hash as leaf segment+1
     SCHEMA = (("round", U64), ("miner", PUBKEY), ("unit", U32), ("segment", U32),
-              ("result_hash", HASH), ("passed", BOOL))
+              ("result_hash", HASH), ("result_proof", ListOf(HASH, MAX_PROOF_DEPTH)))
 
 
 @dataclasses.dataclass(frozen=True)
 class FraudProof(Record):
     """Evidence that a committed checkpoint does not follow from the one before it:
-    both leaves with their Merkle proofs, and the hash the segment really gives."""
+    both leaves with their Merkle proofs, and the hash the segment really gives.
+
+    Segment s < n (n = checkpoint_count - 1 segments) claims leaf s+1 is not what
+    re-executing from leaf s gives (or that leaf s is not a valid state of this unit
+    at that step).  Segment n claims the delta does not follow from the last leaf:
+    start_hash is leaf n, claimed_end_hash the committed delta hash (end_proof
+    empty), computed_end_hash the hash of the delta the last leaf really gives."""
     round: int
     miner: bytes
     unit: int
@@ -107,7 +123,7 @@ class DoubleSignEvidence(Record):
 
 
 PAYLOAD = Tagged({1: Transfer, 2: Bond, 3: Unbond, 4: RegisterMiner, 5: WorkCommitment,
-                  6: AuditReport, 7: FraudProof, 8: DoubleSignEvidence})
+                  6: AuditReport, 7: FraudProof, 8: DoubleSignEvidence, 9: RegisterAuditor})
 
 
 @dataclasses.dataclass(frozen=True)

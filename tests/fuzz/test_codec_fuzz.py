@@ -4,14 +4,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.blocks import Block, BlockHeader, CommitCertificate
+from node.blocks import Block, BlockHeader, CommitCertificate, RoundClose
 from node.votes import Vote
 from node.codec import (Bool, DecodeError, FixedBytes, ListOf, Nested, Record, Tagged, Text,
                         UInt, VarBytes)
 from node.ledger import Account, Committee, Miner, Supply
 from node.transactions import PAYLOAD, SignedTx
 
-TYPES = [SignedTx, BlockHeader, Block, Vote, CommitCertificate, Account, Miner, Committee, Supply]
+TYPES = [SignedTx, BlockHeader, Block, RoundClose, Vote, CommitCertificate, Account, Miner, Committee, Supply]
 
 
 def values(codec) -> st.SearchStrategy:
@@ -89,7 +89,7 @@ def test_mutated_encodings(cls, data):
 def test_a_length_above_its_cap_is_refused_before_reading():
     # a transfer whose tag claims a work commitment with a 2^32-1 entry loss trace
     with pytest.raises(DecodeError, match="exceeds the cap"):
-        PAYLOAD.decode(bytes([5]) + bytes(8 + 4 + 4 + 32 + 32 + 4 + 32) + b"\xff\xff\xff\xff")
+        PAYLOAD.decode(bytes([5]) + bytes(8 + 4 + 4 + 32 + 32 + 4 + 32 + 32) + b"\xff\xff\xff\xff")
 
 
 def test_non_bytes_input_is_a_decode_error():

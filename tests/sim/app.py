@@ -13,7 +13,7 @@ def make_block(height: int, round_: int, prev_hash: bytes, proposer: bytes, nonc
                chain_id: str = CHAIN_ID) -> Block:
     """An empty block; `nonce` lets two builders (twins, an equivocator) make different ones."""
     header = BlockHeader(chain_id=chain_id, height=height, round=round_, time_ms=0,
-                         prev_hash=prev_hash, last_commit_hash=NIL_HASH, tx_root=NIL_HASH,
+                         prev_hash=prev_hash, last_commit_hash=NIL_HASH, tx_root=NIL_HASH, close_hash=NIL_HASH,
                          state_root=crypto.sha256(nonce), proposer=proposer)
     return Block(header=header, txs=(), last_commit=EMPTY_COMMIT)
 

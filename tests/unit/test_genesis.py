@@ -50,7 +50,8 @@ def test_devnet_founding_state():
     assert (economics.reward_units_bps + economics.reward_audits_bps
             + economics.reward_proposer_bps) == 10_000
     assert genesis.accounts[0].bond >= economics.min_miner_bond
-    assert genesis.consensus.round_blocks == 20
+    assert genesis.consensus.round_blocks == 30
+    assert genesis.consensus.commit_blocks == 18
     assert len(genesis.validators) <= genesis.consensus.committee_size
 
 
@@ -65,7 +66,7 @@ def test_limits_are_accepted_at_their_bounds():
         g["accounts"] = [_account(balance=2**63 - 2, bond=1)]
         g["economics"].update(reward_units_bps=10_000, reward_audits_bps=0, reward_proposer_bps=0,
                               fraud_slash_bps=10_000, fraud_bounty_bps=0, emission_per_round=0)
-        g["consensus"].update(round_blocks=3, max_tx_bytes=1_048_576, block_interval_ms=10)
+        g["consensus"].update(round_blocks=4, commit_blocks=1, max_tx_bytes=1_048_576, block_interval_ms=10)
     _parse(at_bounds)
     _parse(lambda g: g.update(accounts=[]))
 
@@ -82,6 +83,7 @@ def test_limits_are_accepted_at_their_bounds():
     (lambda g: g["training"].update(adam_eps=0), "training.adam_eps: must be above 0"),
     (lambda g: g["model"].update(n_head=3), "model.n_head: 3 does not divide"),
     (lambda g: g["training"].update(checkpoint_every=3), "training.checkpoint_every: 3"),
+    (lambda g: g["consensus"].update(commit_blocks=28), "consensus.commit_blocks: 28 leaves no room"),
     (lambda g: g["corpus"].update(sha256="ab" * 32), "corpus.sha256:"),
     (lambda g: g["corpus"].update(sha256="XYZ"), "corpus.sha256: expected 64"),
     (lambda g: g["corpus"].update(path="missing.txt"), "corpus.path: cannot read"),

@@ -20,7 +20,7 @@ PEER = SigningKey(bytes([6]) * 32)
 def block(txs=()) -> Block:
     header = BlockHeader(chain_id=CHAIN, height=1, round=0, time_ms=1_700_000_000_000,
                          prev_hash=bytes(32), last_commit_hash=EMPTY_COMMIT.hash,
-                         tx_root=bytes(32), state_root=bytes(32), proposer=KEY.public_key)
+                         tx_root=bytes(32), close_hash=bytes(32), state_root=bytes(32), proposer=KEY.public_key)
     return Block(header=header, txs=tuple(txs), last_commit=EMPTY_COMMIT)
 
 
@@ -61,7 +61,8 @@ def test_a_frame_at_the_cap_is_decoded():
 
 def test_an_oversize_message_cannot_be_encoded():
     big = WorkCommitment(round=0, unit=0, shard=0, start_root=bytes(32),
-                         checkpoint_root=bytes(32), checkpoint_count=0, delta_hash=bytes(32),
+                         checkpoint_root=bytes(32), checkpoint_count=0, leaves_hash=bytes(32),
+                         delta_hash=bytes(32),
                          loss_trace=(0,) * 4096, kernel_version=0)
     tx = sign_tx(KEY, CHAIN, 0, big)
     too_many = MAX_FRAME_BYTES // len(tx.encode()) + 1

@@ -1,0 +1,34 @@
+"""What the ledger asks of the model world when it executes a block.
+
+The ledger is pure integer bookkeeping; two of its rules need training compute and
+blobs: confirming a fraud proof (re-run one segment, or recompute a delta) and
+closing a round (the new model root and its eval loss).  The node supplies a
+WorkOracle that answers from its blob store with the deterministic kernels.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from node.transactions import FraudProof, WorkCommitment
+from node.uPoW.assignment import UnitAssignment
+
+
+class WorkUnavailable(Exception):
+    """A blob needed to decide is not in this node's store (yet): the block cannot be
+    checked now, which is not the same as invalid."""
+
+
+class WorkOracle(Protocol):
+    def confirm_fraud(self, model_root: bytes, assignment: UnitAssignment,
+                      commitment: WorkCommitment, proof: FraudProof) -> bool:
+        """True if proof shows fraud: re-executing segment proof.segment from the
+        checkpoint proof.start_hash (the model_root model and the assignment's data
+        stream for segment 0) does not give proof.claimed_end_hash, or that checkpoint
+        is not a state of this unit at that step; for the delta segment, the delta
+        from the last checkpoint does not hash to the committed one.  The Merkle
+        proofs are the ledger's to check.  WorkUnavailable if a blob is missing."""
+
+    def aggregate(self, model_root: bytes, delta_hashes: list[bytes]) -> tuple[bytes, int]:
+        """(new model root, eval loss float32 bits) of the outer step over the mean of
+        the deltas in the given order, from the model with root model_root (at least
+        one delta).  WorkUnavailable if a blob is missing."""
