@@ -12,6 +12,8 @@ from typing import Protocol
 from node.transactions import FraudProof, WorkCommitment
 from node.uPoW.assignment import UnitAssignment
 
+KERNEL_VERSION = 1  # the kernels' arithmetic contract a commitment was trained under
+
 
 class WorkUnavailable(Exception):
     """A blob needed to decide is not in this node's store (yet): the block cannot be
