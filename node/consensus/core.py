@@ -116,7 +116,7 @@ class ConsensusCore:
 
     def __init__(self, chain_id: str, height: int, validators: Sequence[tuple[bytes, int]],
                  key: SigningKey | None, timeouts: TimeoutConfig,
-                 build_block: Callable[[int, int], Block], check_block: Callable[[Block], bool],
+                 build_block: Callable[[int, int], Block | None], check_block: Callable[[Block], bool],
                  last_signed: SignedStep | None = None, lock: Lock | None = None):
         """validators: (pubkey, power) in the committee's canonical order; key None: an
         observer that follows but never signs; last_signed and lock: as last persisted through
@@ -302,10 +302,13 @@ class ConsensusCore:
             if self.valid_value is not None:
                 block, pol_round = self.valid_value, self.valid_round
             else:
+                # None: the driver cannot build a block now (it lacks data to close the
+                # training round); the round times out and the next proposer tries
                 block, pol_round = self.build_block(self.height, round_), NO_POL_ROUND
-            proposal = sign_proposal(self.key, self.chain_id, self.height, round_, pol_round, block)
-            self._signed(Step.PROPOSE, proposal)
-            self._on_proposal(proposal)
+            if block is not None:
+                proposal = sign_proposal(self.key, self.chain_id, self.height, round_, pol_round, block)
+                self._signed(Step.PROPOSE, proposal)
+                self._on_proposal(proposal)
         # also when proposing: if our own block is refused we still move on
         self._schedule(Step.PROPOSE)
 

@@ -17,7 +17,11 @@ KERNEL_VERSION = 1  # the kernels' arithmetic contract a commitment was trained 
 
 class WorkUnavailable(Exception):
     """A blob needed to decide is not in this node's store (yet): the block cannot be
-    checked now, which is not the same as invalid."""
+    checked now, which is not the same as invalid.  digest names the missing blob."""
+
+    def __init__(self, digest: bytes):
+        super().__init__(f"blob {digest.hex()[:16]}… is not in this node's store")
+        self.digest = digest
 
 
 class WorkOracle(Protocol):
