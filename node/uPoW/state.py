@@ -1,10 +1,11 @@
-"""The full training state of a unit of work, and its canonical hash.
+"""The full training state of a unit of work, its canonical encoding and its hash.
 
 The hash covers everything that determines the rest of the training: parameters,
 both AdamW moments, the step, and the data stream's seed and cursor (the only
 RNG on the training path is the batch sampler, whose counter is cursor * batch
 size, so the cursor stands for it), in a fixed order with explicit little-endian encoding.  Two states hash
-alike only if every bit of them is alike.
+alike only if every bit of them is alike.  The encoding is also the checkpoint
+blob a miner serves, so a leaf's hash is its blob's content address.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import struct
 
 import numpy as np
 
-from node.uPoW.model import ParameterLayout, init_parameters
+from node.uPoW.model import ParameterLayout, TensorSpec, init_parameters
+from node.uPoW.model_state import BlobFormatError
 
 STATE_DOMAIN = b"uponode/train-state/v1\x00"
 
@@ -47,17 +49,60 @@ class TrainingState:
                                    adam_v=self.adam_v.copy())
 
 
-def state_hash(layout: ParameterLayout, state: TrainingState) -> str:
-    """SHA-256 hex of the canonical encoding; raises NonFiniteStateError on NaN/Inf."""
-    digest = hashlib.sha256(STATE_DOMAIN)
-    digest.update(struct.pack("<QQQ", state.step, state.data_seed, state.data_cursor))
-    for group, buffer in (("param", state.params), ("adam_m", state.adam_m),
-                          ("adam_v", state.adam_v)):
+_GROUPS = ("param", "adam_m", "adam_v")
+_HEADER = struct.Struct("<QQQ")  # step, data seed, data cursor
+
+
+def _tensor_header(group: str, spec: TensorSpec) -> bytes:
+    name = f"{group}/{spec.name}".encode()
+    return (struct.pack("<H", len(name)) + name
+            + struct.pack(f"<B{len(spec.shape)}I", len(spec.shape), *spec.shape))
+
+
+def encode_state(layout: ParameterLayout, state: TrainingState) -> bytes:
+    """The canonical encoding (host buffers): the domain, step, data seed and cursor,
+    then every tensor of the parameters and both moments, each behind its name and
+    shape.  A checkpoint blob; raises NonFiniteStateError on NaN/Inf."""
+    parts = [STATE_DOMAIN, _HEADER.pack(state.step, state.data_seed, state.data_cursor)]
+    for group, buffer in zip(_GROUPS, (state.params, state.adam_m, state.adam_v)):
         if not np.isfinite(buffer).all():
             raise NonFiniteStateError(f"training state has NaN or Inf in {group} at step {state.step}")
+        data = np.ascontiguousarray(buffer, dtype="<f4")
         for spec in layout.tensors:
-            name = f"{group}/{spec.name}".encode()
-            digest.update(struct.pack("<H", len(name)) + name)
-            digest.update(struct.pack(f"<B{len(spec.shape)}I", len(spec.shape), *spec.shape))
-            digest.update(buffer[spec.offset:spec.offset + spec.size].astype("<f4").tobytes())
-    return digest.hexdigest()
+            parts.append(_tensor_header(group, spec))
+            parts.append(data[spec.offset:spec.offset + spec.size])
+    return b"".join(parts)
+
+
+def state_hash(layout: ParameterLayout, state: TrainingState) -> str:
+    """SHA-256 hex of the canonical encoding; raises NonFiniteStateError on NaN/Inf."""
+    return hashlib.sha256(encode_state(layout, state)).hexdigest()
+
+
+def decode_state(layout: ParameterLayout, blob: bytes) -> TrainingState:
+    """The state encode_state wrote, for this layout; BlobFormatError if blob is not one."""
+    headers = [(group, spec, _tensor_header(group, spec)) for group in _GROUPS
+               for spec in layout.tensors]
+    expected = (len(STATE_DOMAIN) + _HEADER.size + sum(len(h) for _, _, h in headers)
+                + 4 * len(_GROUPS) * layout.size)
+    if not blob.startswith(STATE_DOMAIN):
+        raise BlobFormatError("not a training state blob: bad domain")
+    if len(blob) != expected:
+        raise BlobFormatError(f"training state blob of {len(blob)} bytes, expected {expected}")
+    step, data_seed, cursor = _HEADER.unpack_from(blob, len(STATE_DOMAIN))
+    offset = len(STATE_DOMAIN) + _HEADER.size
+    buffers = {group: np.empty(layout.size, np.float32) for group in _GROUPS}
+    for group, spec, header in headers:
+        if blob[offset:offset + len(header)] != header:
+            raise BlobFormatError(f"training state blob: expected tensor {group}/{spec.name} "
+                                  f"of shape {spec.shape} at byte {offset}")
+        offset += len(header)
+        buffers[group][spec.offset:spec.offset + spec.size] = np.frombuffer(
+            blob, "<f4", spec.size, offset)
+        offset += 4 * spec.size
+    for group, buffer in buffers.items():
+        if not np.isfinite(buffer).all():
+            raise BlobFormatError(f"training state blob holds NaN or Inf in {group}")
+    return TrainingState(params=buffers["param"], adam_m=buffers["adam_m"],
+                         adam_v=buffers["adam_v"], step=step, data_seed=data_seed,
+                         data_cursor=cursor)

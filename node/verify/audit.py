@@ -1,0 +1,106 @@
+"""Audits: re-execute a segment of a unit from its checkpoint, recompute a delta,
+and decide whether a fraud proof shows fraud (WorkOracle.confirm_fraud's meaning).
+
+A checkpoint is only trusted as far as it is checked: it must decode, sit at its
+leaf's step and cursor, carry the unit's data seed, and leaf 0 must be exactly the
+unit's start state, so a miner cannot hide a bad start or another data stream.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from node.transactions import FraudProof, WorkCommitment
+from node.uPoW.model_state import BlobFormatError, ModelState
+from node.uPoW.state import NonFiniteStateError, TrainingState, decode_state
+from node.uPoW.trainer import Trainer
+from node.uPoW.work import encode_delta
+
+
+class InvalidCheckpoint(Exception):
+    """A checkpoint blob that is not a state of this unit at its leaf's step."""
+
+
+def _segments(trainer: Trainer) -> int:
+    training = trainer.genesis.training
+    return training.steps_per_unit // training.checkpoint_every
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def _is_start(state: TrainingState, model: ModelState) -> bool:
+    # bit equality (so -0.0 is not 0.0), as equality of the states' hashes would be
+    return (_same_bits(state.params, model.params) and not state.adam_m.view(np.uint32).any()
+            and not state.adam_v.view(np.uint32).any())
+
+
+def load_checkpoint(trainer: Trainer, model: ModelState, data_seed: int, index: int,
+                    blob: bytes) -> TrainingState:
+    """The state of leaf index decoded from blob, on the trainer's backend;
+    InvalidCheckpoint unless it is a state of this unit at that leaf."""
+    if not 0 <= index <= _segments(trainer):
+        raise ValueError(f"leaf {index} of a unit of {_segments(trainer)} segments")
+    try:
+        state = decode_state(trainer.layout, blob)
+    except BlobFormatError as exc:
+        raise InvalidCheckpoint(f"checkpoint {index}: {exc}") from None
+    step = index * trainer.checkpoint_every
+    if state.step != step or state.data_cursor != step:
+        raise InvalidCheckpoint(f"checkpoint {index} is at step {state.step} cursor "
+                                f"{state.data_cursor}, expected {step}")
+    if state.data_seed != data_seed:
+        raise InvalidCheckpoint(f"checkpoint {index} trains data seed {state.data_seed}, "
+                                f"the unit's is {data_seed}")
+    if index == 0 and not _is_start(state, model):
+        raise InvalidCheckpoint("checkpoint 0 is not the unit's start state")
+    to_device = trainer.backend.to_device
+    return dataclasses.replace(state, params=to_device(state.params),
+                               adam_m=to_device(state.adam_m), adam_v=to_device(state.adam_v))
+
+
+def replay_segment(trainer: Trainer, model: ModelState, data_seed: int, segment: int,
+                   start_blob: bytes) -> bytes:
+    """The leaf digest re-executing segment from its start checkpoint (leaf segment) gives."""
+    if not 0 <= segment < _segments(trainer):
+        raise ValueError(f"segment {segment} of a unit of {_segments(trainer)} segments")
+    state = load_checkpoint(trainer, model, data_seed, segment, start_blob)
+    results = trainer.train(state, trainer.checkpoint_every)
+    return bytes.fromhex(results[-1].state_hash)
+
+
+def delta_from_checkpoint(trainer: Trainer, model: ModelState, data_seed: int,
+                          n_segments: int, last_blob: bytes) -> tuple[bytes, bytes]:
+    """(delta hash, delta blob) of the last checkpoint (leaf n_segments)."""
+    state = load_checkpoint(trainer, model, data_seed, n_segments, last_blob)
+    params = trainer.backend.to_host(state.params)
+    blob = encode_delta(np.subtract(params, model.params, dtype=np.float32))
+    return hashlib.sha256(blob).digest(), blob
+
+
+def confirm_fraud(trainer: Trainer, model: ModelState, data_seed: int,
+                  commitment: WorkCommitment, proof: FraudProof, start_blob: bytes) -> bool:
+    """True if proof shows fraud in the unit (see WorkOracle.confirm_fraud); start_blob
+    is the checkpoint proof.start_hash names.  The Merkle proofs are the caller's."""
+    n = _segments(trainer)
+    if commitment.checkpoint_count != n + 1:
+        raise ValueError(f"a commitment of {commitment.checkpoint_count} leaves, a unit has {n + 1}")
+    if hashlib.sha256(start_blob).digest() != proof.start_hash:
+        raise ValueError("start_blob is not the checkpoint proof.start_hash names")
+    if not 0 <= proof.segment <= n:
+        raise ValueError(f"segment {proof.segment} of a unit of {n} segments")
+    if proof.segment == n and proof.claimed_end_hash != commitment.delta_hash:
+        return False  # the proof disputes something the miner never committed to
+    try:
+        if proof.segment == n:
+            delta_hash, _ = delta_from_checkpoint(trainer, model, data_seed, n, start_blob)
+            return delta_hash != commitment.delta_hash
+        return replay_segment(trainer, model, data_seed, proof.segment,
+                              start_blob) != proof.claimed_end_hash
+    except (InvalidCheckpoint, NonFiniteStateError):
+        # a state that is not the unit's, or one whose honest replay fails, was never
+        # a valid leaf to commit to
+        return True

@@ -1,0 +1,97 @@
+"""Benchmark the cost of auditing a unit against the cost of mining it, in one process.
+
+    python scripts/bench_audit.py [--genesis FILE] [--repeats 3]
+
+Mining is train_unit at the genesis's parameters (every checkpoint encoded and
+hashed).  Auditing is what one assigned auditor does for that unit: check the
+start checkpoint, replay the challenged segments (audit_segments random draws and
+always the last) and recompute the delta from the last checkpoint.  Also prints
+the chance that a miner faking a fraction f of its segments is caught.  Prints
+one JSON object.
+"""
+import argparse
+import json
+import os
+import random
+import statistics
+import time
+
+import numba
+
+from node.genesis import load_genesis
+from node.uPoW.assignment import challenged_segments
+from node.uPoW.model_state import genesis_model
+from node.uPoW.state import encode_state, state_hash
+from node.uPoW.trainer import Trainer
+from node.uPoW.work import train_unit, unit_start_state
+from node.verify.audit import delta_from_checkpoint, load_checkpoint, replay_segment
+
+FAKED_FRACTIONS = (0.05, 0.1, 0.25, 0.5)
+
+
+def _audit(trainer: Trainer, model, data_seed: int, work, segments: tuple[int, ...]) -> float:
+    n = len(work.leaves) - 1
+    started = time.perf_counter()
+    load_checkpoint(trainer, model, data_seed, 0, work.checkpoints[0])
+    for segment in segments:
+        end = replay_segment(trainer, model, data_seed, segment, work.checkpoints[segment])
+        if end != work.leaves[segment + 1]:
+            raise SystemExit(f"honest segment {segment} did not replay to its leaf")
+    delta_hash, _ = delta_from_checkpoint(trainer, model, data_seed, n, work.checkpoints[n])
+    if delta_hash != work.delta_hash:
+        raise SystemExit("the honest delta did not recompute")
+    return time.perf_counter() - started
+
+
+def _best_of_5(fn) -> float:
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--genesis", help="genesis file (default: the devnet genesis)")
+    parser.add_argument("--repeats", type=int, default=3, help="units mined and audited")
+    args = parser.parse_args()
+    genesis = load_genesis(args.genesis)
+    training = genesis.training
+    n = training.steps_per_unit // training.checkpoint_every
+    trainer = Trainer(genesis)
+    model = genesis_model(genesis)
+    rng = random.Random(0)
+    warm = unit_start_state(trainer, model, 0)
+    trainer.step(warm)  # loads the compiled kernels outside the timings
+    mining, audit, replayed = [], [], []
+    for repeat in range(args.repeats):
+        data_seed = rng.getrandbits(64)
+        started = time.perf_counter()
+        work = train_unit(trainer, model, data_seed)
+        mining.append(time.perf_counter() - started)
+        segments = challenged_segments(rng.randbytes(32), rng.randbytes(32), repeat, n,
+                                       training.audit_segments)
+        audit.append(_audit(trainer, model, data_seed, work, segments))
+        replayed.append(len(segments) * training.checkpoint_every)
+    mining_s, audit_s = statistics.median(mining), statistics.median(audit)
+    print(json.dumps({
+        "genesis": genesis.chain_id, "parameters": trainer.layout.size,
+        "steps_per_unit": training.steps_per_unit, "checkpoint_every": training.checkpoint_every,
+        "segments": n, "audit_segments": training.audit_segments,
+        "threads": numba.get_num_threads(), "cpus": os.cpu_count(), "repeats": args.repeats,
+        "mining_s": round(mining_s, 4), "audit_s": round(audit_s, 4),
+        "audit_fraction": round(audit_s / mining_s, 4),
+        "steps_replayed": replayed,
+        "state_hash_s": round(_best_of_5(lambda: state_hash(trainer.layout, warm)), 4),
+        "encode_state_s": round(_best_of_5(lambda: encode_state(trainer.layout, warm)), 4),
+        "detection_probability": {
+            str(f): round(1 - (1 - f) ** training.audit_segments, 4) for f in FAKED_FRACTIONS},
+        "note": "the last segment (and the delta) is always checked: a faked last segment "
+                "or delta is caught with probability 1",
+    }))
+
+
+if __name__ == "__main__":
+    main()
