@@ -2,9 +2,10 @@
 
 Every route checks its input before touching the chain and answers bad input with
 a 4xx and {"error": "<one line>"}; nothing a client sends leads to a 5xx.  The
-routes only read the chain: a POSTed transaction goes to the mempool, and on to
-the node (to gossip it) through `on_tx`.  Values the node alone knows (syncing,
-peers, round, phase, model) come from `status_extra`, never guessed here.
+routes only read the chain and the blob store: a POSTed transaction goes to the
+mempool, and on to the node (to gossip it) through `on_tx`.  Values the node alone
+knows (syncing, peers, round, phase, model) come from `status_extra`, never guessed
+here.
 
 The node mounts these routes on its one aiohttp application, with `json_errors`
 among its middlewares so that aiohttp's own 404/405 answers are JSON as well.
@@ -19,18 +20,22 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from node.blocks import Block, BlockHeader, CommitCertificate
+from node.blocks import Block, BlockHeader, CommitCertificate, RoundClose
 from node.chain import Chain
 from node.codec import DecodeError, Reader, Record
 from node.mempool import Mempool, MempoolError
 from node.metrics import CONTENT_TYPE, Metrics
+from node.rounds_view import round_view
+from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.transactions import SignedTx, decode_tx
+from node.uPoW.rounds import RoundSchedule
 
 MAX_HEADERS = 1000  # per /headers request
 BODY_TIMEOUT_S = 10
 _MAX_HEIGHT_DIGITS = 20  # 2^64 has 20 digits; longer input is refused before int()
 _HEX_TX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
 _ADDRESS = re.compile(r"[0-9a-fA-F]{64}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 _KIND_WORD = re.compile(r"(?<!^)(?=[A-Z])")
 
 
@@ -42,6 +47,7 @@ class NodeAPI:
     metrics: Metrics
     status_extra: Callable[[], dict]  # syncing, peers, round, phase, model
     on_tx: Callable[[SignedTx], None]  # called once a POSTed tx is in the mempool
+    blobs: BlobStore  # the checkpoints, deltas and models it serves
 
 
 class _ClientError(Exception):
@@ -107,6 +113,12 @@ def _address(text: str) -> bytes:
     if not _ADDRESS.fullmatch(text):
         raise _ClientError(400, f"an address is 64 hex digits, got {_quoted(text)}")
     return bytes.fromhex(text)
+
+
+def _digest(text: str) -> str:
+    if not _DIGEST.fullmatch(text):
+        raise _ClientError(400, f"a blob digest is 64 lowercase hex digits, got {_quoted(text)}")
+    return text
 
 
 async def _read_capped(request: web.Request, cap: int) -> bytes:
@@ -213,6 +225,40 @@ async def _account(api: NodeAPI, request: web.Request) -> web.Response:
         "pending_nonce": api.mempool.next_nonce(address, account.nonce)})
 
 
+def _round_close(chain: Chain, schedule: RoundSchedule, round_: int) -> RoundClose | None:
+    """What round_'s closing block decided; None while it is not finalized."""
+    if chain.height < schedule.close_height(round_):
+        return None
+    closing = chain.block(schedule.close_height(round_))
+    return closing.close[0] if closing.close else None
+
+
+async def _round(api: NodeAPI, request: web.Request) -> web.Response:
+    round_ = _height(request.match_info["round"], "round")
+    chain = api.chain
+    schedule = RoundSchedule.from_genesis(chain.genesis)
+    if schedule.start_height(round_) > chain.height:
+        raise _ClientError(404, f"round {round_} has not started (the chain is at height "
+                                f"{chain.height}, in round {chain.height // schedule.round_blocks})")
+    state = chain.state
+    commitments = state.round_commitments(round_)
+    frauds = {(miner, unit): fraud for miner, unit, _ in commitments
+              if (fraud := state.fraud_record(round_, miner, unit)) is not None}
+    close = _round_close(chain, schedule, round_)
+    return web.json_response(round_view(round_, schedule, chain.height, commitments,
+                                        state.round_audits(round_), frauds, close))
+
+
+async def _blob(api: NodeAPI, request: web.Request) -> web.Response:
+    digest = _digest(request.match_info["digest"])
+    try:
+        # off the event loop: a blob can be tens of MB to read and hash
+        data = await asyncio.to_thread(api.blobs.get, digest)
+    except (BlobNotFound, BlobCorrupted):  # a corrupted blob is quarantined: as good as absent
+        raise _ClientError(404, f"no blob {digest}") from None
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
 async def _metrics(api: NodeAPI, request: web.Request) -> web.Response:
     api.metrics.set("uponode_height", api.chain.height)
     api.metrics.set("uponode_mempool_txs", len(api.mempool))
@@ -239,6 +285,8 @@ def rpc_routes(api: NodeAPI) -> list[web.RouteDef]:
         web.get("/headers", bind(_headers)),
         web.post("/txs", bind(_post_tx)),
         web.get("/accounts/{address}", bind(_account)),
+        web.get("/rounds/{round}", bind(_round)),
+        web.get("/blobs/{digest}", bind(_blob)),
         web.get("/metrics", bind(_metrics)),
     ]
 

@@ -1,6 +1,7 @@
 """Random requests to every endpoint of a running API: whatever the path segments,
 query strings, bodies and headers, the answer is never a 5xx, an error is a one-line
 JSON {"error"}, and the server keeps serving."""
+import hashlib
 import http.client
 import json
 import string
@@ -10,12 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
 from node.transactions import Transfer, sign_tx
 from tests.integration.test_rpc import USER, ServerThread, build_chain, make_api
 
 EXAMPLES = settings(max_examples=200, deadline=None)
 VALID_TX = sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1)).encode()
+BLOB = b"a stored blob"
 # headers that would make the connection itself wait or fail rather than reach a handler
 _FRAMING = {"content-length", "transfer-encoding", "host", "connection", "expect"}
 HEADER_NAMES = st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=20).filter(
@@ -52,8 +55,11 @@ TX_BODIES = st.one_of(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with ChainStore.open(tmp_path_factory.mktemp("rpc-fuzz") / "db") as store:
-        with ServerThread(make_api(build_chain(store))) as running:
+    home = tmp_path_factory.mktemp("rpc-fuzz")
+    blobs = BlobStore(home / "blobs")
+    blobs.put(BLOB)
+    with ChainStore.open(home / "db") as store:
+        with ServerThread(make_api(build_chain(store), blobs=blobs)) as running:
             yield running
             # the server survived everything thrown at it
             assert _request(running, "GET", "/status")[0] == 200
@@ -104,6 +110,19 @@ def test_headers(server, query, headers):
 @given(segment=SEGMENTS, query=QUERIES, headers=HEADERS)
 def test_accounts(server, segment, query, headers):
     _check(server, "GET", f"/accounts/{_path(segment)}?{query}", headers=headers)
+
+
+@EXAMPLES
+@given(segment=SEGMENTS | st.integers(0, 5).map(str), query=QUERIES, headers=HEADERS)
+def test_rounds(server, segment, query, headers):
+    _check(server, "GET", f"/rounds/{_path(segment)}?{query}", headers=headers)
+
+
+@EXAMPLES
+@given(segment=SEGMENTS | st.just(hashlib.sha256(BLOB).hexdigest()), query=QUERIES,
+       headers=HEADERS)
+def test_blobs(server, segment, query, headers):
+    _check(server, "GET", f"/blobs/{_path(segment)}?{query}", headers=headers)
 
 
 @EXAMPLES

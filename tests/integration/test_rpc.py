@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gzip
+import hashlib
 import json
 import re
 import threading
@@ -27,8 +28,12 @@ from node.mempool import Mempool
 from node.metrics import Metrics
 from node import rpc
 from node.rpc import MAX_HEADERS, NodeAPI, json_errors, rpc_routes
+from node.storage.blobstore import QUARANTINE, BlobStore
 from node.storage.chainstore import ChainStore
-from node.transactions import Bond, SignedTx, Transfer, sign_tx
+from node.transactions import Bond, RegisterMiner, SignedTx, Transfer, WorkCommitment, sign_tx
+from node.uPoW.assignment import assign_unit
+from node.uPoW.oracle import KERNEL_VERSION
+from node.uPoW.rounds import RoundSchedule
 
 VALIDATORS = [SigningKey(sha256(b"validator %d" % i)) for i in range(4)]
 USER = SigningKey(sha256(b"user"))
@@ -50,9 +55,19 @@ def finalize_next(chain: Chain, txs: list[SignedTx], time_ms: int = 1_700_000_00
     return block
 
 
+class NoWorkOracle:
+    """The chains here close no round and see no fraud proof: no work is ever asked for."""
+
+    def confirm_fraud(self, *args) -> bool:
+        raise AssertionError("a fraud proof to decide")
+
+    def aggregate(self, *args) -> tuple[bytes, int]:
+        raise AssertionError("a round to close")
+
+
 def build_chain(store: ChainStore, genesis: g.Genesis = GENESIS, sender: SigningKey = USER) -> Chain:
     """A chain at height 3: a transfer, an empty block, then a transfer and a bond."""
-    chain = Chain(genesis, store)
+    chain = Chain(genesis, store, NoWorkOracle())
     cid = genesis.chain_id
     finalize_next(chain, [sign_tx(sender, cid, 0, Transfer(VALIDATORS[1].public_key, 100))])
     finalize_next(chain, [])
@@ -61,10 +76,12 @@ def build_chain(store: ChainStore, genesis: g.Genesis = GENESIS, sender: Signing
     return chain
 
 
-def make_api(chain: Chain, sent: list | None = None) -> NodeAPI:
+def make_api(chain: Chain, sent: list | None = None, blobs: BlobStore | None = None) -> NodeAPI:
+    """The API over chain; blobs, unless given, in a store beside the chain's."""
     return NodeAPI(chain=chain, mempool=Mempool(1000, chain.genesis.consensus.max_tx_bytes),
                    metrics=Metrics(), status_extra=lambda: dict(STATUS_EXTRA),
-                   on_tx=(sent if sent is not None else []).append)
+                   on_tx=(sent if sent is not None else []).append,
+                   blobs=blobs or BlobStore(chain.store.path.parent / "blobs"))
 
 
 def make_app(api: NodeAPI) -> web.Application:
@@ -128,9 +145,14 @@ def sent():
     return []
 
 
+@pytest.fixture
+def blobs(tmp_path):
+    return BlobStore(tmp_path / "blobs")
+
+
 @pytest_asyncio.fixture
-async def server_address(chain, sent):
-    runner = web.AppRunner(make_app(make_api(chain, sent)))
+async def server_address(chain, sent, blobs):
+    runner = web.AppRunner(make_app(make_api(chain, sent, blobs)))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -358,9 +380,84 @@ async def test_dashboard(client):
 
 
 @pytest.mark.parametrize("method,path,status", [
-    ("GET", "/nowhere", 404), ("GET", "/rounds/1", 404), ("GET", "/blobs/" + "00" * 32, 404),
-    ("GET", "/blocks/", 404), ("DELETE", "/status", 405), ("GET", "/txs", 405),
+    ("GET", "/nowhere", 404), ("GET", "/blocks/", 404), ("GET", "/blobs/", 404), ("DELETE", "/status", 405), ("GET", "/txs", 405),
     ("POST", "/status", 405),
 ])
 async def test_unknown_routes_and_methods_are_json_errors(client, method, path, status):
     await expect_error(await client.request(method, path), status)
+
+
+async def test_round_under_way_without_units(client, chain):
+    async with client.get("/rounds/0") as reply:
+        assert reply.status == 200
+        body = await reply.json()
+    schedule = RoundSchedule.from_genesis(chain.genesis)
+    assert body == {"round": 0, "phase": schedule.phase(4), "start_height": 0,
+                    "commit_deadline": schedule.commit_deadline(0),
+                    "challenge_height": schedule.challenge_height(0),
+                    "close_height": schedule.close_height(0),
+                    "units": [], "rewards": [], "model_root": None, "eval_loss": None}
+    assert body["phase"] == "train"
+
+
+async def test_round_with_a_committed_unit(client, chain):
+    training = chain.genesis.training
+    loss_trace = (0x40400000,) * (training.steps_per_unit - 1) + (0x40200000,)  # ..., 2.5
+    commitment = WorkCommitment(
+        round=0, unit=0, shard=assign_unit(chain.state.round_start_hash(0), USER.public_key, 0).shard,
+        start_root=chain.state.model().root, checkpoint_root=b"\x01" * 32,
+        checkpoint_count=training.steps_per_unit // training.checkpoint_every + 1,
+        leaves_hash=b"\x02" * 32, delta_hash=b"\x03" * 32, loss_trace=loss_trace,
+        kernel_version=KERNEL_VERSION)
+    cid = chain.genesis.chain_id
+    finalize_next(chain, [sign_tx(USER, cid, 3, Bond(chain.genesis.economics.min_miner_bond)),
+                          sign_tx(USER, cid, 4, RegisterMiner(1)),
+                          sign_tx(USER, cid, 5, commitment)])
+    async with client.get("/rounds/0") as reply:
+        assert reply.status == 200
+        (unit,) = (await reply.json())["units"]
+    assert unit == {"miner": USER.public_key.hex(), "unit": 0, "shard": commitment.shard,
+                    "status": "committed", "checkpoint_root": "01" * 32,
+                    "checkpoint_count": commitment.checkpoint_count, "delta_hash": "03" * 32,
+                    "final_loss": 2.5, "audits": [], "fraud": None}
+
+
+@pytest.mark.parametrize("round_,status", [
+    ("1", 404), ("99999999999999999999", 404),
+    ("abc", 400), ("-1", 400), ("0x0", 400), ("1e3", 400), ("٣", 400), ("9" * 21, 400),
+])
+async def test_round_bad_or_not_started(client, round_, status):
+    await expect_error(await client.get(f"/rounds/{round_}"), status, "round")
+
+
+BLOB = b"delta bytes " * 10_000
+
+
+async def test_blob(client, blobs):
+    digest = blobs.put(BLOB)
+    async with client.get(f"/blobs/{digest}") as reply:
+        assert reply.status == 200
+        assert reply.content_type == "application/octet-stream"
+        assert reply.content_length == len(BLOB)
+        assert await reply.read() == BLOB
+
+
+async def test_blob_absent(client):
+    await expect_error(await client.get(f"/blobs/{hashlib.sha256(BLOB).hexdigest()}"), 404,
+                       "no blob")
+
+
+@pytest.mark.parametrize("digest", [
+    "ab" * 31, "ab" * 33, "AB" * 32, "zz" * 32, "ab" * 31 + "a", "-", "ab" * 32 + "x",
+])
+async def test_blob_bad_digest(client, digest):
+    await expect_error(await client.get(f"/blobs/{digest}"), 400, "64 lowercase hex digits")
+
+
+async def test_corrupted_blob_is_quarantined_and_absent(client, blobs):
+    digest = blobs.put(BLOB)
+    path = blobs.root / digest[:2] / digest
+    path.write_bytes(BLOB[:-1] + b"?")
+    await expect_error(await client.get(f"/blobs/{digest}"), 404, "no blob")
+    assert not path.exists() and len(list((blobs.root / QUARANTINE).iterdir())) == 1
+    await expect_error(await client.get(f"/blobs/{digest}"), 404, "no blob")
