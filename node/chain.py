@@ -1,22 +1,26 @@
 """The finalized chain: genesis, the current state, and the store behind them.
 
 Finalizing a block checks it against the head (height, parent, chain id, tx root,
-last commit, size), checks its commit certificate against the committee, executes
-its transactions on an overlay, checks the resulting state root against the
-header, and only then writes block, commit, indexes, state changes and head in
-one synced batch.  On open, the state is loaded from the store and its root
-recomputed from scratch; a mismatch with the head is refused.
+close hash, last commit, size), checks its commit certificate against the
+committee, executes its transactions and its round close on an overlay, checks
+the resulting state root against the header, and only then writes block, commit,
+indexes, state changes and head in one synced batch.  Deciding fraud proofs and
+round closes needs blobs (through the WorkOracle); a node that lacks one gets
+WorkUnavailable, which says "not yet", never "invalid".  On open, the state is
+loaded from the store and its root recomputed from scratch; a mismatch with the
+head is refused.
 """
 from __future__ import annotations
 
 from typing import Iterable
 
-from node.blocks import EMPTY_COMMIT, NO_CLOSE, Block, BlockHeader, CommitCertificate, tx_root
+from node.blocks import EMPTY_COMMIT, Block, BlockHeader, CommitCertificate, close_hash, tx_root
 from node.crypto import sha256
 from node.genesis import Genesis
-from node.ledger import BlockError, ChainState, TxError, Transition, execute_block
+from node.ledger import BlockError, ChainState, Committee, TxError, Transition, execute_block
 from node.storage.chainstore import ChainStore, Head, StoreCorrupted
 from node.transactions import SignedTx
+from node.uPoW.oracle import WorkOracle, WorkUnavailable
 from node.verify.commits import InvalidCommit, verify_commit
 
 
@@ -25,9 +29,10 @@ class InvalidBlock(Exception):
 
 
 class Chain:
-    def __init__(self, genesis: Genesis, store: ChainStore):
+    def __init__(self, genesis: Genesis, store: ChainStore, oracle: WorkOracle):
         self.genesis = genesis
         self.store = store
+        self.oracle = oracle
         head = store.head()
         if head is None:
             self.state = ChainState.from_genesis(genesis)
@@ -68,9 +73,12 @@ class Chain:
     def propose(self, txs: Iterable[SignedTx], proposer: bytes, time_ms: int,
                 round_: int = 0) -> tuple[Block, list[tuple[SignedTx, TxError]]]:
         """Build the next block from candidate transactions, leaving out those that fail
-        (returned with their errors) and those beyond the block size cap."""
+        (returned with their errors), those beyond the block size cap, and those this
+        node cannot decide for want of a blob (WorkUnavailable: left out and not
+        returned, so a pool keeps them for a later block).  At a round's closing height
+        the block carries the round close; WorkUnavailable if it cannot be computed."""
         height = self.head.height + 1
-        transition = Transition(self.state, self.genesis.chain_id, self.genesis, height)
+        transition = Transition(self.state, self.genesis, height, self.head.block_hash, self.oracle)
         included, refused = [], []
         for tx in txs:
             if len(included) == self.genesis.consensus.max_block_txs:
@@ -80,19 +88,23 @@ class Chain:
                 included.append(tx)
             except TxError as exc:
                 refused.append((tx, exc))
+            except WorkUnavailable:
+                continue
+        close = transition.close_round(proposer)
         last_commit = self.last_commit()
         header = BlockHeader(
             chain_id=self.genesis.chain_id, height=height, round=round_, time_ms=time_ms,
             prev_hash=self.head.block_hash, last_commit_hash=last_commit.hash,
-            tx_root=tx_root(tuple(included)), close_hash=NO_CLOSE, state_root=self.state.root_after(transition.writes),
-            proposer=proposer)
-        block = Block(header=header, txs=tuple(included), last_commit=last_commit)
+            tx_root=tx_root(tuple(included)), close_hash=close_hash(close),
+            state_root=self.state.root_after(transition.writes), proposer=proposer)
+        block = Block(header=header, txs=tuple(included), last_commit=last_commit, close=close)
         # built from this very transition: checking our own proposal need not execute it again
         self._checked[_body_key(block)] = transition
         return block, refused
 
     def check_block(self, block: Block) -> Transition:
-        """Validate block as the next one; returns its executed transition."""
+        """Validate block as the next one; returns its executed transition.  InvalidBlock
+        if it is not valid; WorkUnavailable if this node cannot decide it yet."""
         checked = self._checked.get(_body_key(block))
         if checked is not None:
             return checked
@@ -108,11 +120,13 @@ class Chain:
                                f"{self.genesis.consensus.max_block_txs}")
         if h.tx_root != tx_root(block.txs):
             raise InvalidBlock("the tx root does not match the transactions")
+        if h.close_hash != close_hash(block.close):
+            raise InvalidBlock("the close hash does not match the carried round close")
         if h.last_commit_hash != block.last_commit.hash:
             raise InvalidBlock("the last commit hash does not match the carried commit")
         self._check_last_commit(block.last_commit)
         try:
-            transition = execute_block(self.state, self.genesis, h.height, block.txs)
+            transition = execute_block(self.state, self.genesis, block, self.oracle)
         except BlockError as exc:
             raise InvalidBlock(str(exc)) from None
         if self.state.root_after(transition.writes) != h.state_root:
@@ -128,10 +142,18 @@ class Chain:
                 raise InvalidBlock("block 1 must carry the empty commit")
             return
         try:
-            verify_commit(commit, self.state.committee(), self.genesis.chain_id,
+            verify_commit(commit, self.head_committee(), self.genesis.chain_id,
                           self.head.height, self.head.block_hash)
         except InvalidCommit as exc:
             raise InvalidBlock(f"last commit: {exc}") from None
+
+    def head_committee(self) -> Committee:
+        """The committee that finalized the head block: the one before a rotation the
+        head itself made, else the current one."""
+        change = self.state.previous_committee()
+        if change is not None and change.height == self.head.height:
+            return Committee(change.members)
+        return self.state.committee()
 
     def finalize(self, block: Block, commit: CommitCertificate) -> None:
         """Check block and its commit, then store both and move the head, atomically."""
@@ -147,7 +169,6 @@ class Chain:
         self.state.apply_writes(writes)
         self.head = Head(block.header.height, block.hash, block.header.state_root)
         self._checked.clear()
-
 
 
 def _body_key(block: Block) -> bytes:

@@ -1,36 +1,63 @@
 """The chain state and its transition function.
 
-The state is a map from keys to canonical encodings: accounts, miners, the
-committee, the supply counters, work commitments and audits, each kind under its
-own key prefix.  Its root is the Merkle root over (key, value) pairs in key order,
-so every node computes the same root from the same entries.
+The state is a map from keys to canonical encodings: accounts, miners, auditors,
+the committee, the supply counters, the model, each round's seeds, work
+commitments, audits and fraud records, and the verified work of each epoch, each
+kind under its own key prefix.  Its root is the Merkle root over (key, value)
+pairs in key order, so every node computes the same root from the same entries.
 
-Changes happen on a Transition, an overlay over the state: a transaction that
-fails leaves the overlay as it was, and a block either commits all of its
-overlay's writes or none.
+Changes happen on a Transition, an overlay over the state for one block: a
+transaction that fails leaves the overlay as it was, and a block either commits
+all of its overlay's writes or none.  A block's hash is not known while it
+executes, so a round's seeds are the previous block's hash, recorded by the
+block after it: the round start hash by a round's first block, the challenge
+hash by the block after the challenge block (DESIGN.md §2).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 from typing import Iterable
 
-from node.codec import PUBKEY, U16, U64, ListOf, Nested, Record
+from node.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
+                         SLASHED, Block, CommitteeSeat, Payment, RoundClose, UnitOutcome)
+from node.codec import HASH, PUBKEY, U16, U32, U64, ListOf, Nested, Record
 from node.genesis import Genesis
 from node.merkle import leaf_hash, root_of_leaf_hashes, verify_inclusion
-from node.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterMiner,
-                               SignedTx, Transfer, Unbond, WorkCommitment)
+from node.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
+                               RegisterMiner, SignedTx, Transfer, Unbond, WorkCommitment)
+from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.model_state import genesis_model_root
+from node.uPoW.oracle import KERNEL_VERSION, WorkOracle
+from node.uPoW.rounds import RoundSchedule
 
 U64_MAX = (1 << 64) - 1
 BPS = 10_000
 MAX_MINER_UNITS = 64
+MAX_COMMITTEE = 1000
+MAX_ELIGIBLE_AUDITORS = 1 << 20  # committee members and registered auditors at a challenge
+UNMEASURED_LOSS = 0x7FC00000  # float32 NaN: the genesis model's eval loss is not measured
 
+# Keys of one kind share a prefix and a length; a scan checks both, since the named
+# keys (b"model", b"supply", b"committee...") begin with some of the prefixes.
 ACCOUNT_PREFIX = b"a"
 MINER_PREFIX = b"m"
+AUDITOR_PREFIX = b"d"
 COMMITMENT_PREFIX = b"w"
 AUDIT_PREFIX = b"u"
+FRAUD_PREFIX = b"f"
+ROUND_SEED_PREFIX = b"s"
+CHALLENGE_PREFIX = b"c"
+WORK_COUNT_PREFIX = b"k"
 EQUIVOCATION_PREFIX = b"e"
 COMMITTEE_KEY = b"committee"
+COMMITTEE_PREV_KEY = b"committee_prev"
 SUPPLY_KEY = b"supply"
+MODEL_KEY = b"model"
+COMMITMENT_KEY_LEN = 1 + 8 + 32 + 4
+AUDIT_KEY_LEN = COMMITMENT_KEY_LEN + 4 + 32
+AUDITOR_KEY_LEN = 1 + 32
+WORK_COUNT_KEY_LEN = 1 + 8 + 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +76,12 @@ class Miner(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class Auditor(Record):
+    since_height: int
+    SCHEMA = (("since_height", U64),)
+
+
+@dataclasses.dataclass(frozen=True)
 class CommitteeMember(Record):
     pub_key: bytes
     power: int
@@ -58,7 +91,7 @@ class CommitteeMember(Record):
 @dataclasses.dataclass(frozen=True)
 class Committee(Record):
     members: tuple[CommitteeMember, ...]
-    SCHEMA = (("members", ListOf(Nested(CommitteeMember), 1000)),)
+    SCHEMA = (("members", ListOf(Nested(CommitteeMember), MAX_COMMITTEE)),)
 
     def power_of(self, pub_key: bytes) -> int:
         return next((m.power for m in self.members if m.pub_key == pub_key), 0)
@@ -66,6 +99,15 @@ class Committee(Record):
     @property
     def total_power(self) -> int:
         return sum(m.power for m in self.members)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitteeChange(Record):
+    """The committee before the rotation at `height`: it signed that block's commit,
+    which the next block carries."""
+    height: int
+    members: tuple[CommitteeMember, ...]
+    SCHEMA = (("height", U64), ("members", ListOf(Nested(CommitteeMember), MAX_COMMITTEE)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +123,48 @@ class Supply(Record):
         return self.genesis + self.emitted - self.burned
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelRecord(Record):
+    """The model the units of `round` train from, and its held-out eval loss (float32 bits)."""
+    round: int
+    root: bytes
+    eval_loss_bits: int
+    SCHEMA = (("round", U64), ("root", HASH), ("eval_loss_bits", U32))
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundSeed(Record):
+    """The hash of the block that starts a round: it seeds the round's work units."""
+    hash: bytes
+    SCHEMA = (("hash", HASH),)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChallengeRecord(Record):
+    """The challenge block's hash and who could be assigned to audit then, sorted: a
+    snapshot, so that later registrations do not move the round's assignments."""
+    hash: bytes
+    eligible: tuple[bytes, ...]
+    SCHEMA = (("hash", HASH), ("eligible", ListOf(PUBKEY, MAX_ELIGIBLE_AUDITORS)))
+
+
+@dataclasses.dataclass(frozen=True)
+class FraudRecord(Record):
+    """A unit proven fraudulent: who proved it, on which segment."""
+    prover: bytes
+    segment: int
+    SCHEMA = (("prover", PUBKEY), ("segment", U32))
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkCount(Record):
+    """A miner's accepted units in one epoch: what ranks the next committee."""
+    units: int
+    SCHEMA = (("units", U32),)
+
+
 class BlockError(Exception):
-    """A block whose transactions cannot all be applied."""
+    """A block whose transactions or round close cannot be applied; the message says why."""
 
 
 class TxError(Exception):
@@ -93,13 +175,47 @@ class TxError(Exception):
         self.reason = reason
 
 
+def _round_bytes(round_: int) -> bytes:
+    return round_.to_bytes(8, "big")
+
+
 def commitment_key(round_: int, miner: bytes, unit: int) -> bytes:
-    return COMMITMENT_PREFIX + round_.to_bytes(8, "big") + miner + unit.to_bytes(4, "big")
+    return COMMITMENT_PREFIX + _round_bytes(round_) + miner + unit.to_bytes(4, "big")
 
 
 def audit_key(round_: int, miner: bytes, unit: int, segment: int, auditor: bytes) -> bytes:
-    return (AUDIT_PREFIX + round_.to_bytes(8, "big") + miner + unit.to_bytes(4, "big")
+    return (AUDIT_PREFIX + _round_bytes(round_) + miner + unit.to_bytes(4, "big")
             + segment.to_bytes(4, "big") + auditor)
+
+
+def fraud_key(round_: int, miner: bytes, unit: int) -> bytes:
+    return FRAUD_PREFIX + _round_bytes(round_) + miner + unit.to_bytes(4, "big")
+
+
+def round_seed_key(round_: int) -> bytes:
+    return ROUND_SEED_PREFIX + _round_bytes(round_)
+
+
+def challenge_key(round_: int) -> bytes:
+    return CHALLENGE_PREFIX + _round_bytes(round_)
+
+
+def auditor_key(pub_key: bytes) -> bytes:
+    return AUDITOR_PREFIX + pub_key
+
+
+def work_count_key(epoch: int, miner: bytes) -> bytes:
+    return WORK_COUNT_PREFIX + epoch.to_bytes(8, "big") + miner
+
+
+def _split_unit_key(key: bytes) -> tuple[bytes, int]:
+    """(miner, unit) of a commitment, audit or fraud key."""
+    return key[9:41], int.from_bytes(key[41:45], "big")
+
+
+def _split_audit_key(key: bytes) -> tuple[bytes, int, int, bytes]:
+    """(miner, unit, segment, auditor) of an audit key."""
+    return key[9:41], int.from_bytes(key[41:45], "big"), int.from_bytes(key[45:49], "big"), key[49:]
 
 
 def _entry_hash(key: bytes, value: bytes) -> bytes:
@@ -130,6 +246,7 @@ class ChainState:
         members = tuple(CommitteeMember(v.pub_key, v.power) for v in genesis.validators)
         entries[COMMITTEE_KEY] = Committee(members).encode()
         entries[SUPPLY_KEY] = Supply(genesis=total, emitted=0, burned=0).encode()
+        entries[MODEL_KEY] = ModelRecord(0, genesis_model_root(genesis), UNMEASURED_LOSS).encode()
         return cls(entries)
 
     def root(self) -> bytes:
@@ -154,15 +271,56 @@ class ChainState:
                 self.entries[key] = value
                 self._hashes[key] = _entry_hash(key, value)
 
+    def keys(self, prefix: bytes, length: int) -> list[bytes]:
+        """The keys of one kind (this prefix and length), in key order."""
+        return sorted(k for k in self.entries if len(k) == length and k.startswith(prefix))
+
+    def _get(self, key: bytes, cls: type[Record]) -> Record | None:
+        raw = self.entries.get(key)
+        return cls.decode(raw) if raw is not None else None
+
     def account(self, address: bytes) -> Account:
-        raw = self.entries.get(ACCOUNT_PREFIX + address)
-        return Account.decode(raw) if raw is not None else Account()
+        return self._get(ACCOUNT_PREFIX + address, Account) or Account()
 
     def committee(self) -> Committee:
-        return Committee.decode(self.entries[COMMITTEE_KEY])
+        return self._get(COMMITTEE_KEY, Committee)
+
+    def previous_committee(self) -> CommitteeChange | None:
+        """The committee before the latest rotation, with the height of that rotation."""
+        return self._get(COMMITTEE_PREV_KEY, CommitteeChange)
 
     def supply(self) -> Supply:
-        return Supply.decode(self.entries[SUPPLY_KEY])
+        return self._get(SUPPLY_KEY, Supply)
+
+    def model(self) -> ModelRecord:
+        return self._get(MODEL_KEY, ModelRecord)
+
+    def is_auditor(self, pub_key: bytes) -> bool:
+        return auditor_key(pub_key) in self.entries
+
+    def round_start_hash(self, round_: int) -> bytes | None:
+        seed = self._get(round_seed_key(round_), RoundSeed)
+        return seed.hash if seed is not None else None
+
+    def challenge(self, round_: int) -> ChallengeRecord | None:
+        return self._get(challenge_key(round_), ChallengeRecord)
+
+    def fraud_record(self, round_: int, miner: bytes, unit: int) -> FraudRecord | None:
+        return self._get(fraud_key(round_, miner, unit), FraudRecord)
+
+    def work_count(self, epoch: int, miner: bytes) -> int:
+        count = self._get(work_count_key(epoch, miner), WorkCount)
+        return count.units if count is not None else 0
+
+    def round_commitments(self, round_: int) -> list[tuple[bytes, int, WorkCommitment]]:
+        """(miner, unit, commitment) of every unit committed in round_, in (miner, unit) order."""
+        return [(*_split_unit_key(k), WorkCommitment.decode(self.entries[k]))
+                for k in self.keys(COMMITMENT_PREFIX + _round_bytes(round_), COMMITMENT_KEY_LEN)]
+
+    def round_audits(self, round_: int) -> list[tuple[bytes, int, int, bytes]]:
+        """(miner, unit, segment, auditor) of every audit report of round_, in that order."""
+        return [_split_audit_key(k)
+                for k in self.keys(AUDIT_PREFIX + _round_bytes(round_), AUDIT_KEY_LEN)]
 
     def total_holdings(self) -> int:
         """Sum of every balance and bond (the left side of the supply invariant)."""
@@ -170,26 +328,46 @@ class ChainState:
                    (Account.decode(v) for k, v in self.entries.items() if k[:1] == ACCOUNT_PREFIX))
 
 
-class Transition:
-    """Pending changes over a ChainState for one block."""
+@dataclasses.dataclass(frozen=True)
+class _Unit:
+    """One committed unit at its round's close."""
+    outcome: UnitOutcome
+    commitment: WorkCommitment
+    auditors: tuple[bytes, ...]  # one entry per audit report on the unit
 
-    def __init__(self, state: ChainState, chain_id: str, genesis: Genesis, height: int):
+
+class Transition:
+    """Pending changes over a ChainState for one block at height, whose parent has
+    hash prev_hash.  The oracle answers what needs training compute: fraud proofs
+    and round closes."""
+
+    def __init__(self, state: ChainState, genesis: Genesis, height: int, prev_hash: bytes,
+                 oracle: WorkOracle):
         self.state = state
-        self.chain_id = chain_id
+        self.chain_id = genesis.chain_id
         self.economics = genesis.economics
-        self.max_tx_bytes = genesis.consensus.max_tx_bytes
+        self.training = genesis.training
+        self.consensus = genesis.consensus
+        self.schedule = RoundSchedule.from_genesis(genesis)
         self.height = height
+        self.oracle = oracle
         # records written by this block, encoded only when the block is stored
         self._pending: dict[bytes, Record | None] = {}
         # committed entries decoded so far, so a block decodes each one it touches once
         self._decoded: dict[bytes, Record] = {}
         # previous values of the keys the current transaction wrote, to roll it back
         self._undo: dict[bytes, Record | None | object] = {}
+        self._record_seeds(prev_hash)
 
     @property
     def writes(self) -> dict[bytes, bytes | None]:
         """This block's changes as encoded state entries (None deletes)."""
         return {k: None if r is None else r.encode() for k, r in self._pending.items()}
+
+    @property
+    def segments(self) -> int:
+        """Segments per unit: a unit has segments + 1 checkpoints."""
+        return self.training.steps_per_unit // self.training.checkpoint_every
 
     # -- reads through the overlay
 
@@ -204,6 +382,21 @@ class Transition:
             record = self._decoded[key] = cls.decode(raw)
         return record
 
+    def _keys(self, prefix: bytes, length: int) -> list[bytes]:
+        keys = set(self.state.keys(prefix, length))
+        for key, record in self._pending.items():
+            if len(key) == length and key.startswith(prefix):
+                if record is None:
+                    keys.discard(key)
+                else:
+                    keys.add(key)
+        return sorted(keys)
+
+    def _exists(self, key: bytes) -> bool:
+        if key in self._pending:
+            return self._pending[key] is not None
+        return key in self.state.entries
+
     def account(self, address: bytes) -> Account:
         return self._record(ACCOUNT_PREFIX + address, Account) or Account()
 
@@ -216,13 +409,24 @@ class Transition:
     def supply(self) -> Supply:
         return self._record(SUPPLY_KEY, Supply)
 
+    def model(self) -> ModelRecord:
+        return self._record(MODEL_KEY, ModelRecord)
+
     def commitment(self, round_: int, miner: bytes, unit: int) -> WorkCommitment | None:
         return self._record(commitment_key(round_, miner, unit), WorkCommitment)
 
-    def _exists(self, key: bytes) -> bool:
-        if key in self._pending:
-            return self._pending[key] is not None
-        return key in self.state.entries
+    def round_start_hash(self, round_: int) -> bytes | None:
+        """Recorded by the round's first block, before any transaction of the round."""
+        seed = self._record(round_seed_key(round_), RoundSeed)
+        return seed.hash if seed is not None else None
+
+    def challenge(self, round_: int) -> ChallengeRecord | None:
+        """Recorded by the first block of the audit window, before its transactions."""
+        return self._record(challenge_key(round_), ChallengeRecord)
+
+    def _work_count(self, epoch: int, miner: bytes) -> int:
+        count = self._record(work_count_key(epoch, miner), WorkCount)
+        return count.units if count is not None else 0
 
     # -- writes
 
@@ -233,6 +437,15 @@ class Transition:
 
     def _put_account(self, address: bytes, account: Account) -> None:
         self._put(ACCOUNT_PREFIX + address, account)
+
+    def _record_seeds(self, prev_hash: bytes) -> None:
+        round_ = self.schedule.round_of(self.height)
+        if self.height == self.schedule.start_height(round_) + 1:
+            self._put(round_seed_key(round_), RoundSeed(prev_hash))
+        elif self.height == self.schedule.challenge_height(round_) + 1:
+            auditors = [k[len(AUDITOR_PREFIX):] for k in self._keys(AUDITOR_PREFIX, AUDITOR_KEY_LEN)]
+            eligible = {m.pub_key for m in self.committee().members} | set(auditors)
+            self._put(challenge_key(round_), ChallengeRecord(prev_hash, tuple(sorted(eligible))))
 
     # -- integer accounting used by block rewards and slashes
 
@@ -261,10 +474,11 @@ class Transition:
     # -- transactions
 
     def apply_tx(self, tx: SignedTx, encoded_size: int | None = None) -> None:
-        """Apply one transaction, or raise TxError and change nothing."""
+        """Apply one transaction, or raise TxError and change nothing.  WorkUnavailable
+        (a fraud proof this node cannot decide yet) also changes nothing."""
         size = len(tx.encode()) if encoded_size is None else encoded_size
-        if size > self.max_tx_bytes:
-            raise TxError("oversize", f"{size} bytes exceeds the cap of {self.max_tx_bytes}")
+        if size > self.consensus.max_tx_bytes:
+            raise TxError("oversize", f"{size} bytes exceeds the cap of {self.consensus.max_tx_bytes}")
         if not tx.signature_valid(self.chain_id):
             raise TxError("bad_signature", "the signature does not verify for this sender and chain")
         sender = tx.body.sender
@@ -277,7 +491,7 @@ class Transition:
         try:
             self._put_account(sender, dataclasses.replace(account, nonce=account.nonce + 1))
             _HANDLERS[type(tx.body.payload)](self, sender, tx.body.payload)
-        except TxError:
+        except Exception:
             for key, old in self._undo.items():
                 if old is _ABSENT:
                     del self._pending[key]
@@ -319,6 +533,9 @@ class Transition:
         if self.miner(sender) is not None and remaining < self.economics.min_miner_bond:
             raise TxError("below_miner_bond",
                           f"a miner must keep a bond of {self.economics.min_miner_bond}")
+        if self._exists(auditor_key(sender)) and remaining < self.economics.min_auditor_bond:
+            raise TxError("below_auditor_bond",
+                          f"an auditor must keep a bond of {self.economics.min_auditor_bond}")
         self._put_account(sender, dataclasses.replace(
             account, balance=account.balance + p.amount, bond=remaining))
 
@@ -333,44 +550,77 @@ class Transition:
                           f"bond {bond} is below the miner minimum {self.economics.min_miner_bond}")
         self._put(MINER_PREFIX + sender, Miner(units=p.units, since_height=self.height))
 
+    def _register_auditor(self, sender: bytes, p: RegisterAuditor) -> None:
+        if self._exists(auditor_key(sender)):
+            raise TxError("already_registered", "the sender is already an auditor")
+        bond = self.account(sender).bond
+        if bond < self.economics.min_auditor_bond:
+            raise TxError("insufficient_bond",
+                          f"bond {bond} is below the auditor minimum {self.economics.min_auditor_bond}")
+        self._put(auditor_key(sender), Auditor(since_height=self.height))
+
     def _work_commitment(self, sender: bytes, p: WorkCommitment) -> None:
+        if p.round != self.schedule.round_of(self.height) or self.height > self.schedule.commit_deadline(p.round):
+            raise TxError("outside_window", f"height {self.height} takes no commitments for round {p.round}")
         miner = self.miner(sender)
         if miner is None:
             raise TxError("unknown_miner", "the sender is not a registered miner")
         if p.unit >= miner.units:
             raise TxError("unit_out_of_range", f"unit {p.unit} but the miner has {miner.units} units")
-        if p.checkpoint_count == 0:
-            raise TxError("no_checkpoints", "a commitment needs at least one checkpoint")
+        if p.start_root != self.model().root:
+            raise TxError("wrong_start", "the unit does not start from the chain's current model")
+        shard = assign_unit(self.round_start_hash(p.round), sender, p.unit).shard
+        if p.shard != shard:
+            raise TxError("wrong_shard", f"shard {p.shard}, but the unit is assigned shard {shard}")
+        if p.checkpoint_count != self.segments + 1:
+            raise TxError("bad_checkpoint_count",
+                          f"{p.checkpoint_count} checkpoints, a unit has {self.segments + 1}")
+        if len(p.loss_trace) != self.training.steps_per_unit:
+            raise TxError("bad_loss_trace",
+                          f"{len(p.loss_trace)} losses, a unit has {self.training.steps_per_unit} steps")
+        if p.kernel_version != KERNEL_VERSION:
+            raise TxError("wrong_kernel", f"kernel version {p.kernel_version}, the chain runs {KERNEL_VERSION}")
         if self.commitment(p.round, sender, p.unit) is not None:
             raise TxError("duplicate_commitment", f"unit {p.unit} of round {p.round} is already committed")
         self._put(commitment_key(p.round, sender, p.unit), p)
 
     def _audit_report(self, sender: bytes, p: AuditReport) -> None:
+        self._require_audit_window(p.round)
         commitment = self._known_commitment(p.round, p.miner, p.unit)
-        if p.segment >= commitment.checkpoint_count:
-            raise TxError("segment_out_of_range",
-                          f"segment {p.segment} of {commitment.checkpoint_count}")
+        challenge = self.challenge(p.round)
+        if p.segment not in challenged_segments(challenge.hash, p.miner, p.unit, self.segments,
+                                                self.training.audit_segments):
+            raise TxError("not_challenged", f"segment {p.segment} of this unit is not challenged")
+        if sender not in assigned_auditors(challenge.hash, p.miner, p.unit, list(challenge.eligible),
+                                           self.training.auditors_per_unit):
+            raise TxError("not_assigned", "the sender is not assigned to audit this unit")
+        if not verify_inclusion(commitment.checkpoint_root, p.result_hash, p.segment + 1,
+                                commitment.checkpoint_count, p.result_proof):
+            raise TxError("bad_proof", f"the result is not leaf {p.segment + 1} of the committed tree")
         key = audit_key(p.round, p.miner, p.unit, p.segment, sender)
         if self._exists(key):
             raise TxError("duplicate_audit", "this auditor already reported this segment")
         self._put(key, p)
 
     def _fraud_proof(self, sender: bytes, p: FraudProof) -> None:
+        self._require_audit_window(p.round)
         commitment = self._known_commitment(p.round, p.miner, p.unit)
-        count = commitment.checkpoint_count
-        # leaf 0 is the unit's start state, leaf s+1 the state after segment s
-        if p.segment >= count - 1:
-            raise TxError("segment_out_of_range", f"segment {p.segment} of {count - 1}")
-        root = commitment.checkpoint_root
-        if not (verify_inclusion(root, p.start_hash, p.segment, count, p.start_proof)
-                and verify_inclusion(root, p.claimed_end_hash, p.segment + 1, count, p.end_proof)):
-            raise TxError("bad_proof", "the checkpoints are not in the committed Merkle tree")
+        key = fraud_key(p.round, p.miner, p.unit)
+        if self._exists(key):
+            raise TxError("already_proven", "this unit is already proven fraudulent")
+        if p.segment > commitment.checkpoint_count - 1:
+            raise TxError("segment_out_of_range",
+                          f"segment {p.segment} of a unit with segments 0..{commitment.checkpoint_count - 1}")
+        if not _claims_committed_states(commitment, p):
+            raise TxError("bad_proof", "the claimed states are not the committed ones")
         if p.computed_end_hash == p.claimed_end_hash:
             raise TxError("not_fraud", "the computed hash equals the committed one")
-        key = audit_key(p.round, p.miner, p.unit, p.segment, sender)
-        if self._exists(key):
-            raise TxError("duplicate_audit", "this auditor already reported this segment")
-        self._put(key, p)
+        assignment = assign_unit(self.round_start_hash(p.round), p.miner, p.unit)
+        # the commitment rule made the unit's start root the model of its round
+        if not self.oracle.confirm_fraud(commitment.start_root, assignment, commitment, p):
+            raise TxError("not_fraud", "re-executing the segment gives the committed state")
+        self._put(key, FraudRecord(prover=sender, segment=p.segment))
+        self.slash(p.miner, self.economics.fraud_slash_bps, sender, self.economics.fraud_bounty_bps)
 
     def _double_sign(self, sender: bytes, p: DoubleSignEvidence) -> None:
         a, b = p.first, p.second
@@ -391,6 +641,10 @@ class Transition:
         self._put(key, p)
         self.slash(a.validator, self.economics.fraud_slash_bps, sender, self.economics.fraud_bounty_bps)
 
+    def _require_audit_window(self, round_: int) -> None:
+        if self.height not in self.schedule.audit_window(round_):
+            raise TxError("outside_window", f"height {self.height} is outside round {round_}'s audit window")
+
     def _known_commitment(self, round_: int, miner: bytes, unit: int) -> WorkCommitment:
         if self.miner(miner) is None:
             raise TxError("unknown_miner", "no such registered miner")
@@ -398,6 +652,110 @@ class Transition:
         if commitment is None:
             raise TxError("unknown_commitment", f"no commitment for unit {unit} of round {round_}")
         return commitment
+
+    # -- the round close (DESIGN.md §2, aggregate)
+
+    def close_round(self, proposer: bytes) -> tuple[RoundClose, ...]:
+        """At a round's closing height, decide the round from the state after the block's
+        transactions and apply the decision; () at any other height.  WorkUnavailable if
+        the new model cannot be computed here; BlockError if a payment overflows."""
+        if not self.schedule.is_close(self.height):
+            return ()
+        round_ = self.schedule.round_of(self.height)
+        units = self._round_units(round_)
+        accepted = [u for u in units if u.outcome.status == ACCEPTED]
+        root, loss_bits = self._next_model([u.commitment for u in accepted])
+        payments = self._payments(accepted, proposer)
+        epoch = round_ // self.consensus.epoch_rounds
+        for unit in accepted:
+            miner = unit.outcome.miner
+            self._put(work_count_key(epoch, miner), WorkCount(self._work_count(epoch, miner) + 1))
+        next_committee = self._next_committee(round_)
+        if next_committee:
+            self._seat(next_committee)
+        try:
+            for payment in payments:
+                self.emit(payment.to, payment.amount)
+        except TxError as exc:
+            raise BlockError(f"round close: {exc}") from None
+        self._put(MODEL_KEY, ModelRecord(round_ + 1, root, loss_bits))
+        return (RoundClose(round=round_, units=tuple(u.outcome for u in units), model_root=root,
+                           eval_loss_bits=loss_bits, payments=payments, next_committee=next_committee),)
+
+    def _round_units(self, round_: int) -> list[_Unit]:
+        """Every unit committed in round_, in (miner, unit) order, with its outcome."""
+        reports: dict[tuple[bytes, int], list[tuple[int, bytes]]] = collections.defaultdict(list)
+        for key in self._keys(AUDIT_PREFIX + _round_bytes(round_), AUDIT_KEY_LEN):
+            miner, unit, segment, auditor = _split_audit_key(key)
+            reports[(miner, unit)].append((segment, auditor))
+        units = []
+        for key in self._keys(COMMITMENT_PREFIX + _round_bytes(round_), COMMITMENT_KEY_LEN):
+            miner, unit = _split_unit_key(key)
+            unit_reports = reports.get((miner, unit), [])
+            status = self._unit_status(round_, miner, unit, {segment for segment, _ in unit_reports})
+            units.append(_Unit(UnitOutcome(miner, unit, status), self.commitment(round_, miner, unit),
+                               tuple(auditor for _, auditor in unit_reports)))
+        return units
+
+    def _unit_status(self, round_: int, miner: bytes, unit: int, audited: set[int]) -> int:
+        """SLASHED if proven fraudulent, ACCEPTED if every challenged segment was audited
+        (only assigned auditors with valid proofs can report), REJECTED otherwise."""
+        if self._exists(fraud_key(round_, miner, unit)):
+            return SLASHED
+        challenged = challenged_segments(self.challenge(round_).hash, miner, unit, self.segments,
+                                         self.training.audit_segments)
+        return ACCEPTED if audited.issuperset(challenged) else REJECTED
+
+    def _next_model(self, accepted: list[WorkCommitment]) -> tuple[bytes, int]:
+        """(root, eval loss bits) of the next round's model: the outer step over the
+        accepted deltas, or the current model if none was accepted."""
+        model = self.model()
+        if not accepted:
+            return model.root, model.eval_loss_bits
+        return self.oracle.aggregate(model.root, [c.delta_hash for c in accepted])
+
+    def _payments(self, accepted: list[_Unit], proposer: bytes) -> tuple[Payment, ...]:
+        """The round's emission split into its pools: units and audit reports on accepted
+        units share theirs equally (remainders are not emitted), the proposer takes its own.
+        One payment per (to, reason), in that order, none of zero."""
+        e = self.economics
+        owed: dict[tuple[bytes, int], int] = collections.defaultdict(int)
+        _share(owed, PAID_FOR_UNITS, e.emission_per_round * e.reward_units_bps // BPS,
+               [u.outcome.miner for u in accepted])
+        _share(owed, PAID_FOR_AUDITS, e.emission_per_round * e.reward_audits_bps // BPS,
+               [auditor for u in accepted for auditor in u.auditors])
+        owed[(proposer, PAID_AS_PROPOSER)] += e.emission_per_round * e.reward_proposer_bps // BPS
+        return tuple(Payment(to, reason, amount) for (to, reason), amount in sorted(owed.items()) if amount)
+
+    def _next_committee(self, round_: int) -> tuple[CommitteeSeat, ...]:
+        """The committee after round_ if it ends an epoch: members and bonded accounts that
+        did verified work in the epoch, ranked by (work, bond) with ties to the smaller key;
+        at most a third of the seats (at least one) change hands, an entrant taking a
+        leaver's power.  () if round_ ends no epoch or nothing changes."""
+        if (round_ + 1) % self.consensus.epoch_rounds:
+            return ()
+        epoch = round_ // self.consensus.epoch_rounds
+        seated = self.committee().members
+        seated_keys = {m.pub_key for m in seated}
+        prefix = WORK_COUNT_PREFIX + epoch.to_bytes(8, "big")
+        work = {k[len(prefix):]: self._record(k, WorkCount).units
+                for k in self._keys(prefix, WORK_COUNT_KEY_LEN)}
+        candidates = seated_keys | {k for k, units in work.items()
+                                    if units > 0 and self.account(k).bond >= self.economics.min_miner_bond}
+        ranked = sorted(candidates, key=lambda k: (-work.get(k, 0), -self.account(k).bond, k))
+        desired = set(ranked[:self.consensus.committee_size])
+        entering = [k for k in ranked if k in desired and k not in seated_keys]
+        leaving = [k for k in reversed(ranked) if k in seated_keys and k not in desired]
+        swaps = min(max(1, self.consensus.committee_size // 3), len(entering), len(leaving))
+        if not swaps:
+            return ()
+        replaced = dict(zip(leaving[:swaps], entering[:swaps]))
+        return tuple(CommitteeSeat(replaced.get(m.pub_key, m.pub_key), m.power) for m in seated)
+
+    def _seat(self, seats: tuple[CommitteeSeat, ...]) -> None:
+        old = self.committee()
+        self._put(COMMITTEE_PREV_KEY, CommitteeChange(height=self.height, members=old.members))
+        self._put(COMMITTEE_KEY, Committee(tuple(CommitteeMember(s.pub_key, s.power) for s in seats)))
 
 
 _ABSENT = object()
@@ -408,24 +766,73 @@ def _require_positive(amount: int) -> None:
         raise TxError("zero_amount", "the amount must be positive")
 
 
+def _claims_committed_states(c: WorkCommitment, p: FraudProof) -> bool:
+    """Whether the proof's start and claimed end are what the commitment holds: leaves
+    segment and segment+1, or for the delta segment the last leaf and the delta hash."""
+    if not verify_inclusion(c.checkpoint_root, p.start_hash, p.segment, c.checkpoint_count, p.start_proof):
+        return False
+    if p.segment == c.checkpoint_count - 1:
+        return p.claimed_end_hash == c.delta_hash and not p.end_proof
+    return verify_inclusion(c.checkpoint_root, p.claimed_end_hash, p.segment + 1, c.checkpoint_count,
+                            p.end_proof)
+
+
+def _share(owed: dict[tuple[bytes, int], int], reason: int, pool: int, payees: list[bytes]) -> None:
+    """Split pool equally among payees, one share per listing."""
+    for to in payees:
+        owed[(to, reason)] += pool // len(payees)
+
+
 _HANDLERS = {
     Transfer: Transition._transfer,
     Bond: Transition._bond,
     Unbond: Transition._unbond,
     RegisterMiner: Transition._register_miner,
+    RegisterAuditor: Transition._register_auditor,
     WorkCommitment: Transition._work_commitment,
     AuditReport: Transition._audit_report,
     FraudProof: Transition._fraud_proof,
     DoubleSignEvidence: Transition._double_sign,
 }
 
+_CLOSE_PARTS = (("round", "round"), ("model_root", "model root"), ("eval_loss_bits", "eval loss"),
+                ("payments", "payments"), ("units", "unit outcomes"), ("next_committee", "next committee"))
 
-def execute_block(state: ChainState, genesis: Genesis, height: int, txs: Iterable[SignedTx]) -> Transition:
-    """Apply every transaction of a block to an overlay; BlockError if any fails."""
-    transition = Transition(state, genesis.chain_id, genesis, height)
-    for index, tx in enumerate(txs):
+
+def execute_block(state: ChainState, genesis: Genesis, block: Block, oracle: WorkOracle) -> Transition:
+    """Apply a block's transactions, then its round close, to an overlay.  BlockError if a
+    transaction fails or the close differs from the one recomputed here; WorkUnavailable
+    (not an error of the block) if this node lacks a blob needed to decide."""
+    h = block.header
+    transition = Transition(state, genesis, h.height, h.prev_hash, oracle)
+    for index, tx in enumerate(block.txs):
         try:
             transition.apply_tx(tx)
         except TxError as exc:
             raise BlockError(f"transaction {index}: {exc}") from None
+    _check_close(block.close, transition.close_round(h.proposer), h.height)
     return transition
+
+
+def _check_close(carried: tuple[RoundClose, ...], expected: tuple[RoundClose, ...], height: int) -> None:
+    if not expected:
+        if carried:
+            raise BlockError(f"round close: height {height} closes no round")
+        return
+    if not carried:
+        raise BlockError(f"round close: missing at round {expected[0].round}'s closing height {height}")
+    for field, label in _CLOSE_PARTS:
+        got, want = getattr(carried[0], field), getattr(expected[0], field)
+        if got != want:
+            raise BlockError(f"round close: {label} {_difference(got, want)}")
+
+
+def _difference(got: object, want: object) -> str:
+    if isinstance(got, tuple):
+        first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+        if first is not None:
+            return f"entry {first} differs from the recomputed one"
+        return f"has {len(got)} entries, not the recomputed {len(want)}"
+    if isinstance(got, bytes):
+        return f"{got.hex()[:16]}… is not the recomputed {want.hex()[:16]}…"
+    return f"{got} is not the recomputed {want}"

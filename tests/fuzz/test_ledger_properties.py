@@ -1,5 +1,12 @@
-"""Random sequences of valid and invalid transactions (and rewards and slashes) never
-break supply conservation or nonce monotonicity."""
+"""Random sequences of valid and invalid transactions (and rewards, slashes, work
+commitments, audits, fraud proofs and round closes) never break supply conservation
+or nonce monotonicity.
+
+Operations are grouped into blocks; a round is five blocks (commitments in its
+first two, the challenge in its third, audits and fraud proofs in its fourth, the
+close in its fifth), and every account is a registered miner from the first block on.
+A "work" operation does what the block's phase takes: commit the sender's unit, or
+audit (as the assigned auditor) or prove fraud against another miner's unit."""
 import dataclasses
 
 from hypothesis import given, settings
@@ -8,61 +15,152 @@ from hypothesis import strategies as st
 from node import genesis as g
 from node.crypto import SigningKey, sha256
 from node.ledger import ChainState, Transition, TxError
-from node.transactions import Bond, RegisterMiner, Transfer, Unbond, sign_tx
+from node.merkle import inclusion_proof, merkle_root
+from node.transactions import (AuditReport, Bond, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
+                               Unbond, WorkCommitment, sign_tx)
+from node.uPoW.assignment import assigned_auditors, challenged_segments
+from node.uPoW.oracle import KERNEL_VERSION
+from node.uPoW.rounds import AUDIT, TRAIN, RoundSchedule
 
 KEYS = [SigningKey(sha256(b"property %d" % i)) for i in range(4)]
+BY_KEY = {k.public_key: k for k in KEYS}
 BASE = g.load_genesis()
 GENESIS = dataclasses.replace(
     BASE, chain_id="prop", validators=(g.Validator(KEYS[3].public_key, 1),),
-    accounts=tuple(g.Account(k.public_key, 1000 * (i + 1), 100 * i) for i, k in enumerate(KEYS)),
-    economics=dataclasses.replace(BASE.economics, min_miner_bond=150))
+    accounts=tuple(g.Account(k.public_key, 1000 * (i + 1), 200 + 100 * i) for i, k in enumerate(KEYS)),
+    model=dataclasses.replace(BASE.model, context_length=8, n_layer=1, n_head=1, n_embd=8),
+    training=dataclasses.replace(BASE.training, steps_per_unit=2, checkpoint_every=1,
+                                 audit_segments=1, auditors_per_unit=1),
+    consensus=dataclasses.replace(BASE.consensus, round_blocks=5, commit_blocks=2, committee_size=1,
+                                  epoch_rounds=1),
+    economics=dataclasses.replace(BASE.economics, min_miner_bond=150, min_auditor_bond=150))
+SCHEDULE = RoundSchedule.from_genesis(GENESIS)
+SEGMENTS = 2
 
 OPERATION = st.tuples(
-    st.sampled_from(["transfer", "bond", "unbond", "register", "emit", "slash"]),
+    st.sampled_from(["transfer", "bond", "unbond", "register", "register_auditor", "emit", "slash",
+                     "work", "work", "work", "work"]),
     st.integers(0, 3), st.integers(0, 3),           # sender, other party
     st.integers(0, 5000),                            # amount
     st.sampled_from([0, 0, 0, -1, 1]),               # nonce offset: mostly valid
-    st.booleans())                                   # forge the signature
+    st.sampled_from([False, False, False, True]),   # forge the signature
+    st.booleans())                                   # the last operation of its block
 
 
-def _payload(kind, other, amount):
+class FakeOracle:
+    def confirm_fraud(self, model_root, assignment, commitment, proof) -> bool:
+        return True
+
+    def aggregate(self, model_root, delta_hashes):
+        return sha256(model_root + b"".join(delta_hashes)), 0x3F800000
+
+
+def _leaves(miner: bytes, round_: int) -> list[bytes]:
+    return [sha256(miner + round_.to_bytes(8, "big") + bytes([i])) for i in range(SEGMENTS + 1)]
+
+
+def _commitment(miner: bytes, round_: int, model_root: bytes) -> WorkCommitment:
+    leaves = _leaves(miner, round_)
+    return WorkCommitment(round_, 0, 0, model_root, merkle_root(leaves), SEGMENTS + 1,
+                          sha256(b"".join(leaves)), sha256(b"delta" + miner), (0,) * SEGMENTS,
+                          KERNEL_VERSION)
+
+
+def _audit(t: Transition, miner: bytes, round_: int, pick: int) -> tuple[SigningKey | None, AuditReport]:
+    """An audit of one challenged segment of miner's unit, and its assigned auditor."""
+    challenge = t.challenge(round_)
+    segments = challenged_segments(challenge.hash, miner, 0, SEGMENTS, 1)
+    auditors = assigned_auditors(challenge.hash, miner, 0, list(challenge.eligible), 1)
+    segment = segments[pick % len(segments)]
+    leaves = _leaves(miner, round_)
+    report = AuditReport(round_, miner, 0, segment, leaves[segment + 1],
+                         tuple(inclusion_proof(leaves, segment + 1)))
+    return (BY_KEY.get(auditors[0]) if auditors else None), report
+
+
+def _fraud(miner: bytes, round_: int) -> FraudProof:
+    leaves = _leaves(miner, round_)
+    return FraudProof(round_, miner, 0, 0, leaves[0], tuple(inclusion_proof(leaves, 0)), leaves[1],
+                      tuple(inclusion_proof(leaves, 1)), sha256(b"what segment 0 really gives"))
+
+
+def _signed(t: Transition, state: ChainState, kind, sender, other, amount, nonce_offset, forge):
+    """The operation's transaction and its signer; audits and fraud proofs mostly target
+    a unit committed in the round."""
+    key, miner, round_ = KEYS[sender], KEYS[other].public_key, SCHEDULE.round_of(t.height)
+    committed = state.round_commitments(round_)
+    if committed and amount % 5:
+        miner = committed[other % len(committed)][0]
     if kind == "transfer":
-        return Transfer(KEYS[other].public_key, amount)
-    if kind == "bond":
-        return Bond(amount)
-    if kind == "unbond":
-        return Unbond(amount)
-    return RegisterMiner(1 + amount % 3)
+        payload = Transfer(miner, amount)
+    elif kind == "bond":
+        payload = Bond(amount)
+    elif kind == "unbond":
+        payload = Unbond(amount)
+    elif kind == "register":
+        payload = RegisterMiner(1 + amount % 3)
+    elif kind == "register_auditor":
+        payload = RegisterAuditor()
+    elif SCHEDULE.phase(t.height) == TRAIN:
+        payload = _commitment(key.public_key, round_, t.model().root)
+    elif SCHEDULE.phase(t.height) == AUDIT and amount % 3 == 0:
+        payload = _fraud(miner, round_)
+    elif SCHEDULE.phase(t.height) == AUDIT:
+        auditor, payload = _audit(t, miner, round_, amount)
+        key = auditor or key
+    else:
+        payload = _commitment(key.public_key, round_, t.model().root)  # outside its window
+    tx = sign_tx(key, GENESIS.chain_id, max(t.account(key.public_key).nonce + nonce_offset, 0), payload)
+    return key, dataclasses.replace(tx, signature=bytes(64)) if forge else tx
+
+
+def _genesis_with_miners() -> ChainState:
+    state = ChainState.from_genesis(GENESIS)
+    t = Transition(state, GENESIS, 1, bytes.fromhex(GENESIS.hash), FakeOracle())
+    for key in KEYS:
+        t.apply_tx(sign_tx(key, GENESIS.chain_id, 0, RegisterMiner(1)))
+    state.apply_writes(t.writes)
+    return state
+
+
+def _blocks(operations):
+    block = []
+    for operation in operations:
+        block.append(operation[:-1])
+        if operation[-1]:
+            yield block
+            block = []
+    yield block
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(OPERATION, max_size=25))
+@given(st.lists(OPERATION, max_size=60))
 def test_supply_is_conserved_and_nonces_only_grow(operations):
-    state = ChainState.from_genesis(GENESIS)
-    for height, (kind, sender, other, amount, nonce_offset, forge) in enumerate(operations, 1):
-        t = Transition(state, GENESIS.chain_id, GENESIS, height)
-        key = KEYS[sender]
-        nonces = {k.public_key: state.account(k.public_key).nonce for k in KEYS}
-        applied = False
-        if kind == "emit":
-            t.emit(key.public_key, amount)
-        elif kind == "slash":
-            t.slash(key.public_key, amount % 10_001, KEYS[other].public_key, (amount * 7) % 10_001)
-        else:
-            nonce = max(nonces[key.public_key] + nonce_offset, 0)
-            tx = sign_tx(key, GENESIS.chain_id, nonce, _payload(kind, other, amount))
-            if forge:
-                tx = dataclasses.replace(tx, signature=bytes(64))
+    state = _genesis_with_miners()
+    for height, block in enumerate(_blocks(operations), 2):
+        t = Transition(state, GENESIS, height, sha256(b"block %d" % (height - 1)), FakeOracle())
+        for kind, sender, other, amount, nonce_offset, forge in block:
+            if kind == "emit":
+                t.emit(KEYS[sender].public_key, amount)
+                continue
+            if kind == "slash":
+                t.slash(KEYS[sender].public_key, amount % 10_001, KEYS[other].public_key, (amount * 7) % 10_001)
+                continue
+            key, tx = _signed(t, state, kind, sender, other, amount, nonce_offset, forge)
+            nonces = {k.public_key: t.account(k.public_key).nonce for k in KEYS}
+            before = dict(t.writes)
             try:
                 t.apply_tx(tx)
-                applied = True
+                nonces[key.public_key] += 1
             except TxError:
-                assert t.writes == {}
+                assert t.writes == before
+            assert nonces == {k.public_key: t.account(k.public_key).nonce for k in KEYS}
+        closed = t.close_round(KEYS[0].public_key)
         state.apply_writes(t.writes)
-        supply = state.supply()
-        assert state.total_holdings() == supply.expected_total
+        assert state.total_holdings() == state.supply().expected_total
+        assert state.model().round == height // SCHEDULE.round_blocks
+        if closed:
+            assert len(state.committee().members) == 1
         for k in KEYS:
-            expected = nonces[k.public_key] + (1 if applied and k is key else 0)
-            assert state.account(k.public_key).nonce == expected
             account = state.account(k.public_key)
             assert account.balance >= 0 and account.bond >= 0

@@ -21,6 +21,15 @@ GENESIS = dataclasses.replace(
     accounts=(g.Account(USER.public_key, 10_000, 0),))
 
 
+class NoOracle:
+    """These blocks hold no fraud proofs and close no round: nothing may ask for work."""
+
+    def confirm_fraud(self, *args):
+        raise AssertionError("the oracle was asked about a block that needs no work")
+
+    aggregate = confirm_fraud
+
+
 def commit_for(block, signers=VALIDATORS, round_=0):
     body = VoteBody(PRECOMMIT, block.header.height, round_, block.hash)
     return certificate_from_precommits([sign_vote(k, GENESIS.chain_id, body) for k in signers])
@@ -29,7 +38,7 @@ def commit_for(block, signers=VALIDATORS, round_=0):
 @pytest.fixture
 def chain(tmp_path):
     store = ChainStore.open(tmp_path / "db")
-    yield Chain(GENESIS, store)
+    yield Chain(GENESIS, store, NoOracle())
     store.close()
 
 
@@ -39,14 +48,14 @@ def _transfer(nonce, amount=5):
 
 def test_blocks_finalize_and_survive_a_reopen(tmp_path):
     with ChainStore.open(tmp_path / "db") as store:
-        chain = Chain(GENESIS, store)
+        chain = Chain(GENESIS, store, NoOracle())
         for height in range(1, 4):
             block, refused = chain.propose([_transfer(height - 1)], VALIDATORS[0].public_key, height)
             assert not refused
             chain.finalize(block, commit_for(block))
         head, root = chain.head, chain.state.root()
     with ChainStore.open(tmp_path / "db") as store:
-        again = Chain(GENESIS, store)
+        again = Chain(GENESIS, store, NoOracle())
         assert again.head == head and again.state.root() == root
         assert again.state.account(USER.public_key).nonce == 3
         assert again.block(2).txs[0] == _transfer(1)
@@ -97,20 +106,20 @@ def test_a_commit_with_a_forged_signature_is_refused(chain):
 
 def test_a_store_from_another_genesis_is_refused(tmp_path):
     with ChainStore.open(tmp_path / "db") as store:
-        Chain(GENESIS, store)
+        Chain(GENESIS, store, NoOracle())
     other = dataclasses.replace(GENESIS, hash="00" * 32)
     with ChainStore.open(tmp_path / "db") as store, pytest.raises(StoreCorrupted, match="another genesis"):
-        Chain(other, store)
+        Chain(other, store, NoOracle())
 
 
 def test_a_store_with_blocks_from_another_genesis_is_refused(tmp_path):
     with ChainStore.open(tmp_path / "db") as store:
-        chain = Chain(GENESIS, store)
+        chain = Chain(GENESIS, store, NoOracle())
         block, _ = chain.propose([], VALIDATORS[0].public_key, 1)
         chain.finalize(block, commit_for(block))
     other = dataclasses.replace(GENESIS, hash="11" * 32)
     with ChainStore.open(tmp_path / "db") as store, pytest.raises(StoreCorrupted, match="another genesis"):
-        Chain(other, store)
+        Chain(other, store, NoOracle())
 
 
 def test_a_block_may_carry_another_valid_commit_of_the_head(chain):

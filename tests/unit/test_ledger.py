@@ -1,36 +1,80 @@
 """Validity rules of every transaction kind: each bad transaction is refused with its
-specific reason and leaves the state exactly as it was."""
+specific reason and leaves the state exactly as it was.
+
+Round 0 of the test genesis: heights 1-2 take commitments, 3 is the challenge block,
+4-5 the audit window, 6 closes the round.  A unit has 4 segments, so 5 checkpoints."""
 import dataclasses
 
 import pytest
 
 from node import genesis as g
+from node.blocks import Block, BlockHeader, EMPTY_COMMIT, NO_CLOSE
 from node.crypto import SigningKey, sha256
-from node.ledger import (ACCOUNT_PREFIX, U64_MAX, Account, BlockError, ChainState, Transition, TxError, execute_block,
-                         state_digest)
+from node.ledger import (ACCOUNT_PREFIX, U64_MAX, UNMEASURED_LOSS, Account, BlockError, ChainState,
+                         FraudRecord, ModelRecord, Transition, TxError, execute_block, state_digest)
 from node.merkle import inclusion_proof, merkle_root
-from node.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterMiner,
-                               Transfer, Unbond, WorkCommitment, sign_tx)
+from node.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
+                               RegisterMiner, Transfer, Unbond, WorkCommitment, sign_tx)
+from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.model_state import genesis_model_root
+from node.uPoW.oracle import KERNEL_VERSION, WorkUnavailable
 from node.votes import PRECOMMIT, VoteBody, sign_vote
 
 CHAIN = "uponode-test"
-ALICE, BOB, CAROL, MALLORY = (SigningKey(sha256(name.encode())) for name in
-                              ("alice", "bob", "carol", "mallory"))
+ALICE, BOB, CAROL, DAVE, MALLORY = (SigningKey(sha256(name.encode())) for name in
+                                    ("alice", "bob", "carol", "dave", "mallory"))
 MIN_BOND = 100
-
-
 DEFAULT_ACCOUNTS = (g.Account(ALICE.public_key, 1000, 0), g.Account(BOB.public_key, 10, 500),
-                    g.Account(CAROL.public_key, 0, 1000))
+                    g.Account(CAROL.public_key, 0, 1000), g.Account(DAVE.public_key, 50, 300))
 
 
 def _genesis(accounts=DEFAULT_ACCOUNTS) -> g.Genesis:
     base = g.load_genesis()
     return dataclasses.replace(
         base, chain_id=CHAIN, validators=(g.Validator(CAROL.public_key, 10),), accounts=accounts,
-        economics=dataclasses.replace(base.economics, min_miner_bond=MIN_BOND))
+        model=dataclasses.replace(base.model, context_length=8, n_layer=1, n_head=1, n_embd=8),
+        training=dataclasses.replace(base.training, steps_per_unit=4, checkpoint_every=1,
+                                     audit_segments=1, auditors_per_unit=1),
+        consensus=dataclasses.replace(base.consensus, round_blocks=6, commit_blocks=2),
+        economics=dataclasses.replace(base.economics, min_miner_bond=MIN_BOND,
+                                      min_auditor_bond=MIN_BOND, fraud_slash_bps=5000,
+                                      fraud_bounty_bps=5000))
 
 
 GENESIS = _genesis()
+
+
+class FakeOracle:
+    """Confirms every fraud proof it is asked about unless told otherwise, and records
+    what it was asked; not the subject here."""
+
+    def __init__(self, confirms: bool = True, available: bool = True):
+        self.confirms = confirms
+        self.available = available
+        self.calls: list[tuple] = []
+
+    def confirm_fraud(self, model_root, assignment, commitment, proof) -> bool:
+        self.calls.append((model_root, assignment, commitment, proof))
+        if not self.available:
+            raise WorkUnavailable(commitment.delta_hash)
+        return self.confirms
+
+    def aggregate(self, model_root, delta_hashes):
+        raise AssertionError("no round closes in these tests")
+
+
+class NoOracle:
+    """What a block without fraud proofs or round closes must never call."""
+
+    def confirm_fraud(self, *args):
+        raise AssertionError("the oracle was asked about a block that needs no work")
+
+    aggregate = confirm_fraud
+
+
+def parent_hash(height: int) -> bytes:
+    """The stand-in hash of the block at height - 1 (a transition's parent)."""
+    return sha256(b"block %d" % (height - 1))
 
 
 @pytest.fixture
@@ -38,25 +82,26 @@ def state() -> ChainState:
     return ChainState.from_genesis(GENESIS)
 
 
-def _transition(state: ChainState) -> Transition:
-    return Transition(state, CHAIN, GENESIS, height=1)
+def _transition(state: ChainState, height: int = 1, oracle=None) -> Transition:
+    return Transition(state, GENESIS, height, parent_hash(height), oracle or FakeOracle())
 
 
-def _apply(state, *txs) -> Transition:
-    t = _transition(state)
+def _apply(state, *txs, height: int = 1, oracle=None) -> Transition:
+    t = _transition(state, height, oracle)
     for tx in txs:
         t.apply_tx(tx)
     state.apply_writes(t.writes)
     return t
 
 
-def _refused(state, tx, reason: str) -> None:
-    t = _transition(state)
+def _refused(state, tx, reason: str, height: int = 1, oracle=None) -> None:
+    t = _transition(state, height, oracle)
+    before = dict(t.writes)  # the block's own seeds, if it records any
     root = state.root()
     with pytest.raises(TxError) as err:
         t.apply_tx(tx)
     assert err.value.reason == reason, str(err.value)
-    assert t.writes == {}
+    assert t.writes == before
     assert state.root() == root
 
 
@@ -127,9 +172,9 @@ def test_a_transfer_that_would_overflow_the_recipient_is_refused(state):
 def test_an_oversize_transaction_is_refused():
     small = dataclasses.replace(GENESIS, consensus=dataclasses.replace(GENESIS.consensus, max_tx_bytes=4096))
     state = ChainState.from_genesis(small)
-    t = Transition(state, CHAIN, small, 1)
+    t = Transition(state, small, 1, parent_hash(1), NoOracle())
     t.apply_tx(tx(BOB, RegisterMiner(1), state))
-    big = tx(BOB, WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), tuple(range(2000)), 1),
+    big = tx(BOB, WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), bytes(32), tuple(range(2000)), 1),
              state, nonce=1)
     assert len(big.encode()) > 4096
     before = dict(t.writes)
@@ -140,7 +185,7 @@ def test_an_oversize_transaction_is_refused():
 
 def test_oversize_fields_cannot_be_encoded():
     with pytest.raises(ValueError, match="exceeds the cap"):
-        WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), (0,) * 5000, 1).encode()
+        WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), bytes(32), (0,) * 5000, 1).encode()
 
 
 def test_a_sender_without_an_account_can_spend_nothing(state):
@@ -175,7 +220,13 @@ def test_a_miner_cannot_unbond_below_the_minimum(state):
     _refused(state, tx(BOB, Unbond(1), state), "below_miner_bond")
 
 
-# -- miners, commitments, audits, fraud proofs
+def test_an_auditor_cannot_unbond_below_the_minimum(state):
+    _apply(state, tx(DAVE, RegisterAuditor(), state))
+    _apply(state, tx(DAVE, Unbond(300 - MIN_BOND), state))
+    _refused(state, tx(DAVE, Unbond(1), state), "below_auditor_bond")
+
+
+# -- miners and auditors
 
 
 def test_register_miner(state):
@@ -197,79 +248,249 @@ def test_registering_without_the_bond_is_refused(state):
     _refused(state, tx(ALICE, RegisterMiner(1), state), "insufficient_bond")
 
 
+def test_register_auditor_once_with_the_bond(state):
+    _apply(state, tx(DAVE, RegisterAuditor(), state))
+    assert state.is_auditor(DAVE.public_key) and not state.is_auditor(BOB.public_key)
+    _refused(state, tx(DAVE, RegisterAuditor(), state), "already_registered")
+    _refused(state, tx(ALICE, RegisterAuditor(), state), "insufficient_bond")
+
+
+# -- the model and the round's seeds
+
+
+def test_the_genesis_model_is_round_zero_unmeasured(state):
+    assert state.model() == ModelRecord(0, genesis_model_root(GENESIS), UNMEASURED_LOSS)
+
+
+def test_a_round_start_hash_is_recorded_by_the_round_s_first_block(state):
+    assert state.round_start_hash(0) is None
+    _apply(state, height=1)
+    assert state.round_start_hash(0) == parent_hash(1)
+    for height in range(2, 8):
+        _apply(state, height=height)
+    assert state.round_start_hash(1) == parent_hash(7)
+
+
+def test_the_challenge_snapshots_committee_and_auditors_before_the_audit_window(state):
+    _apply(state, tx(DAVE, RegisterAuditor(), state), height=1)
+    for height in (2, 3):
+        _apply(state, height=height)
+    assert state.challenge(0) is None
+    _apply(state, tx(BOB, RegisterAuditor(), state), height=4)  # too late for round 0
+    challenge = state.challenge(0)
+    assert challenge.hash == parent_hash(4)
+    assert challenge.eligible == tuple(sorted([CAROL.public_key, DAVE.public_key]))
+    _apply(state, height=5)
+    assert state.challenge(0) == challenge
+
+
+# -- work commitments
+
 CHECKPOINTS = [sha256(bytes([i])) for i in range(5)]
+DELTA = sha256(b"delta")
 
 
-def _commitment(unit=0, count=len(CHECKPOINTS)) -> WorkCommitment:
-    return WorkCommitment(round=3, unit=unit, shard=0, start_root=bytes(32),
-                          checkpoint_root=merkle_root(CHECKPOINTS), checkpoint_count=count,
-                          delta_hash=sha256(b"delta"), loss_trace=(1, 2), kernel_version=1)
+def _commitment(unit=0, round_=0, **changes) -> WorkCommitment:
+    base = WorkCommitment(round=round_, unit=unit, shard=0, start_root=genesis_model_root(GENESIS),
+                          checkpoint_root=merkle_root(CHECKPOINTS), checkpoint_count=len(CHECKPOINTS),
+                          leaves_hash=sha256(b"".join(CHECKPOINTS)), delta_hash=DELTA,
+                          loss_trace=(1, 2, 3, 4), kernel_version=KERNEL_VERSION)
+    return dataclasses.replace(base, **changes)
 
 
 @pytest.fixture
-def mined(state) -> ChainState:
-    _apply(state, tx(BOB, RegisterMiner(2), state))
-    _apply(state, tx(BOB, _commitment(), state))
+def registered(state) -> ChainState:
+    _apply(state, tx(BOB, RegisterMiner(2), state), tx(DAVE, RegisterAuditor(), state), height=1)
     return state
 
 
-def test_a_commitment_from_a_non_miner_is_refused(state):
-    _refused(state, tx(ALICE, _commitment(), state), "unknown_miner")
+@pytest.fixture
+def mined(registered) -> ChainState:
+    """BOB's unit 0 of round 0 committed at height 2."""
+    _apply(registered, tx(BOB, _commitment(), registered), height=2)
+    return registered
+
+
+def test_a_commitment_in_the_train_phase_is_recorded(mined):
+    assert mined.round_commitments(0) == [(BOB.public_key, 0, _commitment())]
+    assert mined.round_commitments(1) == []
+
+
+def test_a_commitment_from_a_non_miner_is_refused(registered):
+    _refused(registered, tx(ALICE, _commitment(), registered), "unknown_miner", height=2)
 
 
 @pytest.mark.parametrize("commitment,reason", [
     (_commitment(unit=2), "unit_out_of_range"),
-    (_commitment(count=0), "no_checkpoints"),
+    (_commitment(start_root=sha256(b"another model")), "wrong_start"),
+    (_commitment(shard=1), "wrong_shard"),
+    (_commitment(checkpoint_count=4), "bad_checkpoint_count"),
+    (_commitment(checkpoint_count=0), "bad_checkpoint_count"),
+    (_commitment(loss_trace=(1, 2, 3)), "bad_loss_trace"),
+    (_commitment(kernel_version=KERNEL_VERSION + 1), "wrong_kernel"),
     (_commitment(), "duplicate_commitment"),
+    (_commitment(unit=1, round_=1), "outside_window"),
 ])
 def test_bad_commitments_are_refused(mined, commitment, reason):
-    _refused(mined, tx(BOB, commitment, mined), reason)
+    _refused(mined, tx(BOB, commitment, mined), reason, height=2)
 
 
-def _audit(miner=BOB, unit=0, segment=1, round_=3) -> AuditReport:
+@pytest.mark.parametrize("height", [3, 4, 6])
+def test_a_commitment_after_the_deadline_is_refused(registered, height):
+    _refused(registered, tx(BOB, _commitment(), registered), "outside_window", height=height)
+
+
+def test_a_commitment_belongs_to_the_round_of_its_height(registered):
+    for height in range(2, 7):
+        _apply(registered, height=height)
+    _refused(registered, tx(BOB, _commitment(round_=0), registered), "outside_window", height=7)
+    _apply(registered, tx(BOB, _commitment(round_=1), registered), height=7)
+    assert registered.round_commitments(1)[0][1:] == (0, _commitment(round_=1))
+
+
+# -- audit reports
+
+
+@pytest.fixture
+def auditing(mined) -> ChainState:
+    """mined, with the challenge block (3) done and round 0's challenge recorded (4)."""
+    _apply(mined, height=3)
+    _apply(mined, height=4)
+    return mined
+
+
+def _assignment(state, miner=BOB, unit=0):
+    challenge = state.challenge(0)
+    segments = challenged_segments(challenge.hash, miner.public_key, unit, 4, GENESIS.training.audit_segments)
+    auditors = assigned_auditors(challenge.hash, miner.public_key, unit, list(challenge.eligible),
+                                 GENESIS.training.auditors_per_unit)
+    key = {k.public_key: k for k in (CAROL, DAVE)}[auditors[0]]
+    return segments, key
+
+
+def _audit(segment, miner=BOB, unit=0, round_=0, result=None, proof=None) -> AuditReport:
     return AuditReport(round=round_, miner=miner.public_key, unit=unit, segment=segment,
-                       result_hash=CHECKPOINTS[segment % 5], passed=True)
+                       result_hash=CHECKPOINTS[segment + 1] if result is None else result,
+                       result_proof=tuple(inclusion_proof(CHECKPOINTS, segment + 1) if proof is None else proof))
 
 
-def test_an_audit_of_a_commitment_is_accepted_once(mined):
-    _apply(mined, tx(ALICE, _audit(), mined))
-    _refused(mined, tx(ALICE, _audit(), mined), "duplicate_audit")
+def test_an_assigned_audit_of_a_challenged_segment_is_accepted_once(auditing):
+    segments, auditor = _assignment(auditing)
+    assert segments[-1] == 3  # the last segment is always challenged
+    _apply(auditing, tx(auditor, _audit(3), auditing), height=4)
+    assert auditing.round_audits(0) == [(BOB.public_key, 0, 3, auditor.public_key)]
+    _refused(auditing, tx(auditor, _audit(3), auditing), "duplicate_audit", height=5)
+
+
+def test_an_audit_by_an_eligible_but_unassigned_auditor_is_refused(auditing):
+    _, auditor = _assignment(auditing)
+    other = DAVE if auditor is CAROL else CAROL
+    _refused(auditing, tx(other, _audit(3), auditing), "not_assigned", height=4)
+    _refused(auditing, tx(ALICE, _audit(3), auditing), "not_assigned", height=4)
+
+
+def test_an_audit_of_an_unchallenged_segment_is_refused(auditing):
+    segments, auditor = _assignment(auditing)
+    spared = next(s for s in range(4) if s not in segments)
+    _refused(auditing, tx(auditor, _audit(spared), auditing), "not_challenged", height=4)
+
+
+@pytest.mark.parametrize("height", [3, 6, 7])
+def test_an_audit_outside_the_audit_window_is_refused(auditing, height):
+    _, auditor = _assignment(auditing)
+    _refused(auditing, tx(auditor, _audit(3), auditing), "outside_window", height=height)
 
 
 @pytest.mark.parametrize("audit,reason", [
-    (_audit(miner=ALICE), "unknown_miner"),
-    (_audit(unit=1), "unknown_commitment"),
-    (_audit(round_=4), "unknown_commitment"),
-    (_audit(segment=5), "segment_out_of_range"),
+    (_audit(3, miner=ALICE), "unknown_miner"),
+    (_audit(3, unit=1), "unknown_commitment"),
+    (_audit(3, result=CHECKPOINTS[3]), "bad_proof"),
+    (_audit(3, proof=[bytes(32)] * 3), "bad_proof"),
+    (_audit(3, proof=inclusion_proof(CHECKPOINTS, 3)), "bad_proof"),
 ])
-def test_bad_audits_are_refused(mined, audit, reason):
-    _refused(mined, tx(ALICE, audit, mined), reason)
+def test_bad_audits_are_refused(auditing, audit, reason):
+    _, auditor = _assignment(auditing)
+    _refused(auditing, tx(auditor, audit, auditing), reason, height=4)
 
 
-def _fraud(segment=1, computed=sha256(b"other"), start_proof=None) -> FraudProof:
-    return FraudProof(round=3, miner=BOB.public_key, unit=0, segment=segment,
+# -- fraud proofs
+
+
+def _fraud(segment=1, computed=sha256(b"other"), start_proof=None, claimed=None,
+           end_proof=None) -> FraudProof:
+    delta_claim = segment == len(CHECKPOINTS) - 1
+    return FraudProof(round=0, miner=BOB.public_key, unit=0, segment=segment,
                       start_hash=CHECKPOINTS[segment],
                       start_proof=tuple(inclusion_proof(CHECKPOINTS, segment)
                                         if start_proof is None else start_proof),
-                      claimed_end_hash=CHECKPOINTS[segment + 1],
-                      end_proof=tuple(inclusion_proof(CHECKPOINTS, segment + 1)),
+                      claimed_end_hash=(DELTA if delta_claim else CHECKPOINTS[segment + 1])
+                      if claimed is None else claimed,
+                      end_proof=tuple(() if delta_claim else inclusion_proof(CHECKPOINTS, segment + 1))
+                      if end_proof is None else tuple(end_proof),
                       computed_end_hash=computed)
 
 
-def test_a_fraud_proof_with_valid_merkle_proofs_is_accepted(mined):
-    _apply(mined, tx(ALICE, _fraud(), mined))
+@pytest.mark.parametrize("segment", [0, 1, 3, 4])
+def test_a_confirmed_fraud_proof_slashes_the_miner_and_pays_the_prover(auditing, segment):
+    oracle = FakeOracle()
+    supply = auditing.supply()
+    _apply(auditing, tx(ALICE, _fraud(segment), auditing), height=4, oracle=oracle)
+    assert auditing.fraud_record(0, BOB.public_key, 0) == FraudRecord(ALICE.public_key, segment)
+    taken, bounty = 500 * 5000 // 10_000, 500 * 5000 // 10_000 * 5000 // 10_000
+    assert auditing.account(BOB.public_key).bond == 500 - taken
+    assert auditing.account(ALICE.public_key).balance == 1000 + bounty
+    assert auditing.supply().burned == supply.burned + taken - bounty
+    assert auditing.total_holdings() == auditing.supply().expected_total
+    (model_root, assignment, commitment, proof), = oracle.calls
+    assert model_root == genesis_model_root(GENESIS) and commitment == _commitment()
+    assert assignment == assign_unit(parent_hash(1), BOB.public_key, 0) and proof == _fraud(segment)
+
+
+def test_a_unit_is_proven_fraudulent_only_once(auditing):
+    _apply(auditing, tx(ALICE, _fraud(1), auditing), height=4)
+    _refused(auditing, tx(CAROL, _fraud(2), auditing), "already_proven", height=5)
 
 
 @pytest.mark.parametrize("proof,reason", [
     (_fraud(computed=CHECKPOINTS[2]), "not_fraud"),
+    (_fraud(4, computed=DELTA), "not_fraud"),
     (_fraud(start_proof=[bytes(32)] * 3), "bad_proof"),
-    (dataclasses.replace(_fraud(), segment=4), "segment_out_of_range"),
+    (_fraud(end_proof=inclusion_proof(CHECKPOINTS, 1)), "bad_proof"),
+    (_fraud(claimed=CHECKPOINTS[3]), "bad_proof"),
+    (_fraud(4, claimed=sha256(b"another delta")), "bad_proof"),
+    (_fraud(4, end_proof=[bytes(32)]), "bad_proof"),
+    (dataclasses.replace(_fraud(), segment=5), "segment_out_of_range"),
+    (dataclasses.replace(_fraud(), unit=1), "unknown_commitment"),
 ])
-def test_bad_fraud_proofs_are_refused(mined, proof, reason):
-    _refused(mined, tx(ALICE, proof, mined), reason)
+def test_bad_fraud_proofs_are_refused_without_asking_the_oracle(auditing, proof, reason):
+    _refused(auditing, tx(ALICE, proof, auditing), reason, height=4, oracle=NoOracle())
+
+
+def test_a_fraud_proof_the_oracle_does_not_confirm_is_refused(auditing):
+    _refused(auditing, tx(ALICE, _fraud(), auditing), "not_fraud", height=4, oracle=FakeOracle(confirms=False))
+
+
+@pytest.mark.parametrize("height", [2, 3, 6])
+def test_a_fraud_proof_outside_the_audit_window_is_refused(auditing, height):
+    _refused(auditing, tx(ALICE, _fraud(), auditing), "outside_window", height=height, oracle=NoOracle())
+
+
+def test_a_fraud_proof_that_cannot_be_decided_yet_changes_nothing(auditing):
+    t = _transition(auditing, height=4, oracle=FakeOracle(available=False))
+    before = dict(t.writes)
+    with pytest.raises(WorkUnavailable):
+        t.apply_tx(tx(ALICE, _fraud(), auditing))
+    assert t.writes == before
 
 
 # -- blocks, accounting, roots
+
+
+def _block(height: int, txs, close=()) -> Block:
+    header = BlockHeader(chain_id=CHAIN, height=height, round=0, time_ms=0, prev_hash=parent_hash(height),
+                         last_commit_hash=EMPTY_COMMIT.hash, tx_root=bytes(32), close_hash=NO_CLOSE,
+                         state_root=bytes(32), proposer=CAROL.public_key)
+    return Block(header=header, txs=tuple(txs), last_commit=EMPTY_COMMIT, close=close)
 
 
 def test_a_block_applies_all_or_nothing(state):
@@ -277,10 +498,18 @@ def test_a_block_applies_all_or_nothing(state):
     bad = tx(ALICE, Transfer(BOB.public_key, 5), state, nonce=5)
     root = state.root()
     with pytest.raises(BlockError, match="transaction 1: nonce_skipped"):
-        execute_block(state, GENESIS, 1, [good, bad])
+        execute_block(state, GENESIS, _block(1, [good, bad]), NoOracle())
     assert state.root() == root
-    transition = execute_block(state, GENESIS, 1, [good])
+    transition = execute_block(state, GENESIS, _block(1, [good]), NoOracle())
     assert state.root_after(transition.writes) != root
+
+
+def test_blocks_without_fraud_proofs_or_closes_never_ask_the_oracle(state):
+    heights = {1: [tx(BOB, RegisterMiner(1), state), tx(DAVE, RegisterAuditor(), state)],
+               2: [tx(BOB, _commitment(), state, nonce=1)], 3: [], 4: [], 5: []}
+    for height, txs in heights.items():
+        state.apply_writes(execute_block(state, GENESIS, _block(height, txs), NoOracle()).writes)
+    assert len(state.round_commitments(0)) == 1
 
 
 def test_a_failed_transaction_keeps_earlier_writes_of_the_block(state):
@@ -299,7 +528,7 @@ def test_emit_and_slash_conserve_supply(state):
     assert (bounty, burned) == (100, 150)
     state.apply_writes(t.writes)
     supply = state.supply()
-    assert state.total_holdings() == supply.expected_total == 2510 + 1234 - 150
+    assert state.total_holdings() == supply.expected_total == 2860 + 1234 - 150
 
 
 def test_the_root_is_recomputable_from_the_entries(state):

@@ -9,6 +9,15 @@ from node.storage.chainstore import ChainStore
 from node.votes import PRECOMMIT, VoteBody, sign_vote
 
 
+class NoOracle:
+    """Evidence needs no training work: nothing here may ask for it."""
+
+    def confirm_fraud(self, *args):
+        raise AssertionError("the oracle was asked about a block that needs no work")
+
+    aggregate = confirm_fraud
+
+
 def test_evidence_becomes_a_transaction_that_slashes_the_equivocator(tmp_path):
     genesis_path = build_devnet(4, tmp_path / "net")
     keys = [read_key_file(tmp_path / "net" / "keys" / f"validator-{i}.json") for i in range(4)]
@@ -20,7 +29,7 @@ def test_evidence_becomes_a_transaction_that_slashes_the_equivocator(tmp_path):
     first = sign_vote(cheat, chain_id, VoteBody(PRECOMMIT, 1, 0, b"\x01" * 32))
     second = sign_vote(cheat, chain_id, VoteBody(PRECOMMIT, 1, 0, b"\x02" * 32))
     with ChainStore.open(home.data_dir / "chain") as store:
-        node.chain = Chain(home.genesis, store)
+        node.chain = Chain(home.genesis, store, NoOracle())
         bond_before = node.chain.state.account(cheat.public_key).bond
         balance_before = node.chain.state.account(keys[0].public_key).balance
         node._process([Evidence(first, second)])
