@@ -27,6 +27,8 @@ from node.chain import Chain
 from node.crypto import SigningKey, sha256, verify
 from node.storage.chainstore import ChainStore
 from node.transactions import TX_DOMAIN, Transfer, sign_tx
+from node.storage.blobstore import BlobStore
+from node.uPoW.work_oracle import BlobWorkOracle
 
 VALIDATORS = [SigningKey(sha256(b"bench validator %d" % i)) for i in range(4)]
 
@@ -70,7 +72,7 @@ def _build_blocks(n_txs: int, block_txs: int, n_accounts: int,
     verify_rate = n_txs / (time.perf_counter() - started)
     blocks = []
     with ChainStore.open(Path(directory) / "proposer") as store:
-        proposer = Chain(genesis, store)
+        proposer = Chain(genesis, store, BlobWorkOracle(genesis, BlobStore(Path(directory) / "blobs")))
         for start in range(0, n_txs, block_txs):
             block, refused = proposer.propose(txs[start:start + block_txs],
                                               VALIDATORS[0].public_key, start)
@@ -91,7 +93,7 @@ def run(n_txs: int, block_txs: int, n_accounts: int) -> list[dict]:
         # a validator finalizes them from bytes in its own store: the timed part
         latencies = []
         with ChainStore.open(Path(tmp) / "validator") as store:
-            validator = Chain(genesis, store)
+            validator = Chain(genesis, store, BlobWorkOracle(genesis, BlobStore(Path(tmp) / "blobs")))
             started = time.perf_counter()
             for raw, raw_commit in blocks:
                 t0 = time.perf_counter()

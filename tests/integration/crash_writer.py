@@ -18,6 +18,7 @@ from node.chain import Chain
 from node.crypto import SigningKey, sha256
 from node.storage.chainstore import ChainStore
 from node.transactions import Transfer, sign_tx
+from tests.oracles import NoOracle
 
 VALIDATORS = [SigningKey(sha256(b"crash validator %d" % i)) for i in range(4)]
 USERS = [SigningKey(sha256(b"crash user %d" % i)) for i in range(8)]
@@ -31,7 +32,7 @@ GENESIS = dataclasses.replace(
 def main(path: str) -> None:
     rng = random.Random()
     with ChainStore.open(pathlib.Path(path)) as store:
-        chain = Chain(GENESIS, store)
+        chain = Chain(GENESIS, store, NoOracle())
         while True:
             txs = []
             for _ in range(rng.randint(0, 20)):

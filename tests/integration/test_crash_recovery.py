@@ -13,6 +13,7 @@ from node.chain import Chain
 from node.ledger import state_digest
 from node.storage.chainstore import ChainStore
 from tests.integration.crash_writer import GENESIS
+from tests.oracles import NoOracle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,7 +43,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path):
         for height, block_hash, state_root in _run_and_kill(db, rng):
             acknowledged[int(height)] = (block_hash, state_root)
         with ChainStore.open(db) as store:  # runs the store's consistency check
-            chain = Chain(GENESIS, store)  # recomputes the state root from the entries
+            chain = Chain(GENESIS, store, NoOracle())  # recomputes the state root from the entries
             head = store.head()
             assert head.height >= max(acknowledged)
             assert state_digest(store.state_items()) == head.state_root

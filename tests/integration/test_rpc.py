@@ -34,6 +34,7 @@ from node.transactions import Bond, RegisterMiner, SignedTx, Transfer, WorkCommi
 from node.uPoW.assignment import assign_unit
 from node.uPoW.oracle import KERNEL_VERSION
 from node.uPoW.rounds import RoundSchedule
+from tests.oracles import NoOracle
 
 VALIDATORS = [SigningKey(sha256(b"validator %d" % i)) for i in range(4)]
 USER = SigningKey(sha256(b"user"))
@@ -55,19 +56,10 @@ def finalize_next(chain: Chain, txs: list[SignedTx], time_ms: int = 1_700_000_00
     return block
 
 
-class NoWorkOracle:
-    """The chains here close no round and see no fraud proof: no work is ever asked for."""
-
-    def confirm_fraud(self, *args) -> bool:
-        raise AssertionError("a fraud proof to decide")
-
-    def aggregate(self, *args) -> tuple[bytes, int]:
-        raise AssertionError("a round to close")
-
 
 def build_chain(store: ChainStore, genesis: g.Genesis = GENESIS, sender: SigningKey = USER) -> Chain:
     """A chain at height 3: a transfer, an empty block, then a transfer and a bond."""
-    chain = Chain(genesis, store, NoWorkOracle())
+    chain = Chain(genesis, store, NoOracle())
     cid = genesis.chain_id
     finalize_next(chain, [sign_tx(sender, cid, 0, Transfer(VALIDATORS[1].public_key, 100))])
     finalize_next(chain, [])

@@ -11,6 +11,7 @@ from node.chain import Chain, InvalidBlock
 from node.crypto import SigningKey, sha256
 from node.storage.chainstore import ChainStore, StoreCorrupted
 from node.transactions import Transfer, sign_tx
+from tests.oracles import NoOracle
 
 VALIDATORS = [SigningKey(sha256(b"validator %d" % i)) for i in range(4)]
 USER = SigningKey(sha256(b"user"))
@@ -20,14 +21,6 @@ GENESIS = dataclasses.replace(
     validators=tuple(g.Validator(k.public_key, 10) for k in VALIDATORS),
     accounts=(g.Account(USER.public_key, 10_000, 0),))
 
-
-class NoOracle:
-    """These blocks hold no fraud proofs and close no round: nothing may ask for work."""
-
-    def confirm_fraud(self, *args):
-        raise AssertionError("the oracle was asked about a block that needs no work")
-
-    aggregate = confirm_fraud
 
 
 def commit_for(block, signers=VALIDATORS, round_=0):

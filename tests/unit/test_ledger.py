@@ -19,6 +19,7 @@ from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segm
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION, WorkUnavailable
 from node.votes import PRECOMMIT, VoteBody, sign_vote
+from tests.oracles import NoOracle
 
 CHAIN = "uponode-test"
 ALICE, BOB, CAROL, DAVE, MALLORY = (SigningKey(sha256(name.encode())) for name in
@@ -62,14 +63,6 @@ class FakeOracle:
     def aggregate(self, model_root, delta_hashes):
         raise AssertionError("no round closes in these tests")
 
-
-class NoOracle:
-    """What a block without fraud proofs or round closes must never call."""
-
-    def confirm_fraud(self, *args):
-        raise AssertionError("the oracle was asked about a block that needs no work")
-
-    aggregate = confirm_fraud
 
 
 def parent_hash(height: int) -> bytes:

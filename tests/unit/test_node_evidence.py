@@ -7,15 +7,8 @@ from node.home import init_home, load_home, read_key_file
 from node.node import Node
 from node.storage.chainstore import ChainStore
 from node.votes import PRECOMMIT, VoteBody, sign_vote
+from tests.oracles import NoOracle
 
-
-class NoOracle:
-    """Evidence needs no training work: nothing here may ask for it."""
-
-    def confirm_fraud(self, *args):
-        raise AssertionError("the oracle was asked about a block that needs no work")
-
-    aggregate = confirm_fraud
 
 
 def test_evidence_becomes_a_transaction_that_slashes_the_equivocator(tmp_path):
