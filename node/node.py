@@ -12,8 +12,11 @@ import asyncio
 import logging
 import time
 
+import numpy as np
+
 from aiohttp import web
 
+from node.blob_fetch import BlobFetcher
 from node.blocks import Block, CommitCertificate
 from node.votes import Vote
 from node.chain import Chain, InvalidBlock
@@ -22,13 +25,20 @@ from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Loc
                                  TimeoutConfig)
 from node.consensus.guard import SignGuard
 from node.consensus.messages import Proposal
-from node.home import NodeHome
+from node.home import GENESIS_FILE, NodeHome
 from node.mempool import Mempool, MempoolError
 from node.metrics import Metrics
 from node.p2p import InvalidPeerMessage, PeerNetwork
+from node.round_work import RoundWork
 from node.rpc import NodeAPI, json_errors, rpc_routes
+from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
 from node.transactions import DoubleSignEvidence, SignedTx, sign_tx
+from node.uPoW.model_state import genesis_model_blob
+from node.uPoW.oracle import WorkUnavailable
+from node.uPoW.rounds import RoundSchedule
+from node.uPoW.unit_compute import ComputeWorker
+from node.uPoW.work_oracle import BlobWorkOracle
 from node.wire import (MAX_FRAME_BYTES, Blocks, BlockWithCommit, GetBlocks, Status, TxMessage,
                        decode_message, encode_message)
 
@@ -44,8 +54,9 @@ TIMEOUTS = TimeoutConfig(propose_ms=3000, prevote_ms=1000, precommit_ms=1000, de
 
 
 class Node:
-    def __init__(self, home: NodeHome, listen: str, peers: tuple[str, ...]):
+    def __init__(self, home: NodeHome, listen: str, peers: tuple[str, ...], mine: bool = True):
         self.home = home
+        self.mine = mine
         self.genesis = home.genesis
         self.key = home.key
         self.listen = listen
@@ -63,16 +74,25 @@ class Node:
                                    listen, self._head, self._on_message)
         self._timers: list[asyncio.TimerHandle] = []
         self._next_height: asyncio.TimerHandle | None = None
+        self.schedule = RoundSchedule.from_genesis(self.genesis)
+        self.blobs = BlobStore(home.blobs_dir)
+        self.blobs.put(genesis_model_blob(self.genesis))  # what round 0 trains from
+        self.oracle = BlobWorkOracle(self.genesis, self.blobs)
+        self.work: RoundWork | None = None
 
     # -- lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
         self.store = ChainStore.open(self.home.data_dir / "chain")
         try:
-            self.chain = Chain(self.genesis, self.store)
+            self.chain = Chain(self.genesis, self.store, self.oracle)
             log.info("chain %s at height %d", self.genesis.chain_id, self.chain.height)
             api = NodeAPI(chain=self.chain, mempool=self.mempool, metrics=self.metrics,
-                          status_extra=self._status_extra, on_tx=self._gossip_tx)
+                          status_extra=self._status_extra, on_tx=self._gossip_tx, blobs=self.blobs)
+            worker = ComputeWorker(self.home.path / GENESIS_FILE, self.home.blobs_dir)
+            fetcher = BlobFetcher(self.blobs)
+            self.work = RoundWork(self.genesis, self.chain, self.key.public_key, self.mine, worker,
+                                  fetcher, self._blob_addresses, self._submit)
             app = web.Application(middlewares=[json_errors])
             app.add_routes(rpc_routes(api) + self.network.routes())
             runner = web.AppRunner(app, access_log=None)
@@ -84,12 +104,16 @@ class Node:
             connects = [asyncio.create_task(self.network.connect(p)) for p in self.peer_addresses]
             status_task = asyncio.create_task(self._status_loop())
             self._enter_height(self.chain.height + 1)
+            self.work.on_block()
             try:
                 await stop.wait()
             finally:
                 for task in [status_task, *connects]:
                     task.cancel()
                 self._cancel_timers()
+                self.work.close()
+                worker.close()
+                await fetcher.close()
                 await self.network.close()
                 await runner.cleanup()
         finally:
@@ -100,13 +124,33 @@ class Node:
 
     def _status_extra(self) -> dict:
         height = self.chain.height
-        round_blocks = self.genesis.consensus.round_blocks
-        # the training round follows from the height; its phases and the model arrive
-        # with mining, until then they are null rather than made up
+        model = self.chain.state.model()
+        eval_loss = float(np.array([model.eval_loss_bits], np.uint32).view(np.float32)[0])
+        # the round and phase of the block being decided next
         return {"syncing": self.best_peer_height > height + 1,
                 "peers": [{"key": k, "address": a} for k, a in self.network.peers()],
                 "consensus_round": self.core.round if self.core is not None else None,
-                "round": height // round_blocks, "phase": None, "model": None}
+                "round": self.schedule.round_of(height + 1),
+                "phase": self.schedule.phase(height + 1),
+                "model": {"round": model.round, "root": model.root.hex(),
+                          "eval_loss": eval_loss if np.isfinite(eval_loss) else None}}
+
+    def _blob_addresses(self) -> list[str]:
+        """Where to look for blobs: every peer's HTTP address (the peer port serves both)."""
+        known = list(self.peer_addresses)
+        return known + [a for _, a in self.network.peers() if a not in known]
+
+    def _submit(self, payload) -> None:
+        """Sign payload as this node's next transaction, queue it and gossip it."""
+        me = self.key.public_key
+        nonce = self.mempool.next_nonce(me, self.chain.state.account(me).nonce)
+        tx = sign_tx(self.key, self.genesis.chain_id, nonce, payload)
+        try:
+            self.mempool.add(tx, self.chain.state, self.genesis.chain_id)
+        except MempoolError as exc:
+            log.warning("could not queue our %s: %s", type(payload).__name__, exc)
+            return
+        self._gossip_tx(tx)
 
     # -- consensus driver
 
@@ -135,9 +179,15 @@ class Node:
         for message in pending:
             self._deliver(message)
 
-    def _build_block(self, height: int, round_: int) -> Block:
+    def _build_block(self, height: int, round_: int) -> Block | None:
         txs = self.mempool.reap(self.genesis.consensus.max_block_txs)
-        block, refused = self.chain.propose(txs, self.key.public_key, int(time.time() * 1000), round_)
+        try:
+            block, refused = self.chain.propose(txs, self.key.public_key, int(time.time() * 1000),
+                                                round_)
+        except WorkUnavailable as exc:
+            log.warning("cannot propose height %d yet: %s", height, exc)
+            self.work.fetch_soon(exc.digest)
+            return None
         for tx, error in refused:
             self.mempool.discard(tx.hash)
             log.info("left out tx %s: %s", tx.hash.hex()[:16], error)
@@ -149,6 +199,10 @@ class Node:
             return True
         except InvalidBlock as exc:
             log.warning("refusing proposed block at height %d: %s", block.header.height, exc)
+            return False
+        except WorkUnavailable as exc:
+            log.warning("cannot check the block at height %d yet: %s", block.header.height, exc)
+            self.work.fetch_soon(exc.digest)
             return False
 
     def _process(self, actions) -> None:
@@ -185,6 +239,12 @@ class Node:
         except InvalidBlock as exc:
             log.error("decided block at height %d does not finalize: %s", block.header.height, exc)
             return
+        except WorkUnavailable as exc:
+            # decided by the committee while this node lacks a blob to re-check it: the
+            # block arrives again by block sync once the blob is here
+            log.warning("decided block at height %d waits for a blob: %s", block.header.height, exc)
+            self.work.fetch_soon(exc.digest)
+            return
         self._after_finalize(block)
         # the next height starts after the block interval, as Tendermint's timeout_commit
         self.core = None
@@ -194,6 +254,7 @@ class Node:
 
     def _after_finalize(self, block: Block) -> None:
         self.mempool.remove_committed(self.chain.state)
+        self.work.on_block()
         self.metrics.set("uponode_height", self.chain.height)
         self.metrics.inc("uponode_blocks_finalized_total")
         log.info("finalized height %d %s with %d txs", block.header.height,
@@ -262,6 +323,9 @@ class Node:
                 self.chain.finalize(item.block, item.commit)
             except InvalidBlock as exc:
                 raise InvalidPeerMessage(f"synced block {item.block.header.height}: {exc}") from None
+            except WorkUnavailable as exc:
+                self.work.fetch_soon(exc.digest)
+                break
             self._after_finalize(item.block)
             advanced = True
         if advanced:
@@ -281,15 +345,7 @@ class Node:
 
     def _report_equivocation(self, first: Vote, second: Vote) -> None:
         """Put the evidence on chain: the ledger slashes the validator and pays us the bounty."""
-        me = self.key.public_key
-        nonce = self.mempool.next_nonce(me, self.chain.state.account(me).nonce)
-        tx = sign_tx(self.key, self.genesis.chain_id, nonce, DoubleSignEvidence(first, second))
-        try:
-            self.mempool.add(tx, self.chain.state, self.genesis.chain_id)
-        except MempoolError as exc:
-            log.warning("could not queue the equivocation evidence: %s", exc)
-            return
-        self._gossip_tx(tx)
+        self._submit(DoubleSignEvidence(first, second))
 
     def _gossip_tx(self, tx: SignedTx) -> None:
         self.network.broadcast(TxMessage(tx))

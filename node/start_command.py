@@ -13,7 +13,7 @@ from node.errors import CommandError
 from node.home import load_home
 
 
-def _address(text: str, flag: str) -> str:
+def address_argument(text: str, flag: str) -> str:
     try:
         parse_host_port(text)
     except ValueError as exc:
@@ -29,13 +29,13 @@ def run_start(args: argparse.Namespace) -> int:
         except BackendUnavailable as exc:
             raise CommandError(f"--gpu: {exc}") from None
     home = load_home(pathlib.Path(args.home))
-    listen = _address(args.listen, "--listen") if args.listen else home.config.listen
-    peers = tuple(_address(p, "--peer") for p in args.peer) if args.peer else home.config.peers
+    listen = address_argument(args.listen, "--listen") if args.listen else home.config.listen
+    peers = tuple(address_argument(p, "--peer") for p in args.peer) if args.peer else home.config.peers
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from node.node import Node  # aiohttp and the consensus stack load only for this command
 
-    node = Node(home, listen, peers)
+    node = Node(home, listen, peers, mine=home.config.mine and not args.no_mine)
 
     async def main() -> None:
         stop = asyncio.Event()

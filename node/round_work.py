@@ -1,0 +1,129 @@
+"""A full node's part in the training rounds: mine, audit, and fetch the blobs that
+checking blocks needs.
+
+After each finalized block it looks at the chain state: at a round's start the
+miner trains its units; once the challenge is drawn the miner stores its challenged
+checkpoints and every assigned auditor audits; during the audit phase the node
+fetches the deltas of the round's units (the closing block needs them) and re-serves
+whatever it fetched.  Compute runs in one worker process, so consensus never waits
+on training.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable, Sequence
+
+from node.blob_fetch import BlobFetcher
+from node.chain import Chain
+from node.genesis import Genesis
+from node.ledger import Miner as MinerRecord
+from node.ledger import MINER_PREFIX
+from node.uPoW.mining import Miner
+from node.uPoW.rounds import AUDIT, RoundSchedule
+from node.uPoW.unit_compute import ComputeWorker
+from node.transactions import RegisterMiner
+from node.verify.auditor import Auditor, assigned_tasks
+
+log = logging.getLogger("uponode.rounds")
+
+MAX_BLOB_BYTES = 64 << 20
+REGISTER_RETRY_BLOCKS = 10
+
+
+class RoundWork:
+    def __init__(self, genesis: Genesis, chain: Chain, me: bytes, mine: bool,
+                 worker: ComputeWorker, fetcher: BlobFetcher,
+                 addresses: Callable[[], Sequence[str]], submit: Callable[[object], None]):
+        self.genesis = genesis
+        self.chain = chain
+        self.me = me
+        self.mine = mine
+        self.worker = worker
+        self.fetcher = fetcher
+        self.addresses = addresses
+        self.submit = submit
+        self.schedule = RoundSchedule.from_genesis(genesis)
+        self.miner = Miner(genesis, me, worker.call, submit)
+        self.auditor = Auditor(genesis, fetcher.store, self.fetch, self._replay, submit)
+        self._registered_at: int | None = None  # height at which we asked to become a miner
+        self._auditing: asyncio.Task | None = None
+        self._fetching: set[bytes] = set()
+
+    async def fetch(self, digest: bytes) -> bool:
+        return await self.fetcher.ensure(digest, list(self.addresses()), MAX_BLOB_BYTES)
+
+    async def _replay(self, model_root: bytes, data_seed: int, segment: int, start: bytes):
+        return await self.worker.call("replay", model_root, data_seed, segment, start)
+
+    def fetch_soon(self, digest: bytes) -> None:
+        """Fetch a blob in the background (one a block check found missing)."""
+        if digest in self._fetching:
+            return
+        self._fetching.add(digest)
+        task = asyncio.create_task(self.fetch(digest))
+        task.add_done_callback(lambda _: self._fetching.discard(digest))
+
+    def on_block(self) -> None:
+        state = self.chain.state
+        height = self.chain.height
+        if self.mine:
+            self._mine(state, height)
+        round_ = self.schedule.round_of(height) if height else 0
+        challenge = state.challenge(round_)
+        if challenge is None:
+            return
+        commitments = state.round_commitments(round_)
+        if self.schedule.phase(height) == AUDIT or height == self.schedule.challenge_height(round_) + 1:
+            for _, _, commitment in commitments:
+                self.fetch_soon(commitment.delta_hash)
+        if height < self.schedule.close_height(round_) and (
+                self._auditing is None or self._auditing.done()):
+            tasks = assigned_tasks(self.genesis, self.me, round_, state.round_start_hash(round_),
+                                   challenge.hash, list(challenge.eligible), commitments)
+            if tasks:
+                self._auditing = asyncio.create_task(self._audit(tasks))
+
+    async def _audit(self, tasks) -> None:
+        for task in tasks:
+            try:
+                await self.auditor.audit(task)
+            except Exception as exc:  # one unit's trouble must not stop the others
+                log.error("%s: audit failed: %s", task.name, exc)
+
+    def _mine(self, state, height: int) -> None:
+        raw = state.entries.get(MINER_PREFIX + self.me)
+        if raw is None:
+            self._register(state, height)
+            return
+        units = MinerRecord.decode(raw).units
+        next_round = self.schedule.round_of(height + 1)
+        start_height = self.schedule.start_height(next_round)
+        start_hash = self._block_hash(start_height)
+        done = self.schedule.round_of(height) if height else 0
+        challenge = state.challenge(done)
+        self.miner.on_height(height, units, start_hash, state.model().root,
+                             challenge.hash if challenge is not None else None)
+
+    def _register(self, state, height: int) -> None:
+        # asked once, and again if the registration has not landed after a while
+        if self._registered_at is not None and height < self._registered_at + REGISTER_RETRY_BLOCKS:
+            return
+        self._registered_at = height
+        bond = state.account(self.me).bond
+        if bond < self.genesis.economics.min_miner_bond:
+            log.warning("not mining: bond %d is below the miner minimum %d", bond,
+                        self.genesis.economics.min_miner_bond)
+            return
+        log.info("registering as a miner")
+        self.submit(RegisterMiner(units=1))
+
+    def _block_hash(self, height: int) -> bytes:
+        if height == 0:
+            return self.chain.genesis_hash
+        return self.chain.block(height).hash
+
+    def close(self) -> None:
+        self.miner.close()
+        if self._auditing is not None:
+            self._auditing.cancel()

@@ -1,0 +1,84 @@
+"""Mining inside the full node: train this miner's units each round and commit them.
+
+At a round's start (its start block finalized and the train phase still open) the
+miner derives each of its units from chain randomness, trains them in the compute
+worker, and submits a signed WorkCommitment per unit.  Once the round's challenge
+block is final it stores the checkpoints the challenge asks of its units, so that
+auditors can fetch them, and forgets the rest.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from node.genesis import Genesis
+from node.uPoW.assignment import assign_unit, challenged_segments
+from node.uPoW.rounds import RoundSchedule
+from node.uPoW.unit_compute import TrainedUnit
+
+log = logging.getLogger("uponode.mining")
+
+Compute = Callable[..., Awaitable]  # ComputeWorker.call
+Submit = Callable[[object], None]
+
+
+class Miner:
+    def __init__(self, genesis: Genesis, me: bytes, compute: Compute, submit: Submit):
+        self.genesis = genesis
+        self.me = me
+        self.compute = compute
+        self.submit = submit
+        self.schedule = RoundSchedule.from_genesis(genesis)
+        self.n_segments = genesis.training.steps_per_unit // genesis.training.checkpoint_every
+        self.started: set[int] = set()  # rounds whose units this miner has begun
+        self.published: set[int] = set()  # rounds whose challenged checkpoints are stored
+        self.tasks: set[asyncio.Task] = set()
+
+    def on_height(self, height: int, units: int, round_start_hash: bytes | None,
+                  model_root: bytes, challenge_hash: bytes | None) -> None:
+        """Called after each finalized block with what the chain says about this miner."""
+        round_ = self.schedule.round_of(height + 1)  # the round the next block belongs to
+        if (units and round_start_hash is not None and round_ not in self.started
+                and height < self.schedule.commit_deadline(round_)):
+            self.started.add(round_)
+            self._spawn(self._train_round(round_, units, round_start_hash, model_root))
+        done = self.schedule.round_of(height)
+        if challenge_hash is not None and done in self.started and done not in self.published:
+            self.published.add(done)
+            self._spawn(self._publish(done, units, challenge_hash))
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _train_round(self, round_: int, units: int, start_hash: bytes,
+                           model_root: bytes) -> None:
+        for unit in range(units):
+            assignment = assign_unit(start_hash, self.me, unit)
+            log.info("round %d unit %d: training %d steps from model %s", round_, unit,
+                     self.genesis.training.steps_per_unit, model_root.hex()[:16])
+            try:
+                trained: TrainedUnit = await self.compute(
+                    "train", round_, unit, assignment.shard, model_root, assignment.data_seed)
+            except Exception as exc:  # a unit that fails is skipped, never committed
+                log.error("round %d unit %d: training failed: %s", round_, unit, exc)
+                continue
+            log.info("round %d unit %d: trained in %.1f s, final loss %.4f, checkpoints %s, "
+                     "committing", round_, unit, trained.seconds, trained.final_loss,
+                     trained.commitment.checkpoint_root.hex()[:16])
+            self.submit(trained.commitment)
+
+    async def _publish(self, round_: int, units: int, challenge_hash: bytes) -> None:
+        for unit in range(units):
+            segments = challenged_segments(challenge_hash, self.me, unit, self.n_segments,
+                                           self.genesis.training.audit_segments)
+            await self.compute("publish", round_, unit, list(segments))
+            log.info("round %d unit %d: serving the checkpoints of challenged segments %s",
+                     round_, unit, list(segments))
+        await self.compute("forget_before", round_ + 1)
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()

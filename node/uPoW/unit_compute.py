@@ -1,0 +1,134 @@
+"""The compute a miner and an auditor do, over the node's blob store.
+
+UnitCompute trains units and replays challenged segments, reading models and
+checkpoints from the blob store and writing what others will fetch into it.  A
+full node runs it in a worker process (ComputeWorker) so training never stalls
+consensus; the light-audit node runs it in its own process.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import hashlib
+import multiprocessing
+import pathlib
+import time
+
+import numpy as np
+
+from node.genesis import Genesis, load_genesis
+from node.storage.blobstore import BlobStore
+from node.transactions import WorkCommitment
+from node.uPoW.model_state import ModelState, decode_model
+from node.uPoW.state import NonFiniteStateError, encode_state
+from node.uPoW.trainer import Trainer
+from node.uPoW.work import UnitWork, commitment_for, encode_delta, train_unit
+from node.verify.audit import InvalidCheckpoint, load_checkpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedUnit:
+    commitment: WorkCommitment
+    seconds: float
+    final_loss: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentReplay:
+    """What re-executing one segment gave: the end state's hash, or why the start is
+    not a state of the unit; for the last segment also the delta's hash."""
+    end_hash: bytes | None
+    delta_hash: bytes | None
+    invalid_start: str | None
+    seconds: float
+
+
+class UnitCompute:
+    def __init__(self, genesis: Genesis, blobs: BlobStore):
+        self.genesis = genesis
+        self.blobs = blobs
+        self.trainer = Trainer(genesis)
+        self.segments = genesis.training.steps_per_unit // genesis.training.checkpoint_every
+        # checkpoints of units trained but not yet challenged, by (round, unit)
+        self._kept: dict[tuple[int, int], UnitWork] = {}
+
+    def _model(self, root: bytes) -> ModelState:
+        return decode_model(self.trainer.layout, self.blobs.get(root.hex()))
+
+    def train(self, round_: int, unit: int, shard: int, model_root: bytes,
+              data_seed: int) -> TrainedUnit:
+        """Train one unit from the model model_root; store its leaves and delta blobs."""
+        started = time.perf_counter()
+        work = train_unit(self.trainer, self._model(model_root), data_seed)
+        self.blobs.put(work.leaves_blob)
+        self.blobs.put(work.delta_blob)
+        self._kept[(round_, unit)] = work
+        commitment = commitment_for(round_, unit, shard, model_root, work)
+        final_loss = float(_bits_to_f32(work.loss_trace[-1]))
+        return TrainedUnit(commitment, time.perf_counter() - started, final_loss)
+
+    def publish(self, round_: int, unit: int, leaves: list[int]) -> None:
+        """Store the checkpoints a challenge asks for, then forget the unit's others."""
+        work = self._kept.pop((round_, unit), None)
+        if work is None:
+            return
+        for index in leaves:
+            self.blobs.put(work.checkpoints[index])
+
+    def forget_before(self, round_: int) -> None:
+        for key in [k for k in self._kept if k[0] < round_]:
+            del self._kept[key]
+
+    def replay(self, model_root: bytes, data_seed: int, segment: int,
+               start_hash: bytes) -> SegmentReplay:
+        """Re-execute segment from the checkpoint start_hash (which must be in the store)."""
+        started = time.perf_counter()
+        model = self._model(model_root)
+        blob = self.blobs.get(start_hash.hex())
+        try:
+            state = load_checkpoint(self.trainer, model, data_seed, segment, blob)
+            results = self.trainer.train(state, self.genesis.training.checkpoint_every)
+        except (InvalidCheckpoint, NonFiniteStateError) as exc:
+            return SegmentReplay(None, None, str(exc), time.perf_counter() - started)
+        end_hash = bytes.fromhex(results[-1].state_hash)  # the trainer hashes checkpoints
+        delta_hash = None
+        if segment == self.segments - 1:
+            end = self.trainer.host_state(state)
+            delta_hash = hashlib.sha256(encode_delta(end.params - model.params)).digest()
+            # kept so that a validator checking a delta fraud proof can fetch it here
+            self.blobs.put(encode_state(self.trainer.layout, end))
+        return SegmentReplay(end_hash, delta_hash, None, time.perf_counter() - started)
+
+
+def _bits_to_f32(bits: int) -> float:
+    return float(np.array([bits], np.uint32).view(np.float32)[0])
+
+
+# -- the worker process of a full node
+
+_compute: UnitCompute | None = None
+
+
+def _init_worker(genesis_path: str, blob_root: str) -> None:
+    global _compute
+    _compute = UnitCompute(load_genesis(genesis_path), BlobStore(pathlib.Path(blob_root)))
+
+
+def _call(method: str, *args):
+    return getattr(_compute, method)(*args)
+
+
+class ComputeWorker:
+    """One spawned process holding a UnitCompute; calls run in order, off the event loop."""
+
+    def __init__(self, genesis_path: pathlib.Path, blob_root: pathlib.Path):
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(str(genesis_path), str(blob_root)))
+
+    async def call(self, method: str, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _call, method, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
