@@ -97,6 +97,14 @@ def _build_parser() -> argparse.ArgumentParser:
     start.add_argument("--listen", metavar="HOST:PORT",
                        help="address of the HTTP and peer server (default: the config's)")
 
+    audit = commands.add_parser(
+        "audit", help="run a light-audit node",
+        description="Follow the chain through full nodes' HTTP APIs, re-execute the training "
+                    "segments this key is assigned to audit, and report the results.")
+    audit.add_argument("--home", required=True, help="the auditor's home directory")
+    audit.add_argument("--peer", action="append", metavar="HOST:PORT",
+                       help="a full node's HTTP address (repeatable; replaces the config's peers)")
+
     keys = commands.add_parser("keys", help="the node's key")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     show = keys_commands.add_parser(
@@ -239,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "start":
             from node.start_command import run_start
             return run_start(args)
+        if args.command == "audit":
+            from node.audit_command import run_audit
+            return run_audit(args)
         if args.command == "keys":
             return _run_keys_show(args)
         if args.command == "status":

@@ -7,7 +7,10 @@
 
 `up` writes a fresh genesis with N validator keys into DIR, gives each validator a
 home DIR/node-<i> (its own ports, LevelDB and log file node.log), starts them, and
-returns once every node answers its HTTP API, printing each URL.  `down` stops
+returns once every node answers its HTTP API, printing each URL.  The validators
+mine.  With --auditors M it also starts M light-audit nodes (`uponode audit`, homes
+DIR/auditor-<j>, each with a funded account that bonds itself and registers as an
+auditor) that follow the validators.  `down` stops
 exactly the processes `up` started (their pids are in DIR/devnet.json, checked
 against their command lines) and nothing else.
 """
@@ -52,11 +55,13 @@ def _get_status(url: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
-def _start_node(home: pathlib.Path) -> int:
+def _start_process(home: pathlib.Path, command: list[str], threads: int) -> int:
     log = open(home / "node.log", "ab")
+    # every process trains or audits on the same cores: share them out, not oversubscribe
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
     process = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "start", "--home", str(home)],
-        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "node.cli", *command, "--home", str(home)],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
         start_new_session=True)  # survives this script; `down` stops it by pid
     log.close()
     return process.pid
@@ -66,12 +71,12 @@ def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: i
        n_accounts: int = 0, block_interval_ms: int | None = None) -> dict:
     if n_validators < 1:
         raise DevnetError("--validators must be 1 or more")
-    if n_auditors:
-        raise DevnetError("--auditors: light-audit nodes are not built yet")
+    if n_auditors < 0:
+        raise DevnetError("--auditors must be 0 or more")
     if (directory / STATE_FILE).exists():
         raise DevnetError(f"{directory} already holds a devnet; run `down --dir {directory}` first")
     directory.mkdir(parents=True, exist_ok=True)
-    genesis_path = build_devnet(n_validators, directory, funded_accounts=n_accounts)
+    genesis_path = build_devnet(n_validators, directory, funded_accounts=n_accounts + n_auditors)
     if block_interval_ms is not None:
         raw = json.loads(genesis_path.read_text())
         raw["consensus"]["block_interval_ms"] = block_interval_ms
@@ -88,9 +93,22 @@ def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: i
         init_home(home, genesis_path, key=key)
         nodes.append({"name": f"node-{i}", "home": str(home), "url": _url(port),
                       "public_key": key.public_key.hex()})
+    auditors = []
+    for j in range(n_auditors):
+        home = directory / f"auditor-{j}"
+        home.mkdir()
+        (home / "config.toml").write_text(render_config(
+            NodeConfig(peers=tuple(f"127.0.0.1:{p}" for p in ports), mine=False)))
+        key = read_key_file(directory / "keys" / f"account-{n_accounts + j}.json")
+        init_home(home, genesis_path, key=key)
+        auditors.append({"name": f"auditor-{j}", "home": str(home), "url": None,
+                         "public_key": key.public_key.hex()})
+    threads = max(1, (os.cpu_count() or 1) // (n_validators + n_auditors))
     for node in nodes:
-        node["pid"] = _start_node(pathlib.Path(node["home"]))
-    state = {"nodes": nodes}
+        node["pid"] = _start_process(pathlib.Path(node["home"]), ["start"], threads)
+    for auditor in auditors:
+        auditor["pid"] = _start_process(pathlib.Path(auditor["home"]), ["audit"], threads)
+    state = {"nodes": nodes + auditors}
     (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
     deadline = time.monotonic() + READY_TIMEOUT_S
     for node in nodes:
@@ -125,7 +143,7 @@ def _alive(pid: int, home: str) -> bool:
 def status(directory: pathlib.Path) -> list[dict]:
     rows = []
     for node in _load_state(directory)["nodes"]:
-        info = _get_status(node["url"]) or {}
+        info = (_get_status(node["url"]) if node["url"] else None) or {}
         rows.append({"name": node["name"], "url": node["url"],
                      "running": _alive(node["pid"], node["home"]),
                      "height": info.get("height"), "head_hash": info.get("head_hash"),
@@ -169,7 +187,7 @@ def main() -> int:
             state = up(args.validators, args.auditors, args.dir, args.base_port, args.accounts,
                        args.block_interval_ms)
             for node in state["nodes"]:
-                print(f"{node['name']}  {node['url']}  pid {node['pid']}")
+                print(f"{node['name']}  {node['url'] or 'light-audit'}  pid {node['pid']}")
         elif args.command == "status":
             for row in status(args.dir):
                 print("  ".join(f"{k}={v}" for k, v in row.items()))

@@ -1,0 +1,36 @@
+"""`uponode audit`: run the light-audit node until SIGINT or SIGTERM."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import pathlib
+import signal
+import sys
+
+from node.errors import CommandError
+from node.home import load_home
+from node.start_command import address_argument
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    home = load_home(pathlib.Path(args.home))
+    peers = [address_argument(p, "--peer") for p in args.peer] if args.peer else list(home.config.peers)
+    if not peers:
+        raise CommandError("--peer: a light-audit node needs at least one full node to follow "
+                           "(give --peer HOST:PORT or peers in config.toml)")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from node.verify.light_audit import LightAuditor  # loads the kernels
+
+    auditor = LightAuditor(home, peers)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await auditor.run(stop)
+
+    asyncio.run(main())
+    return 0

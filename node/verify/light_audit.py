@@ -1,0 +1,238 @@
+"""`uponode audit`: the light-audit node.
+
+It keeps no chain state.  It follows the chain block by block from full nodes' HTTP
+APIs, checks that each block links to the one before and that its commit (carried
+by the next block) holds precommits of more than 2/3 of the committee's power,
+which it tracks from the genesis and the round closes.  From the verified blocks it
+learns the rounds' commitments, auditors, model roots and challenge blocks, so it
+derives its own audit assignments exactly as the ledger does, fetches the
+challenged checkpoints, re-executes them on the CPU, and submits signed audit
+reports and fraud proofs.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+import aiohttp
+
+from node.blob_fetch import BlobFetcher
+from node.blocks import Block, close_hash, tx_root
+from node.codec import DecodeError
+from node.home import NodeHome
+from node.ledger import Committee, CommitteeMember
+from node.storage.blobstore import BlobStore
+from node.transactions import Bond, RegisterAuditor, SignedTx, WorkCommitment, sign_tx
+from node.uPoW.model_state import genesis_model_blob
+from node.uPoW.rounds import RoundSchedule
+from node.uPoW.unit_compute import UnitCompute
+from node.verify.auditor import Auditor, assigned_tasks
+from node.verify.commits import InvalidCommit, verify_commit
+
+log = logging.getLogger("uponode.light")
+
+POLL_S = 0.5
+MAX_BLOB_BYTES = 64 << 20
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+class ChainFollowError(Exception):
+    """A block from a full node that does not verify."""
+
+
+@dataclasses.dataclass
+class RoundView:
+    start_hash: bytes | None = None
+    challenge_hash: bytes | None = None
+    eligible: tuple[bytes, ...] = ()
+    commitments: list[tuple[bytes, int, WorkCommitment]] = dataclasses.field(default_factory=list)
+
+
+class LightAuditor:
+    def __init__(self, home: NodeHome, peers: list[str]):
+        self.genesis = home.genesis
+        self.key = home.key
+        self.peers = peers
+        self.schedule = RoundSchedule.from_genesis(self.genesis)
+        self.blobs = BlobStore(home.blobs_dir)
+        self.blobs.put(genesis_model_blob(self.genesis))
+        self.fetcher = BlobFetcher(self.blobs)
+        self.compute: UnitCompute | None = None
+        self.committee = Committee(tuple(CommitteeMember(v.pub_key, v.power)
+                                         for v in self.genesis.validators))
+        self.auditors: set[bytes] = set()
+        self.height = 0
+        self.head_hash = bytes.fromhex(self.genesis.hash)
+        self.rounds: dict[int, RoundView] = {0: RoundView(start_hash=self.head_hash)}
+        self.nonce: int | None = None
+        self.registered = False
+        self.auditor: Auditor | None = None
+        self.session: aiohttp.ClientSession | None = None
+
+    # -- talking to full nodes
+
+    async def _get_json(self, path: str) -> dict | None:
+        for peer in self.peers:
+            try:
+                async with self.session.get(f"http://{peer}{path}", timeout=REQUEST_TIMEOUT) as r:
+                    if r.status == 200:
+                        return await r.json()
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                continue
+        return None
+
+    async def _block(self, height: int) -> Block | None:
+        reply = await self._get_json(f"/blocks/{height}")
+        if reply is None:
+            return None
+        try:
+            return Block.decode(bytes.fromhex(reply["raw"]))
+        except (KeyError, ValueError, DecodeError) as exc:
+            raise ChainFollowError(f"block {height} from a full node does not decode: {exc}") from None
+
+    async def _post_tx(self, tx: SignedTx) -> str | None:
+        """POST tx to the first full node that takes it; None if accepted, else the error."""
+        error = "no full node answered"
+        for peer in self.peers:
+            try:
+                async with self.session.post(f"http://{peer}/txs", data=tx.encode().hex(),
+                                             timeout=REQUEST_TIMEOUT) as r:
+                    if r.status == 200:
+                        return None
+                    error = (await r.json()).get("error", f"HTTP {r.status}")
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                continue
+        return error
+
+    async def _submit(self, payload) -> None:
+        if self.nonce is None:
+            account = await self._get_json(f"/accounts/{self.key.public_key.hex()}")
+            if account is None:
+                log.warning("cannot read this auditor's account; %s not sent", type(payload).__name__)
+                return
+            self.nonce = account["nonce"]
+        tx = sign_tx(self.key, self.genesis.chain_id, self.nonce, payload)
+        error = await self._post_tx(tx)
+        if error is None:
+            self.nonce += 1
+            log.info("sent %s (nonce %d)", type(payload).__name__, tx.body.nonce)
+        else:
+            self.nonce = None  # re-read on the next send
+            log.warning("%s refused: %s", type(payload).__name__, error)
+
+    # -- following the chain
+
+    def _verify(self, block: Block, commit_carrier: Block) -> None:
+        h = block.header
+        if h.height != self.height + 1 or h.prev_hash != self.head_hash:
+            raise ChainFollowError(f"block {h.height} does not extend height {self.height}")
+        if h.chain_id != self.genesis.chain_id:
+            raise ChainFollowError(f"block {h.height} is for chain {h.chain_id!r}")
+        if h.tx_root != tx_root(block.txs) or h.close_hash != close_hash(block.close):
+            raise ChainFollowError(f"block {h.height}'s body does not match its header")
+        try:
+            verify_commit(commit_carrier.last_commit, self.committee, self.genesis.chain_id,
+                          h.height, block.hash)
+        except InvalidCommit as exc:
+            raise ChainFollowError(f"block {h.height}'s commit: {exc}") from None
+
+    def _apply(self, block: Block) -> None:
+        """Learn what the auditor needs from a verified block."""
+        height = block.header.height
+        for tx in block.txs:
+            payload = tx.body.payload
+            if isinstance(payload, RegisterAuditor):
+                self.auditors.add(tx.body.sender)
+            elif isinstance(payload, WorkCommitment):
+                self._round(payload.round).commitments.append((tx.body.sender, payload.unit, payload))
+        for close in block.close:
+            if close.next_committee:
+                self.committee = Committee(tuple(CommitteeMember(s.pub_key, s.power)
+                                                 for s in close.next_committee))
+        self.height, self.head_hash = height, block.hash
+        round_ = self.schedule.round_of(height)
+        if height == self.schedule.close_height(round_):
+            self._round(round_ + 1).start_hash = block.hash
+            self.rounds.pop(round_ - 1, None)
+        if height == self.schedule.challenge_height(round_):
+            view = self._round(round_)
+            view.challenge_hash = block.hash
+            # the ledger's snapshot: committee and auditors as this block leaves them
+            view.eligible = tuple(sorted(self.auditors | {m.pub_key for m in self.committee.members}))
+
+    def _round(self, round_: int) -> RoundView:
+        return self.rounds.setdefault(round_, RoundView())
+
+    async def _follow(self) -> bool:
+        """Verify and apply the next block; False when there is none yet."""
+        block = await self._block(self.height + 1)
+        carrier = await self._block(self.height + 2) if block is not None else None
+        if block is None or carrier is None:
+            return False
+        self._verify(block, carrier)
+        self._apply(block)
+        return True
+
+    # -- auditing
+
+    async def _replay(self, model_root: bytes, data_seed: int, segment: int, start: bytes):
+        return self.compute.replay(model_root, data_seed, segment, start)
+
+    async def _fetch(self, digest: bytes) -> bool:
+        return await self.fetcher.ensure(digest, self.peers, MAX_BLOB_BYTES)
+
+    async def _audit_round(self, round_: int) -> None:
+        view = self.rounds.get(round_)
+        if view is None or view.challenge_hash is None or view.start_hash is None:
+            return
+        if self.height >= self.schedule.close_height(round_) - 1:
+            return  # the window has closed (the closing block takes no audits)
+        tasks = assigned_tasks(self.genesis, self.key.public_key, round_, view.start_hash,
+                               view.challenge_hash, list(view.eligible), view.commitments)
+        for task in tasks:
+            if self.compute is None:
+                self.compute = UnitCompute(self.genesis, self.blobs)
+                self.auditor = Auditor(self.genesis, self.blobs, self._fetch, self._replay,
+                                       self._queue)
+            started = asyncio.get_running_loop().time()
+            if await self.auditor.audit(task):
+                log.info("%s: audited %d segments, cost %.2f s", task.name, len(task.segments),
+                         asyncio.get_running_loop().time() - started)
+
+    def _queue(self, payload) -> None:
+        self._outbox.append(payload)
+
+    async def _register(self, at_head: bool) -> None:
+        if self.registered or not at_head:
+            return
+        if self.key.public_key in self.auditors:
+            self.registered = True
+            log.info("registered as an auditor")
+            return
+        account = await self._get_json(f"/accounts/{self.key.public_key.hex()}")
+        if account is None:
+            return
+        missing = self.genesis.economics.min_auditor_bond - account["bond"]
+        if missing > 0:
+            await self._submit(Bond(amount=missing))
+        await self._submit(RegisterAuditor())
+        self.registered = True  # confirmed when the registration shows up in a block
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._outbox: list = []
+        async with aiohttp.ClientSession() as self.session:
+            try:
+                while not stop.is_set():
+                    advanced = await self._follow()
+                    if not advanced:
+                        await self._register(at_head=True)
+                        await self._audit_round(self.schedule.round_of(self.height + 1))
+                        while self._outbox:
+                            await self._submit(self._outbox.pop(0))
+                        try:
+                            await asyncio.wait_for(stop.wait(), POLL_S)
+                        except asyncio.TimeoutError:
+                            pass
+            finally:
+                await self.fetcher.close()
