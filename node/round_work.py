@@ -23,7 +23,7 @@ from node.uPoW.mining import Miner
 from node.uPoW.rounds import AUDIT, RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker
 from node.transactions import RegisterMiner
-from node.verify.auditor import Auditor, assigned_tasks
+from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
 
 log = logging.getLogger("uponode.rounds")
 
@@ -69,6 +69,8 @@ class RoundWork:
         height = self.chain.height
         if self.mine:
             self._mine(state, height)
+        if self.schedule.is_close(height) and height > self.schedule.round_blocks:
+            self._prune_checkpoints(state, self.schedule.round_of(height) - 1)
         round_ = self.schedule.round_of(height) if height else 0
         challenge = state.challenge(round_)
         if challenge is None:
@@ -117,6 +119,17 @@ class RoundWork:
             return
         log.info("registering as a miner")
         self.submit(RegisterMiner(units=1))
+
+    def _prune_checkpoints(self, state, round_: int) -> None:
+        """Delete the checkpoints of a round whose challenge window closed a round ago
+        (DESIGN.md §5).  Deltas and models stay: a node syncing later re-checks every
+        round close from them.  So do the starts of proven frauds, which it re-checks too."""
+        commitments = state.round_commitments(round_)
+        keep = {c.leaves_hash: (f.segment,) for m, u, c in commitments
+                if (f := state.fraud_record(round_, m, u)) is not None}
+        removed = prune_checkpoints(self.fetcher.store, [c for _, _, c in commitments], keep)
+        if removed:
+            log.info("round %d: pruned %d checkpoints past their challenge window", round_, removed)
 
     def _block_hash(self, height: int) -> bytes:
         if height == 0:

@@ -17,7 +17,7 @@ from typing import Awaitable, Callable
 
 from node.genesis import Genesis
 from node.merkle import inclusion_proof, merkle_root
-from node.storage.blobstore import BlobStore
+from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.transactions import AuditReport, FraudProof, WorkCommitment
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
 from node.uPoW.model_state import BlobFormatError
@@ -140,3 +140,21 @@ class Auditor:
                               claimed_end_hash=c.delta_hash, end_proof=(),
                               computed_end_hash=result.delta_hash), "the delta does not follow from the last checkpoint"
         return None
+
+
+def prune_checkpoints(store: BlobStore, commitments: list[WorkCommitment],
+                      keep: dict[bytes, tuple[int, ...]]) -> int:
+    """Delete the stored checkpoints of commitments, except the leaf indices keep names
+    per leaves hash; returns how many were deleted."""
+    removed = 0
+    for commitment in commitments:
+        try:
+            leaves = decode_leaves(store.get(commitment.leaves_hash.hex()))
+        except (BlobNotFound, BlobCorrupted, BlobFormatError):
+            continue
+        kept = {leaves[i] for i in keep.get(commitment.leaves_hash, ()) if i < len(leaves)}
+        for leaf in set(leaves) - kept:
+            if store.has(leaf.hex()):
+                store.delete(leaf.hex())
+                removed += 1
+    return removed

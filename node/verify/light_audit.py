@@ -27,7 +27,7 @@ from node.transactions import Bond, RegisterAuditor, SignedTx, WorkCommitment, s
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import UnitCompute
-from node.verify.auditor import Auditor, assigned_tasks
+from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
 from node.verify.commits import InvalidCommit, verify_commit
 
 log = logging.getLogger("uponode.light")
@@ -68,6 +68,8 @@ class LightAuditor:
         self.nonce: int | None = None
         self.registered = False
         self.auditor: Auditor | None = None
+        self.reported: set[tuple[int, bytes, int]] = set()  # units audited and reported
+        self._outbox: list = []  # payloads the auditor produced, sent between polls
         self.session: aiohttp.ClientSession | None = None
 
     # -- talking to full nodes
@@ -154,7 +156,10 @@ class LightAuditor:
         round_ = self.schedule.round_of(height)
         if height == self.schedule.close_height(round_):
             self._round(round_ + 1).start_hash = block.hash
-            self.rounds.pop(round_ - 1, None)
+            # the round's audits are over: its checkpoints need not stay here
+            done = self.rounds.pop(round_, None)
+            if done is not None:
+                prune_checkpoints(self.blobs, [c for _, _, c in done.commitments], {})
         if height == self.schedule.challenge_height(round_):
             view = self._round(round_)
             view.challenge_hash = block.hash
@@ -191,14 +196,17 @@ class LightAuditor:
         tasks = assigned_tasks(self.genesis, self.key.public_key, round_, view.start_hash,
                                view.challenge_hash, list(view.eligible), view.commitments)
         for task in tasks:
+            if (task.round, task.miner, task.unit) in self.reported:
+                continue
             if self.compute is None:
                 self.compute = UnitCompute(self.genesis, self.blobs)
                 self.auditor = Auditor(self.genesis, self.blobs, self._fetch, self._replay,
                                        self._queue)
             started = asyncio.get_running_loop().time()
             if await self.auditor.audit(task):
-                log.info("%s: audited %d segments, cost %.2f s", task.name, len(task.segments),
-                         asyncio.get_running_loop().time() - started)
+                self.reported.add((task.round, task.miner, task.unit))
+                log.info("%s: audited %d segments, cost %.2f s with the fetches", task.name,
+                         len(task.segments), asyncio.get_running_loop().time() - started)
 
     def _queue(self, payload) -> None:
         self._outbox.append(payload)
@@ -220,7 +228,6 @@ class LightAuditor:
         self.registered = True  # confirmed when the registration shows up in a block
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._outbox: list = []
         async with aiohttp.ClientSession() as self.session:
             try:
                 while not stop.is_set():

@@ -29,7 +29,7 @@ from node.uPoW.work import commitment_for, decode_delta, encode_delta, encode_le
 from node.merkle import merkle_root
 from node.uPoW.state import decode_state, encode_state
 from node.uPoW.work_oracle import BlobWorkOracle
-from node.verify.auditor import Auditor, assigned_tasks
+from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
 from node.votes import PRECOMMIT, VoteBody, sign_vote
 
 BASE = load_genesis()
@@ -233,3 +233,16 @@ def test_cheaters_are_caught_slashed_and_unpaid_while_the_honest_miner_is_paid(r
     assert state.total_holdings() == supply.expected_total
     # the validator closed the round only after fetching the honest delta from its miner
     assert works["honest"].delta_hash in r.fetched
+
+    # past the window the checkpoints go, except the starts of the proven frauds
+    commitments = [c for _, _, c in state.round_commitments(0)]
+    keep = {c.leaves_hash: (state.fraud_record(0, m, u).segment,)
+            for m, u, c in state.round_commitments(0) if state.fraud_record(0, m, u) is not None}
+    store = r.validator.blobs
+    assert prune_checkpoints(store, commitments, keep) > 0
+    for name in ("honest", "fake_checkpoint"):
+        work = works[name]
+        fraud = state.fraud_record(0, MINERS[name].public_key, 0)
+        kept = {work.leaves[fraud.segment]} if fraud is not None else set()
+        assert {leaf for leaf in work.leaves if store.has(leaf.hex())} == kept
+    assert store.has(works["honest"].delta_hash.hex())
