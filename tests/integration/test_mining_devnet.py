@@ -3,7 +3,11 @@ runs five training rounds with real processes, and every claim is checked throug
 the public HTTP API: identical model roots, a falling eval loss, audited units,
 payments exactly per the genesis split, and supply conserved to the unit."""
 import json
+import os
+import pathlib
+import signal
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ from node.genesis import load_genesis
 from node.uPoW.model_state import genesis_model
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.trainer import Trainer
-from tests.integration.test_devnet import DEVNET, _free_base_port, _get, _wait
+from tests.integration.test_devnet import DEVNET, ROOT, _free_base_port, _get, _wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -101,3 +105,56 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     assert final_loss < genesis_loss - 0.5, (genesis_loss, final_loss)
     model = _get(urls[0], "/status")["model"]
     assert model["round"] >= ROUNDS and np.isfinite(model["eval_loss"])
+
+
+def _stop(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def test_a_miner_that_fakes_a_checkpoint_is_proven_slashed_and_unpaid(mining_devnet):
+    state = json.loads((mining_devnet / "devnet.json").read_text())
+    validators = [n for n in state["nodes"] if n["url"]]
+    urls = [n["url"] for n in validators]
+    cheater = validators[3]
+    genesis = load_genesis(mining_devnet / "genesis.json")
+    schedule = RoundSchedule.from_genesis(genesis)
+    # node-3 comes back as a cheat: the same validator, its compute worker faking
+    _stop(cheater["pid"])
+    _wait(lambda: not pathlib.Path(f"/proc/{cheater['pid']}").exists(), 30, "node-3 to stop")
+    with open(pathlib.Path(cheater["home"]) / "node.log", "ab") as log:
+        cheat = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.cheating_miner", "start", "--home",
+             cheater["home"]], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, NUMBA_NUM_THREADS="1"))
+    try:
+        def slashed_round():
+            height = min((_get(u, "/status") or {}).get("height", -1) for u in urls)
+            for r in range(schedule.round_of(height) if height > 0 else 0):
+                view = _get(urls[0], f"/rounds/{r}")
+                units = {u["miner"]: u for u in view["units"]}
+                if units.get(cheater["public_key"], {}).get("status") == "slashed":
+                    return view
+            return None
+
+        view = _wait(slashed_round, 420, "a closed round in which the cheat is slashed")
+        unit = next(u for u in view["units"] if u["miner"] == cheater["public_key"])
+        assert unit["fraud"]["prover"] != cheater["public_key"]
+        # unpaid for its unit (as a validator it may still earn for audits and proposing)
+        assert (cheater["public_key"], "units") not in {(r["to"], r["reason"]) for r in view["rewards"]}
+        honest = [u for u in view["units"] if u["miner"] != cheater["public_key"]]
+        assert honest and all(u["status"] == "accepted" for u in honest)
+        paid = {(r["to"], r["reason"]) for r in view["rewards"]}
+        assert all((u["miner"], "units") in paid for u in honest)
+        # the bond paid for it: at least one slash of fraud_slash_bps
+        bond = _get(urls[0], f"/accounts/{cheater['public_key']}")["bond"]
+        start_bond = next(a.bond for a in genesis.accounts if a.address.hex() == cheater["public_key"])
+        assert bond <= start_bond - start_bond * genesis.economics.fraud_slash_bps // BPS
+        # every node agrees on the round's outcome
+        assert all(_get(u, f"/rounds/{view['round']}") == view for u in urls)
+    finally:
+        cheat.terminate()
+        cheat.wait(timeout=30)
