@@ -177,7 +177,7 @@ def _wait_for_height(url: str, height: int) -> None:
 @contextlib.contextmanager
 def _devnet(directory: pathlib.Path, args, senders: int, block_interval_ms: int | None):
     command = [*DEVNET, "up", "--validators", str(args.validators), "--dir", str(directory),
-               "--base-port", str(args.base_port), "--accounts", str(senders)]
+               "--base-port", str(args.base_port), "--accounts", str(senders), "--no-mine"]
     if block_interval_ms is not None:
         command += ["--block-interval-ms", str(block_interval_ms)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

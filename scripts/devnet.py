@@ -1,7 +1,7 @@
 """A local devnet: N validators (each its own `uponode start` process) on 127.0.0.1.
 
     python scripts/devnet.py up --validators N [--auditors M] [--dir DIR] [--base-port P]
-                                [--accounts K] [--block-interval-ms MS]
+                                [--accounts K] [--block-interval-ms MS] [--no-mine]
     python scripts/devnet.py status --dir DIR
     python scripts/devnet.py down --dir DIR
 
@@ -68,7 +68,7 @@ def _start_process(home: pathlib.Path, command: list[str], threads: int) -> int:
 
 
 def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: int,
-       n_accounts: int = 0, block_interval_ms: int | None = None) -> dict:
+       n_accounts: int = 0, block_interval_ms: int | None = None, mine: bool = True) -> dict:
     if n_validators < 1:
         raise DevnetError("--validators must be 1 or more")
     if n_auditors < 0:
@@ -88,7 +88,7 @@ def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: i
         home.mkdir()
         peers = tuple(f"127.0.0.1:{p}" for p in ports if p != port)
         (home / "config.toml").write_text(render_config(
-            NodeConfig(listen=f"127.0.0.1:{port}", peers=peers, mine=True)))
+            NodeConfig(listen=f"127.0.0.1:{port}", peers=peers, mine=mine)))
         key = read_key_file(directory / "keys" / f"validator-{i}.json")
         init_home(home, genesis_path, key=key)
         nodes.append({"name": f"node-{i}", "home": str(home), "url": _url(port),
@@ -178,6 +178,8 @@ def main() -> int:
                       help="extra funded accounts (keys in DIR/keys/account-<i>.json)")
     p_up.add_argument("--block-interval-ms", type=int,
                       help="pause between blocks (default: the genesis's)")
+    p_up.add_argument("--no-mine", action="store_true",
+                      help="validators only finalize blocks (for network benchmarks)")
     for name in ("status", "down"):
         p = commands.add_parser(name)
         p.add_argument("--dir", type=pathlib.Path, default=pathlib.Path("devnet"))
@@ -185,7 +187,7 @@ def main() -> int:
     try:
         if args.command == "up":
             state = up(args.validators, args.auditors, args.dir, args.base_port, args.accounts,
-                       args.block_interval_ms)
+                       args.block_interval_ms, mine=not args.no_mine)
             for node in state["nodes"]:
                 print(f"{node['name']}  {node['url'] or 'light-audit'}  pid {node['pid']}")
         elif args.command == "status":
