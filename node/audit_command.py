@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import pathlib
-import signal
 import sys
 
 from node.errors import CommandError
 from node.home import load_home
-from node.start_command import address_argument
+from node.start_command import address_argument, run_until_signalled
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -23,14 +21,5 @@ def run_audit(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from node.verify.light_audit import LightAuditor  # loads the kernels
 
-    auditor = LightAuditor(home, peers)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await auditor.run(stop)
-
-    asyncio.run(main())
+    run_until_signalled(LightAuditor(home, peers).run)
     return 0

@@ -44,7 +44,7 @@ class Payment(Record):
 
 
 @dataclasses.dataclass(frozen=True)
-class CommitteeSeat(Record):
+class CommitteeMember(Record):
     pub_key: bytes
     power: int
     SCHEMA = (("pub_key", PUBKEY), ("power", U64))
@@ -61,11 +61,11 @@ class RoundClose(Record):
     model_root: bytes
     eval_loss_bits: int
     payments: tuple[Payment, ...]
-    next_committee: tuple[CommitteeSeat, ...]
+    next_committee: tuple[CommitteeMember, ...]
     SCHEMA = (("round", U64), ("units", ListOf(Nested(UnitOutcome), MAX_ROUND_UNITS)),
               ("model_root", HASH), ("eval_loss_bits", U32),
               ("payments", ListOf(Nested(Payment), 3 * MAX_ROUND_UNITS)),
-              ("next_committee", ListOf(Nested(CommitteeSeat), MAX_COMMIT_SIGNATURES)))
+              ("next_committee", ListOf(Nested(CommitteeMember), MAX_COMMIT_SIGNATURES)))
 
     @property
     def hash(self) -> bytes:

@@ -20,7 +20,7 @@ import dataclasses
 from typing import Iterable
 
 from node.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
-                         SLASHED, Block, CommitteeSeat, Payment, RoundClose, UnitOutcome)
+                         SLASHED, Block, CommitteeMember, Payment, RoundClose, UnitOutcome)
 from node.codec import HASH, PUBKEY, U16, U32, U64, ListOf, Nested, Record
 from node.genesis import Genesis
 from node.merkle import leaf_hash, root_of_leaf_hashes, verify_inclusion
@@ -79,13 +79,6 @@ class Miner(Record):
 class Auditor(Record):
     since_height: int
     SCHEMA = (("since_height", U64),)
-
-
-@dataclasses.dataclass(frozen=True)
-class CommitteeMember(Record):
-    pub_key: bytes
-    power: int
-    SCHEMA = (("pub_key", PUBKEY), ("power", U64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -727,7 +720,7 @@ class Transition:
         owed[(proposer, PAID_AS_PROPOSER)] += e.emission_per_round * e.reward_proposer_bps // BPS
         return tuple(Payment(to, reason, amount) for (to, reason), amount in sorted(owed.items()) if amount)
 
-    def _next_committee(self, round_: int) -> tuple[CommitteeSeat, ...]:
+    def _next_committee(self, round_: int) -> tuple[CommitteeMember, ...]:
         """The committee after round_ if it ends an epoch: members and bonded accounts that
         did verified work in the epoch, ranked by (work, bond) with ties to the smaller key;
         at most a third of the seats (at least one) change hands, an entrant taking a
@@ -750,12 +743,12 @@ class Transition:
         if not swaps:
             return ()
         replaced = dict(zip(leaving[:swaps], entering[:swaps]))
-        return tuple(CommitteeSeat(replaced.get(m.pub_key, m.pub_key), m.power) for m in seated)
+        return tuple(CommitteeMember(replaced.get(m.pub_key, m.pub_key), m.power) for m in seated)
 
-    def _seat(self, seats: tuple[CommitteeSeat, ...]) -> None:
+    def _seat(self, seats: tuple[CommitteeMember, ...]) -> None:
         old = self.committee()
         self._put(COMMITTEE_PREV_KEY, CommitteeChange(height=self.height, members=old.members))
-        self._put(COMMITTEE_KEY, Committee(tuple(CommitteeMember(s.pub_key, s.power) for s in seats)))
+        self._put(COMMITTEE_KEY, Committee(seats))
 
 
 _ABSENT = object()

@@ -7,6 +7,7 @@ import logging
 import pathlib
 import signal
 import sys
+from typing import Awaitable, Callable
 
 from node.config import parse_host_port
 from node.errors import CommandError
@@ -19,6 +20,18 @@ def address_argument(text: str, flag: str) -> str:
     except ValueError as exc:
         raise CommandError(f"{flag} {text!r}: {exc}") from None
     return text
+
+
+def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run run(stop) in an event loop; SIGINT or SIGTERM sets stop."""
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(stop)
+
+    asyncio.run(main())
 
 
 def run_start(args: argparse.Namespace) -> int:
@@ -36,16 +49,8 @@ def run_start(args: argparse.Namespace) -> int:
     from node.node import Node  # aiohttp and the consensus stack load only for this command
 
     node = Node(home, listen, peers, mine=home.config.mine and not args.no_mine)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await node.run(stop)
-
     try:
-        asyncio.run(main())
+        run_until_signalled(node.run)
     except OSError as exc:
         raise CommandError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     return 0

@@ -150,8 +150,7 @@ class LightAuditor:
                 self._round(payload.round).commitments.append((tx.body.sender, payload.unit, payload))
         for close in block.close:
             if close.next_committee:
-                self.committee = Committee(tuple(CommitteeMember(s.pub_key, s.power)
-                                                 for s in close.next_committee))
+                self.committee = Committee(close.next_committee)
         self.height, self.head_hash = height, block.hash
         round_ = self.schedule.round_of(height)
         if height == self.schedule.close_height(round_):

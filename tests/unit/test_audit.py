@@ -11,27 +11,16 @@ import pytest
 
 from node.merkle import inclusion_proof, merkle_root
 from node.transactions import FraudProof
-from node.uPoW.model_state import ModelState, encode_model, genesis_model, model_root
+from node.uPoW.model_state import ModelState, encode_model, model_root
 from node.uPoW.state import TrainingState, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import (UnitWork, commitment_for, decode_delta, encode_delta, encode_leaves,
                             train_unit, unit_start_state)
 from node.verify.audit import (InvalidCheckpoint, confirm_fraud, delta_from_checkpoint,
                                load_checkpoint, replay_segment)
-from tests.unit.test_work import tiny_genesis
 
 SEED = 7
 MINER = b"\x0b" * 32
-
-
-@pytest.fixture(scope="module")
-def trainer(tmp_path_factory) -> Trainer:
-    return Trainer(tiny_genesis(tmp_path_factory.mktemp("tiny")))
-
-
-@pytest.fixture(scope="module")
-def model(trainer) -> ModelState:
-    return genesis_model(trainer.genesis)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from node import genesis as g
 from node.blocks import (ACCEPTED, NO_CLOSE, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
-                         SLASHED, CommitteeSeat, Payment, UnitOutcome, certificate_from_precommits,
+                         SLASHED, CommitteeMember, Payment, UnitOutcome, certificate_from_precommits,
                          close_hash)
 from node.chain import Chain, InvalidBlock
 from node.crypto import SigningKey, sha256
@@ -332,7 +332,7 @@ def test_the_rotation_seats_the_worker_and_the_old_committee_s_commit_still_veri
     play_round(net)
     close, = net.step().close
     # HONEST did the epoch's only verified work: it takes the seat of the smallest bond
-    expected = tuple(CommitteeSeat(k.public_key, 10) for k in VALIDATORS[:3] + [HONEST])
+    expected = tuple(CommitteeMember(k.public_key, 10) for k in VALIDATORS[:3] + [HONEST])
     assert close.next_committee == expected
     state = net.validator.state
     assert [(m.pub_key, m.power) for m in state.committee().members] == [(s.pub_key, s.power) for s in expected]

@@ -1,20 +1,17 @@
 """A unit of work: its blobs round-trip and refuse malformed bytes, training it is
 deterministic, and its leaves, root and delta agree; the outer step and eval bits."""
 import hashlib
-import json
-import pathlib
-import shutil
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.genesis import Genesis, load_genesis
+from node.genesis import load_genesis
 from node.merkle import merkle_root
 from node.uPoW.aggregation import eval_loss_bits, outer_step
 from node.uPoW.model import ParameterLayout
-from node.uPoW.model_state import BlobFormatError, ModelState, decode_model, encode_model, genesis_model
+from node.uPoW.model_state import BlobFormatError, ModelState, decode_model, encode_model
 from node.uPoW.oracle import KERNEL_VERSION
 from node.uPoW.state import NonFiniteStateError, TrainingState, decode_state, encode_state, state_hash
 from node.uPoW.trainer import Trainer
@@ -22,31 +19,6 @@ from node.uPoW.work import (commitment_for, decode_delta, decode_leaves, encode_
                             encode_leaves, train_unit, unit_start_state)
 
 BASE = load_genesis()
-
-
-def tiny_genesis(directory: pathlib.Path) -> Genesis:
-    """The devnet genesis with a model and unit small enough for unit tests:
-    6 steps, a checkpoint every 2 (3 segments, 4 leaves)."""
-    raw = json.loads((BASE.directory / "devnet.json").read_text())
-    raw["model"].update(n_layer=1, n_embd=32, n_head=2, context_length=16)
-    raw["training"].update(batch_size=2, steps_per_unit=6, checkpoint_every=2)
-    raw["eval"].update(batches=2)
-    corpus = directory / raw["corpus"]["path"]
-    corpus.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(BASE.corpus_path(), corpus)
-    path = directory / "genesis.json"
-    path.write_text(json.dumps(raw))
-    return load_genesis(path)
-
-
-@pytest.fixture(scope="module")
-def trainer(tmp_path_factory) -> Trainer:
-    return Trainer(tiny_genesis(tmp_path_factory.mktemp("tiny")))
-
-
-@pytest.fixture(scope="module")
-def model(trainer) -> ModelState:
-    return genesis_model(trainer.genesis)
 
 
 @pytest.fixture(scope="module")
