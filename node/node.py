@@ -12,8 +12,6 @@ import asyncio
 import logging
 import time
 
-import numpy as np
-
 from aiohttp import web
 
 from node.blob_fetch import BlobFetcher
@@ -30,6 +28,7 @@ from node.mempool import Mempool, MempoolError
 from node.metrics import Metrics
 from node.p2p import InvalidPeerMessage, PeerNetwork
 from node.round_work import RoundWork
+from node.rounds_view import float32
 from node.rpc import NodeAPI, json_errors, rpc_routes
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
@@ -125,7 +124,6 @@ class Node:
     def _status_extra(self) -> dict:
         height = self.chain.height
         model = self.chain.state.model()
-        eval_loss = float(np.array([model.eval_loss_bits], np.uint32).view(np.float32)[0])
         # the round and phase of the block being decided next
         return {"syncing": self.best_peer_height > height + 1,
                 "peers": [{"key": k, "address": a} for k, a in self.network.peers()],
@@ -133,7 +131,7 @@ class Node:
                 "round": self.schedule.round_of(height + 1),
                 "phase": self.schedule.phase(height + 1),
                 "model": {"round": model.round, "root": model.root.hex(),
-                          "eval_loss": eval_loss if np.isfinite(eval_loss) else None}}
+                          "eval_loss": float32(model.eval_loss_bits)}}
 
     def _blob_addresses(self) -> list[str]:
         """Where to look for blobs: every peer's HTTP address (the peer port serves both)."""

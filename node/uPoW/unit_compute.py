@@ -15,9 +15,8 @@ import multiprocessing
 import pathlib
 import time
 
-import numpy as np
-
 from node.genesis import Genesis, load_genesis
+from node.rounds_view import float32
 from node.storage.blobstore import BlobStore
 from node.transactions import WorkCommitment
 from node.uPoW.model_state import ModelState, decode_model
@@ -65,7 +64,7 @@ class UnitCompute:
         self.blobs.put(work.delta_blob)
         self._kept[(round_, unit)] = work
         commitment = commitment_for(round_, unit, shard, model_root, work)
-        final_loss = float(_bits_to_f32(work.loss_trace[-1]))
+        final_loss = float32(work.loss_trace[-1])
         return TrainedUnit(commitment, time.perf_counter() - started, final_loss)
 
     def publish(self, round_: int, unit: int, leaves: list[int]) -> None:
@@ -99,10 +98,6 @@ class UnitCompute:
             # kept so that a validator checking a delta fraud proof can fetch it here
             self.blobs.put(encode_state(self.trainer.layout, end))
         return SegmentReplay(end_hash, delta_hash, None, time.perf_counter() - started)
-
-
-def _bits_to_f32(bits: int) -> float:
-    return float(np.array([bits], np.uint32).view(np.float32)[0])
 
 
 # -- the worker process of a full node

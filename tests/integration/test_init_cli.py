@@ -77,3 +77,12 @@ def test_init_on_a_home_with_a_malformed_config_names_the_key(tmp_path):
     home.mkdir()
     (home / "config.toml").write_text('listen = "127.0.0.1:99999"\n')
     assert_one_line_error(uponode("init", "--home", str(home)), "config.toml", "listen", "port")
+
+
+def test_audit_needs_a_full_node_to_follow(tmp_path):
+    assert uponode("init", "--home", str(tmp_path)).returncode == 0
+    assert_one_line_error(uponode("audit", "--home", str(tmp_path)), "--peer", "full node")
+    assert_one_line_error(uponode("audit", "--home", str(tmp_path), "--peer", "nowhere"),
+                          "--peer", "nowhere")
+    assert_one_line_error(uponode("audit", "--home", str(tmp_path / "missing"), "--peer",
+                                  "127.0.0.1:1"), "uponode init --home")
