@@ -44,7 +44,7 @@ class RoundWork:
         self.addresses = addresses
         self.submit = submit
         self.schedule = RoundSchedule.from_genesis(genesis)
-        self.miner = Miner(genesis, me, worker.call, submit)
+        self.miner = Miner(genesis, me, worker.call, submit, lambda: chain.height)
         self.auditor = Auditor(genesis, fetcher.store, self.fetch, self._replay, submit)
         self._registered_at: int | None = None  # height at which we asked to become a miner
         self._auditing: asyncio.Task | None = None

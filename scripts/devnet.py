@@ -67,6 +67,18 @@ def _start_process(home: pathlib.Path, command: list[str], threads: int) -> int:
     return process.pid
 
 
+def _compile_kernels(genesis_path: pathlib.Path) -> None:
+    """Compile the training kernels once, into numba's on-disk cache, before the nodes
+    start: otherwise every node and worker compiles them at once on a fresh checkout,
+    and the first rounds' units miss their train phase."""
+    result = subprocess.run([sys.executable, "-m", "node.cli", "train", "--genesis",
+                             str(genesis_path), "--steps", "1", "--json"],
+                            cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        raise DevnetError(f"compiling the kernels failed: {lines[-1]}")
+
+
 def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: int,
        n_accounts: int = 0, block_interval_ms: int | None = None, mine: bool = True) -> dict:
     if n_validators < 1:
@@ -104,6 +116,8 @@ def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: i
         auditors.append({"name": f"auditor-{j}", "home": str(home), "url": None,
                          "public_key": key.public_key.hex()})
     threads = max(1, (os.cpu_count() or 1) // (n_validators + n_auditors))
+    if mine or n_auditors:
+        _compile_kernels(genesis_path)
     for node in nodes:
         node["pid"] = _start_process(pathlib.Path(node["home"]), ["start"], threads)
     for auditor in auditors:

@@ -24,11 +24,13 @@ Submit = Callable[[object], None]
 
 
 class Miner:
-    def __init__(self, genesis: Genesis, me: bytes, compute: Compute, submit: Submit):
+    def __init__(self, genesis: Genesis, me: bytes, compute: Compute, submit: Submit,
+                 height: Callable[[], int]):
         self.genesis = genesis
         self.me = me
         self.compute = compute
         self.submit = submit
+        self.height = height  # the chain's finalized height now
         self.schedule = RoundSchedule.from_genesis(genesis)
         self.n_segments = genesis.training.steps_per_unit // genesis.training.checkpoint_every
         self.started: set[int] = set()  # rounds whose units this miner has begun
@@ -56,6 +58,8 @@ class Miner:
     async def _train_round(self, round_: int, units: int, start_hash: bytes,
                            model_root: bytes) -> None:
         for unit in range(units):
+            if self._too_late(round_, unit, "skipped"):
+                continue
             assignment = assign_unit(start_hash, self.me, unit)
             log.info("round %d unit %d: training %d steps from model %s", round_, unit,
                      self.genesis.training.steps_per_unit, model_root.hex()[:16])
@@ -65,10 +69,21 @@ class Miner:
             except Exception as exc:  # a unit that fails is skipped, never committed
                 log.error("round %d unit %d: training failed: %s", round_, unit, exc)
                 continue
+            if self._too_late(round_, unit, f"trained in {trained.seconds:.1f} s, not committed"):
+                continue
             log.info("round %d unit %d: trained in %.1f s, final loss %.4f, checkpoints %s, "
                      "committing", round_, unit, trained.seconds, trained.final_loss,
                      trained.commitment.checkpoint_root.hex()[:16])
             self.submit(trained.commitment)
+
+    def _too_late(self, round_: int, unit: int, what: str) -> bool:
+        """True once round_'s train phase is over: a unit behind it is never paid, and
+        training it would only delay the next round's (say, behind a slow start)."""
+        if self.height() < self.schedule.commit_deadline(round_):
+            return False
+        log.warning("round %d unit %d: %s: the round's train phase ended at height %d", round_,
+                    unit, what, self.schedule.commit_deadline(round_))
+        return True
 
     async def _publish(self, round_: int, units: int, challenge_hash: bytes) -> None:
         for unit in range(units):

@@ -29,7 +29,7 @@ def mining_devnet(tmp_path):
     directory = tmp_path / "devnet"
     subprocess.run([*DEVNET, "up", "--validators", "4", "--auditors", "1", "--dir", str(directory),
                     "--base-port", str(_free_base_port(4))], check=True, capture_output=True,
-                   timeout=180)
+                   timeout=600)  # on a fresh checkout `up` first compiles the kernels
     try:
         yield directory
     finally:
