@@ -115,6 +115,9 @@ class Chain:
             raise InvalidBlock(f"height {h.height} does not follow the head {self.head.height}")
         if h.prev_hash != self.head.block_hash:
             raise InvalidBlock("the parent hash is not the head's hash")
+        if not self.state.committee().power_of(h.proposer):
+            # the proposer is paid at a round's close: it must be a seated validator
+            raise InvalidBlock(f"the proposer {h.proposer.hex()[:16]} is not in the committee")
         if len(block.txs) > self.genesis.consensus.max_block_txs:
             raise InvalidBlock(f"{len(block.txs)} transactions exceed the cap of "
                                f"{self.genesis.consensus.max_block_txs}")

@@ -66,6 +66,8 @@ def test_propose_leaves_out_failing_transactions(chain):
     (lambda b: dataclasses.replace(b, header=dataclasses.replace(b.header, prev_hash=bytes(32))), "parent"),
     (lambda b: dataclasses.replace(b, header=dataclasses.replace(b.header, chain_id="x")), "chain id"),
     (lambda b: dataclasses.replace(b, header=dataclasses.replace(b.header, state_root=bytes(32))), "state root"),
+    (lambda b: dataclasses.replace(b, header=dataclasses.replace(b.header, proposer=USER.public_key)),
+     "not in the committee"),
     (lambda b: dataclasses.replace(b, txs=()), "tx root"),
 ])
 def test_a_bad_block_is_refused_and_changes_nothing(chain, mutate, reason):
