@@ -239,7 +239,7 @@ async def _round(api: NodeAPI, request: web.Request) -> web.Response:
     schedule = RoundSchedule.from_genesis(chain.genesis)
     if schedule.start_height(round_) > chain.height:
         raise _ClientError(404, f"round {round_} has not started (the chain is at height "
-                                f"{chain.height}, in round {chain.height // schedule.round_blocks})")
+                                f"{chain.height}, in round {schedule.round_of(chain.height + 1)})")
     state = chain.state
     commitments = state.round_commitments(round_)
     frauds = {(miner, unit): fraud for miner, unit, _ in commitments
