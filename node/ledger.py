@@ -275,6 +275,9 @@ class ChainState:
     def account(self, address: bytes) -> Account:
         return self._get(ACCOUNT_PREFIX + address, Account) or Account()
 
+    def miner(self, address: bytes) -> Miner | None:
+        return self._get(MINER_PREFIX + address, Miner)
+
     def committee(self) -> Committee:
         return self._get(COMMITTEE_KEY, Committee)
 

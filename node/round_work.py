@@ -17,8 +17,6 @@ from typing import Callable, Sequence
 from node.blob_fetch import BlobFetcher
 from node.chain import Chain
 from node.genesis import Genesis
-from node.ledger import Miner as MinerRecord
-from node.ledger import MINER_PREFIX
 from node.uPoW.mining import Miner
 from node.uPoW.rounds import AUDIT, RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker
@@ -53,8 +51,10 @@ class RoundWork:
     async def fetch(self, digest: bytes) -> bool:
         return await self.fetcher.ensure(digest, list(self.addresses()), MAX_BLOB_BYTES)
 
-    async def _replay(self, model_root: bytes, data_seed: int, segment: int, start: bytes):
-        return await self.worker.call("replay", model_root, data_seed, segment, start)
+    async def _replay(self, model_root: bytes, data_seed: int, segment: int, start: bytes,
+                      committed_delta: bytes):
+        return await self.worker.call("replay", model_root, data_seed, segment, start,
+                                      committed_delta)
 
     def fetch_soon(self, digest: bytes) -> None:
         """Fetch a blob in the background (one a block check found missing)."""
@@ -94,11 +94,11 @@ class RoundWork:
                 log.error("%s: audit failed: %s", task.name, exc)
 
     def _mine(self, state, height: int) -> None:
-        raw = state.entries.get(MINER_PREFIX + self.me)
-        if raw is None:
+        miner = state.miner(self.me)
+        if miner is None:
             self._register(state, height)
             return
-        units = MinerRecord.decode(raw).units
+        units = miner.units
         next_round = self.schedule.round_of(height + 1)
         start_height = self.schedule.start_height(next_round)
         start_hash = self._block_hash(start_height)

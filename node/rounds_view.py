@@ -7,13 +7,13 @@ that it is "committed", or "slashed" as soon as a fraud proof against it is reco
 from __future__ import annotations
 
 import math
-import struct
 from typing import Mapping, Protocol, Sequence
 
 from node.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
                          SLASHED, RoundClose)
 from node.transactions import WorkCommitment
 from node.uPoW.rounds import RoundSchedule
+from node.uPoW.work import float32_from_bits
 
 CLOSED = "closed"
 _STATUS = {ACCEPTED: "accepted", REJECTED: "rejected", SLASHED: "slashed"}
@@ -30,7 +30,7 @@ class Fraud(Protocol):
 
 def float32(bits: int) -> float | None:
     """The float32 with these IEEE bits; None for NaN and infinities, which JSON lacks."""
-    value = struct.unpack(">f", struct.pack(">I", bits))[0]
+    value = float32_from_bits(bits)
     return value if math.isfinite(value) else None
 
 

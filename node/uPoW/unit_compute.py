@@ -16,13 +16,13 @@ import pathlib
 import time
 
 from node.genesis import Genesis, load_genesis
-from node.rounds_view import float32
 from node.storage.blobstore import BlobStore
 from node.transactions import WorkCommitment
 from node.uPoW.model_state import ModelState, decode_model
 from node.uPoW.state import NonFiniteStateError, encode_state
 from node.uPoW.trainer import Trainer
-from node.uPoW.work import UnitWork, commitment_for, encode_delta, train_unit
+from node.uPoW.work import (UnitWork, commitment_for, encode_delta, float32_from_bits,
+                            train_unit)
 from node.verify.audit import InvalidCheckpoint, load_checkpoint
 
 
@@ -64,7 +64,7 @@ class UnitCompute:
         self.blobs.put(work.delta_blob)
         self._kept[(round_, unit)] = work
         commitment = commitment_for(round_, unit, shard, model_root, work)
-        final_loss = float32(work.loss_trace[-1])
+        final_loss = float32_from_bits(work.loss_trace[-1])
         return TrainedUnit(commitment, time.perf_counter() - started, final_loss)
 
     def publish(self, round_: int, unit: int, leaves: list[int]) -> None:
@@ -79,9 +79,10 @@ class UnitCompute:
         for key in [k for k in self._kept if k[0] < round_]:
             del self._kept[key]
 
-    def replay(self, model_root: bytes, data_seed: int, segment: int,
-               start_hash: bytes) -> SegmentReplay:
-        """Re-execute segment from the checkpoint start_hash (which must be in the store)."""
+    def replay(self, model_root: bytes, data_seed: int, segment: int, start_hash: bytes,
+               committed_delta: bytes) -> SegmentReplay:
+        """Re-execute segment from the checkpoint start_hash (which must be in the store);
+        for the last segment also hash the delta it gives, against committed_delta."""
         started = time.perf_counter()
         model = self._model(model_root)
         blob = self.blobs.get(start_hash.hex())
@@ -95,8 +96,9 @@ class UnitCompute:
         if segment == self.segments - 1:
             end = self.trainer.host_state(state)
             delta_hash = hashlib.sha256(encode_delta(end.params - model.params)).digest()
-            # kept so that a validator checking a delta fraud proof can fetch it here
-            self.blobs.put(encode_state(self.trainer.layout, end))
+            if delta_hash != committed_delta:
+                # a validator checking the delta fraud proof fetches this state here
+                self.blobs.put(encode_state(self.trainer.layout, end))
         return SegmentReplay(end_hash, delta_hash, None, time.perf_counter() - started)
 
 

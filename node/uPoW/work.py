@@ -82,6 +82,11 @@ def _f32_bits(value: float) -> int:
     return int(np.float32(value).view(np.uint32))
 
 
+def float32_from_bits(bits: int) -> float:
+    """The float32 whose IEEE bits these are (a loss trace entry, an eval loss)."""
+    return float(np.uint32(bits).view(np.float32))
+
+
 def train_unit(trainer: Trainer, model: ModelState, data_seed: int,
                on_step: Callable[[StepResult], None] | None = None) -> UnitWork:
     """Train one unit, encoding the state at every leaf (NonFiniteStateError if it fails)."""

@@ -27,7 +27,7 @@ from node.uPoW.work import decode_leaves
 log = logging.getLogger("uponode.audit")
 
 Fetch = Callable[[bytes], Awaitable[bool]]  # make a blob present in the local store
-Replay = Callable[[bytes, int, int, bytes], Awaitable[SegmentReplay]]
+Replay = Callable[[bytes, int, int, bytes, bytes], Awaitable[SegmentReplay]]
 Submit = Callable[[object], None]  # sign and send a payload
 
 
@@ -88,7 +88,7 @@ class Auditor:
                 log.info("%s: checkpoint %d is not available yet", task.name, segment)
                 return False
             result = await self.replay(task.commitment.start_root, task.data_seed, segment,
-                                       leaves[segment])
+                                       leaves[segment], task.commitment.delta_hash)
             fraud = self._fraud(task, leaves, segment, result)
             if fraud is not None:
                 log.warning("%s: segment %d FAILS (%s) in %.2f s: submitting a fraud proof",

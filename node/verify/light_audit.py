@@ -70,6 +70,7 @@ class LightAuditor:
         self.auditor: Auditor | None = None
         self.reported: set[tuple[int, bytes, int]] = set()  # units audited and reported
         self._outbox: list = []  # payloads the auditor produced, sent between polls
+        self._next: Block | None = None  # block height+1, when already fetched
         self.session: aiohttp.ClientSession | None = None
 
     # -- talking to full nodes
@@ -170,18 +171,21 @@ class LightAuditor:
 
     async def _follow(self) -> bool:
         """Verify and apply the next block; False when there is none yet."""
-        block = await self._block(self.height + 1)
+        block = self._next or await self._block(self.height + 1)
         carrier = await self._block(self.height + 2) if block is not None else None
         if block is None or carrier is None:
+            self._next = block
             return False
         self._verify(block, carrier)
         self._apply(block)
+        self._next = carrier  # the carrier is the next block to verify: fetched once
         return True
 
     # -- auditing
 
-    async def _replay(self, model_root: bytes, data_seed: int, segment: int, start: bytes):
-        return self.compute.replay(model_root, data_seed, segment, start)
+    async def _replay(self, model_root: bytes, data_seed: int, segment: int, start: bytes,
+                      committed_delta: bytes):
+        return self.compute.replay(model_root, data_seed, segment, start, committed_delta)
 
     async def _fetch(self, digest: bytes) -> bool:
         return await self.fetcher.ensure(digest, self.peers, MAX_BLOB_BYTES)
