@@ -18,6 +18,7 @@ from numba import cuda
 import kernels.cuda as gk
 from kernels import attention, crossentropy, encoder, gelu, layernorm, linear, matmul, optim
 from kernels import residual, rng
+from kernels.cuda import matmul as gmatmul
 from kernels.cuda.fp import THREADS, blocks
 from kernels.cuda.mathfn import exp_f32, log_f32, tanh_f32
 
@@ -89,6 +90,21 @@ def run_checks(s: Shapes, seed: int = 0) -> dict[str, int]:
     d = dev(c0)
     gk.matmul_acc(dev(a), dev(b), d)
     res["matmul_acc"] = _mismatches(cpu, d)
+
+    # Every thread tile with every operand layout, on a product that covers no tile
+    # exactly and whose k runs over a partial last slab.  C[0, 0] is -0.0 + (-0.0 * b)
+    # for positive b all along its chain: a kernel padding k with zeros makes it +0.0.
+    M, K, Nc = N + 5, C + 5, 3 * C - 3
+    ma, mb, mc = randn(M, K), randn(K, Nc), randn(M, Nc)
+    ma[0], mc[0], mb[:, 0], mb[3, 2] = -0.0, -0.0, np.abs(mb[:, 0]), np.inf
+    cpu = mc.copy()
+    matmul.matmul_acc(ma, mb, cpu)
+    for t in gmatmul.TILED:
+        for ta, tb in ((False, False), (True, False), (False, True), (True, True)):
+            d = dev(mc)
+            gmatmul.launch_tiled(t, dev(ma.T if ta else ma), dev(mb.T if tb else mb), d, ta, tb)
+            res[f"matmul_tiled.{t}x{t}.{'t' if ta else 'n'}{'t' if tb else 'n'}"] = \
+                _mismatches(cpu, d)
 
     w, bias = randn(C, 3 * C, scale=0.1), randn(3 * C)
     cpu = np.zeros((N, 3 * C), np.float32)
