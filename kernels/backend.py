@@ -1,8 +1,9 @@
 """Where the kernels run: the CPU (numba) or an NVIDIA GPU (numba-cuda), same bits.
 
 A backend is its ops (the kernel launchers under one set of names) and the array
-handling the model needs around them: allocation, zero-fill, copy, transpose, and
-moving data in and out.  On the GPU, data stays on the device between ops.
+handling the model needs around them: allocation, zero-fill, copy and transpose into
+allocated buffers, and moving data in and out.  On the GPU, data stays on the device
+between ops, and a training step allocates nothing.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ class Backend:
     ops: ModuleType
     zeros: Callable[[Any], Any]
     fill_zero: Callable[[Any], None]
-    copy: Callable[[Any], Any]
-    transpose: Callable[[Any], Any]
+    copy_into: Callable[[Any, Any], None]       # (dst, src)
+    transpose_into: Callable[[Any, Any], None]  # (dst, src): dst = src.T
     to_device: Callable[[np.ndarray], Any]
     to_host: Callable[[Any], np.ndarray]
 
@@ -35,9 +36,12 @@ def cpu_backend() -> Backend:
     def fill_zero(x: np.ndarray) -> None:
         x[...] = np.float32(0.0)
 
+    def transpose_into(dst: np.ndarray, src: np.ndarray) -> None:
+        dst[...] = src.T
+
     return Backend(name="cpu", ops=cpu, zeros=lambda shape: np.zeros(shape, np.float32),
-                   fill_zero=fill_zero, copy=np.copy,
-                   transpose=lambda x: np.ascontiguousarray(x.T),
+                   fill_zero=fill_zero, copy_into=np.copyto,
+                   transpose_into=transpose_into,
                    to_device=lambda x: x, to_host=lambda x: x)
 
 
@@ -55,5 +59,6 @@ def cuda_backend() -> Backend:
     from kernels.cuda import arrays
 
     return Backend(name="cuda", ops=ops, zeros=arrays.zeros, fill_zero=arrays.fill_zero,
-                   copy=arrays.copy, transpose=arrays.transpose, to_device=cuda.to_device,
+                   copy_into=arrays.copy_into, transpose_into=arrays.transpose_into,
+                   to_device=cuda.to_device,
                    to_host=lambda x: x.copy_to_host())

@@ -43,15 +43,16 @@ def fill_zero(x) -> None:
     _fill_zero[blocks(x.size, THREADS), THREADS](_flat(x))
 
 
-def copy(x):
-    out = cuda.device_array(x.shape, np.float32)
-    _copy[blocks(x.size, THREADS), THREADS](_flat(out), _flat(x))
-    return out
+def copy_into(dst, src) -> None:
+    """dst = src, both of one shape."""
+    if dst.shape != src.shape:
+        raise ValueError(f"copy of shape {src.shape} into {dst.shape}")
+    _copy[blocks(src.size, THREADS), THREADS](_flat(dst), _flat(src))
 
 
-def transpose(x):
-    """A contiguous copy of the 2-D array x.T."""
-    rows, cols = x.shape
-    out = cuda.device_array((cols, rows), np.float32)
-    _transpose[((cols + 15) // 16, (rows + 15) // 16), (16, 16)](out, x)
-    return out
+def transpose_into(dst, src) -> None:
+    """dst = src.T for a 2-D src, dst contiguous."""
+    rows, cols = src.shape
+    if dst.shape != (cols, rows):
+        raise ValueError(f"transpose of shape {src.shape} into {dst.shape}")
+    _transpose[((cols + 15) // 16, (rows + 15) // 16), (16, 16)](dst, src)

@@ -1,10 +1,13 @@
 """Gradient clipping, AdamW and the outer Nesterov step on CUDA: kernels/optim.py's
-arithmetic, bit for bit, one thread per element.
+arithmetic, bit for bit, one thread per element.  AdamW updates every tensor in one
+launch: thread g of the concatenated segments finds its segment by binary search.
 
 Whole-buffer sums keep the CPU's order: one thread per 8192-element chunk, then one
 thread over the chunk sums.  The AdamW bias corrections are host scalars from the CPU
 function itself (a short product of float32s, identical on any IEEE device).
 """
+import functools
+
 import numpy as np
 from numba import cuda
 
@@ -48,10 +51,22 @@ def _scale_if_clipped(x, norm_scale, max_norm):
 
 
 @cuda.jit
-def _adamw_segment(params, grads, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay,
-                   correction1, correction2):
-    i = lo + cuda.grid(1)
-    if i < hi:
+def _adamw(params, grads, m, v, offsets, starts, decays, lr, beta1, beta2, eps,
+           correction1, correction2):
+    # starts[s] is where segment s begins in the concatenation (starts[S] its length);
+    # offsets[s] where it lies in the buffers, decays[s] its weight decay.
+    g_index = cuda.grid(1)
+    S = offsets.size
+    if g_index < starts[S]:
+        lo, hi = 0, S - 1
+        while lo < hi:  # the last segment whose start is at or before g_index
+            mid = (lo + hi + 1) // 2
+            if starts[mid] <= g_index:
+                lo = mid
+            else:
+                hi = mid - 1
+        i = offsets[lo] + (g_index - starts[lo])
+        weight_decay = decays[lo]
         one_minus_b1 = fsub(ONE, beta1)
         one_minus_b2 = fsub(ONE, beta2)
         g = grads[i]
@@ -111,21 +126,37 @@ def clip_grad_norm(grads, max_norm: np.float32) -> np.float32:
     return norm_scale.copy_to_host()[0]
 
 
+@functools.lru_cache(maxsize=8)
+def _segment_table(segments: bytes, decay: bytes, weight_decay: np.float32):
+    """The device arrays _adamw reads, made once per layout (segments as int64 bytes)."""
+    table = np.frombuffer(segments, np.int64).reshape(-1, 2)
+    flags = np.frombuffer(decay, np.bool_)
+    keep = table[:, 1] > 0
+    offsets, sizes = table[keep, 0], table[keep, 1]
+    order = np.argsort(offsets, kind="stable")
+    ends = offsets[order] + sizes[order]
+    if np.any(offsets[order][1:] < ends[:-1]):
+        raise ValueError("AdamW segments overlap")  # one launch would race on them
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    decays = np.where(flags[keep], weight_decay, ZERO).astype(np.float32)
+    return (cuda.to_device(np.ascontiguousarray(offsets)), cuda.to_device(starts),
+            cuda.to_device(decays), int(starts[-1]))
+
+
 def adamw(params, grads, m, v, segments: np.ndarray, decay: np.ndarray, step: int,
           lr: np.float32, beta1: np.float32, beta2: np.float32, eps: np.float32,
           weight_decay: np.float32) -> None:
-    """One AdamW update (step is 1-based).  segments (S,2) holds (offset, size) per tensor
-    and decay[s] whether it is weight-decayed; both are host arrays."""
+    """One AdamW update (step is 1-based).  segments (S,2) holds (offset, size) per tensor,
+    no two overlapping, and decay[s] whether it is weight-decayed; both are host arrays."""
     lr, beta1, beta2, eps = (np.float32(a) for a in (lr, beta1, beta2, eps))
     correction1, correction2 = adam_bias_corrections(beta1, beta2, step)
-    for s in range(segments.shape[0]):
-        lo, size = int(segments[s, 0]), int(segments[s, 1])
-        if size == 0:
-            continue
-        wd = weight_decay if decay[s] else ZERO
-        _adamw_segment[blocks(size), THREADS](
-            params, grads, m, v, lo, lo + size, lr, beta1, beta2, eps, np.float32(wd),
-            np.float32(correction1), np.float32(correction2))
+    offsets, starts, decays, total = _segment_table(
+        np.ascontiguousarray(segments, np.int64).tobytes(),
+        np.ascontiguousarray(decay, np.bool_).tobytes(), np.float32(weight_decay))
+    if total:
+        _adamw[blocks(total), THREADS](params, grads, m, v, offsets, starts, decays, lr, beta1,
+                                       beta2, eps, np.float32(correction1),
+                                       np.float32(correction2))
 
 
 def mean_of_deltas(out, deltas) -> None:

@@ -95,7 +95,10 @@ class GPT:
     """Forward and backward of the decoder for a fixed batch shape (B, T).
 
     Activations are kept between forward and backward like llm.c's
-    ActivationTensors; call forward, then backward, then read the gradients.
+    ActivationTensors, and the backward pass's scratch gradients like its
+    grads_acts: all allocated once, so a step allocates nothing (on the GPU an
+    allocation is a driver call).  Call forward, then backward, then read the
+    gradients.
     """
 
     def __init__(self, layout: ParameterLayout, batch_size: int, seq_len: int,
@@ -133,6 +136,18 @@ class GPT:
         self.logits = zeros((B * T, V))
         self.probs = zeros((B * T, V))
         self.losses = zeros(B * T)
+        self.wte_t = zeros((C, V))  # the head's weight, wte transposed
+        # backward scratch; two residual-gradient buffers take turns through the layers
+        self.dlogits = zeros((B * T, V))
+        self.dlogits_t = zeros((V, B * T))
+        self.dlnf = zeros((B * T, C))
+        self.dresidual = zeros((B * T, C))
+        self.dresidual_next = zeros((B * T, C))
+        self.dfch_gelu = zeros((B * T, 4 * C))
+        self.dfch = zeros((B * T, 4 * C))
+        self.dln = zeros((B * T, C))
+        self.datty = zeros((B * T, C))
+        self.dqkv = zeros((B, T, 3 * C))
         self.tokens: np.ndarray | None = None
         self.targets: np.ndarray | None = None
         self.params: dict[str, np.ndarray] = {}
@@ -177,23 +192,30 @@ class GPT:
                               p["ln_f.weight"], p["ln_f.bias"])
         # the language-model head shares its weights with the token embedding
         self.backend.fill_zero(self.logits)
-        ops.matmul_acc(self.lnf, self.backend.transpose(p["wte.weight"]), self.logits)
+        self.backend.transpose_into(self.wte_t, p["wte.weight"])
+        ops.matmul_acc(self.lnf, self.wte_t, self.logits)
         ops.crossentropy_forward(self.losses, self.probs, self.logits, self.targets)
         return ops.mean_loss(self.losses)
 
     def backward(self, grads) -> None:
         """Gradients of the last forward's mean loss, written into the zeroed flat grads."""
-        ops, zeros, copy = self.ops, self.backend.zeros, self.backend.copy
+        ops, backend = self.ops, self.backend
+
+        def zeroed(buffer):
+            backend.fill_zero(buffer)
+            return buffer
+
         g = self.layout.views(grads)
         p = self.params
         B, T, C = self.B, self.T, self.layout.config.n_embd
         BT = B * T
-        dlogits = zeros(self.logits.shape)
+        dlogits = zeroed(self.dlogits)
         ops.crossentropy_backward(dlogits, self.probs, self.targets)
-        dlnf = zeros((BT, C))
+        dlnf = zeroed(self.dlnf)
         ops.matmul_acc(dlogits, p["wte.weight"], dlnf)
-        ops.matmul_acc(self.backend.transpose(dlogits), self.lnf, g["wte.weight"])
-        dresidual = zeros((BT, C))
+        backend.transpose_into(self.dlogits_t, dlogits)
+        ops.matmul_acc(self.dlogits_t, self.lnf, g["wte.weight"])
+        dresidual, spare = zeroed(self.dresidual), self.dresidual_next
         last = self._residual_in(self.layout.config.n_layer)
         ops.layernorm_backward(dresidual, g["ln_f.weight"], g["ln_f.bias"], dlnf, last,
                                p["ln_f.weight"], self.lnf_mean, self.lnf_rstd)
@@ -202,33 +224,35 @@ class GPT:
             residual = self._residual_in(l)
             # residual3 = residual2 + fcproj: the gradient passes to both unchanged
             dfcproj = dresidual
-            dresidual2 = copy(dresidual)
-            dfch_gelu = zeros((BT, 4 * C))
+            dresidual2 = spare
+            backend.copy_into(dresidual2, dresidual)
+            dfch_gelu = zeroed(self.dfch_gelu)
             ops.linear_backward(dfch_gelu, g[h + "mlp.c_proj.weight"], g[h + "mlp.c_proj.bias"],
                                 dfcproj, self.fch_gelu[l], p[h + "mlp.c_proj.weight"])
-            dfch = zeros((BT, 4 * C))
+            dfch = zeroed(self.dfch)
             ops.gelu_backward(_flat(dfch), _flat(self.fch[l]), _flat(dfch_gelu))
-            dln2 = zeros((BT, C))
+            dln2 = zeroed(self.dln)
             ops.linear_backward(dln2, g[h + "mlp.c_fc.weight"], g[h + "mlp.c_fc.bias"],
                                 dfch, self.ln2[l], p[h + "mlp.c_fc.weight"])
             ops.layernorm_backward(dresidual2, g[h + "ln_2.weight"], g[h + "ln_2.bias"], dln2,
                                    self.residual2[l], p[h + "ln_2.weight"],
                                    self.ln2_mean[l], self.ln2_rstd[l])
-            # residual2 = residual + attproj
+            # residual2 = residual + attproj; dfcproj's buffer is free again
             dattproj = dresidual2
-            dresidual_in = copy(dresidual2)
-            datty = zeros((BT, C))
+            dresidual_in = dfcproj
+            backend.copy_into(dresidual_in, dresidual2)
+            datty = zeroed(self.datty)
             ops.linear_backward(datty, g[h + "attn.c_proj.weight"], g[h + "attn.c_proj.bias"],
                                 dattproj, self.atty[l].reshape((BT, C)), p[h + "attn.c_proj.weight"])
-            dqkv = zeros((B, T, 3 * C))
+            dqkv = zeroed(self.dqkv)
             ops.attention_backward(dqkv, datty.reshape((B, T, C)), self.qkv[l], self.att[l],
                                    self.n_head)
-            dln1 = zeros((BT, C))
+            dln1 = zeroed(self.dln)
             ops.linear_backward(dln1, g[h + "attn.c_attn.weight"], g[h + "attn.c_attn.bias"],
                                 dqkv.reshape((BT, 3 * C)), self.ln1[l], p[h + "attn.c_attn.weight"])
             ops.layernorm_backward(dresidual_in, g[h + "ln_1.weight"], g[h + "ln_1.bias"], dln1,
                                    residual, p[h + "ln_1.weight"], self.ln1_mean[l], self.ln1_rstd[l])
-            dresidual = dresidual_in
+            dresidual, spare = dresidual_in, dresidual2
         ops.encoder_backward(g["wte.weight"], g["wpe.weight"], dresidual.reshape((B, T, C)),
                              self.tokens)
 

@@ -240,6 +240,14 @@ def run_checks(s: Shapes, seed: int = 0) -> dict[str, int]:
         gk.adamw(*dg, segments, decay, step, *hp)
     for name, cg, gg in zip(("params", "grads", "m", "v"), cpu, dg):
         res[f"adamw.{name}"] = _mismatches(cg, gg)
+    # segments out of order, with gaps and an empty one: elements outside stay as they are
+    gapped = np.array([(P - 50, 50), (0, 100), (200, 0), (150, 30)], np.int64)
+    gapped_decay = np.array([True, False, True, True])
+    cpu = [t.copy() for t in state]
+    dg = [dev(t) for t in state]
+    optim.adamw(*cpu, gapped, gapped_decay, 3, *hp)
+    gk.adamw(*dg, gapped, gapped_decay, 3, *hp)
+    res["adamw.gapped"] = sum(_mismatches(cg, gg) for cg, gg in zip(cpu, dg))
 
     deltas = randn(3, P, scale=0.01)
     cpu = np.zeros(P, np.float32)

@@ -57,7 +57,7 @@ SIGNATURES = {
     "optim._sum_in_order": (F1, F1),
     "optim._clip_factor": (F1, F1, F),
     "optim._scale_if_clipped": (F1, F1, F),
-    "optim._adamw_segment": (F1, F1, F1, F1, "int64", "int64") + (F,) * 7,
+    "optim._adamw": (F1, F1, F1, F1, "int64[::1]", "int64[::1]", F1) + (F,) * 6,
     "optim._mean_of_deltas": (F1, F2),
     "optim._outer_nesterov": (F1, F1, F1, F, F),
     "residual._residual_forward": (F1, F1, F1),
