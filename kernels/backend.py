@@ -45,6 +45,18 @@ def cpu_backend() -> Backend:
                    to_device=lambda x: x, to_host=lambda x: x)
 
 
+BACKENDS = ("cpu", "cuda")
+
+
+def backend_named(name: str) -> Backend:
+    """The backend called name (what a spawned process is told to build)."""
+    if name == "cpu":
+        return cpu_backend()
+    if name == "cuda":
+        return cuda_backend()
+    raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+
+
 def cuda_backend() -> Backend:
     """The CUDA backend; BackendUnavailable where no usable GPU is present."""
     from numba import cuda

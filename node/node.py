@@ -14,6 +14,7 @@ import time
 
 from aiohttp import web
 
+from kernels.backend import backend_named
 from node.blob_fetch import BlobFetcher
 from node.blocks import Block, CommitCertificate
 from node.votes import Vote
@@ -53,9 +54,11 @@ TIMEOUTS = TimeoutConfig(propose_ms=3000, prevote_ms=1000, precommit_ms=1000, de
 
 
 class Node:
-    def __init__(self, home: NodeHome, listen: str, peers: tuple[str, ...], mine: bool = True):
+    def __init__(self, home: NodeHome, listen: str, peers: tuple[str, ...], mine: bool = True,
+                 backend: str = "cpu"):
         self.home = home
         self.mine = mine
+        self.backend = backend  # where training, replays and round closes compute
         self.genesis = home.genesis
         self.key = home.key
         self.listen = listen
@@ -76,7 +79,7 @@ class Node:
         self.schedule = RoundSchedule.from_genesis(self.genesis)
         self.blobs = BlobStore(home.blobs_dir)
         self.blobs.put(genesis_model_blob(self.genesis))  # what round 0 trains from
-        self.oracle = BlobWorkOracle(self.genesis, self.blobs)
+        self.oracle = BlobWorkOracle(self.genesis, self.blobs, backend_named(backend))
         self.work: RoundWork | None = None
 
     # -- lifecycle
@@ -85,10 +88,11 @@ class Node:
         self.store = ChainStore.open(self.home.data_dir / "chain")
         try:
             self.chain = Chain(self.genesis, self.store, self.oracle)
-            log.info("chain %s at height %d", self.genesis.chain_id, self.chain.height)
+            log.info("chain %s at height %d; training, replays and round closes on the %s "
+                     "backend", self.genesis.chain_id, self.chain.height, self.backend)
             api = NodeAPI(chain=self.chain, mempool=self.mempool, metrics=self.metrics,
                           status_extra=self._status_extra, on_tx=self._gossip_tx, blobs=self.blobs)
-            worker = ComputeWorker(self.home.path / GENESIS_FILE, self.home.blobs_dir)
+            worker = ComputeWorker(self.home.path / GENESIS_FILE, self.home.blobs_dir, self.backend)
             fetcher = BlobFetcher(self.blobs)
             self.work = RoundWork(self.genesis, self.chain, self.key.public_key, self.mine, worker,
                                   fetcher, self._blob_addresses, self._submit)

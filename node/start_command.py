@@ -48,7 +48,8 @@ def run_start(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from node.node import Node  # aiohttp and the consensus stack load only for this command
 
-    node = Node(home, listen, peers, mine=home.config.mine and not args.no_mine)
+    node = Node(home, listen, peers, mine=home.config.mine and not args.no_mine,
+                backend="cuda" if args.gpu else "cpu")
     try:
         run_until_signalled(node.run)
     except OSError as exc:

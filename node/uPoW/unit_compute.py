@@ -15,6 +15,7 @@ import multiprocessing
 import pathlib
 import time
 
+from kernels.backend import Backend, backend_named
 from node.genesis import Genesis, load_genesis
 from node.storage.blobstore import BlobStore
 from node.transactions import WorkCommitment
@@ -44,10 +45,10 @@ class SegmentReplay:
 
 
 class UnitCompute:
-    def __init__(self, genesis: Genesis, blobs: BlobStore):
+    def __init__(self, genesis: Genesis, blobs: BlobStore, backend: Backend | None = None):
         self.genesis = genesis
         self.blobs = blobs
-        self.trainer = Trainer(genesis)
+        self.trainer = Trainer(genesis, backend=backend)
         self.segments = genesis.training.steps_per_unit // genesis.training.checkpoint_every
         # checkpoints of units trained but not yet challenged, by (round, unit)
         self._kept: dict[tuple[int, int], UnitWork] = {}
@@ -107,9 +108,10 @@ class UnitCompute:
 _compute: UnitCompute | None = None
 
 
-def _init_worker(genesis_path: str, blob_root: str) -> None:
+def _init_worker(genesis_path: str, blob_root: str, backend: str) -> None:
     global _compute
-    _compute = UnitCompute(load_genesis(genesis_path), BlobStore(pathlib.Path(blob_root)))
+    _compute = UnitCompute(load_genesis(genesis_path), BlobStore(pathlib.Path(blob_root)),
+                           backend_named(backend))
 
 
 def _call(method: str, *args):
@@ -117,12 +119,13 @@ def _call(method: str, *args):
 
 
 class ComputeWorker:
-    """One spawned process holding a UnitCompute; calls run in order, off the event loop."""
+    """One spawned process holding a UnitCompute on the named backend ("cpu" or
+    "cuda"); calls run in order, off the event loop."""
 
-    def __init__(self, genesis_path: pathlib.Path, blob_root: pathlib.Path):
+    def __init__(self, genesis_path: pathlib.Path, blob_root: pathlib.Path, backend: str = "cpu"):
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(str(genesis_path), str(blob_root)))
+            initializer=_init_worker, initargs=(str(genesis_path), str(blob_root), backend))
 
     async def call(self, method: str, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, _call, method, *args)

@@ -7,6 +7,7 @@ the same close is asked for when proposing, checking and finalizing.
 """
 from __future__ import annotations
 
+from kernels.backend import Backend, cpu_backend
 from node.genesis import Genesis
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.transactions import FraudProof, WorkCommitment
@@ -22,16 +23,17 @@ MEMO = 8
 
 
 class BlobWorkOracle:
-    def __init__(self, genesis: Genesis, blobs: BlobStore):
+    def __init__(self, genesis: Genesis, blobs: BlobStore, backend: Backend | None = None):
         self.genesis = genesis
         self.blobs = blobs
+        self.backend = backend if backend is not None else cpu_backend()
         self._trainer: Trainer | None = None  # built on first use: it loads the kernels
         self._closes: dict[tuple[bytes, tuple[bytes, ...]], tuple[bytes, int]] = {}
 
     @property
     def trainer(self) -> Trainer:
         if self._trainer is None:
-            self._trainer = Trainer(self.genesis)
+            self._trainer = Trainer(self.genesis, backend=self.backend)
         return self._trainer
 
     def blob(self, digest: bytes) -> bytes:
@@ -54,7 +56,7 @@ class BlobWorkOracle:
         if key not in self._closes:
             model = self.model(model_root_)
             deltas = [decode_delta(self.trainer.layout, self.blob(h)) for h in delta_hashes]
-            new_model = outer_step(self.genesis, model, deltas)
+            new_model = outer_step(self.genesis, model, deltas, self.backend)
             blob = encode_model(new_model)
             self.blobs.put(blob)  # the next round's model, served to miners and auditors
             self._closes[key] = (model_root(blob), eval_loss_bits(self.trainer, new_model.params))

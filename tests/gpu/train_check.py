@@ -15,6 +15,8 @@ import numpy as np
 
 from kernels.backend import cpu_backend, cuda_backend
 from node.genesis import load_genesis
+from node.uPoW.aggregation import outer_step
+from node.uPoW.model_state import ModelState, encode_model
 from node.uPoW.trainer import Trainer
 
 CONFIGS = {
@@ -43,14 +45,12 @@ def _run(genesis, backend, steps: int) -> tuple[list[str], np.ndarray, np.ndarra
     return hashes, start, trainer.host_state(state).params
 
 
-def _outer(backend, start: np.ndarray, ends: list[np.ndarray]) -> str:
-    to_device, ops = backend.to_device, backend.ops
-    deltas = to_device(np.stack([end - start for end in ends]))
-    mean = backend.zeros(start.size)
-    ops.mean_of_deltas(mean, deltas)
-    weights, momentum = to_device(start.copy()), backend.zeros(start.size)
-    ops.outer_nesterov(weights, momentum, mean, np.float32(0.7), np.float32(0.9))
-    return hashlib.sha256(backend.to_host(weights).tobytes() + backend.to_host(momentum).tobytes()).hexdigest()
+def _outer(genesis, backend, start: np.ndarray, ends: list[np.ndarray]) -> str:
+    """The round close's outer step (two steps, so the momentum is not zero going in)."""
+    model = ModelState(params=start, momentum=np.zeros_like(start))
+    for _ in range(2):
+        model = outer_step(genesis, model, [end - start for end in ends], backend)
+    return hashlib.sha256(encode_model(model)).hexdigest()
 
 
 def main() -> None:
@@ -61,8 +61,9 @@ def main() -> None:
     cuda_hashes, _, cuda_end = _run(genesis, cuda, steps)
     print(json.dumps({"cpu": cpu_hashes, "cuda": cuda_hashes,
                       "params": int(start.size),
-                      "outer_cpu": _outer(cpu, start, [cpu_end, cpu_end * np.float32(0.5)]),
-                      "outer_cuda": _outer(cuda, start, [cuda_end, cuda_end * np.float32(0.5)])}))
+                      "outer_cpu": _outer(genesis, cpu, start, [cpu_end, cpu_end * np.float32(0.5)]),
+                      "outer_cuda": _outer(genesis, cuda, start,
+                                           [cuda_end, cuda_end * np.float32(0.5)])}))
 
 
 if __name__ == "__main__":

@@ -34,10 +34,10 @@ def train_with_a_fake_checkpoint(trainer, model, data_seed, on_step=None) -> Uni
 _honest_init = unit_compute._init_worker
 
 
-def _init_cheating_worker(genesis_path: str, blob_root: str) -> None:
+def _init_cheating_worker(genesis_path: str, blob_root: str, backend: str) -> None:
     # runs in the spawned worker process, which imports this module by name
     unit_compute.train_unit = train_with_a_fake_checkpoint
-    _honest_init(genesis_path, blob_root)
+    _honest_init(genesis_path, blob_root, backend)
 
 
 if __name__ == "__main__":
