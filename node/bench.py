@@ -3,31 +3,47 @@
 Both sides run at the same thread count (numba's and torch's pools set alike) on
 the same shapes, each timed as the best of several repeats after a warm-up, so
 the ratios compare like with like on whatever machine runs it.
+
+With --gpu the CUDA kernels run against torch on the same GPU instead: the
+matmuls against cuBLAS FP32 with TF32 off (a fair fp32 baseline; TF32 rounds the
+inputs to 10-bit mantissas), and full training steps against torch eager fp32.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import sys
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from kernels.backend import Backend, BackendUnavailable, cuda_backend
+from node.errors import CommandError
 from node.genesis import Genesis, load_genesis
+
+if TYPE_CHECKING:
+    from node.uPoW.trainer import Trainer
 
 REPEATS = 25
 STEP_REPEATS = 8
 
 
-def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
+def _best_seconds(fn: Callable[[], object], repeats: int,
+                  sync: Callable[[], object] | None = None) -> float:
+    """Best wall time of fn over repeats, after one warm-up call (compiles, caches).
+    sync, where given, waits inside each timing for the device work fn queued."""
+    wait = sync if sync is not None else (lambda: None)
     fn()
+    wait()
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
         fn()
+        wait()
         best = min(best, time.perf_counter() - started)
     return best
 
@@ -70,15 +86,16 @@ def bench_matmul(genesis: Genesis, threads: int) -> list[dict]:
 
 
 def _torch_train_step(genesis: Genesis, params: np.ndarray, tokens: np.ndarray,
-                      targets: np.ndarray) -> Callable[[], None]:
-    """One eager fp32 training step of the same model with torch's AdamW and clipping."""
+                      targets: np.ndarray, device: str = "cpu") -> Callable[[], None]:
+    """One eager fp32 training step of the same model with torch's AdamW and clipping,
+    on torch's device."""
     import torch
 
     from node.uPoW.model import ParameterLayout
     from node.uPoW.torch_gpt import torch_gpt_loss
 
     layout = ParameterLayout(genesis.model)
-    tensors = {name: torch.tensor(view, requires_grad=True)
+    tensors = {name: torch.tensor(view, device=device, requires_grad=True)
                for name, view in layout.views(params.copy()).items()}
     tc = genesis.training
     groups = [{"params": [tensors[s.name] for s in layout.tensors if s.decayed],
@@ -87,7 +104,8 @@ def _torch_train_step(genesis: Genesis, params: np.ndarray, tokens: np.ndarray,
                "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2),
                                   eps=tc.adam_eps)
-    t_tokens, t_targets = torch.from_numpy(tokens).long(), torch.from_numpy(targets).long()
+    t_tokens = torch.from_numpy(tokens).long().to(device)
+    t_targets = torch.from_numpy(targets).long().to(device)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=False)
@@ -99,17 +117,28 @@ def _torch_train_step(genesis: Genesis, params: np.ndarray, tokens: np.ndarray,
     return step
 
 
-def bench_train_step(genesis: Genesis, threads: int) -> dict:
+def _train_step_seconds(genesis: Genesis, backend: Backend | None = None, device: str = "cpu",
+                        sync: Callable[[], object] | None = None,
+                        torch_sync: Callable[[], object] | None = None,
+                        ) -> tuple[Trainer, float, float]:
+    """The trainer, and the best seconds of one of its steps on backend (the CPU by
+    default) and of one torch eager step on device, from the same start and batch."""
     from node.uPoW.data import train_batch
     from node.uPoW.trainer import Trainer
 
-    trainer = Trainer(genesis)
+    trainer = Trainer(genesis, backend=backend)
     state = trainer.initial_state()
     tokens, targets = train_batch(trainer.corpus, state.data_seed, 0, trainer.batch_size,
                                   trainer.seq_len)
-    torch_step = _torch_train_step(genesis, state.params, tokens, targets)
-    ours = _best_seconds(lambda: trainer.step(state), STEP_REPEATS)
-    theirs = _best_seconds(torch_step, STEP_REPEATS)
+    torch_step = _torch_train_step(genesis, trainer.host_state(state).params, tokens, targets,
+                                   device)
+    ours = _best_seconds(lambda: trainer.step(state), STEP_REPEATS, sync)
+    theirs = _best_seconds(torch_step, STEP_REPEATS, torch_sync)
+    return trainer, ours, theirs
+
+
+def bench_train_step(genesis: Genesis, threads: int) -> dict:
+    trainer, ours, theirs = _train_step_seconds(genesis)
     return {"bench": "train_step", "threads": threads, "params": trainer.layout.size,
             "tokens": trainer.tokens_per_step, "deterministic_ms": round(ours * 1e3, 2),
             "torch_eager_ms": round(theirs * 1e3, 2), "time_ratio": round(ours / theirs, 3)}
@@ -126,7 +155,132 @@ def _cpu_name() -> str:
     return platform.machine()
 
 
+def gpu_backend() -> Backend:
+    """The CUDA backend, or a CommandError where the kernels or torch's cuBLAS
+    baseline cannot run here.  The kernels are checked first, so that a machine
+    without a GPU gets the message `uponode train --gpu` gives."""
+    try:
+        backend = cuda_backend()
+    except BackendUnavailable as exc:
+        raise CommandError(f"--gpu: {exc}") from None
+    import torch
+
+    if torch.version.cuda is None:
+        raise CommandError(f"--gpu: the installed torch {torch.__version__} is a build without "
+                           "CUDA support, so the cuBLAS baseline cannot run")
+    if not torch.cuda.is_available():
+        raise CommandError(f"--gpu: torch {torch.__version__} (CUDA {torch.version.cuda}) cannot "
+                           "use the GPU (torch.cuda.is_available() is false), so the cuBLAS "
+                           "baseline cannot run")
+    return backend
+
+
+def _ten_million(genesis: Genesis) -> Genesis:
+    """genesis with a model of about 11M parameters (the "10m" of tests/gpu/train_check.py),
+    big enough that a step's time is the kernels' rather than their launches'."""
+    return dataclasses.replace(genesis, model=dataclasses.replace(
+        genesis.model, n_layer=8, n_embd=336, n_head=6, context_length=64))
+
+
+def _gpu_header(genesis: Genesis) -> dict:
+    import numba
+    import numba_cuda
+    import torch
+    from numba import cuda
+    from numba.cuda.cudadrv.driver import driver
+
+    device = cuda.get_current_device()
+    return {"bench": "machine", "device": "cuda", "gpu": device.name,
+            "compute_capability": "{}.{}".format(*device.compute_capability),
+            "driver": "{}.{}".format(*driver.get_version()),
+            "cuda_runtime": "{}.{}".format(*cuda.runtime.get_version()),
+            "torch_cuda": torch.version.cuda, "torch": torch.__version__,
+            "numba": numba.__version__, "numba_cuda": numba_cuda.__version__,
+            "model": genesis.chain_id,
+            "tf32": torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}
+
+
+def bench_matmul_gpu(genesis: Genesis) -> list[dict]:
+    import torch
+    from numba import cuda
+
+    from kernels.cuda import matmul_acc
+
+    rng = np.random.default_rng(0)
+    records = []
+    for use, m, k, n in model_matmul_shapes(genesis):
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        da, db = cuda.to_device(a), cuda.to_device(b)
+        dc = cuda.to_device(np.zeros((m, n), np.float32))
+        ta, tb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
+        ours = _best_seconds(lambda: matmul_acc(da, db, dc), REPEATS, cuda.synchronize)
+        theirs = _best_seconds(lambda: torch.mm(ta, tb), REPEATS, torch.cuda.synchronize)
+        flops = 2.0 * m * k * n
+        records.append({"bench": "matmul", "device": "cuda", "use": use, "shape": [m, k, n],
+                        "deterministic_gflops": round(flops / ours / 1e9, 2),
+                        "cublas_gflops": round(flops / theirs / 1e9, 2),
+                        "throughput_ratio": round(theirs / ours, 3)})
+    return records
+
+
+def bench_train_step_gpu(genesis: Genesis, config: str, backend: Backend) -> dict:
+    """A step without the state hash: a miner hashes on the host, whatever the backend,
+    and at the 10m model moving 132 MB of state off the GPU would swamp the kernels."""
+    import torch
+    from numba import cuda
+
+    no_checkpoints = dataclasses.replace(genesis, training=dataclasses.replace(
+        genesis.training, checkpoint_every=STEP_REPEATS + 2))  # past the steps timed
+    trainer, ours, theirs = _train_step_seconds(no_checkpoints, backend, "cuda",
+                                                cuda.synchronize, torch.cuda.synchronize)
+    return {"bench": "train_step", "device": "cuda", "config": config, "state_hash": False,
+            "params": trainer.layout.size, "tokens": trainer.tokens_per_step,
+            "deterministic_ms": round(ours * 1e3, 2), "torch_eager_ms": round(theirs * 1e3, 2),
+            "time_ratio": round(ours / theirs, 3)}
+
+
+def _progress(args: argparse.Namespace, message: str) -> None:
+    # the warm-ups compile the kernels, which takes a while with nothing to show
+    if not args.json:
+        print(f"uponode bench: {message}", file=sys.stderr, flush=True)
+
+
+def run_gpu_bench(args: argparse.Namespace) -> list[dict]:
+    """The GPU benchmark's records, header first."""
+    if args.threads:
+        raise CommandError("--threads sets CPU thread pools and does not apply with --gpu")
+    genesis = load_genesis(args.genesis)
+    backend = gpu_backend()
+    import torch
+
+    # cuBLAS FP32 proper: TF32 would round the baseline's inputs to 10-bit mantissas
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    records = [_gpu_header(genesis)]
+    _progress(args, f"matmul at {len(model_matmul_shapes(genesis))} shapes, "
+                    f"deterministic vs cuBLAS FP32 on {records[0]['gpu']}")
+    records += bench_matmul_gpu(genesis)
+    for config, config_genesis in (("genesis", genesis), ("10m", _ten_million(genesis))):
+        _progress(args, f"training step ({config} model), deterministic vs torch eager FP32")
+        records.append(bench_train_step_gpu(config_genesis, config, backend))
+    return records
+
+
+def _print_records(records: list[dict], as_json: bool) -> None:
+    for record in records:
+        if as_json:
+            print(json.dumps(record), flush=True)
+        else:
+            print("  ".join(f"{k}={v}" for k, v in record.items()), file=sys.stdout)
+
+
 def run_bench(args: argparse.Namespace) -> int:
+    if args.gpu:
+        _print_records(run_gpu_bench(args), args.json)
+        return 0
     import numba
     import torch
 
@@ -141,9 +295,5 @@ def run_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
         records += bench_matmul(genesis, threads)
         records.append(bench_train_step(genesis, threads))
-    for record in records:
-        if args.json:
-            print(json.dumps(record), flush=True)
-        else:
-            print("  ".join(f"{k}={v}" for k, v in record.items()), file=sys.stdout)
+    _print_records(records, args.json)
     return 0

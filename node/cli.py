@@ -119,6 +119,8 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--genesis", help="genesis file whose model shapes to use")
     bench.add_argument("--threads", type=_positive_int, action="append",
                        help="thread count to measure at (repeatable; default: 1 and all cores)")
+    bench.add_argument("--gpu", action="store_true",
+                       help="benchmark the CUDA kernels against torch on the GPU (cuBLAS FP32, TF32 off)")
     bench.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
 
     status = commands.add_parser(

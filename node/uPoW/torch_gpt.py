@@ -16,7 +16,7 @@ def torch_gpt_loss(params: dict[str, torch.Tensor], tokens: torch.Tensor, target
     C = wte.shape[1]
     hs = C // n_head
     x = wte[tokens] + params["wpe.weight"][:T]
-    mask = torch.ones(T, T, dtype=torch.bool).tril()
+    mask = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
     for l in range(n_layer):
         p = lambda name: params[f"h.{l}.{name}"]
         h = F.layer_norm(x, (C,), p("ln_1.weight"), p("ln_1.bias"), eps=1e-5)
