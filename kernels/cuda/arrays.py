@@ -1,5 +1,7 @@
-"""Data movement on the device: zero-fill, copy and transpose without a trip to the host.
-Pure copies of float32 bits, no arithmetic."""
+"""Data movement on the device: zero-fill, copy and transpose without a trip to the host,
+and the scratch buffers launchers keep.  Pure copies of float32 bits, no arithmetic."""
+import functools
+
 import numpy as np
 from numba import cuda
 
@@ -31,6 +33,14 @@ def _transpose(dst, src):
 
 def _flat(x):
     return x.reshape(x.size)
+
+
+@functools.lru_cache(maxsize=64)
+def scratch(purpose: str, shape: tuple[int, ...]):
+    """A device buffer kept for one purpose at one shape, so that a launcher allocates
+    once rather than on every call.  Kernels on one stream run in launch order, so the
+    next call's writes never overtake this call's reads."""
+    return cuda.device_array(shape, np.float32)
 
 
 def zeros(shape):

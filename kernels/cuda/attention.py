@@ -12,6 +12,7 @@ import numpy as np
 from numba import cuda
 
 from kernels.attention import NEG_INF, ONE, ZERO
+from kernels.cuda.arrays import scratch
 from kernels.cuda.fp import THREADS, blocks, fadd, fdiv, fma, fmul, fsqrt, fsub
 from kernels.cuda.mathfn import exp_f32
 
@@ -131,7 +132,7 @@ def attention_forward(out, att, qkv, n_head: int) -> None:
 def attention_backward(dqkv, dout, qkv, att, n_head: int) -> None:
     """dqkv += the gradient of attention_forward's output dout."""
     B, T, C3 = qkv.shape
-    dpre = cuda.device_array(att.shape, np.float32)
+    dpre = scratch("attention.dpre", att.shape)
     _attention_dpre[blocks(B * n_head * T), THREADS](dpre, dout, qkv, att, n_head)
     _attention_dq[blocks(B * T * (C3 // 3)), THREADS](dqkv, dpre, qkv, n_head)
     _attention_dkv[blocks(B * T * (C3 // 3)), THREADS](dqkv, dpre, dout, qkv, att, n_head)

@@ -7,6 +7,7 @@ import numpy as np
 from numba import cuda
 
 from kernels.crossentropy import NEG_INF, ONE, ZERO
+from kernels.cuda.arrays import scratch
 from kernels.cuda.fp import THREADS, blocks, fadd, fdiv, fmul, fsub
 from kernels.cuda.mathfn import exp_f32, log_f32
 
@@ -60,7 +61,7 @@ def crossentropy_forward(losses, probs, logits, targets) -> None:
 
 def mean_loss(losses) -> np.float32:
     """The mean of the per-row losses, summed in row order (copied to the host)."""
-    out = cuda.device_array(1, np.float32)
+    out = scratch("mean_loss", (1,))
     _mean_loss[1, 1](out, losses)
     return out.copy_to_host()[0]
 

@@ -11,6 +11,7 @@ import functools
 import numpy as np
 from numba import cuda
 
+from kernels.cuda.arrays import scratch
 from kernels.cuda.fp import THREADS, blocks, fadd, fdiv, fma, fmul, fsqrt, fsub
 from kernels.optim import NORM_CHUNK, ONE, ZERO, adam_bias_corrections
 
@@ -103,8 +104,8 @@ def _outer_nesterov(weights, momentum, mean_delta, lr, mu):
 
 def _sum_of_squares_device(x):
     n_chunks = (x.size + NORM_CHUNK - 1) // NORM_CHUNK
-    partial = cuda.device_array(max(n_chunks, 1), np.float32)
-    total = cuda.device_array(1, np.float32)
+    partial = scratch("sum_of_squares.partial", (max(n_chunks, 1),))
+    total = scratch("sum_of_squares.total", (1,))
     if n_chunks:
         _chunk_sums_of_squares[blocks(n_chunks), THREADS](partial, x)
     _sum_in_order[1, 1](total, partial[:n_chunks])
@@ -119,7 +120,7 @@ def sum_of_squares(x) -> np.float32:
 def clip_grad_norm(grads, max_norm: np.float32) -> np.float32:
     """Scale grads so that their global L2 norm is at most max_norm; return the norm before."""
     max_norm = np.float32(max_norm)
-    norm_scale = cuda.device_array(2, np.float32)
+    norm_scale = scratch("clip_grad_norm.norm_scale", (2,))
     _clip_factor[1, 1](norm_scale, _sum_of_squares_device(grads), max_norm)
     if grads.size:
         _scale_if_clipped[blocks(grads.size), THREADS](grads, norm_scale, max_norm)
