@@ -45,8 +45,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json:
         _emit(start_record)
     else:
+        where = ("the GPU" if backend.name == "cuda"
+                 else f"{numba.get_num_threads()} CPU threads")
         print(f"training {trainer.layout.size:,} parameters for {steps} steps of "
-              f"{trainer.tokens_per_step} tokens on {numba.get_num_threads()} threads; "
+              f"{trainer.tokens_per_step} tokens on {where}; "
               f"eval loss {initial_eval:.4f}", file=sys.stderr)
 
     bar = None if args.json else ProgressBar(steps, sys.stderr)
