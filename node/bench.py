@@ -175,11 +175,14 @@ def gpu_backend() -> Backend:
     return backend
 
 
+# About 11M parameters: big enough that a GPU step's time is the kernels' rather than
+# their launches'.  tests/gpu/train_check.py checks the same model's bits.
+TEN_MILLION_MODEL = {"n_layer": 8, "n_embd": 336, "n_head": 6, "context_length": 64}
+
+
 def _ten_million(genesis: Genesis) -> Genesis:
-    """genesis with a model of about 11M parameters (the "10m" of tests/gpu/train_check.py),
-    big enough that a step's time is the kernels' rather than their launches'."""
-    return dataclasses.replace(genesis, model=dataclasses.replace(
-        genesis.model, n_layer=8, n_embd=336, n_head=6, context_length=64))
+    return dataclasses.replace(genesis, model=dataclasses.replace(genesis.model,
+                                                                  **TEN_MILLION_MODEL))
 
 
 def _gpu_header(genesis: Genesis) -> dict:

@@ -3,7 +3,6 @@
 bit by CPU nodes, accepted and paid, and every node agrees on the round's model root
 (the GPU node computes its round closes on the GPU too)."""
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -34,7 +33,7 @@ def test_units_mined_on_the_gpu_are_audited_on_the_cpu_and_accepted(mining_devne
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "node.cli", "start", "--gpu", "--home",
                                     gpu_node["home"]], cwd=ROOT, stdout=log,
-                                   stderr=subprocess.STDOUT, env=dict(os.environ))
+                                   stderr=subprocess.STDOUT)
     try:
         restarted = _wait(lambda: (_get(urls[0], "/status") or {}).get("height"), 30, "a height")
         first_round = schedule.round_of(restarted) + 1  # the first round it can mine whole

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from kernels.backend import cpu_backend, cuda_backend
+from node.bench import TEN_MILLION_MODEL
 from node.genesis import load_genesis
 from node.uPoW.aggregation import outer_step
 from node.uPoW.model_state import ModelState, encode_model
@@ -22,7 +23,7 @@ from node.uPoW.trainer import Trainer
 CONFIGS = {
     "tiny": dict(n_layer=1, n_embd=16, n_head=4, context_length=8),
     "devnet": {},
-    "10m": dict(n_layer=8, n_embd=336, n_head=6, context_length=64),  # about 11M parameters
+    "10m": TEN_MILLION_MODEL,  # what the GPU benchmark measures
 }
 
 
