@@ -16,10 +16,10 @@ import pathlib
 import sys
 from typing import Sequence
 
-from node.crypto import SigningKey
-from node.errors import CommandError
-from node.genesis import DEFAULT_GENESIS, MAX_ACCOUNTS, MAX_VALIDATORS, GenesisError, load_genesis
-from node.home import GENESIS_FILE, copy_corpus, write_key_file, write_new_file
+from node.types.crypto import SigningKey
+from node.types.errors import CommandError
+from node.types.genesis import DEFAULT_GENESIS, MAX_ACCOUNTS, MAX_VALIDATORS, GenesisError, load_genesis
+from node.storage.home import GENESIS_FILE, copy_corpus, write_key_file, write_new_file
 
 VALIDATOR_POWER = 10
 FUNDED_BALANCE = 10**12

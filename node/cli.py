@@ -14,7 +14,7 @@ import pathlib
 import sys
 from typing import Sequence
 
-from node.errors import CommandError
+from node.types.errors import CommandError
 
 EXIT_BAD_INPUT = 2
 
@@ -50,7 +50,7 @@ def _amount(text: str) -> int:
 
 
 def _rpc_url(text: str) -> str:
-    from node.rpc_client import check_url
+    from node.net.rpc_client import check_url
     try:
         return check_url(text)
     except ValueError as exc:
@@ -152,7 +152,7 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _run_init(args: argparse.Namespace) -> int:
-    from node.home import init_home
+    from node.storage.home import init_home
     genesis_path = pathlib.Path(args.genesis) if args.genesis else None
     home = init_home(pathlib.Path(args.home), genesis_path)
     print(f"home: {home.path.resolve()}")
@@ -163,7 +163,7 @@ def _run_init(args: argparse.Namespace) -> int:
 
 
 def _run_keys_show(args: argparse.Namespace) -> int:
-    from node.home import load_node_key
+    from node.storage.home import load_node_key
     public_key = load_node_key(pathlib.Path(args.home)).public_key.hex()
     if args.json:
         # an account's address is its ed25519 public key
@@ -174,7 +174,7 @@ def _run_keys_show(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from node.rpc_client import DEFAULT_RPC, RpcClient, RpcError
+    from node.net.rpc_client import DEFAULT_RPC, RpcClient, RpcError
     status = RpcClient(args.rpc or DEFAULT_RPC).get("/status")
     if not isinstance(status, dict):
         raise RpcError(f"{args.rpc or DEFAULT_RPC}/status: the reply is not a JSON object")
@@ -197,7 +197,7 @@ def _shown(value) -> str:
 
 def _home_rpc_url(listen: str) -> str:
     """The URL a local client reaches a node at, from the node's listen address."""
-    from node.config import parse_host_port
+    from node.storage.config import parse_host_port
     host, port = parse_host_port(listen)
     # a node listening on every interface is reachable on loopback
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -205,9 +205,9 @@ def _home_rpc_url(listen: str) -> str:
 
 
 def _run_tx_transfer(args: argparse.Namespace) -> int:
-    from node.home import load_home
-    from node.rpc_client import RpcClient, RpcError
-    from node.transactions import Transfer, sign_tx
+    from node.storage.home import load_home
+    from node.net.rpc_client import RpcClient, RpcError
+    from node.types.transactions import Transfer, sign_tx
     home = load_home(pathlib.Path(args.home))
     client = RpcClient(args.rpc or _home_rpc_url(home.config.listen))
     chain_id = home.genesis.chain_id
@@ -233,24 +233,25 @@ def _run_tx_transfer(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    from node.genesis import GenesisError
+    from node.types.genesis import GenesisError
 
     try:
         if args.command == "train":
             _set_threads(args.threads)
-            from node.train_command import run_train
+            from node.cmd.train import run_train
             return run_train(args)
         if args.command == "bench":
             _set_threads(max(args.threads or [0]) or None)
-            from node.bench import run_bench
+            from node.uPoW.kernel_bench import run_bench
             return run_bench(args)
         if args.command == "init":
             return _run_init(args)
         if args.command == "start":
-            from node.start_command import run_start
-            return run_start(args)
+            from node.cmd.start import run_start
+            from node.node import Node  # aiohttp and the consensus stack load only for this command
+            return run_start(args, Node)
         if args.command == "audit":
-            from node.audit_command import run_audit
+            from node.cmd.audit import run_audit
             return run_audit(args)
         if args.command == "keys":
             return _run_keys_show(args)

@@ -14,32 +14,32 @@ import time
 
 from aiohttp import web
 
-from kernels.backend import backend_named
-from node.blob_fetch import BlobFetcher
-from node.blocks import Block, CommitCertificate
-from node.votes import Vote
-from node.chain import Chain, InvalidBlock
+from node.net.blob_fetch import BlobFetcher
+from node.types.blocks import Block, CommitCertificate
+from node.types.votes import Vote
+from node.state.chain import Chain, InvalidBlock
 from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Lock, RecordLock,
                                  RecordSigned, ScheduleTimeout, SignedStep, Step, Timeout,
                                  TimeoutConfig)
 from node.consensus.guard import SignGuard
-from node.consensus.messages import Proposal
-from node.home import GENESIS_FILE, NodeHome
-from node.mempool import Mempool, MempoolError
-from node.metrics import Metrics
-from node.p2p import InvalidPeerMessage, PeerNetwork
-from node.round_work import RoundWork
-from node.rounds_view import float32
-from node.rpc import NodeAPI, json_errors, rpc_routes
+from node.types.proposal import Proposal
+from node.storage.home import GENESIS_FILE, NodeHome
+from node.state.mempool import Mempool, MempoolError
+from node.rpc.metrics import Metrics
+from node.net.p2p import InvalidPeerMessage, PeerNetwork
+from node.work.round_work import RoundWork
+from node.rpc.rounds_view import float32
+from node.rpc.api import NodeAPI, json_errors, rpc_routes
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
-from node.transactions import DoubleSignEvidence, SignedTx, sign_tx
+from node.types.transactions import DoubleSignEvidence, SignedTx, sign_tx
 from node.uPoW.model_state import genesis_model_blob
+from node.uPoW.backends import backend_named
 from node.uPoW.oracle import WorkUnavailable
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker
 from node.uPoW.work_oracle import BlobWorkOracle
-from node.wire import (MAX_FRAME_BYTES, Blocks, BlockWithCommit, GetBlocks, Status, TxMessage,
+from node.net.wire import (MAX_FRAME_BYTES, Blocks, BlockWithCommit, GetBlocks, Status, TxMessage,
                        decode_message, encode_message)
 
 log = logging.getLogger("uponode.node")

@@ -18,13 +18,13 @@ import time
 
 import numba
 
-from node.genesis import load_genesis
+from node.types.genesis import load_genesis
 from node.uPoW.assignment import challenged_segments
 from node.uPoW.model_state import genesis_model
 from node.uPoW.state import encode_state, state_hash
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import train_unit, unit_start_state
-from node.verify.audit import delta_from_checkpoint, load_checkpoint, replay_segment
+from node.uPoW.replay import delta_from_checkpoint, load_checkpoint, replay_segment
 
 FAKED_FRACTIONS = (0.05, 0.1, 0.25, 0.5)
 

@@ -33,9 +33,9 @@ import aiohttp
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from node.config import NodeConfig, render_config  # noqa: E402
-from node.home import init_home, read_key_file  # noqa: E402
-from node.transactions import Transfer, sign_tx  # noqa: E402
+from node.storage.config import NodeConfig, render_config  # noqa: E402
+from node.storage.home import init_home, read_key_file  # noqa: E402
+from node.types.transactions import Transfer, sign_tx  # noqa: E402
 
 DEVNET = [sys.executable, str(ROOT / "scripts" / "devnet.py")]
 

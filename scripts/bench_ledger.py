@@ -20,13 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from node import genesis as g
-from node.blocks import Block, CommitCertificate, certificate_from_precommits
-from node.votes import PRECOMMIT, VoteBody, sign_vote
-from node.chain import Chain
-from node.crypto import SigningKey, sha256, verify
+from node.types import genesis as g
+from node.types.blocks import Block, CommitCertificate, certificate_from_precommits
+from node.types.votes import PRECOMMIT, VoteBody, sign_vote
+from node.state.chain import Chain
+from node.types.crypto import SigningKey, sha256, verify
 from node.storage.chainstore import ChainStore
-from node.transactions import TX_DOMAIN, Transfer, sign_tx
+from node.types.transactions import TX_DOMAIN, Transfer, sign_tx
 from node.storage.blobstore import BlobStore
 from node.uPoW.work_oracle import BlobWorkOracle
 

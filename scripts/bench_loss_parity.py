@@ -20,7 +20,7 @@ import time
 import numba
 import numpy as np
 
-from node.genesis import Genesis, load_genesis
+from node.types.genesis import Genesis, load_genesis
 from node.uPoW.aggregation import eval_loss_bits, outer_step
 from node.uPoW.assignment import assign_unit
 from node.uPoW.model_state import genesis_model

@@ -31,8 +31,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from genesis.builder import build_devnet  # noqa: E402
-from node.config import NodeConfig, render_config  # noqa: E402
-from node.home import init_home, read_key_file  # noqa: E402
+from node.storage.config import NodeConfig, render_config  # noqa: E402
+from node.storage.home import init_home, read_key_file  # noqa: E402
 
 STATE_FILE = "devnet.json"
 READY_TIMEOUT_S = 120

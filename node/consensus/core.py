@@ -23,12 +23,12 @@ import dataclasses
 import enum
 from typing import Callable, Sequence
 
-from node.blocks import Block, CommitCertificate, certificate_from_precommits
-from node.votes import NIL_HASH, PRECOMMIT, PREVOTE, Vote, VoteBody, sign_vote
-from node.consensus.messages import NO_POL_ROUND, Proposal, sign_proposal
+from node.types.blocks import Block, CommitCertificate, certificate_from_precommits
+from node.types.votes import NIL_HASH, PRECOMMIT, PREVOTE, Vote, VoteBody, sign_vote
+from node.types.proposal import NO_POL_ROUND, Proposal, sign_proposal
 from node.consensus.proposer import proposer_for
-from node.consensus.votes import MAX_VOTES_PER_STEP, VoteTally
-from node.crypto import SigningKey
+from node.consensus.tally import MAX_VOTES_PER_STEP, VoteTally
+from node.types.crypto import SigningKey
 
 
 class Step(enum.IntEnum):

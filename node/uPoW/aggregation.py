@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.backend import Backend, cpu_backend
-from node.genesis import Genesis
+from node.types.genesis import Genesis
 from node.uPoW.model_state import ModelState
 from node.uPoW.trainer import Trainer
 

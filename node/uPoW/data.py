@@ -10,7 +10,7 @@ import numpy as np
 
 from kernels.fp import kernel
 from kernels.rng import random_u64
-from node.genesis import Genesis
+from node.types.genesis import Genesis
 
 
 @kernel()

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from node.genesis import Genesis
+from node.types.genesis import Genesis
 from node.uPoW.assignment import assign_unit, challenged_segments
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import TrainedUnit

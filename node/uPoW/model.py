@@ -14,7 +14,7 @@ import numpy as np
 
 from kernels.backend import Backend, cpu_backend
 from kernels.rng import derive_key, fill_uniform
-from node.genesis import ModelConfig
+from node.types.genesis import ModelConfig
 
 INIT_STD = 0.02
 

@@ -13,7 +13,7 @@ import hashlib
 
 import numpy as np
 
-from node.genesis import Genesis
+from node.types.genesis import Genesis
 from node.uPoW.model import ParameterLayout, init_parameters
 
 MODEL_MAGIC = b"uponode/model/v1\x00"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from node.transactions import FraudProof, WorkCommitment
+from node.types.transactions import FraudProof, WorkCommitment
 from node.uPoW.assignment import UnitAssignment
 
 KERNEL_VERSION = 1  # the kernels' arithmetic contract a commitment was trained under

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from node.genesis import Genesis
+from node.types.genesis import Genesis
 
 TRAIN, CHALLENGE, AUDIT, AGGREGATE = "train", "challenge", "audit", "aggregate"
 

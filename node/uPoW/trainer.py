@@ -13,7 +13,7 @@ import numpy as np
 
 from kernels.backend import Backend, cpu_backend
 from kernels.fpenv import require_ieee_subnormals
-from node.genesis import Genesis
+from node.types.genesis import Genesis
 from node.uPoW.data import Corpus, eval_batch, train_batch
 from node.uPoW.model import GPT, ParameterLayout
 from node.uPoW.state import NonFiniteStateError, TrainingState, state_hash

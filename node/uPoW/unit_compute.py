@@ -16,15 +16,15 @@ import pathlib
 import time
 
 from kernels.backend import Backend, backend_named
-from node.genesis import Genesis, load_genesis
+from node.types.genesis import Genesis, load_genesis
 from node.storage.blobstore import BlobStore
-from node.transactions import WorkCommitment
+from node.types.transactions import WorkCommitment
 from node.uPoW.model_state import ModelState, decode_model
 from node.uPoW.state import NonFiniteStateError, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import (UnitWork, commitment_for, encode_delta, float32_from_bits,
                             train_unit)
-from node.verify.audit import InvalidCheckpoint, load_checkpoint
+from node.uPoW.replay import InvalidCheckpoint, load_checkpoint
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from node.merkle import merkle_root
-from node.transactions import WorkCommitment
+from node.types.merkle import merkle_root
+from node.types.transactions import WorkCommitment
 from node.uPoW.model import ParameterLayout
 from node.uPoW.model_state import BlobFormatError, ModelState
 from node.uPoW.oracle import KERNEL_VERSION

@@ -8,16 +8,16 @@ the same close is asked for when proposing, checking and finalizing.
 from __future__ import annotations
 
 from kernels.backend import Backend, cpu_backend
-from node.genesis import Genesis
+from node.types.genesis import Genesis
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
-from node.transactions import FraudProof, WorkCommitment
+from node.types.transactions import FraudProof, WorkCommitment
 from node.uPoW.aggregation import eval_loss_bits, outer_step
 from node.uPoW.assignment import UnitAssignment
 from node.uPoW.model_state import ModelState, decode_model, encode_model, model_root
 from node.uPoW.oracle import WorkUnavailable
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import decode_delta
-from node.verify.audit import confirm_fraud
+from node.uPoW.replay import confirm_fraud
 
 MEMO = 8
 

@@ -15,10 +15,10 @@ import dataclasses
 import logging
 from typing import Awaitable, Callable
 
-from node.genesis import Genesis
-from node.merkle import inclusion_proof, merkle_root
+from node.types.genesis import Genesis
+from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
-from node.transactions import AuditReport, FraudProof, WorkCommitment
+from node.types.transactions import AuditReport, FraudProof, WorkCommitment
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
 from node.uPoW.model_state import BlobFormatError
 from node.uPoW.unit_compute import SegmentReplay

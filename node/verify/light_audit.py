@@ -17,18 +17,18 @@ import logging
 
 import aiohttp
 
-from node.blob_fetch import BlobFetcher
-from node.blocks import Block, close_hash, tx_root
-from node.codec import DecodeError
-from node.home import NodeHome
-from node.ledger import Committee, CommitteeMember
+from node.net.blob_fetch import BlobFetcher
+from node.types.blocks import Block, close_hash, tx_root
+from node.types.codec import DecodeError
+from node.storage.home import NodeHome
+from node.state.ledger import Committee, CommitteeMember
 from node.storage.blobstore import BlobStore
-from node.transactions import Bond, RegisterAuditor, SignedTx, WorkCommitment, sign_tx
+from node.types.transactions import Bond, RegisterAuditor, SignedTx, WorkCommitment, sign_tx
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import UnitCompute
 from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
-from node.verify.commits import InvalidCommit, verify_commit
+from node.consensus.commits import InvalidCommit, verify_commit
 
 log = logging.getLogger("uponode.light")
 

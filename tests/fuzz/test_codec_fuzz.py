@@ -4,12 +4,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.blocks import Block, BlockHeader, CommitCertificate, RoundClose
-from node.votes import Vote
-from node.codec import (Bool, DecodeError, FixedBytes, ListOf, Nested, Record, Tagged, Text,
+from node.types.blocks import Block, BlockHeader, CommitCertificate, RoundClose
+from node.types.votes import Vote
+from node.types.codec import (Bool, DecodeError, FixedBytes, ListOf, Nested, Record, Tagged, Text,
                         UInt, VarBytes)
-from node.ledger import Account, Committee, Miner, Supply
-from node.transactions import PAYLOAD, SignedTx
+from node.state.ledger import Account, Committee, Miner, Supply
+from node.types.transactions import PAYLOAD, SignedTx
 
 TYPES = [SignedTx, BlockHeader, Block, RoundClose, Vote, CommitCertificate, Account, Miner, Committee, Supply]
 

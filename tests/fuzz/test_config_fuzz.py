@@ -5,7 +5,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.config import ConfigError, NodeConfig, parse_config, render_config
+from node.storage.config import ConfigError, NodeConfig, parse_config, render_config
 
 DEFAULT_TEXT = render_config(NodeConfig(peers=("127.0.0.1:26601", "[::1]:26602")))
 TOML_VALUES = st.recursive(

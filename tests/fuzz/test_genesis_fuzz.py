@@ -4,7 +4,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.genesis import DEFAULT_GENESIS, GenesisError, parse_genesis
+from node.types.genesis import DEFAULT_GENESIS, GenesisError, parse_genesis
 
 DEVNET_BYTES = DEFAULT_GENESIS.read_bytes()
 JSON_VALUES = st.recursive(

@@ -12,11 +12,11 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node import genesis as g
-from node.crypto import SigningKey, sha256
-from node.ledger import ChainState, Transition, TxError
-from node.merkle import inclusion_proof, merkle_root
-from node.transactions import (AuditReport, Bond, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
+from node.types import genesis as g
+from node.types.crypto import SigningKey, sha256
+from node.state.ledger import ChainState, Transition, TxError
+from node.types.merkle import inclusion_proof, merkle_root
+from node.types.transactions import (AuditReport, Bond, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
                                Unbond, WorkCommitment, sign_tx)
 from node.uPoW.assignment import assigned_auditors, challenged_segments
 from node.uPoW.oracle import KERNEL_VERSION

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
-from node.transactions import Transfer, sign_tx
+from node.types.transactions import Transfer, sign_tx
 from tests.integration.test_rpc import USER, ServerThread, build_chain, make_api
 
 EXAMPLES = settings(max_examples=200, deadline=None)

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.codec import DecodeError
-from node.wire import MAX_FRAME_BYTES, PEER_MESSAGE, UIntUpTo, decode_message, encode_message
+from node.types.codec import DecodeError
+from node.net.wire import MAX_FRAME_BYTES, PEER_MESSAGE, UIntUpTo, decode_message, encode_message
 from tests.fuzz.test_codec_fuzz import mutated, values
 
 MESSAGE_TYPES = list(PEER_MESSAGE.by_cls)

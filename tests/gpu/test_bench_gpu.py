@@ -6,8 +6,8 @@ import pytest
 import torch
 from numba import cuda
 
-from node.bench import model_matmul_shapes
-from node.genesis import load_genesis
+from node.uPoW.kernel_bench import model_matmul_shapes
+from node.types.genesis import load_genesis
 from tests.integration.cli_helpers import uponode
 
 pytestmark = [

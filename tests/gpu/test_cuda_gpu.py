@@ -5,7 +5,7 @@ import warnings
 import pytest
 from numba import cuda
 
-from node.genesis import load_genesis
+from node.types.genesis import load_genesis
 from tests.gpu.cuda_checks import SMALL, Shapes, run_checks
 
 pytestmark = [

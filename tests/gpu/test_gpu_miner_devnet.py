@@ -10,7 +10,7 @@ import sys
 import pytest
 from numba import cuda
 
-from node.genesis import load_genesis
+from node.types.genesis import load_genesis
 from node.uPoW.rounds import RoundSchedule
 from tests.integration.test_devnet import ROOT, _get, _wait
 from tests.integration.test_mining_devnet import _stop, mining_devnet  # noqa: F401 (fixture)

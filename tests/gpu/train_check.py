@@ -14,8 +14,8 @@ import sys
 import numpy as np
 
 from kernels.backend import cpu_backend, cuda_backend
-from node.bench import TEN_MILLION_MODEL
-from node.genesis import load_genesis
+from node.uPoW.kernel_bench import TEN_MILLION_MODEL
+from node.types.genesis import load_genesis
 from node.uPoW.aggregation import outer_step
 from node.uPoW.model_state import ModelState, encode_model
 from node.uPoW.trainer import Trainer

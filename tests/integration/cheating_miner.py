@@ -13,8 +13,8 @@ import sys
 import numpy as np
 
 from node import cli
-from node.crypto import sha256
-from node.merkle import merkle_root
+from node.types.crypto import sha256
+from node.types.merkle import merkle_root
 from node.uPoW import unit_compute
 from node.uPoW.state import decode_state, encode_state
 from node.uPoW.work import UnitWork, encode_leaves, train_unit

@@ -11,13 +11,13 @@ import random
 import sys
 import time
 
-from node import genesis as g
-from node.blocks import certificate_from_precommits
-from node.votes import PRECOMMIT, VoteBody, sign_vote
-from node.chain import Chain
-from node.crypto import SigningKey, sha256
+from node.types import genesis as g
+from node.types.blocks import certificate_from_precommits
+from node.types.votes import PRECOMMIT, VoteBody, sign_vote
+from node.state.chain import Chain
+from node.types.crypto import SigningKey, sha256
 from node.storage.chainstore import ChainStore
-from node.transactions import Transfer, sign_tx
+from node.types.transactions import Transfer, sign_tx
 from tests.oracles import NoOracle
 
 VALIDATORS = [SigningKey(sha256(b"crash validator %d" % i)) for i in range(4)]

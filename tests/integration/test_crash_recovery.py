@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from node.chain import Chain
-from node.ledger import state_digest
+from node.state.chain import Chain
+from node.state.ledger import state_digest
 from node.storage.chainstore import ChainStore
 from tests.integration.crash_writer import GENESIS
 from tests.oracles import NoOracle

@@ -13,8 +13,8 @@ import urllib.request
 
 import pytest
 
-from node.config import NodeConfig, render_config
-from node.home import init_home
+from node.storage.config import NodeConfig, render_config
+from node.storage.home import init_home
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -171,9 +171,9 @@ async def _attack(url: str, genesis_hash: bytes, chain_id: str) -> list[str]:
 
     import aiohttp
 
-    from node.crypto import SigningKey
-    from node.p2p_protocol import Handshake, HandshakeState
-    from node.wire import MAX_FRAME_BYTES, HelloAck, Status, decode_message, encode_message
+    from node.types.crypto import SigningKey
+    from node.net.p2p_protocol import Handshake, HandshakeState
+    from node.net.wire import MAX_FRAME_BYTES, HelloAck, Status, decode_message, encode_message
 
     endings = []
     endpoint = url.replace("http://", "ws://") + "/p2p"
@@ -222,7 +222,7 @@ async def _attack(url: str, genesis_hash: bytes, chain_id: str) -> list[str]:
 def test_abuse_of_one_node_does_not_stop_finality(devnet):
     import asyncio
 
-    from node.genesis import load_genesis
+    from node.types.genesis import load_genesis
 
     urls = devnet.urls
     _wait(lambda: min(_height(u) for u in urls) >= 3, 60, "a running devnet")

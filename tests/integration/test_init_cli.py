@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from node.genesis import DEFAULT_GENESIS, load_genesis
+from node.types.genesis import DEFAULT_GENESIS, load_genesis
 from tests.integration.cli_helpers import assert_one_line_error, uponode
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from node.genesis import load_genesis
+from node.types.genesis import load_genesis
 from node.uPoW.model_state import genesis_model
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.trainer import Trainer

@@ -17,13 +17,13 @@ import pytest
 import pytest_asyncio
 from aiohttp import WSMsgType, web
 
-from node.votes import PREVOTE, Vote, VoteBody, sign_vote
-from node.codec import Record
-from node.crypto import SigningKey
-from node.p2p import InvalidPeerMessage, PeerNetwork
-from node.p2p_protocol import Handshake, HandshakeState
-from node.transactions import Transfer, sign_tx
-from node.wire import (GOSSIP_TYPES, MAX_FRAME_BYTES, HelloAck, Status, TxMessage,
+from node.types.votes import PREVOTE, Vote, VoteBody, sign_vote
+from node.types.codec import Record
+from node.types.crypto import SigningKey
+from node.net.p2p import InvalidPeerMessage, PeerNetwork
+from node.net.p2p_protocol import Handshake, HandshakeState
+from node.types.transactions import Transfer, sign_tx
+from node.net.wire import (GOSSIP_TYPES, MAX_FRAME_BYTES, HelloAck, Status, TxMessage,
                        decode_message, encode_message)
 
 CHAIN = "p2p-test"
@@ -174,7 +174,7 @@ async def test_gossip_relays_across_a_line(started):
 async def test_a_peer_on_another_genesis_is_refused_and_redialed_quietly(started, caplog):
     honest = await started()
     stranger = await started(genesis=bytes(32))
-    with caplog.at_level(logging.DEBUG, logger="node.p2p"):
+    with caplog.at_level(logging.DEBUG, logger="node.net.p2p"):
         await stranger.net.connect(honest.address)
         await asyncio.sleep(1.8)  # three attempts: at 0, 0.5 and 1.5 s
     assert honest.net.peers() == [] and stranger.net.peers() == []
@@ -213,7 +213,7 @@ async def test_nodes_dialing_each_other_keep_one_connection(started):
 @pytest.mark.asyncio
 async def test_a_node_dialing_itself_gives_up(started, caplog):
     node = await started()
-    with caplog.at_level(logging.WARNING, logger="node.p2p"):
+    with caplog.at_level(logging.WARNING, logger="node.net.p2p"):
         await node.net.connect(node.address)
         await wait_for(lambda: any("this node itself" in r.getMessage() for r in caplog.records))
     assert node.net.peers() == []

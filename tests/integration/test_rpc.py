@@ -19,18 +19,18 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from node import genesis as g
-from node.blocks import Block, certificate_from_precommits
-from node.votes import PRECOMMIT, VoteBody, sign_vote
-from node.chain import Chain
-from node.crypto import SigningKey, sha256
-from node.mempool import Mempool
-from node.metrics import Metrics
-from node import rpc
-from node.rpc import MAX_HEADERS, NodeAPI, json_errors, rpc_routes
+from node.types import genesis as g
+from node.types.blocks import Block, certificate_from_precommits
+from node.types.votes import PRECOMMIT, VoteBody, sign_vote
+from node.state.chain import Chain
+from node.types.crypto import SigningKey, sha256
+from node.state.mempool import Mempool
+from node.rpc.metrics import Metrics
+from node.rpc import api as rpc
+from node.rpc.api import MAX_HEADERS, NodeAPI, json_errors, rpc_routes
 from node.storage.blobstore import QUARANTINE, BlobStore
 from node.storage.chainstore import ChainStore
-from node.transactions import Bond, RegisterMiner, SignedTx, Transfer, WorkCommitment, sign_tx
+from node.types.transactions import Bond, RegisterMiner, SignedTx, Transfer, WorkCommitment, sign_tx
 from node.uPoW.assignment import assign_unit
 from node.uPoW.oracle import KERNEL_VERSION
 from node.uPoW.rounds import RoundSchedule

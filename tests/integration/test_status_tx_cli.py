@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
-from node.config import NodeConfig, render_config
-from node.genesis import DEFAULT_GENESIS, load_genesis
-from node.home import copy_corpus, init_home
+from node.storage.config import NodeConfig, render_config
+from node.types.genesis import DEFAULT_GENESIS, load_genesis
+from node.storage.home import copy_corpus, init_home
 from node.storage.chainstore import ChainStore
 from tests.integration.cli_helpers import assert_one_line_error, uponode
 from tests.integration.test_rpc import (STATUS_EXTRA, USER, VALIDATORS, ServerThread, build_chain,

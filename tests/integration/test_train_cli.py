@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from node.genesis import DEFAULT_GENESIS
+from node.types.genesis import DEFAULT_GENESIS
 from tests.integration.cli_helpers import assert_one_line_error, uponode
 from tests.unit.test_training import GOLDEN_STATE_HASH_20
 

@@ -1,9 +1,9 @@
 """A tiny in-memory application for consensus tests: empty blocks that chain by hash."""
 from __future__ import annotations
 
-from node import crypto
-from node.blocks import EMPTY_COMMIT, Block, BlockHeader
-from node.votes import NIL_HASH
+from node.types import crypto
+from node.types.blocks import EMPTY_COMMIT, Block, BlockHeader
+from node.types.votes import NIL_HASH
 
 CHAIN_ID = "sim-chain"
 GENESIS_HASH = crypto.sha256(b"sim genesis")

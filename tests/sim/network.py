@@ -25,15 +25,15 @@ import heapq
 import random
 from typing import Callable, Iterator
 
-from node import crypto
-from node.blocks import Block, CommitCertificate
-from node.votes import NIL_HASH, PRECOMMIT, Vote, VoteBody, sign_vote
+from node.types import crypto
+from node.types.blocks import Block, CommitCertificate
+from node.types.votes import NIL_HASH, PRECOMMIT, Vote, VoteBody, sign_vote
 from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Lock, RecordLock,
                                  RecordSigned, ScheduleTimeout, SignedStep, Timeout, TimeoutConfig)
-from node.consensus.messages import Proposal, sign_proposal
-from node.crypto import SigningKey
-from node.ledger import Committee, CommitteeMember
-from node.verify.commits import InvalidCommit, verify_commit
+from node.types.proposal import Proposal, sign_proposal
+from node.types.crypto import SigningKey
+from node.state.ledger import Committee, CommitteeMember
+from node.consensus.commits import InvalidCommit, verify_commit
 from tests.sim.app import CHAIN_ID, ChainApp
 
 

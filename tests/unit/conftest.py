@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from node.genesis import Genesis, load_genesis
+from node.types.genesis import Genesis, load_genesis
 from node.uPoW.model_state import ModelState, genesis_model
 from node.uPoW.trainer import Trainer
 

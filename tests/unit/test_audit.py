@@ -9,14 +9,14 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from node.merkle import inclusion_proof, merkle_root
-from node.transactions import FraudProof
+from node.types.merkle import inclusion_proof, merkle_root
+from node.types.transactions import FraudProof
 from node.uPoW.model_state import ModelState, encode_model, model_root
 from node.uPoW.state import TrainingState, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import (UnitWork, commitment_for, decode_delta, encode_delta, encode_leaves,
                             train_unit, unit_start_state)
-from node.verify.audit import (InvalidCheckpoint, confirm_fraud, delta_from_checkpoint,
+from node.uPoW.replay import (InvalidCheckpoint, confirm_fraud, delta_from_checkpoint,
                                load_checkpoint, replay_segment)
 
 SEED = 7

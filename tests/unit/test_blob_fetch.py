@@ -10,8 +10,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from node.blob_fetch import BlobFetcher, fetch_blob
-from node.rpc import NodeAPI, json_errors, rpc_routes
+from node.net.blob_fetch import BlobFetcher, fetch_blob
+from node.rpc.api import NodeAPI, json_errors, rpc_routes
 from node.storage.blobstore import BlobStore
 
 pytestmark = pytest.mark.asyncio

@@ -5,15 +5,15 @@ import dataclasses
 
 import pytest
 
-from node.votes import NIL_HASH, PRECOMMIT, PREVOTE, Vote, VoteBody, sign_vote
+from node.types.votes import NIL_HASH, PRECOMMIT, PREVOTE, Vote, VoteBody, sign_vote
 from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Lock, RecordLock,
                                  RecordSigned, ScheduleTimeout, SignedStep, Step, Timeout,
                                  TimeoutConfig)
-from node.consensus.messages import NO_POL_ROUND, Proposal, sign_proposal
+from node.types.proposal import NO_POL_ROUND, Proposal, sign_proposal
 from node.consensus.proposer import proposer_for
-from node.crypto import SigningKey
-from node.ledger import Committee, CommitteeMember
-from node.verify.commits import verify_commit
+from node.types.crypto import SigningKey
+from node.state.ledger import Committee, CommitteeMember
+from node.consensus.commits import verify_commit
 from tests.sim.app import CHAIN_ID, GENESIS_HASH, make_block
 
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]

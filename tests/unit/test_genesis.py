@@ -5,8 +5,8 @@ import pathlib
 
 import pytest
 
-from node.crypto import SigningKey
-from node.genesis import DEFAULT_GENESIS, GenesisError, load_genesis, parse_genesis
+from node.types.crypto import SigningKey
+from node.types.genesis import DEFAULT_GENESIS, GenesisError, load_genesis, parse_genesis
 
 DEVNET = json.loads(DEFAULT_GENESIS.read_text())
 GENESIS_DIR = DEFAULT_GENESIS.parent

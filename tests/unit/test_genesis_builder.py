@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from genesis.builder import FUNDED_BALANCE, VALIDATOR_POWER, BuildError, build_devnet
-from node.genesis import load_genesis
-from node.home import init_home, read_key_file
+from node.types.genesis import load_genesis
+from node.storage.home import init_home, read_key_file
 
 
 def test_four_validators(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from node.genesis import load_genesis
+from node.types.genesis import load_genesis
 from node.uPoW.data import Corpus, train_batch
 from node.uPoW.model import GPT, ParameterLayout, init_parameters
 from node.uPoW.torch_gpt import torch_gpt_loss

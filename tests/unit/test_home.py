@@ -6,10 +6,10 @@ import pathlib
 import pytest
 
 from node.cli import main
-from node.config import ConfigError, NodeConfig, parse_config, render_config
-from node.crypto import SigningKey
-from node.genesis import DEFAULT_GENESIS, GenesisError, load_genesis
-from node.home import HomeError, init_home, load_home, read_key_file, write_key_file
+from node.storage.config import ConfigError, NodeConfig, parse_config, render_config
+from node.types.crypto import SigningKey
+from node.types.genesis import DEFAULT_GENESIS, GenesisError, load_genesis
+from node.storage.home import HomeError, init_home, load_home, read_key_file, write_key_file
 
 
 def _mode(path: pathlib.Path) -> int:

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 import kernels
-from node.genesis import load_genesis
+from node.types.genesis import load_genesis
 from node.uPoW.trainer import Trainer
 from kernels import optim
 

@@ -7,18 +7,18 @@ import dataclasses
 
 import pytest
 
-from node import genesis as g
-from node.blocks import Block, BlockHeader, EMPTY_COMMIT, NO_CLOSE
-from node.crypto import SigningKey, sha256
-from node.ledger import (ACCOUNT_PREFIX, U64_MAX, UNMEASURED_LOSS, Account, BlockError, ChainState,
+from node.types import genesis as g
+from node.types.blocks import Block, BlockHeader, EMPTY_COMMIT, NO_CLOSE
+from node.types.crypto import SigningKey, sha256
+from node.state.ledger import (ACCOUNT_PREFIX, U64_MAX, UNMEASURED_LOSS, Account, BlockError, ChainState,
                          FraudRecord, ModelRecord, Transition, TxError, execute_block, state_digest)
-from node.merkle import inclusion_proof, merkle_root
-from node.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
+from node.types.merkle import inclusion_proof, merkle_root
+from node.types.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
                                RegisterMiner, Transfer, Unbond, WorkCommitment, sign_tx)
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION, WorkUnavailable
-from node.votes import PRECOMMIT, VoteBody, sign_vote
+from node.types.votes import PRECOMMIT, VoteBody, sign_vote
 from tests.oracles import NoOracle
 
 CHAIN = "uponode-test"

@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from node.crypto import SigningKey, sha256
-from node.ledger import ACCOUNT_PREFIX, Account, ChainState
-from node.mempool import MAX_NONCE_GAP, Mempool, MempoolError
-from node.transactions import FraudProof, Transfer, sign_tx
+from node.types.crypto import SigningKey, sha256
+from node.state.ledger import ACCOUNT_PREFIX, Account, ChainState
+from node.state.mempool import MAX_NONCE_GAP, Mempool, MempoolError
+from node.types.transactions import FraudProof, Transfer, sign_tx
 
 CHAIN_ID = "chain-test"
 ALICE, BOB, CAROL = (SigningKey(sha256(name)) for name in (b"alice", b"bob", b"carol"))

@@ -1,12 +1,12 @@
 """Equivocation seen by the node's consensus core ends on chain as a slash."""
 from genesis.builder import build_devnet
-from node.blocks import certificate_from_precommits
-from node.chain import Chain
+from node.types.blocks import certificate_from_precommits
+from node.state.chain import Chain
 from node.consensus.core import Evidence
-from node.home import init_home, load_home, read_key_file
+from node.storage.home import init_home, load_home, read_key_file
 from node.node import Node
 from node.storage.chainstore import ChainStore
-from node.votes import PRECOMMIT, VoteBody, sign_vote
+from node.types.votes import PRECOMMIT, VoteBody, sign_vote
 from tests.oracles import NoOracle
 
 
@@ -22,17 +22,17 @@ def test_evidence_becomes_a_transaction_that_slashes_the_equivocator(tmp_path):
     first = sign_vote(cheat, chain_id, VoteBody(PRECOMMIT, 1, 0, b"\x01" * 32))
     second = sign_vote(cheat, chain_id, VoteBody(PRECOMMIT, 1, 0, b"\x02" * 32))
     with ChainStore.open(home.data_dir / "chain") as store:
-        node.chain = Chain(home.genesis, store, NoOracle())
-        bond_before = node.chain.state.account(cheat.public_key).bond
-        balance_before = node.chain.state.account(keys[0].public_key).balance
+        node.state.chain = Chain(home.genesis, store, NoOracle())
+        bond_before = node.state.chain.state.account(cheat.public_key).bond
+        balance_before = node.state.chain.state.account(keys[0].public_key).balance
         node._process([Evidence(first, second)])
-        assert len(node.mempool) == 1
-        block, refused = node.chain.propose(node.mempool.reap(10), keys[0].public_key, 1)
+        assert len(node.state.mempool) == 1
+        block, refused = node.state.chain.propose(node.state.mempool.reap(10), keys[0].public_key, 1)
         assert len(block.txs) == 1 and not refused
         body = VoteBody(PRECOMMIT, 1, 0, block.hash)
-        node.chain.finalize(block, certificate_from_precommits([sign_vote(k, chain_id, body) for k in keys]))
+        node.state.chain.finalize(block, certificate_from_precommits([sign_vote(k, chain_id, body) for k in keys]))
         economics = home.genesis.economics
         taken = bond_before * economics.fraud_slash_bps // 10_000
-        assert node.chain.state.account(cheat.public_key).bond == bond_before - taken
-        assert node.chain.state.account(keys[0].public_key).balance == (
+        assert node.state.chain.state.account(cheat.public_key).bond == bond_before - taken
+        assert node.state.chain.state.account(keys[0].public_key).balance == (
             balance_before + taken * economics.fraud_bounty_bps // 10_000)

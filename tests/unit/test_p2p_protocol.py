@@ -1,11 +1,11 @@
 """The peer protocol's pure pieces: every handshake outcome, rate limits, bans, seen-cache."""
 import pytest
 
-from node.crypto import SigningKey
-from node.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, PeerRate,
+from node.types.crypto import SigningKey
+from node.net.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, PeerRate,
                                SeenCache, SelfConnection, TokenBucket, backoff_delay,
                                parse_address)
-from node.wire import HelloAck, Status, sign_handshake
+from node.net.wire import HelloAck, Status, sign_handshake
 
 CHAIN = "test-chain"
 GENESIS = bytes(range(32))

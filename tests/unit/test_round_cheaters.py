@@ -13,24 +13,24 @@ import shutil
 import numpy as np
 import pytest
 
-from node.blocks import ACCEPTED, REJECTED, SLASHED, certificate_from_precommits
-from node.chain import Chain
-from node.crypto import SigningKey, sha256
-from node.genesis import load_genesis
+from node.types.blocks import ACCEPTED, REJECTED, SLASHED, certificate_from_precommits
+from node.state.chain import Chain
+from node.types.crypto import SigningKey, sha256
+from node.types.genesis import load_genesis
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
-from node.transactions import FraudProof, RegisterAuditor, RegisterMiner, sign_tx
+from node.types.transactions import FraudProof, RegisterAuditor, RegisterMiner, sign_tx
 from node.uPoW.assignment import assign_unit, challenged_segments
 from node.uPoW.model_state import genesis_model, genesis_model_blob, genesis_model_root
 from node.uPoW.oracle import WorkUnavailable
 from node.uPoW.trainer import Trainer
 from node.uPoW.unit_compute import UnitCompute
 from node.uPoW.work import commitment_for, decode_delta, encode_delta, encode_leaves, train_unit
-from node.merkle import merkle_root
+from node.types.merkle import merkle_root
 from node.uPoW.state import decode_state, encode_state
 from node.uPoW.work_oracle import BlobWorkOracle
 from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
-from node.votes import PRECOMMIT, VoteBody, sign_vote
+from node.types.votes import PRECOMMIT, VoteBody, sign_vote
 
 BASE = load_genesis()
 VALIDATOR = SigningKey(sha256(b"round validator"))

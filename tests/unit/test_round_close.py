@@ -6,22 +6,22 @@ import dataclasses
 
 import pytest
 
-from node import genesis as g
-from node.blocks import (ACCEPTED, NO_CLOSE, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
+from node.types import genesis as g
+from node.types.blocks import (ACCEPTED, NO_CLOSE, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
                          SLASHED, CommitteeMember, Payment, UnitOutcome, certificate_from_precommits,
                          close_hash)
-from node.chain import Chain, InvalidBlock
-from node.crypto import SigningKey, sha256
-from node.ledger import (ACCOUNT_PREFIX, UNMEASURED_LOSS, Account, ChainState, ModelRecord, Transition,
+from node.state.chain import Chain, InvalidBlock
+from node.types.crypto import SigningKey, sha256
+from node.state.ledger import (ACCOUNT_PREFIX, UNMEASURED_LOSS, Account, ChainState, ModelRecord, Transition,
                          WorkCount, work_count_key)
-from node.merkle import inclusion_proof, merkle_root
+from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.chainstore import ChainStore
-from node.transactions import (AuditReport, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
+from node.types.transactions import (AuditReport, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
                                WorkCommitment, sign_tx)
 from node.uPoW.assignment import assigned_auditors, challenged_segments
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION, WorkUnavailable
-from node.votes import PRECOMMIT, VoteBody, sign_vote
+from node.types.votes import PRECOMMIT, VoteBody, sign_vote
 
 VALIDATORS = [SigningKey(sha256(b"close validator %d" % i)) for i in range(4)]
 HONEST, LAZY, CHEAT = (SigningKey(sha256(b"close miner %s" % n)) for n in (b"honest", b"lazy", b"cheat"))

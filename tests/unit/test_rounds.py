@@ -2,7 +2,7 @@
 what, and which units, segments and auditors a hash picks."""
 import pytest
 
-from node.crypto import sha256
+from node.types.crypto import sha256
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
 from node.uPoW.rounds import AGGREGATE, AUDIT, CHALLENGE, TRAIN, RoundSchedule
 

@@ -6,10 +6,10 @@ import struct
 
 import pytest
 
-from node.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
+from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
                          SLASHED, Payment, RoundClose, UnitOutcome)
-from node.rounds_view import float32, round_phase, round_view
-from node.transactions import WorkCommitment
+from node.rpc.rounds_view import float32, round_phase, round_view
+from node.types.transactions import WorkCommitment
 from node.uPoW.rounds import RoundSchedule
 
 SCHEDULE = RoundSchedule(round_blocks=10, commit_blocks=4)  # train 1..4, challenge 5, audit 6..9

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from node.genesis import load_genesis
+from node.types.genesis import load_genesis
 from node.uPoW.data import train_batch
 from node.uPoW.export import export_safetensors
 from node.uPoW.state import NonFiniteStateError, state_hash

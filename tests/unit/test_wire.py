@@ -1,13 +1,13 @@
 """Peer frames: one tagged union, strict decoding, a size cap checked before decoding."""
 import pytest
 
-from node.blocks import EMPTY_COMMIT, Block, BlockHeader
-from node.votes import PREVOTE, VoteBody, sign_vote
-from node.codec import DecodeError
-from node.consensus.messages import sign_proposal
-from node.crypto import SigningKey
-from node.transactions import Transfer, WorkCommitment, sign_tx
-from node.wire import (MAX_BLOCKS_PER_MESSAGE, MAX_FRAME_BYTES, PEER_MESSAGE, Blocks,
+from node.types.blocks import EMPTY_COMMIT, Block, BlockHeader
+from node.types.votes import PREVOTE, VoteBody, sign_vote
+from node.types.codec import DecodeError
+from node.types.proposal import sign_proposal
+from node.types.crypto import SigningKey
+from node.types.transactions import Transfer, WorkCommitment, sign_tx
+from node.net.wire import (MAX_BLOCKS_PER_MESSAGE, MAX_FRAME_BYTES, PEER_MESSAGE, Blocks,
                        BlockWithCommit, GetBlocks, Hello, HelloAck, Status, TxMessage,
                        decode_message, encode_message, handshake_signature_valid, message_id,
                        sign_handshake)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.genesis import load_genesis
-from node.merkle import merkle_root
+from node.types.genesis import load_genesis
+from node.types.merkle import merkle_root
 from node.uPoW.aggregation import eval_loss_bits, outer_step
 from node.uPoW.model import ParameterLayout
 from node.uPoW.model_state import BlobFormatError, ModelState, decode_model, encode_model

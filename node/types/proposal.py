@@ -1,11 +1,11 @@
-"""Consensus messages besides votes (node.blocks.Vote): the signed block proposal."""
+"""Consensus messages besides votes (node.types.blocks.Vote): the signed block proposal."""
 from __future__ import annotations
 
 import dataclasses
 
-from node import crypto
-from node.blocks import Block
-from node.codec import HASH, PUBKEY, SIGNATURE, U32, U64, Nested, Record
+from node.types import crypto
+from node.types.blocks import Block
+from node.types.codec import HASH, PUBKEY, SIGNATURE, U32, U64, Nested, Record
 
 PROPOSAL_DOMAIN = "proposal"
 NO_POL_ROUND = 0xFFFFFFFF  # the proposal re-proposes no earlier valid block

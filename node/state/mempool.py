@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from node.ledger import ChainState
-from node.transactions import SignedTx
+from node.state.ledger import ChainState
+from node.types.transactions import SignedTx
 
 # how far past its committed nonce a sender may queue: bounds what one key can park
 MAX_NONCE_GAP = 64

@@ -6,9 +6,9 @@ import logging
 import pathlib
 import sys
 
-from node.errors import CommandError
-from node.home import load_home
-from node.start_command import address_argument, run_until_signalled
+from node.types.errors import CommandError
+from node.storage.home import load_home
+from node.cmd.start import address_argument, run_until_signalled
 
 
 def run_audit(args: argparse.Namespace) -> int:

@@ -20,14 +20,14 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from node.blocks import Block, BlockHeader, CommitCertificate, RoundClose
-from node.chain import Chain
-from node.codec import DecodeError, Reader, Record
-from node.mempool import Mempool, MempoolError
-from node.metrics import CONTENT_TYPE, Metrics
-from node.rounds_view import round_view
+from node.types.blocks import Block, BlockHeader, CommitCertificate, RoundClose
+from node.state.chain import Chain
+from node.types.codec import DecodeError, Reader, Record
+from node.state.mempool import Mempool, MempoolError
+from node.rpc.metrics import CONTENT_TYPE, Metrics
+from node.rpc.rounds_view import round_view
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
-from node.transactions import SignedTx, decode_tx
+from node.types.transactions import SignedTx, decode_tx
 from node.uPoW.rounds import RoundSchedule
 
 MAX_HEADERS = 1000  # per /headers request

@@ -6,9 +6,9 @@ import json
 import sys
 import time
 
-from node.errors import CommandError
-from node.genesis import load_genesis
-from node.progress import ProgressBar
+from node.types.errors import CommandError
+from node.types.genesis import load_genesis
+from node.cmd.progress import ProgressBar
 
 
 def _emit(record: dict) -> None:
@@ -20,15 +20,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     import numba
 
-    from kernels.backend import BackendUnavailable, cpu_backend, cuda_backend
-    from kernels.fpenv import FloatingPointEnvironmentError
+    from node.uPoW.backends import FloatingPointEnvironmentError, backend_for
     from node.uPoW.state import NonFiniteStateError
     from node.uPoW.trainer import Trainer
 
-    try:
-        backend = cuda_backend() if args.gpu else cpu_backend()
-    except BackendUnavailable as exc:
-        raise CommandError(f"--gpu: {exc}") from None
+    backend = backend_for(args.gpu)
     if args.threads is not None:
         numba.set_num_threads(args.threads)
     try:

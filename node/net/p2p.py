@@ -5,7 +5,7 @@ with; once the handshake has proven who is on the other end, both directions are
 the same.  Each connection is one task that reads frames (size cap, rate limit,
 strict decode) and hands messages to the node, plus one task that writes the
 peer's queued frames, so a slow peer never blocks the node.  The protocol rules
-themselves live in node.p2p_protocol, free of I/O.
+themselves live in node.net.p2p_protocol, free of I/O.
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from typing import Awaitable, Callable
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from node.codec import DecodeError, Record
-from node.crypto import SigningKey
-from node.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, PeerRate,
+from node.types.codec import DecodeError, Record
+from node.types.crypto import SigningKey
+from node.net.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, PeerRate,
                                SeenCache, SelfConnection, backoff_delay, parse_address)
-from node.wire import (GOSSIP_TYPES, HANDSHAKE_TYPES, MAX_FRAME_BYTES, Hello, Status,
+from node.net.wire import (GOSSIP_TYPES, HANDSHAKE_TYPES, MAX_FRAME_BYTES, Hello, Status,
                        decode_message, encode_message, message_id)
 
 log = logging.getLogger(__name__)

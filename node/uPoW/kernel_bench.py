@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from kernels.backend import Backend, BackendUnavailable, cuda_backend
-from node.errors import CommandError
-from node.genesis import Genesis, load_genesis
+from node.uPoW.backends import Backend, backend_for
+from node.types.errors import CommandError
+from node.types.genesis import Genesis, load_genesis
 
 if TYPE_CHECKING:
     from node.uPoW.trainer import Trainer
@@ -159,10 +159,7 @@ def gpu_backend() -> Backend:
     """The CUDA backend, or a CommandError where the kernels or torch's cuBLAS
     baseline cannot run here.  The kernels are checked first, so that a machine
     without a GPU gets the message `uponode train --gpu` gives."""
-    try:
-        backend = cuda_backend()
-    except BackendUnavailable as exc:
-        raise CommandError(f"--gpu: {exc}") from None
+    backend = backend_for(gpu=True)
     import torch
 
     if torch.version.cuda is None:

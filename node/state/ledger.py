@@ -19,12 +19,12 @@ import collections
 import dataclasses
 from typing import Iterable
 
-from node.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
+from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
                          SLASHED, Block, CommitteeMember, Payment, RoundClose, UnitOutcome)
-from node.codec import HASH, PUBKEY, U16, U32, U64, ListOf, Nested, Record
-from node.genesis import Genesis
-from node.merkle import leaf_hash, root_of_leaf_hashes, verify_inclusion
-from node.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
+from node.types.codec import HASH, PUBKEY, U16, U32, U64, ListOf, Nested, Record
+from node.types.genesis import Genesis
+from node.types.merkle import leaf_hash, root_of_leaf_hashes, verify_inclusion
+from node.types.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
                                RegisterMiner, SignedTx, Transfer, Unbond, WorkCommitment)
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
 from node.uPoW.model_state import genesis_model_root

@@ -9,9 +9,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from node import crypto
-from node.votes import Vote
-from node.codec import (HASH, PUBKEY, SIGNATURE, U16, U32, U64, DecodeError, ListOf,
+from node.types import crypto
+from node.types.votes import Vote
+from node.types.codec import (HASH, PUBKEY, SIGNATURE, U16, U32, U64, DecodeError, ListOf,
                         Nested, Record, Tagged)
 
 TX_DOMAIN = "tx"

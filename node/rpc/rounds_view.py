@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from typing import Mapping, Protocol, Sequence
 
-from node.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
+from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
                          SLASHED, RoundClose)
-from node.transactions import WorkCommitment
+from node.types.transactions import WorkCommitment
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.work import float32_from_bits
 

@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-from node.transactions import FraudProof, WorkCommitment
+from node.types.transactions import FraudProof, WorkCommitment
 from node.uPoW.model_state import BlobFormatError, ModelState
 from node.uPoW.state import NonFiniteStateError, TrainingState, decode_state
 from node.uPoW.trainer import Trainer

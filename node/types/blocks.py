@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from node import crypto
-from node.codec import HASH, PUBKEY, SIGNATURE, U8, U32, U64, ListOf, Nested, Record, Text
-from node.merkle import merkle_root
-from node.transactions import SignedTx
-from node.votes import NIL_HASH, PRECOMMIT, Vote, VoteBody
+from node.types import crypto
+from node.types.codec import HASH, PUBKEY, SIGNATURE, U8, U32, U64, ListOf, Nested, Record, Text
+from node.types.merkle import merkle_root
+from node.types.transactions import SignedTx
+from node.types.votes import NIL_HASH, PRECOMMIT, Vote, VoteBody
 
 MAX_CHAIN_ID = 64
 MAX_BLOCK_TXS = 100_000

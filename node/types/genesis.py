@@ -17,7 +17,7 @@ from typing import Any
 
 import nacl.bindings
 
-DEFAULT_GENESIS = pathlib.Path(__file__).resolve().parent.parent / "genesis" / "devnet.json"
+DEFAULT_GENESIS = pathlib.Path(__file__).resolve().parents[2] / "genesis" / "devnet.json"
 
 
 class GenesisError(ValueError):
@@ -48,6 +48,11 @@ class TrainingConfig:
     data_seed: int
     audit_segments: int  # random segments challenged per unit, besides the last one
     auditors_per_unit: int  # auditors assigned to check each unit's challenged segments
+
+    @property
+    def segments(self) -> int:
+        """Segments of a unit: one per checkpoint interval, a Merkle leaf at each end."""
+        return self.steps_per_unit // self.checkpoint_every
 
 
 @dataclasses.dataclass(frozen=True)

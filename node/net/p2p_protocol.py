@@ -3,16 +3,16 @@ the gossip seen-cache.
 
 Nothing here reads a socket or a clock: frames and the current time are passed in,
 messages to send are handed back, so every edge case is a unit test (the approach of
-h11).  node.p2p drives these pieces over aiohttp WebSockets.
+h11).  node.net.p2p drives these pieces over aiohttp WebSockets.
 """
 from __future__ import annotations
 
 import enum
 from collections import OrderedDict
 
-from node.codec import Record
-from node.crypto import SigningKey
-from node.wire import MAX_ADDRESS, Hello, HelloAck, handshake_signature_valid, sign_handshake
+from node.types.codec import Record
+from node.types.crypto import SigningKey
+from node.net.wire import MAX_ADDRESS, Hello, HelloAck, handshake_signature_valid, sign_handshake
 
 MAX_PORT = 65535
 

@@ -14,13 +14,13 @@ import asyncio
 import logging
 from typing import Callable, Sequence
 
-from node.blob_fetch import BlobFetcher
-from node.chain import Chain
-from node.genesis import Genesis
+from node.net.blob_fetch import BlobFetcher
+from node.state.chain import Chain
+from node.types.genesis import Genesis
 from node.uPoW.mining import Miner
 from node.uPoW.rounds import AUDIT, RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker
-from node.transactions import RegisterMiner
+from node.types.transactions import RegisterMiner
 from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
 
 log = logging.getLogger("uponode.rounds")

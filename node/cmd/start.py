@@ -9,9 +9,9 @@ import signal
 import sys
 from typing import Awaitable, Callable
 
-from node.config import parse_host_port
-from node.errors import CommandError
-from node.home import load_home
+from node.storage.config import parse_host_port
+from node.types.errors import CommandError
+from node.storage.home import load_home
 
 
 def address_argument(text: str, flag: str) -> str:
@@ -34,21 +34,17 @@ def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None
     asyncio.run(main())
 
 
-def run_start(args: argparse.Namespace) -> int:
+def run_start(args: argparse.Namespace, node_class: type) -> int:
+    """Run the full node that node_class wires (the root's Node) until a signal."""
     if args.gpu:
-        from kernels.backend import BackendUnavailable, cuda_backend
-        try:
-            cuda_backend()
-        except BackendUnavailable as exc:
-            raise CommandError(f"--gpu: {exc}") from None
+        from node.uPoW.backends import backend_for
+        backend_for(gpu=True)
     home = load_home(pathlib.Path(args.home))
     listen = address_argument(args.listen, "--listen") if args.listen else home.config.listen
     peers = tuple(address_argument(p, "--peer") for p in args.peer) if args.peer else home.config.peers
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from node.node import Node  # aiohttp and the consensus stack load only for this command
-
-    node = Node(home, listen, peers, mine=home.config.mine and not args.no_mine,
+    node = node_class(home, listen, peers, mine=home.config.mine and not args.no_mine,
                 backend="cuda" if args.gpu else "cpu")
     try:
         run_until_signalled(node.run)

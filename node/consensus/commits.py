@@ -2,17 +2,25 @@
 committee's voting power."""
 from __future__ import annotations
 
-from node.blocks import CommitCertificate
-from node.votes import VOTE_DOMAIN
-from node.crypto import verify
-from node.ledger import Committee
+from node.types.blocks import CommitCertificate
+from node.types.votes import VOTE_DOMAIN
+from node.types.crypto import verify
+from typing import Protocol
+
+
+class VotingPower(Protocol):
+    """The committee a commit is checked against (the state's Committee record)."""
+
+    total_power: int
+
+    def power_of(self, pub_key: bytes) -> int: ...
 
 
 class InvalidCommit(Exception):
     """A commit certificate that does not prove finality; the message says why."""
 
 
-def verify_commit(commit: CommitCertificate, committee: Committee, chain_id: str,
+def verify_commit(commit: CommitCertificate, committee: VotingPower, chain_id: str,
                   height: int, block_hash: bytes) -> None:
     """Raise InvalidCommit unless commit finalizes block_hash at height under committee."""
     if commit.height != height or commit.block_hash != block_hash:

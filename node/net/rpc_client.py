@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from node.errors import CommandError
+from node.types.errors import CommandError
 
 DEFAULT_RPC = "http://127.0.0.1:26600"
 MAX_REPLY = 16 * 1024 * 1024

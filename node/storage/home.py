@@ -1,6 +1,6 @@
 """A node's home directory: its config, genesis, key and data.
 
-    config.toml       listen address, peers, mining (node.config)
+    config.toml       listen address, peers, mining (node.storage.config)
     genesis.json      a byte-for-byte copy of the chain's genesis file
     corpus/...        the pinned corpus, at the genesis's relative corpus path
     node_key.json     the node's ed25519 key, mode 0600
@@ -22,10 +22,10 @@ import pathlib
 import secrets
 import stat
 
-from node.config import ConfigError, NodeConfig, parse_config, render_config
-from node.crypto import SigningKey
-from node.errors import CommandError
-from node.genesis import DEFAULT_GENESIS, Genesis, GenesisError, parse_genesis
+from node.storage.config import ConfigError, NodeConfig, parse_config, render_config
+from node.types.crypto import SigningKey
+from node.types.errors import CommandError
+from node.types.genesis import DEFAULT_GENESIS, Genesis, GenesisError, parse_genesis
 
 CONFIG_FILE = "config.toml"
 GENESIS_FILE = "genesis.json"

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from node.blocks import EMPTY_COMMIT, Block, BlockHeader, CommitCertificate, close_hash, tx_root
-from node.crypto import sha256
-from node.genesis import Genesis
-from node.ledger import BlockError, ChainState, Committee, TxError, Transition, execute_block
+from node.types.blocks import EMPTY_COMMIT, Block, BlockHeader, CommitCertificate, close_hash, tx_root
+from node.types.crypto import sha256
+from node.types.genesis import Genesis
+from node.state.ledger import BlockError, ChainState, Committee, TxError, Transition, execute_block
 from node.storage.chainstore import ChainStore, Head, StoreCorrupted
-from node.transactions import SignedTx
+from node.types.transactions import SignedTx
 from node.uPoW.oracle import WorkOracle, WorkUnavailable
-from node.verify.commits import InvalidCommit, verify_commit
+from node.consensus.commits import InvalidCommit, verify_commit
 
 
 class InvalidBlock(Exception):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from node import crypto
-from node.codec import HASH, PUBKEY, SIGNATURE, U8, U32, U64, Nested, Record
+from node.types import crypto
+from node.types.codec import HASH, PUBKEY, SIGNATURE, U8, U32, U64, Nested, Record
 
 VOTE_DOMAIN = "vote"
 PREVOTE = 1

@@ -12,7 +12,7 @@ import re
 import tomllib
 from typing import Any
 
-from node.errors import CommandError
+from node.types.errors import CommandError
 
 DEFAULT_LISTEN = "127.0.0.1:26600"
 MAX_PEERS = 1000

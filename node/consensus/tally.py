@@ -8,7 +8,7 @@ each validator once.
 """
 from __future__ import annotations
 
-from node.votes import Vote
+from node.types.votes import Vote
 
 # Votes of one validator for different blocks in one step that are counted; all but the first
 # are misbehaviour, and the cap bounds what a cheater can make us store.

@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from node import crypto
-from node.blocks import MAX_CHAIN_ID, Block, CommitCertificate
-from node.votes import Vote
-from node.codec import (HASH, PUBKEY, SIGNATURE, U64, DecodeError, ListOf, Nested, Reader,
+from node.types import crypto
+from node.types.blocks import MAX_CHAIN_ID, Block, CommitCertificate
+from node.types.votes import Vote
+from node.types.codec import (HASH, PUBKEY, SIGNATURE, U64, DecodeError, ListOf, Nested, Reader,
                         Record, Tagged, Text, UInt)
-from node.consensus.messages import Proposal
-from node.transactions import SignedTx
+from node.types.proposal import Proposal
+from node.types.transactions import SignedTx
 
 HANDSHAKE_DOMAIN = "handshake"
 MAX_FRAME_BYTES = 8 * 1024 * 1024
