@@ -17,7 +17,12 @@ from typing import Iterable
 from node.types.blocks import EMPTY_COMMIT, Block, BlockHeader, CommitCertificate, close_hash, tx_root
 from node.types.crypto import sha256
 from node.types.genesis import Genesis
-from node.state.ledger import BlockError, ChainState, Committee, TxError, Transition, execute_block
+from node.state.block_execution import execute_block
+from node.state.chain_state import ChainState
+from node.state.records import Committee
+from node.state.round_close import close_round
+from node.state.transition import BlockError, Transition, TxError
+from node.state.tx_rules import apply_tx
 from node.storage.chainstore import ChainStore, Head, StoreCorrupted
 from node.types.transactions import SignedTx
 from node.uPoW.oracle import WorkOracle, WorkUnavailable
@@ -35,7 +40,7 @@ class Chain:
         self.oracle = oracle
         head = store.head()
         if head is None:
-            self.state = ChainState.from_genesis(genesis)
+            self.state = ChainState.from_genesis(genesis, oracle.genesis_model_root())
             store.store_genesis_state(self.state.entries, self.state.root(), self.genesis_hash)
             head = store.head()
         else:
@@ -70,6 +75,10 @@ class Chain:
         raw = self.store.block(height)
         return Block.decode(raw) if raw is not None else None
 
+    def encoded_block(self, height: int) -> bytes | None:
+        """The finalized block at height as stored (its encoding starts with its header)."""
+        return self.store.block(height)
+
     def propose(self, txs: Iterable[SignedTx], proposer: bytes, time_ms: int,
                 round_: int = 0) -> tuple[Block, list[tuple[SignedTx, TxError]]]:
         """Build the next block from candidate transactions, leaving out those that fail
@@ -84,13 +93,13 @@ class Chain:
             if len(included) == self.genesis.consensus.max_block_txs:
                 break
             try:
-                transition.apply_tx(tx)
+                apply_tx(transition, tx)
                 included.append(tx)
             except TxError as exc:
                 refused.append((tx, exc))
             except WorkUnavailable:
                 continue
-        close = transition.close_round(proposer)
+        close = close_round(transition, proposer)
         last_commit = self.last_commit()
         header = BlockHeader(
             chain_id=self.genesis.chain_id, height=height, round=round_, time_ms=time_ms,

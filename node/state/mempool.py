@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from node.state.ledger import ChainState
+from node.state.reader import StateReader
 from node.types.transactions import SignedTx
 
 # how far past its committed nonce a sender may queue: bounds what one key can park
@@ -51,7 +51,7 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._by_hash
 
-    def add(self, tx: SignedTx, state: ChainState, chain_id: str) -> None:
+    def add(self, tx: SignedTx, state: StateReader, chain_id: str) -> None:
         """Admit tx or raise MempoolError; the cheap checks come before the signature."""
         size = len(tx.encode())
         if size > self.max_tx_bytes:
@@ -126,7 +126,7 @@ class Mempool:
             del self._by_sender[sender]
             del self._committed_nonce[sender]
 
-    def remove_committed(self, state: ChainState) -> None:
+    def remove_committed(self, state: StateReader) -> None:
         """After a block: drop every transaction whose nonce the state has used up."""
         for sender in list(self._by_sender):
             committed = state.account(sender).nonce

@@ -23,7 +23,7 @@ import dataclasses
 import hashlib
 import pathlib
 import threading
-from typing import Any, Iterator, Protocol
+from typing import Iterator
 
 import plyvel
 
@@ -80,72 +80,10 @@ def _check_hash(name: str, value: bytes) -> None:
         raise ValueError(f"{name} must be {HASH_SIZE} bytes")
 
 
-class _Source(Protocol):
-    """What plyvel's DB and Snapshot have in common."""
-
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def iterator(self, **options: Any) -> Any: ...
-
-
-class _Reads:
-    """Read access over either the live DB or one of its snapshots."""
-
-    def __init__(self, source: _Source):
-        self._source = source
-
-    def head(self) -> Head | None:
-        value = self._source.get(HEAD)
-        return None if value is None else Head.decode(value)
-
-    def block(self, height: int) -> bytes | None:
-        return self._source.get(BLOCK + _h8(height))
-
-    def commit(self, height: int) -> bytes | None:
-        return self._source.get(COMMIT + _h8(height))
-
-    def height_of(self, block_hash: bytes) -> int | None:
-        value = self._source.get(BLOCK_HASH + block_hash)
-        return None if value is None else int.from_bytes(value, "big")
-
-    def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
-        """(height, index in block) of a finalized transaction."""
-        value = self._source.get(TX + tx_hash)
-        if value is None:
-            return None
-        return int.from_bytes(value[:8], "big"), int.from_bytes(value[8:], "big")
-
-    def state_get(self, key: bytes) -> bytes | None:
-        return self._source.get(STATE + key)
-
-    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every state entry in key order, without the key prefix."""
-        for key, value in self._source.iterator(prefix=STATE):
-            yield key[len(STATE):], value
-
-
-class StoreSnapshot(_Reads):
-    """One consistent view of the store, unaffected by later commits."""
-
-    def __init__(self, snapshot: Any):
-        super().__init__(snapshot)
-        self._snapshot = snapshot
-
-    def close(self) -> None:
-        self._snapshot.close()
-
-    def __enter__(self) -> StoreSnapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class ChainStore(_Reads):
+class ChainStore:
     """The node's LevelDB: one writer, any number of readers."""
 
     def __init__(self, db: plyvel.DB, path: pathlib.Path):
-        super().__init__(db)
         self._db = db
         self.path = path
         # commit_block checks the head then writes; the lock keeps that pair atomic.
@@ -182,8 +120,31 @@ class ChainStore(_Reads):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def snapshot(self) -> StoreSnapshot:
-        return StoreSnapshot(self._db.snapshot())
+    def head(self) -> Head | None:
+        value = self._db.get(HEAD)
+        return None if value is None else Head.decode(value)
+
+    def block(self, height: int) -> bytes | None:
+        return self._db.get(BLOCK + _h8(height))
+
+    def commit(self, height: int) -> bytes | None:
+        return self._db.get(COMMIT + _h8(height))
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        value = self._db.get(BLOCK_HASH + block_hash)
+        return None if value is None else int.from_bytes(value, "big")
+
+    def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(height, index in block) of a finalized transaction."""
+        value = self._db.get(TX + tx_hash)
+        if value is None:
+            return None
+        return int.from_bytes(value[:8], "big"), int.from_bytes(value[8:], "big")
+
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every state entry in key order, without the key prefix."""
+        for key, value in self._db.iterator(prefix=STATE):
+            yield key[len(STATE):], value
 
     def store_genesis_state(self, state_writes: dict[bytes, bytes], state_root: bytes,
                             genesis_hash: bytes) -> None:

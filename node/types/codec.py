@@ -72,21 +72,6 @@ class UInt(Codec[int]):
         return struct.unpack(self.format, reader.take(self.size))[0]
 
 
-class Bool(Codec[bool]):
-    def check(self, value: Any, name: str) -> None:
-        if not isinstance(value, bool):
-            raise ValueError(f"{name}: expected a boolean")
-
-    def write(self, value: bool, out: bytearray) -> None:
-        out.append(1 if value else 0)
-
-    def read(self, reader: Reader) -> bool:
-        byte = reader.take(1)[0]
-        if byte > 1:
-            raise DecodeError(f"boolean byte {byte} is neither 0 nor 1")
-        return byte == 1
-
-
 class FixedBytes(Codec[bytes]):
     def __init__(self, size: int):
         self.size = size
@@ -234,7 +219,6 @@ def _decode_exactly(read, data: bytes):
 
 
 U8, U16, U32, U64 = UInt(8), UInt(16), UInt(32), UInt(64)
-BOOL = Bool()
 HASH = FixedBytes(32)
 PUBKEY = FixedBytes(32)
 SIGNATURE = FixedBytes(64)

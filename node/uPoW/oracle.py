@@ -1,9 +1,10 @@
 """What the ledger asks of the model world when it executes a block.
 
-The ledger is pure integer bookkeeping; two of its rules need training compute and
-blobs: confirming a fraud proof (re-run one segment, or recompute a delta) and
-closing a round (the new model root and its eval loss).  The node supplies a
-WorkOracle that answers from its blob store with the deterministic kernels.
+The ledger is pure integer bookkeeping; its genesis state needs the genesis model's
+root, and two of its rules need training compute and blobs: confirming a fraud proof
+(re-run one segment, or recompute a delta) and closing a round (the new model root
+and its eval loss).  The node supplies a WorkOracle that answers from its blob
+store with the deterministic kernels.
 """
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ class WorkUnavailable(Exception):
 
 
 class WorkOracle(Protocol):
+    def genesis_model_root(self) -> bytes:
+        """The root of the genesis model, which round 0 trains from (the genesis state
+        records it; building that model takes the kernels)."""
+
     def confirm_fraud(self, model_root: bytes, assignment: UnitAssignment,
                       commitment: WorkCommitment, proof: FraudProof) -> bool:
         """True if proof shows fraud: re-executing segment proof.segment from the

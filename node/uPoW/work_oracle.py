@@ -13,7 +13,7 @@ from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.types.transactions import FraudProof, WorkCommitment
 from node.uPoW.aggregation import eval_loss_bits, outer_step
 from node.uPoW.assignment import UnitAssignment
-from node.uPoW.model_state import ModelState, decode_model, encode_model, model_root
+from node.uPoW.model_state import ModelState, decode_model, encode_model, genesis_model_root, model_root
 from node.uPoW.oracle import WorkUnavailable
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import decode_delta
@@ -44,6 +44,9 @@ class BlobWorkOracle:
 
     def model(self, root: bytes) -> ModelState:
         return decode_model(self.trainer.layout, self.blob(root))
+
+    def genesis_model_root(self) -> bytes:
+        return genesis_model_root(self.genesis)
 
     def confirm_fraud(self, model_root_: bytes, assignment: UnitAssignment,
                       commitment: WorkCommitment, proof: FraudProof) -> bool:

@@ -6,20 +6,19 @@ from hypothesis import strategies as st
 
 from node.types.blocks import Block, BlockHeader, CommitCertificate, RoundClose
 from node.types.votes import Vote
-from node.types.codec import (Bool, DecodeError, FixedBytes, ListOf, Nested, Record, Tagged, Text,
+from node.types.codec import (DecodeError, FixedBytes, ListOf, Nested, Record, Tagged, Text,
                         UInt, VarBytes)
-from node.state.ledger import Account, Committee, Miner, Supply
+from node.state.records import AccountRecord, Committee, MinerRecord, Supply
 from node.types.transactions import PAYLOAD, SignedTx
 
-TYPES = [SignedTx, BlockHeader, Block, RoundClose, Vote, CommitCertificate, Account, Miner, Committee, Supply]
+TYPES = [SignedTx, BlockHeader, Block, RoundClose, Vote, CommitCertificate, AccountRecord, MinerRecord, Committee,
+         Supply]
 
 
 def values(codec) -> st.SearchStrategy:
     """A strategy for any value the codec can encode (collections kept small)."""
     if isinstance(codec, UInt):
         return st.integers(0, (1 << codec.bits) - 1)
-    if isinstance(codec, Bool):
-        return st.booleans()
     if isinstance(codec, FixedBytes):
         return st.binary(min_size=codec.size, max_size=codec.size)
     if isinstance(codec, VarBytes):

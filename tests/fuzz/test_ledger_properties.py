@@ -14,13 +14,18 @@ from hypothesis import strategies as st
 
 from node.types import genesis as g
 from node.types.crypto import SigningKey, sha256
-from node.state.ledger import ChainState, Transition, TxError
+from node.state.chain_state import ChainState
+from node.state.round_close import close_round
+from node.state.transition import Transition, TxError
+from node.state.tx_rules import apply_tx
 from node.types.merkle import inclusion_proof, merkle_root
 from node.types.transactions import (AuditReport, Bond, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
                                Unbond, WorkCommitment, sign_tx)
 from node.uPoW.assignment import assigned_auditors, challenged_segments
+from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION
 from node.uPoW.rounds import AUDIT, TRAIN, RoundSchedule
+from tests.state_checks import expected_total, total_holdings
 
 KEYS = [SigningKey(sha256(b"property %d" % i)) for i in range(4)]
 BY_KEY = {k.public_key: k for k in KEYS}
@@ -115,10 +120,10 @@ def _signed(t: Transition, state: ChainState, kind, sender, other, amount, nonce
 
 
 def _genesis_with_miners() -> ChainState:
-    state = ChainState.from_genesis(GENESIS)
+    state = ChainState.from_genesis(GENESIS, genesis_model_root(GENESIS))
     t = Transition(state, GENESIS, 1, bytes.fromhex(GENESIS.hash), FakeOracle())
     for key in KEYS:
-        t.apply_tx(sign_tx(key, GENESIS.chain_id, 0, RegisterMiner(1)))
+        apply_tx(t, sign_tx(key, GENESIS.chain_id, 0, RegisterMiner(1)))
     state.apply_writes(t.writes)
     return state
 
@@ -150,14 +155,14 @@ def test_supply_is_conserved_and_nonces_only_grow(operations):
             nonces = {k.public_key: t.account(k.public_key).nonce for k in KEYS}
             before = dict(t.writes)
             try:
-                t.apply_tx(tx)
+                apply_tx(t, tx)
                 nonces[key.public_key] += 1
             except TxError:
                 assert t.writes == before
             assert nonces == {k.public_key: t.account(k.public_key).nonce for k in KEYS}
-        closed = t.close_round(KEYS[0].public_key)
+        closed = close_round(t, KEYS[0].public_key)
         state.apply_writes(t.writes)
-        assert state.total_holdings() == state.supply().expected_total
+        assert total_holdings(state) == expected_total(state.supply())
         assert state.model().round == height // SCHEDULE.round_blocks
         if closed:
             assert len(state.committee().members) == 1

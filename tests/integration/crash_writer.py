@@ -32,7 +32,7 @@ GENESIS = dataclasses.replace(
 def main(path: str) -> None:
     rng = random.Random()
     with ChainStore.open(pathlib.Path(path)) as store:
-        chain = Chain(GENESIS, store, NoOracle())
+        chain = Chain(GENESIS, store, NoOracle(GENESIS))
         while True:
             txs = []
             for _ in range(rng.randint(0, 20)):
@@ -45,7 +45,10 @@ def main(path: str) -> None:
             body = VoteBody(PRECOMMIT, block.header.height, 0, block.hash)
             commit = certificate_from_precommits([sign_vote(k, GENESIS.chain_id, body) for k in VALIDATORS])
             chain.finalize(block, commit)
-            print(block.header.height, block.hash.hex(), block.header.state_root.hex(), flush=True)
+            # one write per line: unbuffered, print() would write each field on its own and a
+            # kill between two writes would leave half an acknowledgement
+            print(f"{block.header.height} {block.hash.hex()} {block.header.state_root.hex()}",
+                  flush=True)
 
 
 if __name__ == "__main__":

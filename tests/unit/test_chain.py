@@ -31,7 +31,7 @@ def commit_for(block, signers=VALIDATORS, round_=0):
 @pytest.fixture
 def chain(tmp_path):
     store = ChainStore.open(tmp_path / "db")
-    yield Chain(GENESIS, store, NoOracle())
+    yield Chain(GENESIS, store, NoOracle(GENESIS))
     store.close()
 
 
@@ -41,14 +41,14 @@ def _transfer(nonce, amount=5):
 
 def test_blocks_finalize_and_survive_a_reopen(tmp_path):
     with ChainStore.open(tmp_path / "db") as store:
-        chain = Chain(GENESIS, store, NoOracle())
+        chain = Chain(GENESIS, store, NoOracle(GENESIS))
         for height in range(1, 4):
             block, refused = chain.propose([_transfer(height - 1)], VALIDATORS[0].public_key, height)
             assert not refused
             chain.finalize(block, commit_for(block))
         head, root = chain.head, chain.state.root()
     with ChainStore.open(tmp_path / "db") as store:
-        again = Chain(GENESIS, store, NoOracle())
+        again = Chain(GENESIS, store, NoOracle(GENESIS))
         assert again.head == head and again.state.root() == root
         assert again.state.account(USER.public_key).nonce == 3
         assert again.block(2).txs[0] == _transfer(1)
@@ -101,20 +101,20 @@ def test_a_commit_with_a_forged_signature_is_refused(chain):
 
 def test_a_store_from_another_genesis_is_refused(tmp_path):
     with ChainStore.open(tmp_path / "db") as store:
-        Chain(GENESIS, store, NoOracle())
+        Chain(GENESIS, store, NoOracle(GENESIS))
     other = dataclasses.replace(GENESIS, hash="00" * 32)
     with ChainStore.open(tmp_path / "db") as store, pytest.raises(StoreCorrupted, match="another genesis"):
-        Chain(other, store, NoOracle())
+        Chain(other, store, NoOracle(other))
 
 
 def test_a_store_with_blocks_from_another_genesis_is_refused(tmp_path):
     with ChainStore.open(tmp_path / "db") as store:
-        chain = Chain(GENESIS, store, NoOracle())
+        chain = Chain(GENESIS, store, NoOracle(GENESIS))
         block, _ = chain.propose([], VALIDATORS[0].public_key, 1)
         chain.finalize(block, commit_for(block))
     other = dataclasses.replace(GENESIS, hash="11" * 32)
     with ChainStore.open(tmp_path / "db") as store, pytest.raises(StoreCorrupted, match="another genesis"):
-        Chain(other, store, NoOracle())
+        Chain(other, store, NoOracle(other))
 
 
 def test_a_block_may_carry_another_valid_commit_of_the_head(chain):

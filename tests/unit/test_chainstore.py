@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.storage.chainstore import ChainStore, Head, StoreCorrupted, StoreError
+from node.storage.chainstore import (BLOCK, BLOCK_HASH, COMMIT, HEAD, STATE, TX, ChainStore, Head,
+                                     StoreCorrupted, StoreError)
 
 
 def h(label: str) -> bytes:
@@ -22,6 +23,10 @@ def commit(store: ChainStore, height: int, txs: int = 2,
     store.commit_block(height, h(f"block{height}"), b"block-%d" % height,
                        b"commit-%d" % height, [h(f"tx{height}.{i}") for i in range(txs)],
                        writes or {}, h(f"root{height}"))
+
+
+def state_value(store: ChainStore, key: bytes) -> bytes | None:
+    return dict(store.state_items()).get(key)
 
 
 def build(path: pathlib.Path, blocks: int) -> None:
@@ -38,7 +43,7 @@ def test_empty_store(tmp_path):
         assert store.check_consistency() is None
         assert store.block(1) is None and store.commit(1) is None
         assert store.height_of(h("x")) is None and store.tx_location(h("x")) is None
-        assert store.state_get(b"k") is None
+        assert state_value(store, b"k") is None
         assert list(store.state_items()) == []
 
 
@@ -56,7 +61,7 @@ def test_genesis_then_blocks_round_trip(tmp_path):
         assert store.height_of(h("b1")) == 1
         assert store.tx_location(h("t0")) == (1, 0)
         assert store.tx_location(h("t1")) == (1, 1)
-        assert store.state_get(b"bob") is None
+        assert state_value(store, b"bob") is None
         assert list(store.state_items()) == [(b"alice", b"90"), (b"carol", b"10")]
         assert store.check_consistency() == store.head()
 
@@ -134,21 +139,26 @@ def test_a_failing_batch_writes_nothing(tmp_path):
         assert store.block(2) is None and store.commit(2) is None
         assert store.height_of(h("block2")) is None
         assert store.tx_location(h("t")) is None
-        assert store.state_get(b"a") is None
+        assert state_value(store, b"a") is None
         commit(store, 2)
         assert store.check_consistency().height == 2
 
 
-def test_a_snapshot_sees_block_state_indexes_and_head_together(tmp_path):
+def test_a_reader_sees_block_state_indexes_and_head_together(tmp_path):
     build(tmp_path / "db", 1)
     with ChainStore.open(tmp_path / "db") as store:
-        with store.snapshot() as before:
+        before = store._db.snapshot()  # a consistent view, as a reader in the middle would hold
+        try:
             commit(store, 2, writes={b"k1": None, b"new": b"x"})
-            assert before.head().height == 1
-            assert before.block(2) is None and before.commit(2) is None
-            assert before.height_of(h("block2")) is None
-            assert before.tx_location(h("tx2.0")) is None
-            assert dict(before.state_items()) == {b"alice": b"100", b"k1": b"v"}
+            height2 = (2).to_bytes(8, "big")
+            assert Head.decode(before.get(HEAD)).height == 1
+            assert before.get(BLOCK + height2) is None and before.get(COMMIT + height2) is None
+            assert before.get(BLOCK_HASH + h("block2")) is None
+            assert before.get(TX + h("tx2.0")) is None
+            assert {k[len(STATE):]: v for k, v in before.iterator(prefix=STATE)} == {b"alice": b"100",
+                                                                                   b"k1": b"v"}
+        finally:
+            before.close()
         assert store.head().height == 2
         assert store.block(2) == b"block-2" and store.commit(2) == b"commit-2"
         assert store.height_of(h("block2")) == 2
@@ -278,5 +288,5 @@ def test_state_items_match_a_dict_model(genesis, blocks):
                     else:
                         model[key] = value
             assert list(store.state_items()) == sorted(model.items())
-            assert all(store.state_get(k) == v for k, v in model.items())
+            assert all(state_value(store, k) == v for k, v in model.items())
             assert store.check_consistency().height == len(blocks)

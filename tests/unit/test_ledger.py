@@ -10,8 +10,11 @@ import pytest
 from node.types import genesis as g
 from node.types.blocks import Block, BlockHeader, EMPTY_COMMIT, NO_CLOSE
 from node.types.crypto import SigningKey, sha256
-from node.state.ledger import (ACCOUNT_PREFIX, U64_MAX, UNMEASURED_LOSS, Account, BlockError, ChainState,
-                         FraudRecord, ModelRecord, Transition, TxError, execute_block, state_digest)
+from node.state.block_execution import execute_block
+from node.state.chain_state import ChainState
+from node.state.records import U64_MAX, UNMEASURED_LOSS, AccountRecord, FraudRecord, ModelRecord, account_key
+from node.state.transition import BlockError, Transition, TxError
+from node.state.tx_rules import apply_tx
 from node.types.merkle import inclusion_proof, merkle_root
 from node.types.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
                                RegisterMiner, Transfer, Unbond, WorkCommitment, sign_tx)
@@ -20,6 +23,7 @@ from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION, WorkUnavailable
 from node.types.votes import PRECOMMIT, VoteBody, sign_vote
 from tests.oracles import NoOracle
+from tests.state_checks import expected_total, state_digest, total_holdings
 
 CHAIN = "uponode-test"
 ALICE, BOB, CAROL, DAVE, MALLORY = (SigningKey(sha256(name.encode())) for name in
@@ -72,7 +76,7 @@ def parent_hash(height: int) -> bytes:
 
 @pytest.fixture
 def state() -> ChainState:
-    return ChainState.from_genesis(GENESIS)
+    return ChainState.from_genesis(GENESIS, genesis_model_root(GENESIS))
 
 
 def _transition(state: ChainState, height: int = 1, oracle=None) -> Transition:
@@ -82,7 +86,7 @@ def _transition(state: ChainState, height: int = 1, oracle=None) -> Transition:
 def _apply(state, *txs, height: int = 1, oracle=None) -> Transition:
     t = _transition(state, height, oracle)
     for tx in txs:
-        t.apply_tx(tx)
+        apply_tx(t, tx)
     state.apply_writes(t.writes)
     return t
 
@@ -92,7 +96,7 @@ def _refused(state, tx, reason: str, height: int = 1, oracle=None) -> None:
     before = dict(t.writes)  # the block's own seeds, if it records any
     root = state.root()
     with pytest.raises(TxError) as err:
-        t.apply_tx(tx)
+        apply_tx(t, tx)
     assert err.value.reason == reason, str(err.value)
     assert t.writes == before
     assert state.root() == root
@@ -158,21 +162,21 @@ def test_negative_and_overflowing_amounts_cannot_be_encoded(amount):
 
 def test_a_transfer_that_would_overflow_the_recipient_is_refused(state):
     # unreachable while supply is conserved (it fits in u64), so the state is forged here
-    state.apply_writes({ACCOUNT_PREFIX + BOB.public_key: Account(balance=U64_MAX - 5).encode()})
+    state.apply_writes({account_key(BOB.public_key): AccountRecord(balance=U64_MAX - 5).encode()})
     _refused(state, tx(ALICE, Transfer(BOB.public_key, 6), state), "overflow")
 
 
 def test_an_oversize_transaction_is_refused():
     small = dataclasses.replace(GENESIS, consensus=dataclasses.replace(GENESIS.consensus, max_tx_bytes=4096))
-    state = ChainState.from_genesis(small)
-    t = Transition(state, small, 1, parent_hash(1), NoOracle())
-    t.apply_tx(tx(BOB, RegisterMiner(1), state))
+    state = ChainState.from_genesis(small, genesis_model_root(small))
+    t = Transition(state, small, 1, parent_hash(1), NoOracle(small))
+    apply_tx(t, tx(BOB, RegisterMiner(1), state))
     big = tx(BOB, WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), bytes(32), tuple(range(2000)), 1),
              state, nonce=1)
     assert len(big.encode()) > 4096
     before = dict(t.writes)
     with pytest.raises(TxError) as err:
-        t.apply_tx(big)
+        apply_tx(t, big)
     assert err.value.reason == "oversize" and t.writes == before
 
 
@@ -433,7 +437,7 @@ def test_a_confirmed_fraud_proof_slashes_the_miner_and_pays_the_prover(auditing,
     assert auditing.account(BOB.public_key).bond == 500 - taken
     assert auditing.account(ALICE.public_key).balance == 1000 + bounty
     assert auditing.supply().burned == supply.burned + taken - bounty
-    assert auditing.total_holdings() == auditing.supply().expected_total
+    assert total_holdings(auditing) == expected_total(auditing.supply())
     (model_root, assignment, commitment, proof), = oracle.calls
     assert model_root == genesis_model_root(GENESIS) and commitment == _commitment()
     assert assignment == assign_unit(parent_hash(1), BOB.public_key, 0) and proof == _fraud(segment)
@@ -456,7 +460,7 @@ def test_a_unit_is_proven_fraudulent_only_once(auditing):
     (dataclasses.replace(_fraud(), unit=1), "unknown_commitment"),
 ])
 def test_bad_fraud_proofs_are_refused_without_asking_the_oracle(auditing, proof, reason):
-    _refused(auditing, tx(ALICE, proof, auditing), reason, height=4, oracle=NoOracle())
+    _refused(auditing, tx(ALICE, proof, auditing), reason, height=4, oracle=NoOracle(GENESIS))
 
 
 def test_a_fraud_proof_the_oracle_does_not_confirm_is_refused(auditing):
@@ -465,14 +469,14 @@ def test_a_fraud_proof_the_oracle_does_not_confirm_is_refused(auditing):
 
 @pytest.mark.parametrize("height", [2, 3, 6])
 def test_a_fraud_proof_outside_the_audit_window_is_refused(auditing, height):
-    _refused(auditing, tx(ALICE, _fraud(), auditing), "outside_window", height=height, oracle=NoOracle())
+    _refused(auditing, tx(ALICE, _fraud(), auditing), "outside_window", height=height, oracle=NoOracle(GENESIS))
 
 
 def test_a_fraud_proof_that_cannot_be_decided_yet_changes_nothing(auditing):
     t = _transition(auditing, height=4, oracle=FakeOracle(available=False))
     before = dict(t.writes)
     with pytest.raises(WorkUnavailable):
-        t.apply_tx(tx(ALICE, _fraud(), auditing))
+        apply_tx(t, tx(ALICE, _fraud(), auditing))
     assert t.writes == before
 
 
@@ -491,9 +495,9 @@ def test_a_block_applies_all_or_nothing(state):
     bad = tx(ALICE, Transfer(BOB.public_key, 5), state, nonce=5)
     root = state.root()
     with pytest.raises(BlockError, match="transaction 1: nonce_skipped"):
-        execute_block(state, GENESIS, _block(1, [good, bad]), NoOracle())
+        execute_block(state, GENESIS, _block(1, [good, bad]), NoOracle(GENESIS))
     assert state.root() == root
-    transition = execute_block(state, GENESIS, _block(1, [good]), NoOracle())
+    transition = execute_block(state, GENESIS, _block(1, [good]), NoOracle(GENESIS))
     assert state.root_after(transition.writes) != root
 
 
@@ -501,16 +505,30 @@ def test_blocks_without_fraud_proofs_or_closes_never_ask_the_oracle(state):
     heights = {1: [tx(BOB, RegisterMiner(1), state), tx(DAVE, RegisterAuditor(), state)],
                2: [tx(BOB, _commitment(), state, nonce=1)], 3: [], 4: [], 5: []}
     for height, txs in heights.items():
-        state.apply_writes(execute_block(state, GENESIS, _block(height, txs), NoOracle()).writes)
+        state.apply_writes(execute_block(state, GENESIS, _block(height, txs), NoOracle(GENESIS)).writes)
     assert len(state.round_commitments(0)) == 1
+
+
+def test_an_overlay_without_writes_reads_what_the_committed_state_holds(auditing):
+    _, auditor = _assignment(auditing)
+    _apply(auditing, tx(auditor, _audit(3), auditing), tx(ALICE, _fraud(), auditing), height=4)
+    t = _transition(auditing, height=5)
+    assert t.writes == {}  # height 5 records no seed
+    reads = [lambda s: s.account(BOB.public_key), lambda s: s.miner(BOB.public_key),
+             lambda s: (s.is_auditor(DAVE.public_key), s.auditors()), lambda s: s.committee(),
+             lambda s: s.previous_committee(), lambda s: s.supply(), lambda s: s.model(),
+             lambda s: s.round_start_hash(0), lambda s: s.challenge(0), lambda s: s.round_commitments(0),
+             lambda s: s.round_audits(0), lambda s: s.fraud_record(0, BOB.public_key, 0),
+             lambda s: s.work_count(0, BOB.public_key)]
+    assert [read(t) for read in reads] == [read(auditing) for read in reads]
 
 
 def test_a_failed_transaction_keeps_earlier_writes_of_the_block(state):
     t = _transition(state)
-    t.apply_tx(tx(ALICE, Transfer(BOB.public_key, 5), state))
+    apply_tx(t, tx(ALICE, Transfer(BOB.public_key, 5), state))
     before = dict(t.writes)
     with pytest.raises(TxError):
-        t.apply_tx(tx(ALICE, Transfer(BOB.public_key, 10_000), state, nonce=1))
+        apply_tx(t, tx(ALICE, Transfer(BOB.public_key, 10_000), state, nonce=1))
     assert t.writes == before
 
 
@@ -521,7 +539,7 @@ def test_emit_and_slash_conserve_supply(state):
     assert (bounty, burned) == (100, 150)
     state.apply_writes(t.writes)
     supply = state.supply()
-    assert state.total_holdings() == supply.expected_total == 2860 + 1234 - 150
+    assert total_holdings(state) == expected_total(supply) == 2860 + 1234 - 150
 
 
 def test_the_root_is_recomputable_from_the_entries(state):
@@ -547,7 +565,7 @@ def test_double_sign_evidence_slashes_the_validator_and_pays_the_reporter(state)
     assert state.account(CAROL.public_key).bond == 1000 - taken
     assert state.account(ALICE.public_key).balance == 1000 + bounty
     assert state.supply().burned == taken - bounty
-    assert state.total_holdings() == state.supply().expected_total
+    assert total_holdings(state) == expected_total(state.supply())
     _refused(state, tx(ALICE, _votes(), state), "duplicate_evidence")
 
 

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from node.types.crypto import SigningKey, sha256
-from node.state.ledger import ACCOUNT_PREFIX, Account, ChainState
+from node.state.chain_state import ChainState
+from node.state.records import AccountRecord, account_key
 from node.state.mempool import MAX_NONCE_GAP, Mempool, MempoolError
 from node.types.transactions import FraudProof, Transfer, sign_tx
 
@@ -16,7 +17,7 @@ TO = bytes(32)
 
 def state_with(**nonces: int) -> ChainState:
     keys = {"alice": ALICE, "bob": BOB, "carol": CAROL}
-    return ChainState({ACCOUNT_PREFIX + keys[name].public_key: Account(100, nonce, 0).encode()
+    return ChainState({account_key(keys[name].public_key): AccountRecord(100, nonce, 0).encode()
                        for name, nonce in nonces.items()})
 
 

@@ -12,8 +12,11 @@ from node.types.blocks import (ACCEPTED, NO_CLOSE, PAID_AS_PROPOSER, PAID_FOR_AU
                          close_hash)
 from node.state.chain import Chain, InvalidBlock
 from node.types.crypto import SigningKey, sha256
-from node.state.ledger import (ACCOUNT_PREFIX, UNMEASURED_LOSS, Account, ChainState, ModelRecord, Transition,
-                         WorkCount, work_count_key)
+from node.state.chain_state import ChainState
+from node.state.records import (UNMEASURED_LOSS, AccountRecord, ModelRecord, WorkCount, account_key,
+                                work_count_key)
+from node.state.round_close import close_round
+from node.state.transition import Transition
 from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.chainstore import ChainStore
 from node.types.transactions import (AuditReport, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
@@ -22,6 +25,7 @@ from node.uPoW.assignment import assigned_auditors, challenged_segments
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION, WorkUnavailable
 from node.types.votes import PRECOMMIT, VoteBody, sign_vote
+from tests.state_checks import expected_total, total_holdings
 
 VALIDATORS = [SigningKey(sha256(b"close validator %d" % i)) for i in range(4)]
 HONEST, LAZY, CHEAT = (SigningKey(sha256(b"close miner %s" % n)) for n in (b"honest", b"lazy", b"cheat"))
@@ -61,9 +65,13 @@ class FakeOracle:
     """Confirms every fraud proof; the new model's root is a hash of the old one and the
     deltas in order.  available=False: every answer needs a blob this node lacks."""
 
-    def __init__(self):
+    def __init__(self, genesis: g.Genesis):
+        self.genesis = genesis
         self.available = True
         self.aggregated: list[tuple[bytes, list[bytes]]] = []
+
+    def genesis_model_root(self) -> bytes:
+        return genesis_model_root(self.genesis)
 
     def confirm_fraud(self, model_root, assignment, commitment, proof) -> bool:
         self._require_blobs()
@@ -121,7 +129,7 @@ class Network:
 
     def __init__(self, tmp_path, genesis=GENESIS):
         self.genesis = genesis
-        self.oracle = FakeOracle()
+        self.oracle = FakeOracle(genesis)
         self.stores = [ChainStore.open(tmp_path / name) for name in ("proposer", "validator")]
         self.proposer, self.validator = (Chain(genesis, s, self.oracle) for s in self.stores)
         self.nonces: dict[bytes, int] = {}
@@ -225,7 +233,7 @@ def test_a_round_closes_with_outcomes_model_payments_and_supply_conserved(net):
     assert paid == EMISSION - EMISSION * 2000 // 10_000 % len(reports)
     assert state.supply().emitted == supply_before.emitted + paid
     assert state.supply().burned == supply_before.burned
-    assert state.total_holdings() == state.supply().expected_total
+    assert total_holdings(state) == expected_total(state.supply())
     for key in KEYS:
         gained = sum(p.amount for p in close.payments if p.to == key)
         assert state.account(key).balance == balances_before[key] + gained
@@ -241,7 +249,7 @@ def test_the_fraud_proof_slashed_the_cheat_and_paid_the_prover(net):
     assert state.account(CHEAT.public_key).bond == 500
     assert state.account(PROVER.public_key).balance == 100 + 250
     assert state.supply().burned == supply.burned + 250
-    assert state.total_holdings() == state.supply().expected_total
+    assert total_holdings(state) == expected_total(state.supply())
 
 
 def test_a_round_without_accepted_units_keeps_the_model_and_pays_only_the_proposer(net):
@@ -376,14 +384,14 @@ def _rotation(work: dict[SigningKey, int], bonds: dict[SigningKey, int] | None =
     genesis = dataclasses.replace(
         _genesis(members, committee_size=len(members), epoch_rounds=epoch_rounds),
         accounts=tuple(g.Account(k.public_key, 0, 1000) for k in members + WORKERS))
-    state = ChainState.from_genesis(genesis)
+    state = ChainState.from_genesis(genesis, genesis_model_root(genesis))
     epoch = round_ // epoch_rounds
     state.apply_writes({work_count_key(epoch, k.public_key): WorkCount(n).encode() for k, n in work.items()})
-    state.apply_writes({ACCOUNT_PREFIX + k.public_key: Account(0, 0, bond).encode()
+    state.apply_writes({account_key(k.public_key): AccountRecord(0, 0, bond).encode()
                         for k, bond in (bonds or {}).items()})
     height = (round_ + 1) * genesis.consensus.round_blocks
-    transition = Transition(state, genesis, height, sha256(b"parent"), FakeOracle())
-    close, = transition.close_round(MEMBERS[0].public_key)
+    transition = Transition(state, genesis, height, sha256(b"parent"), FakeOracle(genesis))
+    close, = close_round(transition, MEMBERS[0].public_key)
     return [s.pub_key for s in close.next_committee]
 
 

@@ -1,0 +1,104 @@
+"""Every read of the chain state, written once.
+
+StateReader answers what the state holds (an account, the committee, a round's
+commitments...) from two lookups a subclass provides: the record at a key, and
+the keys of one kind.  The committed ChainState and a block's Transition overlay
+both read through it, so a rule reads the same whether it runs on either.
+"""
+from __future__ import annotations
+
+from typing import TypeVar
+
+from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, AUDITOR_KEY_LEN, AUDITOR_PREFIX,
+                                COMMITMENT_KEY_LEN, COMMITMENT_PREFIX, COMMITTEE_KEY, COMMITTEE_PREV_KEY,
+                                MODEL_KEY, SUPPLY_KEY, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX, AccountRecord,
+                                AuditorRecord, ChallengeRecord, Committee, CommitteeChange, FraudRecord,
+                                MinerRecord, ModelRecord, RoundSeed, Supply, WorkCount, account_key,
+                                audit_key, auditor_key, challenge_key, commitment_key, equivocation_key,
+                                fraud_key, miner_key, round_bytes, round_seed_key, split_audit_key,
+                                split_unit_key, work_count_key)
+from node.types.codec import Record
+from node.types.transactions import AuditReport, DoubleSignEvidence, WorkCommitment
+
+R = TypeVar("R", bound=Record)
+
+
+class StateReader:
+    """The state's reads over record() and keys(), which a subclass implements."""
+
+    def record(self, key: bytes, cls: type[R]) -> R | None:
+        """The record stored at key, decoded as cls; None if there is none."""
+        raise NotImplementedError
+
+    def keys(self, prefix: bytes, length: int) -> list[bytes]:
+        """The keys of one kind (this prefix and length), in key order."""
+        raise NotImplementedError
+
+    def account(self, address: bytes) -> AccountRecord:
+        return self.record(account_key(address), AccountRecord) or AccountRecord()
+
+    def miner(self, address: bytes) -> MinerRecord | None:
+        return self.record(miner_key(address), MinerRecord)
+
+    def is_auditor(self, pub_key: bytes) -> bool:
+        return self.record(auditor_key(pub_key), AuditorRecord) is not None
+
+    def auditors(self) -> list[bytes]:
+        """The registered auditors' keys, in key order."""
+        return [k[len(AUDITOR_PREFIX):] for k in self.keys(AUDITOR_PREFIX, AUDITOR_KEY_LEN)]
+
+    def committee(self) -> Committee:
+        return self.record(COMMITTEE_KEY, Committee)
+
+    def previous_committee(self) -> CommitteeChange | None:
+        """The committee before the latest rotation, with the height of that rotation."""
+        return self.record(COMMITTEE_PREV_KEY, CommitteeChange)
+
+    def supply(self) -> Supply:
+        return self.record(SUPPLY_KEY, Supply)
+
+    def model(self) -> ModelRecord:
+        return self.record(MODEL_KEY, ModelRecord)
+
+    def round_start_hash(self, round_: int) -> bytes | None:
+        """Recorded by the round's first block, before any transaction of the round."""
+        seed = self.record(round_seed_key(round_), RoundSeed)
+        return seed.hash if seed is not None else None
+
+    def challenge(self, round_: int) -> ChallengeRecord | None:
+        """Recorded by the first block of the audit window, before its transactions."""
+        return self.record(challenge_key(round_), ChallengeRecord)
+
+    def commitment(self, round_: int, miner: bytes, unit: int) -> WorkCommitment | None:
+        return self.record(commitment_key(round_, miner, unit), WorkCommitment)
+
+    def round_commitments(self, round_: int) -> list[tuple[bytes, int, WorkCommitment]]:
+        """(miner, unit, commitment) of every unit committed in round_, in (miner, unit) order."""
+        return [(*split_unit_key(k), self.record(k, WorkCommitment))
+                for k in self.keys(COMMITMENT_PREFIX + round_bytes(round_), COMMITMENT_KEY_LEN)]
+
+    def audit(self, round_: int, miner: bytes, unit: int, segment: int, auditor: bytes) -> AuditReport | None:
+        return self.record(audit_key(round_, miner, unit, segment, auditor), AuditReport)
+
+    def round_audits(self, round_: int) -> list[tuple[bytes, int, int, bytes]]:
+        """(miner, unit, segment, auditor) of every audit report of round_, in that order."""
+        return [split_audit_key(k) for k in self.keys(AUDIT_PREFIX + round_bytes(round_), AUDIT_KEY_LEN)]
+
+    def fraud_record(self, round_: int, miner: bytes, unit: int) -> FraudRecord | None:
+        return self.record(fraud_key(round_, miner, unit), FraudRecord)
+
+    def equivocation(self, validator: bytes, height: int, round_: int,
+                     kind: int) -> DoubleSignEvidence | None:
+        """The evidence that punished validator's double vote at this step, if any."""
+        return self.record(equivocation_key(validator, height, round_, kind), DoubleSignEvidence)
+
+    def work_count(self, epoch: int, miner: bytes) -> int:
+        """miner's accepted units in epoch."""
+        count = self.record(work_count_key(epoch, miner), WorkCount)
+        return count.units if count is not None else 0
+
+    def epoch_work(self, epoch: int) -> dict[bytes, int]:
+        """Accepted units by miner in epoch, for every miner with any."""
+        prefix = WORK_COUNT_PREFIX + round_bytes(epoch)
+        return {k[len(prefix):]: self.record(k, WorkCount).units
+                for k in self.keys(prefix, WORK_COUNT_KEY_LEN)}

@@ -1,0 +1,140 @@
+"""A round's close (DESIGN.md §2, aggregate): decided by the block at its closing height.
+
+The close judges every unit committed in the round (slashed if proven fraudulent,
+accepted if every challenged segment was audited, rejected otherwise), steps the
+model over the accepted deltas, pays the round's emission to the accepted units'
+miners, their auditors and the proposer, counts each miner's accepted work, and
+at an epoch's end rotates the committee by that work.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+from node.state.records import (COMMITTEE_KEY, COMMITTEE_PREV_KEY, MODEL_KEY, Committee, CommitteeChange,
+                                ModelRecord, WorkCount, work_count_key)
+from node.state.transition import BlockError, Transition, TxError
+from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED, SLASHED,
+                               CommitteeMember, Payment, RoundClose, UnitOutcome)
+from node.types.genesis import BPS
+from node.types.transactions import WorkCommitment
+from node.uPoW.assignment import challenged_segments
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unit:
+    """One committed unit at its round's close."""
+    outcome: UnitOutcome
+    commitment: WorkCommitment
+    auditors: tuple[bytes, ...]  # one entry per audit report on the unit
+
+
+def close_round(t: Transition, proposer: bytes) -> tuple[RoundClose, ...]:
+    """At a round's closing height, decide the round from the state after the block's
+    transactions and apply the decision to t; () at any other height.  WorkUnavailable
+    if the new model cannot be computed here; BlockError if a payment overflows."""
+    if not t.schedule.is_close(t.height):
+        return ()
+    round_ = t.schedule.round_of(t.height)
+    units = _round_units(t, round_)
+    accepted = [u for u in units if u.outcome.status == ACCEPTED]
+    root, loss_bits = _next_model(t, [u.commitment for u in accepted])
+    payments = _payments(t, accepted, proposer)
+    epoch = round_ // t.consensus.epoch_rounds
+    for unit in accepted:
+        miner = unit.outcome.miner
+        t.put(work_count_key(epoch, miner), WorkCount(t.work_count(epoch, miner) + 1))
+    next_committee = _next_committee(t, round_)
+    if next_committee:
+        _seat(t, next_committee)
+    try:
+        for payment in payments:
+            t.emit(payment.to, payment.amount)
+    except TxError as exc:
+        raise BlockError(f"round close: {exc}") from None
+    t.put(MODEL_KEY, ModelRecord(round_ + 1, root, loss_bits))
+    return (RoundClose(round=round_, units=tuple(u.outcome for u in units), model_root=root,
+                       eval_loss_bits=loss_bits, payments=payments, next_committee=next_committee),)
+
+
+def _round_units(t: Transition, round_: int) -> list[_Unit]:
+    """Every unit committed in round_, in (miner, unit) order, with its outcome."""
+    reports: dict[tuple[bytes, int], list[tuple[int, bytes]]] = collections.defaultdict(list)
+    for miner, unit, segment, auditor in t.round_audits(round_):
+        reports[(miner, unit)].append((segment, auditor))
+    units = []
+    for miner, unit, commitment in t.round_commitments(round_):
+        unit_reports = reports.get((miner, unit), [])
+        status = _unit_status(t, round_, miner, unit, {segment for segment, _ in unit_reports})
+        units.append(_Unit(UnitOutcome(miner, unit, status), commitment,
+                           tuple(auditor for _, auditor in unit_reports)))
+    return units
+
+
+def _unit_status(t: Transition, round_: int, miner: bytes, unit: int, audited: set[int]) -> int:
+    """SLASHED if proven fraudulent, ACCEPTED if every challenged segment was audited
+    (only assigned auditors with valid proofs can report), REJECTED otherwise."""
+    if t.fraud_record(round_, miner, unit) is not None:
+        return SLASHED
+    challenged = challenged_segments(t.challenge(round_).hash, miner, unit, t.training.segments,
+                                     t.training.audit_segments)
+    return ACCEPTED if audited.issuperset(challenged) else REJECTED
+
+
+def _next_model(t: Transition, accepted: list[WorkCommitment]) -> tuple[bytes, int]:
+    """(root, eval loss bits) of the next round's model: the outer step over the
+    accepted deltas, or the current model if none was accepted."""
+    model = t.model()
+    if not accepted:
+        return model.root, model.eval_loss_bits
+    return t.oracle.aggregate(model.root, [c.delta_hash for c in accepted])
+
+
+def _payments(t: Transition, accepted: list[_Unit], proposer: bytes) -> tuple[Payment, ...]:
+    """The round's emission split into its pools: units and audit reports on accepted
+    units share theirs equally (remainders are not emitted), the proposer takes its own.
+    One payment per (to, reason), in that order, none of zero."""
+    e = t.economics
+    owed: dict[tuple[bytes, int], int] = collections.defaultdict(int)
+    _share(owed, PAID_FOR_UNITS, e.emission_per_round * e.reward_units_bps // BPS,
+           [u.outcome.miner for u in accepted])
+    _share(owed, PAID_FOR_AUDITS, e.emission_per_round * e.reward_audits_bps // BPS,
+           [auditor for u in accepted for auditor in u.auditors])
+    owed[(proposer, PAID_AS_PROPOSER)] += e.emission_per_round * e.reward_proposer_bps // BPS
+    return tuple(Payment(to, reason, amount) for (to, reason), amount in sorted(owed.items()) if amount)
+
+
+def _share(owed: dict[tuple[bytes, int], int], reason: int, pool: int, payees: list[bytes]) -> None:
+    """Split pool equally among payees, one share per listing."""
+    for to in payees:
+        owed[(to, reason)] += pool // len(payees)
+
+
+def _next_committee(t: Transition, round_: int) -> tuple[CommitteeMember, ...]:
+    """The committee after round_ if it ends an epoch: members and bonded accounts that
+    did verified work in the epoch, ranked by (work, bond) with ties to the smaller key;
+    at most a third of the seats (at least one) change hands, an entrant taking a
+    leaver's power.  () if round_ ends no epoch or nothing changes."""
+    if (round_ + 1) % t.consensus.epoch_rounds:
+        return ()
+    epoch = round_ // t.consensus.epoch_rounds
+    seated = t.committee().members
+    seated_keys = {m.pub_key for m in seated}
+    work = t.epoch_work(epoch)
+    candidates = seated_keys | {k for k, units in work.items()
+                                if units > 0 and t.account(k).bond >= t.economics.min_miner_bond}
+    ranked = sorted(candidates, key=lambda k: (-work.get(k, 0), -t.account(k).bond, k))
+    desired = set(ranked[:t.consensus.committee_size])
+    entering = [k for k in ranked if k in desired and k not in seated_keys]
+    leaving = [k for k in reversed(ranked) if k in seated_keys and k not in desired]
+    swaps = min(max(1, t.consensus.committee_size // 3), len(entering), len(leaving))
+    if not swaps:
+        return ()
+    replaced = dict(zip(leaving[:swaps], entering[:swaps]))
+    return tuple(CommitteeMember(replaced.get(m.pub_key, m.pub_key), m.power) for m in seated)
+
+
+def _seat(t: Transition, seats: tuple[CommitteeMember, ...]) -> None:
+    old = t.committee()
+    t.put(COMMITTEE_PREV_KEY, CommitteeChange(height=t.height, members=old.members))
+    t.put(COMMITTEE_KEY, Committee(seats))

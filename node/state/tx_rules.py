@@ -1,0 +1,225 @@
+"""The validity rules of every transaction kind, and what each one writes.
+
+apply_tx checks what every transaction shares (size, signature, nonce), then hands
+the payload to its kind's rule; a rule either writes its changes to the block's
+Transition or raises TxError with a stable reason code, and then the transaction
+leaves the overlay as it was.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from node.state.records import (U64_MAX, AuditorRecord, FraudRecord, MinerRecord, audit_key, auditor_key,
+                                commitment_key, equivocation_key, fraud_key, miner_key)
+from node.state.transition import Transition, TxError
+from node.types.merkle import verify_inclusion
+from node.types.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
+                                     RegisterMiner, SignedTx, Transfer, Unbond, WorkCommitment)
+from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.oracle import KERNEL_VERSION
+
+MAX_MINER_UNITS = 64
+
+
+def apply_tx(t: Transition, tx: SignedTx) -> None:
+    """Apply one transaction to t, or raise TxError and change nothing.  WorkUnavailable
+    (a fraud proof this node cannot decide yet) also changes nothing."""
+    size = len(tx.encode())
+    if size > t.consensus.max_tx_bytes:
+        raise TxError("oversize", f"{size} bytes exceeds the cap of {t.consensus.max_tx_bytes}")
+    if not tx.signature_valid(t.chain_id):
+        raise TxError("bad_signature", "the signature does not verify for this sender and chain")
+    sender = tx.body.sender
+    account = t.account(sender)
+    if tx.body.nonce < account.nonce:
+        raise TxError("nonce_replayed", f"nonce {tx.body.nonce} was already used (next is {account.nonce})")
+    if tx.body.nonce > account.nonce:
+        raise TxError("nonce_skipped", f"nonce {tx.body.nonce} skips ahead of {account.nonce}")
+    with t.all_or_nothing():
+        t.put_account(sender, dataclasses.replace(account, nonce=account.nonce + 1))
+        _RULES[type(tx.body.payload)](t, sender, tx.body.payload)
+
+
+def _transfer(t: Transition, sender: bytes, p: Transfer) -> None:
+    _require_positive(p.amount)
+    source = t.account(sender)
+    if p.amount > source.balance:
+        raise TxError("insufficient_balance", f"balance {source.balance} < amount {p.amount}")
+    t.put_account(sender, dataclasses.replace(source, balance=source.balance - p.amount))
+    target = t.account(p.to)
+    if target.balance + p.amount > U64_MAX:
+        raise TxError("overflow", "the recipient's balance would overflow")
+    t.put_account(p.to, dataclasses.replace(target, balance=target.balance + p.amount))
+
+
+def _bond(t: Transition, sender: bytes, p: Bond) -> None:
+    _require_positive(p.amount)
+    account = t.account(sender)
+    if p.amount > account.balance:
+        raise TxError("insufficient_balance", f"balance {account.balance} < amount {p.amount}")
+    if account.bond + p.amount > U64_MAX:
+        raise TxError("overflow", "the bond would overflow")
+    t.put_account(sender, dataclasses.replace(
+        account, balance=account.balance - p.amount, bond=account.bond + p.amount))
+
+
+def _unbond(t: Transition, sender: bytes, p: Unbond) -> None:
+    _require_positive(p.amount)
+    account = t.account(sender)
+    if p.amount > account.bond:
+        raise TxError("insufficient_bond", f"bond {account.bond} < amount {p.amount}")
+    if t.committee().power_of(sender):
+        raise TxError("committee_member", "a committee member cannot unbond while seated")
+    remaining = account.bond - p.amount
+    if t.miner(sender) is not None and remaining < t.economics.min_miner_bond:
+        raise TxError("below_miner_bond", f"a miner must keep a bond of {t.economics.min_miner_bond}")
+    if t.is_auditor(sender) and remaining < t.economics.min_auditor_bond:
+        raise TxError("below_auditor_bond", f"an auditor must keep a bond of {t.economics.min_auditor_bond}")
+    t.put_account(sender, dataclasses.replace(account, balance=account.balance + p.amount, bond=remaining))
+
+
+def _register_miner(t: Transition, sender: bytes, p: RegisterMiner) -> None:
+    if not 1 <= p.units <= MAX_MINER_UNITS:
+        raise TxError("bad_units", f"units must be 1..{MAX_MINER_UNITS}, got {p.units}")
+    if t.miner(sender) is not None:
+        raise TxError("already_registered", "the sender is already a miner")
+    bond = t.account(sender).bond
+    if bond < t.economics.min_miner_bond:
+        raise TxError("insufficient_bond",
+                      f"bond {bond} is below the miner minimum {t.economics.min_miner_bond}")
+    t.put(miner_key(sender), MinerRecord(units=p.units, since_height=t.height))
+
+
+def _register_auditor(t: Transition, sender: bytes, p: RegisterAuditor) -> None:
+    if t.is_auditor(sender):
+        raise TxError("already_registered", "the sender is already an auditor")
+    bond = t.account(sender).bond
+    if bond < t.economics.min_auditor_bond:
+        raise TxError("insufficient_bond",
+                      f"bond {bond} is below the auditor minimum {t.economics.min_auditor_bond}")
+    t.put(auditor_key(sender), AuditorRecord(since_height=t.height))
+
+
+def _work_commitment(t: Transition, sender: bytes, p: WorkCommitment) -> None:
+    if p.round != t.schedule.round_of(t.height) or t.height > t.schedule.commit_deadline(p.round):
+        raise TxError("outside_window", f"height {t.height} takes no commitments for round {p.round}")
+    miner = t.miner(sender)
+    if miner is None:
+        raise TxError("unknown_miner", "the sender is not a registered miner")
+    if p.unit >= miner.units:
+        raise TxError("unit_out_of_range", f"unit {p.unit} but the miner has {miner.units} units")
+    if p.start_root != t.model().root:
+        raise TxError("wrong_start", "the unit does not start from the chain's current model")
+    shard = assign_unit(t.round_start_hash(p.round), sender, p.unit).shard
+    if p.shard != shard:
+        raise TxError("wrong_shard", f"shard {p.shard}, but the unit is assigned shard {shard}")
+    segments = t.training.segments
+    if p.checkpoint_count != segments + 1:
+        raise TxError("bad_checkpoint_count", f"{p.checkpoint_count} checkpoints, a unit has {segments + 1}")
+    if len(p.loss_trace) != t.training.steps_per_unit:
+        raise TxError("bad_loss_trace",
+                      f"{len(p.loss_trace)} losses, a unit has {t.training.steps_per_unit} steps")
+    if p.kernel_version != KERNEL_VERSION:
+        raise TxError("wrong_kernel", f"kernel version {p.kernel_version}, the chain runs {KERNEL_VERSION}")
+    if t.commitment(p.round, sender, p.unit) is not None:
+        raise TxError("duplicate_commitment", f"unit {p.unit} of round {p.round} is already committed")
+    t.put(commitment_key(p.round, sender, p.unit), p)
+
+
+def _audit_report(t: Transition, sender: bytes, p: AuditReport) -> None:
+    _require_audit_window(t, p.round)
+    commitment = _known_commitment(t, p.round, p.miner, p.unit)
+    challenge = t.challenge(p.round)
+    if p.segment not in challenged_segments(challenge.hash, p.miner, p.unit, t.training.segments,
+                                            t.training.audit_segments):
+        raise TxError("not_challenged", f"segment {p.segment} of this unit is not challenged")
+    if sender not in assigned_auditors(challenge.hash, p.miner, p.unit, list(challenge.eligible),
+                                       t.training.auditors_per_unit):
+        raise TxError("not_assigned", "the sender is not assigned to audit this unit")
+    if not verify_inclusion(commitment.checkpoint_root, p.result_hash, p.segment + 1,
+                            commitment.checkpoint_count, p.result_proof):
+        raise TxError("bad_proof", f"the result is not leaf {p.segment + 1} of the committed tree")
+    if t.audit(p.round, p.miner, p.unit, p.segment, sender) is not None:
+        raise TxError("duplicate_audit", "this auditor already reported this segment")
+    t.put(audit_key(p.round, p.miner, p.unit, p.segment, sender), p)
+
+
+def _fraud_proof(t: Transition, sender: bytes, p: FraudProof) -> None:
+    _require_audit_window(t, p.round)
+    commitment = _known_commitment(t, p.round, p.miner, p.unit)
+    if t.fraud_record(p.round, p.miner, p.unit) is not None:
+        raise TxError("already_proven", "this unit is already proven fraudulent")
+    if p.segment > commitment.checkpoint_count - 1:
+        raise TxError("segment_out_of_range",
+                      f"segment {p.segment} of a unit with segments 0..{commitment.checkpoint_count - 1}")
+    if not _claims_committed_states(commitment, p):
+        raise TxError("bad_proof", "the claimed states are not the committed ones")
+    if p.computed_end_hash == p.claimed_end_hash:
+        raise TxError("not_fraud", "the computed hash equals the committed one")
+    assignment = assign_unit(t.round_start_hash(p.round), p.miner, p.unit)
+    # the commitment rule made the unit's start root the model of its round
+    if not t.oracle.confirm_fraud(commitment.start_root, assignment, commitment, p):
+        raise TxError("not_fraud", "re-executing the segment gives the committed state")
+    t.put(fraud_key(p.round, p.miner, p.unit), FraudRecord(prover=sender, segment=p.segment))
+    t.slash(p.miner, t.economics.fraud_slash_bps, sender, t.economics.fraud_bounty_bps)
+
+
+def _double_sign(t: Transition, sender: bytes, p: DoubleSignEvidence) -> None:
+    a, b = p.first, p.second
+    if a.validator != b.validator:
+        raise TxError("not_equivocation", "the votes are from different validators")
+    if (a.body.kind, a.body.height, a.body.round) != (b.body.kind, b.body.height, b.body.round):
+        raise TxError("not_equivocation", "the votes are for different steps")
+    if a.body.block_hash == b.body.block_hash:
+        raise TxError("not_equivocation", "the votes are for the same block")
+    if not (a.signature_valid(t.chain_id) and b.signature_valid(t.chain_id)):
+        raise TxError("bad_proof", "a vote's signature does not verify")
+    if not t.committee().power_of(a.validator):
+        raise TxError("not_in_committee", "the validator is not in the committee")
+    if t.equivocation(a.validator, a.body.height, a.body.round, a.body.kind) is not None:
+        raise TxError("duplicate_evidence", "this equivocation was already punished")
+    t.put(equivocation_key(a.validator, a.body.height, a.body.round, a.body.kind), p)
+    t.slash(a.validator, t.economics.fraud_slash_bps, sender, t.economics.fraud_bounty_bps)
+
+
+def _require_positive(amount: int) -> None:
+    if amount <= 0:
+        raise TxError("zero_amount", "the amount must be positive")
+
+
+def _require_audit_window(t: Transition, round_: int) -> None:
+    if t.height not in t.schedule.audit_window(round_):
+        raise TxError("outside_window", f"height {t.height} is outside round {round_}'s audit window")
+
+
+def _known_commitment(t: Transition, round_: int, miner: bytes, unit: int) -> WorkCommitment:
+    if t.miner(miner) is None:
+        raise TxError("unknown_miner", "no such registered miner")
+    commitment = t.commitment(round_, miner, unit)
+    if commitment is None:
+        raise TxError("unknown_commitment", f"no commitment for unit {unit} of round {round_}")
+    return commitment
+
+
+def _claims_committed_states(c: WorkCommitment, p: FraudProof) -> bool:
+    """Whether the proof's start and claimed end are what the commitment holds: leaves
+    segment and segment+1, or for the delta segment the last leaf and the delta hash."""
+    if not verify_inclusion(c.checkpoint_root, p.start_hash, p.segment, c.checkpoint_count, p.start_proof):
+        return False
+    if p.segment == c.checkpoint_count - 1:
+        return p.claimed_end_hash == c.delta_hash and not p.end_proof
+    return verify_inclusion(c.checkpoint_root, p.claimed_end_hash, p.segment + 1, c.checkpoint_count,
+                            p.end_proof)
+
+
+_RULES = {
+    Transfer: _transfer,
+    Bond: _bond,
+    Unbond: _unbond,
+    RegisterMiner: _register_miner,
+    RegisterAuditor: _register_auditor,
+    WorkCommitment: _work_commitment,
+    AuditReport: _audit_report,
+    FraudProof: _fraud_proof,
+    DoubleSignEvidence: _double_sign,
+}
