@@ -164,30 +164,3 @@ def tanh_f32(x):
     else:
         y = _ONE - _TWO / (exp_f32(_TWO * ax) + _ONE)
     return bits_f32(np.int32(f32_bits(y) | (ix & ~_SIGN_MASK)))
-
-
-@kernel()
-def exp_array(x):
-    """exp_f32 of each element of a 1-D float32 array."""
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = exp_f32(x[i])
-    return out
-
-
-@kernel()
-def log_array(x):
-    """log_f32 of each element of a 1-D float32 array."""
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = log_f32(x[i])
-    return out
-
-
-@kernel()
-def tanh_array(x):
-    """tanh_f32 of each element of a 1-D float32 array."""
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = tanh_f32(x[i])
-    return out

@@ -21,7 +21,7 @@ from numba import get_num_threads, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.fp import fma, kernel
+from kernels.fp import kernel
 
 MR = 6          # C rows per register tile
 NV = 2          # 8-float vectors per register tile row
@@ -206,20 +206,3 @@ def matmul_acc(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> None:
         return
     n_blocks = -(-K // KC)
     _matmul_acc(A, B, C, -(-K // n_blocks), get_num_threads())
-
-
-@kernel(parallel=True)
-def _matmul_acc_reference(A, B, C):
-    M, K = A.shape
-    N = B.shape[1]
-    for m in prange(M):
-        for k in range(K):
-            a = A[m, k]
-            for n in range(N):
-                C[m, n] = fma(a, B[k, n], C[m, n])
-
-
-def matmul_acc_reference(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> None:
-    """The contract written out plainly: the oracle for matmul_acc in tests."""
-    _check(A, B, C)
-    _matmul_acc_reference(A, B, C)

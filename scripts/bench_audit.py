@@ -30,14 +30,13 @@ FAKED_FRACTIONS = (0.05, 0.1, 0.25, 0.5)
 
 
 def _audit(trainer: Trainer, model, data_seed: int, work, segments: tuple[int, ...]) -> float:
-    n = len(work.leaves) - 1
     started = time.perf_counter()
     load_checkpoint(trainer, model, data_seed, 0, work.checkpoints[0])
     for segment in segments:
-        end = replay_segment(trainer, model, data_seed, segment, work.checkpoints[segment])
-        if end != work.leaves[segment + 1]:
+        end_hash, _ = replay_segment(trainer, model, data_seed, segment, work.checkpoints[segment])
+        if end_hash != work.leaves[segment + 1]:
             raise SystemExit(f"honest segment {segment} did not replay to its leaf")
-    delta_hash, _ = delta_from_checkpoint(trainer, model, data_seed, n, work.checkpoints[n])
+    delta_hash, _ = delta_from_checkpoint(trainer, model, data_seed, work.checkpoints[-1])
     if delta_hash != work.delta_hash:
         raise SystemExit("the honest delta did not recompute")
     return time.perf_counter() - started
@@ -59,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     genesis = load_genesis(args.genesis)
     training = genesis.training
-    n = training.steps_per_unit // training.checkpoint_every
+    n = training.segments
     trainer = Trainer(genesis)
     model = genesis_model(genesis)
     rng = random.Random(0)

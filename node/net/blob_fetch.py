@@ -19,6 +19,8 @@ from node.storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
 
+# the most bytes a node reads for one blob (a model, a delta, a checkpoint) from a peer
+MAX_BLOB_BYTES = 64 << 20
 _CHUNK = 1 << 16
 # host:port, the host a name, an IPv4 or a bracketed IPv6 address: nothing that could
 # turn the URL built from it into another path or query

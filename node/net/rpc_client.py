@@ -1,27 +1,50 @@
-"""A small blocking client of a node's HTTP API, for the command line.
+"""Clients of a node's HTTP API: RpcClient (blocking, for the command line) and
+AsyncRpcClient (aiohttp, for the light-audit node).
 
-Every failure (no node listening, a timeout, an HTTP error, a reply that is not
-the API's JSON) is an RpcError whose message is one line naming the URL and, for
-an HTTP error, the server's own error text.
+Both name the API's paths and read its replies the same way.  Every failure (no
+node listening, a timeout, an HTTP error, a reply that is not the API's JSON, a
+reply without the fields asked for) is an RpcError whose message is one line
+naming the URL and, for an HTTP error, the server's own error text.
 """
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.types.errors import CommandError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_RPC = "http://127.0.0.1:26600"
 MAX_REPLY = 16 * 1024 * 1024
 _MAX_ERROR_TEXT = 300
 
+STATUS_PATH = "/status"
+TXS_PATH = "/txs"
+
+
+def block_path(height: int) -> str:
+    return f"/blocks/{height}"
+
+
+def account_path(address: bytes) -> str:
+    return f"/accounts/{address.hex()}"
+
 
 class RpcError(CommandError):
-    """A request to a node that failed; the message is one line."""
+    """A request to a node that failed; the message is one line.  status is the HTTP
+    status of an error reply, None when there was no reply."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 def check_url(text: str) -> str:
@@ -39,6 +62,64 @@ def check_url(text: str) -> str:
 def _one_line(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= _MAX_ERROR_TEXT else line[:_MAX_ERROR_TEXT] + "..."
+
+
+def _error_text(body: bytes, reason: str) -> str:
+    """The API's {"error": ...} text, or the start of whatever else the server said."""
+    try:
+        message = json.loads(body)["error"]
+        if isinstance(message, str):
+            return _one_line(message)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError):
+        pass
+    return _one_line(body.decode("utf-8", "replace")) or reason or "no reason given"
+
+
+def _decode_json(url: str, body: bytes) -> Any:
+    if len(body) > MAX_REPLY:
+        raise RpcError(f"{url}: the reply exceeds {MAX_REPLY} bytes")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise RpcError(f"{url}: the reply is not JSON; is this a uponode node?") from None
+    except RecursionError:  # "[[[[...": valid JSON nested deeper than the parser goes
+        raise RpcError(f"{url}: the reply nests too deep") from None
+
+
+def _field(url: str, reply: Any, name: str, kind: type) -> Any:
+    value = reply.get(name) if isinstance(reply, dict) else None
+    # bool is an int to Python, never to the API
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise RpcError(f"{url}: the reply holds no {kind.__name__} {name}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountReply:
+    """GET /accounts/{address}: an account as the node's chain state has it."""
+    balance: int
+    nonce: int
+    bond: int
+    pending_nonce: int  # the nonce to sign the next transaction with, counting the mempool's
+
+
+def read_account(url: str, reply: Any) -> AccountReply:
+    """The reply to GET url (/accounts/{address}); RpcError unless each field is a u64."""
+    values = {}
+    for field in dataclasses.fields(AccountReply):
+        value = _field(url, reply, field.name, int)
+        if not 0 <= value < 1 << 64:
+            raise RpcError(f"{url}: {field.name} {value} is not a u64")
+        values[field.name] = value
+    return AccountReply(**values)
+
+
+def read_block(url: str, reply: Any) -> bytes:
+    """GET /blocks/{height}: the block's encoding (its "raw" hex)."""
+    try:
+        return bytes.fromhex(_field(url, reply, "raw", str))
+    except ValueError:
+        raise RpcError(f"{url}: the block's raw is not hex") from None
 
 
 class RpcClient:
@@ -63,7 +144,7 @@ class RpcClient:
             with self._opener.open(request, timeout=self.timeout) as reply:
                 body = reply.read(MAX_REPLY + 1)
         except urllib.error.HTTPError as exc:
-            raise RpcError(f"{url}: HTTP {exc.code}: {_error_text(exc)}") from None
+            raise RpcError(f"{url}: HTTP {exc.code}: {_http_error_text(exc)}", exc.code) from None
         except urllib.error.URLError as exc:
             reason = exc.reason.strerror if isinstance(exc.reason, OSError) else exc.reason
             raise RpcError(f"cannot reach {url}: {_one_line(str(reason or exc.reason))}") from None
@@ -71,24 +152,57 @@ class RpcClient:
             raise RpcError(f"{url}: no reply within {self.timeout:g} s") from None
         except (OSError, ValueError) as exc:  # a connection reset, a malformed reply
             raise RpcError(f"{url}: {_one_line(str(exc)) or type(exc).__name__}") from None
-        if len(body) > MAX_REPLY:
-            raise RpcError(f"{url}: the reply exceeds {MAX_REPLY} bytes")
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise RpcError(f"{url}: the reply is not JSON; is this a uponode node?") from None
+        return _decode_json(url, body)
 
 
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    """The API's {"error": ...} text, or the start of whatever else the server said."""
+def _http_error_text(exc: urllib.error.HTTPError) -> str:
     try:
         raw = exc.read(64 * 1024)
     except OSError:
         return exc.reason or "no reason given"
-    try:
-        message = json.loads(raw)["error"]
-        if isinstance(message, str):
-            return _one_line(message)
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-        pass
-    return _one_line(raw.decode("utf-8", "replace")) or str(exc.reason)
+    return _error_text(raw, str(exc.reason))
+
+
+class AsyncRpcClient:
+    """RpcClient's requests on an aiohttp session, for one node followed."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, timeout: float = 10.0):
+        self.base_url = check_url(base_url)
+        self.session = session
+        self.timeout = timeout
+
+    async def get(self, path: str) -> Any:
+        return await self._request("GET", path)
+
+    async def post_text(self, path: str, text: str) -> Any:
+        return await self._request("POST", path, text)
+
+    async def _request(self, method: str, path: str, text: str | None = None) -> Any:
+        import aiohttp  # loaded by the light-audit node only: the CLI's commands stay quick
+
+        url = self.base_url + path
+        headers = {"Content-Type": "text/plain"} if text is not None else None
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.session.request(method, url, data=text, headers=headers,
+                                                allow_redirects=False) as reply:
+                    body = await _read_capped(reply)
+        except TimeoutError:
+            raise RpcError(f"{url}: no reply within {self.timeout:g} s") from None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise RpcError(f"cannot reach {url}: {_one_line(str(exc)) or type(exc).__name__}") \
+                from None
+        if reply.status != 200:
+            raise RpcError(f"{url}: HTTP {reply.status}: {_error_text(body, reply.reason or '')}",
+                           reply.status)
+        return _decode_json(url, body)
+
+
+async def _read_capped(reply: aiohttp.ClientResponse) -> bytes:
+    """The body, or its first MAX_REPLY + 1 bytes if it is longer."""
+    body = bytearray()
+    async for chunk in reply.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > MAX_REPLY:
+            break
+    return bytes(body)

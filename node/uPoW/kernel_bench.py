@@ -10,12 +10,9 @@ inputs to 10-bit mantissas), and full training steps against torch eager fp32.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 import platform
-import sys
 import time
 from typing import TYPE_CHECKING, Callable
 
@@ -23,7 +20,7 @@ import numpy as np
 
 from node.uPoW.backends import Backend, backend_for
 from node.types.errors import CommandError
-from node.types.genesis import Genesis, load_genesis
+from node.types.genesis import Genesis
 
 if TYPE_CHECKING:
     from node.uPoW.trainer import Trainer
@@ -241,17 +238,8 @@ def bench_train_step_gpu(genesis: Genesis, config: str, backend: Backend) -> dic
             "time_ratio": round(ours / theirs, 3)}
 
 
-def _progress(args: argparse.Namespace, message: str) -> None:
-    # the warm-ups compile the kernels, which takes a while with nothing to show
-    if not args.json:
-        print(f"uponode bench: {message}", file=sys.stderr, flush=True)
-
-
-def run_gpu_bench(args: argparse.Namespace) -> list[dict]:
-    """The GPU benchmark's records, header first."""
-    if args.threads:
-        raise CommandError("--threads sets CPU thread pools and does not apply with --gpu")
-    genesis = load_genesis(args.genesis)
+def gpu_records(genesis: Genesis, progress: Callable[[str], None]) -> list[dict]:
+    """The GPU benchmark's records, header first; progress(message) says what runs next."""
     backend = gpu_backend()
     import torch
 
@@ -260,32 +248,22 @@ def run_gpu_bench(args: argparse.Namespace) -> list[dict]:
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     records = [_gpu_header(genesis)]
-    _progress(args, f"matmul at {len(model_matmul_shapes(genesis))} shapes, "
-                    f"deterministic vs cuBLAS FP32 on {records[0]['gpu']}")
+    progress(f"matmul at {len(model_matmul_shapes(genesis))} shapes, "
+             f"deterministic vs cuBLAS FP32 on {records[0]['gpu']}")
     records += bench_matmul_gpu(genesis)
     for config, config_genesis in (("genesis", genesis), ("10m", _ten_million(genesis))):
-        _progress(args, f"training step ({config} model), deterministic vs torch eager FP32")
+        progress(f"training step ({config} model), deterministic vs torch eager FP32")
         records.append(bench_train_step_gpu(config_genesis, config, backend))
     return records
 
 
-def _print_records(records: list[dict], as_json: bool) -> None:
-    for record in records:
-        if as_json:
-            print(json.dumps(record), flush=True)
-        else:
-            print("  ".join(f"{k}={v}" for k, v in record.items()), file=sys.stdout)
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    if args.gpu:
-        _print_records(run_gpu_bench(args), args.json)
-        return 0
+def cpu_records(genesis: Genesis, thread_counts: list[int] | None) -> list[dict]:
+    """The CPU benchmark's records, header first, at each thread count (by default 1
+    and numba's whole pool)."""
     import numba
     import torch
 
-    genesis = load_genesis(args.genesis)
-    thread_counts = args.threads or sorted({1, numba.config.NUMBA_NUM_THREADS})
+    thread_counts = thread_counts or sorted({1, numba.config.NUMBA_NUM_THREADS})
     header = {"bench": "machine", "cpu": _cpu_name(),
               "cores": os.cpu_count(), "torch": torch.__version__, "numba": numba.__version__,
               "model": genesis.chain_id}
@@ -295,5 +273,4 @@ def run_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
         records += bench_matmul(genesis, threads)
         records.append(bench_train_step(genesis, threads))
-    _print_records(records, args.json)
-    return 0
+    return records

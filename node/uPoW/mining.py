@@ -10,29 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from typing import Callable
 
 from node.types.genesis import Genesis
 from node.uPoW.assignment import assign_unit, challenged_segments
 from node.uPoW.rounds import RoundSchedule
-from node.uPoW.unit_compute import TrainedUnit
+from node.uPoW.unit_compute import ComputeWorker
 
 log = logging.getLogger("uponode.mining")
 
-Compute = Callable[..., Awaitable]  # ComputeWorker.call
 Submit = Callable[[object], None]
 
 
 class Miner:
-    def __init__(self, genesis: Genesis, me: bytes, compute: Compute, submit: Submit,
+    def __init__(self, genesis: Genesis, me: bytes, worker: ComputeWorker, submit: Submit,
                  height: Callable[[], int]):
         self.genesis = genesis
         self.me = me
-        self.compute = compute
+        self.worker = worker
         self.submit = submit
         self.height = height  # the chain's finalized height now
         self.schedule = RoundSchedule.from_genesis(genesis)
-        self.n_segments = genesis.training.steps_per_unit // genesis.training.checkpoint_every
         self.started: set[int] = set()  # rounds whose units this miner has begun
         self.published: set[int] = set()  # rounds whose challenged checkpoints are stored
         self.tasks: set[asyncio.Task] = set()
@@ -64,8 +62,8 @@ class Miner:
             log.info("round %d unit %d: training %d steps from model %s", round_, unit,
                      self.genesis.training.steps_per_unit, model_root.hex()[:16])
             try:
-                trained: TrainedUnit = await self.compute(
-                    "train", round_, unit, assignment.shard, model_root, assignment.data_seed)
+                trained = await self.worker.train(round_, unit, assignment.shard, model_root,
+                                                  assignment.data_seed)
             except Exception as exc:  # a unit that fails is skipped, never committed
                 log.error("round %d unit %d: training failed: %s", round_, unit, exc)
                 continue
@@ -87,12 +85,13 @@ class Miner:
 
     async def _publish(self, round_: int, units: int, challenge_hash: bytes) -> None:
         for unit in range(units):
-            segments = challenged_segments(challenge_hash, self.me, unit, self.n_segments,
+            segments = challenged_segments(challenge_hash, self.me, unit,
+                                           self.genesis.training.segments,
                                            self.genesis.training.audit_segments)
-            await self.compute("publish", round_, unit, list(segments))
+            await self.worker.publish(round_, unit, list(segments))
             log.info("round %d unit %d: serving the checkpoints of challenged segments %s",
                      round_, unit, list(segments))
-        await self.compute("forget_before", round_ + 1)
+        await self.worker.forget_before(round_ + 1)
 
     def close(self) -> None:
         for task in self.tasks:

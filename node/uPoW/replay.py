@@ -16,16 +16,11 @@ from node.types.transactions import FraudProof, WorkCommitment
 from node.uPoW.model_state import BlobFormatError, ModelState
 from node.uPoW.state import NonFiniteStateError, TrainingState, decode_state
 from node.uPoW.trainer import Trainer
-from node.uPoW.work import encode_delta
+from node.uPoW.work import unit_delta
 
 
 class InvalidCheckpoint(Exception):
     """A checkpoint blob that is not a state of this unit at its leaf's step."""
-
-
-def _segments(trainer: Trainer) -> int:
-    training = trainer.genesis.training
-    return training.steps_per_unit // training.checkpoint_every
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -42,8 +37,9 @@ def load_checkpoint(trainer: Trainer, model: ModelState, data_seed: int, index: 
                     blob: bytes) -> TrainingState:
     """The state of leaf index decoded from blob, on the trainer's backend;
     InvalidCheckpoint unless it is a state of this unit at that leaf."""
-    if not 0 <= index <= _segments(trainer):
-        raise ValueError(f"leaf {index} of a unit of {_segments(trainer)} segments")
+    n = trainer.genesis.training.segments
+    if not 0 <= index <= n:
+        raise ValueError(f"leaf {index} of a unit of {n} segments")
     try:
         state = decode_state(trainer.layout, blob)
     except BlobFormatError as exc:
@@ -63,29 +59,31 @@ def load_checkpoint(trainer: Trainer, model: ModelState, data_seed: int, index: 
 
 
 def replay_segment(trainer: Trainer, model: ModelState, data_seed: int, segment: int,
-                   start_blob: bytes) -> bytes:
-    """The leaf digest re-executing segment from its start checkpoint (leaf segment) gives."""
-    if not 0 <= segment < _segments(trainer):
-        raise ValueError(f"segment {segment} of a unit of {_segments(trainer)} segments")
+                   start_blob: bytes) -> tuple[bytes, TrainingState]:
+    """Re-execute segment from its start checkpoint (leaf segment): the leaf digest it
+    gives, and the end state on the trainer's backend.  InvalidCheckpoint if the start
+    is not a state of the unit; NonFiniteStateError if training from it fails."""
+    n = trainer.genesis.training.segments
+    if not 0 <= segment < n:
+        raise ValueError(f"segment {segment} of a unit of {n} segments")
     state = load_checkpoint(trainer, model, data_seed, segment, start_blob)
     results = trainer.train(state, trainer.checkpoint_every)
-    return bytes.fromhex(results[-1].state_hash)
+    return bytes.fromhex(results[-1].state_hash), state  # the trainer hashes checkpoints
 
 
 def delta_from_checkpoint(trainer: Trainer, model: ModelState, data_seed: int,
-                          n_segments: int, last_blob: bytes) -> tuple[bytes, bytes]:
-    """(delta hash, delta blob) of the last checkpoint (leaf n_segments)."""
-    state = load_checkpoint(trainer, model, data_seed, n_segments, last_blob)
-    params = trainer.backend.to_host(state.params)
-    blob = encode_delta(np.subtract(params, model.params, dtype=np.float32))
-    return hashlib.sha256(blob).digest(), blob
+                          last_blob: bytes) -> tuple[bytes, bytes]:
+    """(delta hash, delta blob) of the unit's last checkpoint."""
+    last = trainer.genesis.training.segments
+    state = load_checkpoint(trainer, model, data_seed, last, last_blob)
+    return unit_delta(model, trainer.backend.to_host(state.params))
 
 
 def confirm_fraud(trainer: Trainer, model: ModelState, data_seed: int,
                   commitment: WorkCommitment, proof: FraudProof, start_blob: bytes) -> bool:
     """True if proof shows fraud in the unit (see WorkOracle.confirm_fraud); start_blob
     is the checkpoint proof.start_hash names.  The Merkle proofs are the caller's."""
-    n = _segments(trainer)
+    n = trainer.genesis.training.segments
     if commitment.checkpoint_count != n + 1:
         raise ValueError(f"a commitment of {commitment.checkpoint_count} leaves, a unit has {n + 1}")
     if hashlib.sha256(start_blob).digest() != proof.start_hash:
@@ -96,10 +94,10 @@ def confirm_fraud(trainer: Trainer, model: ModelState, data_seed: int,
         return False  # the proof disputes something the miner never committed to
     try:
         if proof.segment == n:
-            delta_hash, _ = delta_from_checkpoint(trainer, model, data_seed, n, start_blob)
+            delta_hash, _ = delta_from_checkpoint(trainer, model, data_seed, start_blob)
             return delta_hash != commitment.delta_hash
-        return replay_segment(trainer, model, data_seed, proof.segment,
-                              start_blob) != proof.claimed_end_hash
+        end_hash, _ = replay_segment(trainer, model, data_seed, proof.segment, start_blob)
+        return end_hash != proof.claimed_end_hash
     except (InvalidCheckpoint, NonFiniteStateError):
         # a state that is not the unit's, or one whose honest replay fails, was never
         # a valid leaf to commit to

@@ -4,16 +4,19 @@ UnitCompute trains units and replays challenged segments, reading models and
 checkpoints from the blob store and writing what others will fetch into it.  A
 full node runs it in a worker process (ComputeWorker) so training never stalls
 consensus; the light-audit node runs it in its own process.
+
+How a unit is trained is the node's to wire: the honest train_unit by default; a
+test's cheating miner (tests/integration/cheating_miner.py) wires its own.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import dataclasses
-import hashlib
 import multiprocessing
 import pathlib
 import time
+from typing import Callable, TypeVar
 
 from kernels.backend import Backend, backend_named
 from node.types.genesis import Genesis, load_genesis
@@ -22,9 +25,13 @@ from node.types.transactions import WorkCommitment
 from node.uPoW.model_state import ModelState, decode_model
 from node.uPoW.state import NonFiniteStateError, encode_state
 from node.uPoW.trainer import Trainer
-from node.uPoW.work import (UnitWork, commitment_for, encode_delta, float32_from_bits,
-                            train_unit)
-from node.uPoW.replay import InvalidCheckpoint, load_checkpoint
+from node.uPoW.work import UnitWork, commitment_for, float32_from_bits, train_unit, unit_delta
+from node.uPoW.replay import InvalidCheckpoint, replay_segment
+
+# Trains one unit from the round's model on the unit's data stream (the data seed) and
+# returns its checkpoints, leaves and delta.  A worker process gets it by pickling, so
+# it must be a module-level function.
+UnitTrainer = Callable[[Trainer, ModelState, int], UnitWork]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,11 +52,12 @@ class SegmentReplay:
 
 
 class UnitCompute:
-    def __init__(self, genesis: Genesis, blobs: BlobStore, backend: Backend | None = None):
+    def __init__(self, genesis: Genesis, blobs: BlobStore, backend: Backend | None = None,
+                 unit_trainer: UnitTrainer = train_unit):
         self.genesis = genesis
         self.blobs = blobs
         self.trainer = Trainer(genesis, backend=backend)
-        self.segments = genesis.training.steps_per_unit // genesis.training.checkpoint_every
+        self.unit_trainer = unit_trainer
         # checkpoints of units trained but not yet challenged, by (round, unit)
         self._kept: dict[tuple[int, int], UnitWork] = {}
 
@@ -60,7 +68,7 @@ class UnitCompute:
               data_seed: int) -> TrainedUnit:
         """Train one unit from the model model_root; store its leaves and delta blobs."""
         started = time.perf_counter()
-        work = train_unit(self.trainer, self._model(model_root), data_seed)
+        work = self.unit_trainer(self.trainer, self._model(model_root), data_seed)
         self.blobs.put(work.leaves_blob)
         self.blobs.put(work.delta_blob)
         self._kept[(round_, unit)] = work
@@ -86,17 +94,15 @@ class UnitCompute:
         for the last segment also hash the delta it gives, against committed_delta."""
         started = time.perf_counter()
         model = self._model(model_root)
-        blob = self.blobs.get(start_hash.hex())
         try:
-            state = load_checkpoint(self.trainer, model, data_seed, segment, blob)
-            results = self.trainer.train(state, self.genesis.training.checkpoint_every)
+            end_hash, end = replay_segment(self.trainer, model, data_seed, segment,
+                                           self.blobs.get(start_hash.hex()))
         except (InvalidCheckpoint, NonFiniteStateError) as exc:
             return SegmentReplay(None, None, str(exc), time.perf_counter() - started)
-        end_hash = bytes.fromhex(results[-1].state_hash)  # the trainer hashes checkpoints
         delta_hash = None
-        if segment == self.segments - 1:
-            end = self.trainer.host_state(state)
-            delta_hash = hashlib.sha256(encode_delta(end.params - model.params)).digest()
+        if segment == self.genesis.training.segments - 1:
+            end = self.trainer.host_state(end)
+            delta_hash, _ = unit_delta(model, end.params)
             if delta_hash != committed_delta:
                 # a validator checking the delta fraud proof fetches this state here
                 self.blobs.put(encode_state(self.trainer.layout, end))
@@ -106,29 +112,51 @@ class UnitCompute:
 # -- the worker process of a full node
 
 _compute: UnitCompute | None = None
+_Result = TypeVar("_Result")
 
 
-def _init_worker(genesis_path: str, blob_root: str, backend: str) -> None:
+def _init_worker(genesis_path: str, blob_root: str, backend: str,
+                 unit_trainer: UnitTrainer) -> None:
     global _compute
     _compute = UnitCompute(load_genesis(genesis_path), BlobStore(pathlib.Path(blob_root)),
-                           backend_named(backend))
+                           backend_named(backend), unit_trainer)
 
 
-def _call(method: str, *args):
-    return getattr(_compute, method)(*args)
+def _run_in_worker(method: Callable[..., _Result], *args) -> _Result:
+    return method(_compute, *args)
 
 
 class ComputeWorker:
     """One spawned process holding a UnitCompute on the named backend ("cpu" or
-    "cuda"); calls run in order, off the event loop."""
+    "cuda"); calls run in order, off the event loop.  Each method runs the
+    UnitCompute method of the same name there."""
 
-    def __init__(self, genesis_path: pathlib.Path, blob_root: pathlib.Path, backend: str = "cpu"):
+    def __init__(self, genesis_path: pathlib.Path, blob_root: pathlib.Path, backend: str = "cpu",
+                 unit_trainer: UnitTrainer = train_unit):
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(str(genesis_path), str(blob_root), backend))
+            initializer=_init_worker,
+            initargs=(str(genesis_path), str(blob_root), backend, unit_trainer))
 
-    async def call(self, method: str, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _call, method, *args)
+    async def _run(self, method: Callable[..., _Result], *args) -> _Result:
+        # the method travels by its qualified name, the arguments by pickling
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, _run_in_worker, method, *args)
+
+    async def train(self, round_: int, unit: int, shard: int, model_root: bytes,
+                    data_seed: int) -> TrainedUnit:
+        return await self._run(UnitCompute.train, round_, unit, shard, model_root, data_seed)
+
+    async def publish(self, round_: int, unit: int, leaves: list[int]) -> None:
+        await self._run(UnitCompute.publish, round_, unit, leaves)
+
+    async def forget_before(self, round_: int) -> None:
+        await self._run(UnitCompute.forget_before, round_)
+
+    async def replay(self, model_root: bytes, data_seed: int, segment: int, start_hash: bytes,
+                     committed_delta: bytes) -> SegmentReplay:
+        return await self._run(UnitCompute.replay, model_root, data_seed, segment, start_hash,
+                               committed_delta)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -62,6 +62,13 @@ def decode_delta(layout: ParameterLayout, blob: bytes) -> np.ndarray:
     return delta
 
 
+def unit_delta(model: ModelState, end_params: np.ndarray) -> tuple[bytes, bytes]:
+    """(SHA-256, blob) of the delta of a unit that ended at end_params (on the host):
+    the delta a commitment names and the blob that serves it."""
+    blob = encode_delta(np.subtract(end_params, model.params, dtype=np.float32))
+    return hashlib.sha256(blob).digest(), blob
+
+
 def unit_start_state(trainer: Trainer, model: ModelState, data_seed: int) -> TrainingState:
     """Leaf 0: the round's parameters, zero Adam moments, step and cursor 0."""
     return trainer.initial_state(data_seed, model.params)
@@ -104,12 +111,11 @@ def train_unit(trainer: Trainer, model: ModelState, data_seed: int,
             leaves.append(bytes.fromhex(result.state_hash))
         if on_step is not None:
             on_step(result)
-    delta_blob = encode_delta(np.subtract(trainer.host_state(state).params, model.params,
-                                          dtype=np.float32))
+    delta_hash, delta_blob = unit_delta(model, trainer.host_state(state).params)
     leaves_blob = encode_leaves(leaves)
     return UnitWork(leaves=leaves, checkpoints=checkpoints, leaves_blob=leaves_blob,
                     checkpoint_root=merkle_root(leaves), delta_blob=delta_blob,
-                    delta_hash=hashlib.sha256(delta_blob).digest(), loss_trace=tuple(losses))
+                    delta_hash=delta_hash, loss_trace=tuple(losses))
 
 
 def commitment_for(round_: int, unit: int, shard: int, model_root: bytes,

@@ -50,7 +50,6 @@ def assigned_tasks(genesis: Genesis, me: bytes, round_: int, round_start_hash: b
                    commitments: list[tuple[bytes, int, WorkCommitment]]) -> list[AuditTask]:
     """The units of round_ that me must audit, with their challenged segments."""
     training = genesis.training
-    n = training.steps_per_unit // training.checkpoint_every
     tasks = []
     for miner, unit, commitment in commitments:
         auditors = assigned_auditors(challenge_hash, miner, unit, eligible,
@@ -59,7 +58,8 @@ def assigned_tasks(genesis: Genesis, me: bytes, round_: int, round_start_hash: b
             tasks.append(AuditTask(
                 round_, miner, unit, commitment,
                 assign_unit(round_start_hash, miner, unit).data_seed,
-                challenged_segments(challenge_hash, miner, unit, n, training.audit_segments)))
+                challenged_segments(challenge_hash, miner, unit, training.segments,
+                                    training.audit_segments)))
     return tasks
 
 
@@ -71,7 +71,6 @@ class Auditor:
         self.fetch = fetch
         self.replay = replay
         self.submit = submit
-        self.n_segments = genesis.training.steps_per_unit // genesis.training.checkpoint_every
         self.done: set[tuple[int, bytes, int]] = set()  # (round, miner, unit) reported
 
     async def audit(self, task: AuditTask) -> bool:
@@ -134,7 +133,7 @@ class Auditor:
                               end_proof=tuple(inclusion_proof(leaves, segment + 1)),
                               computed_end_hash=computed, **base), why
         if result.delta_hash is not None and result.delta_hash != c.delta_hash:
-            last = self.n_segments
+            last = self.genesis.training.segments
             return FraudProof(round=task.round, miner=task.miner, unit=task.unit, segment=last,
                               start_hash=leaves[last], start_proof=tuple(inclusion_proof(leaves, last)),
                               claimed_end_hash=c.delta_hash, end_proof=(),

@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import Any, Callable, TypeVar
 
 import aiohttp
 
-from node.net.blob_fetch import BlobFetcher
-from node.types.blocks import Block, close_hash, tx_root
+from node.net.blob_fetch import MAX_BLOB_BYTES, BlobFetcher
+from node.net.rpc_client import (TXS_PATH, AccountReply, AsyncRpcClient, RpcError,
+                                 account_path, block_path, read_account, read_block)
+from node.types.blocks import Block, CommitteeMember, close_hash, tx_root
 from node.types.codec import DecodeError
 from node.storage.home import NodeHome
-from node.state.ledger import Committee, CommitteeMember
+from node.state.records import Committee
 from node.storage.blobstore import BlobStore
 from node.types.transactions import Bond, RegisterAuditor, SignedTx, WorkCommitment, sign_tx
 from node.uPoW.model_state import genesis_model_blob
@@ -33,8 +36,8 @@ from node.consensus.commits import InvalidCommit, verify_commit
 log = logging.getLogger("uponode.light")
 
 POLL_S = 0.5
-MAX_BLOB_BYTES = 64 << 20
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
+REQUEST_TIMEOUT_S = 10.0
+_Read = TypeVar("_Read")
 
 
 class ChainFollowError(Exception):
@@ -49,7 +52,19 @@ class RoundView:
     commitments: list[tuple[bytes, int, WorkCommitment]] = dataclasses.field(default_factory=list)
 
 
+def _read_block(url: str, reply: Any) -> Block:
+    try:
+        return Block.decode(read_block(url, reply))
+    except DecodeError as exc:
+        raise RpcError(f"{url}: the block does not decode: {exc}") from None
+
+
 class LightAuditor:
+    """Follows the chain and audits through the full nodes named in peers (host:port).
+    Nothing a full node answers stops it: a peer that fails, sends what does not read
+    or a block that does not verify is logged (once per problem), the next peer is
+    asked, and the request is retried at the next poll."""
+
     def __init__(self, home: NodeHome, peers: list[str]):
         self.genesis = home.genesis
         self.key = home.key
@@ -70,51 +85,71 @@ class LightAuditor:
         self.auditor: Auditor | None = None
         self.reported: set[tuple[int, bytes, int]] = set()  # units audited and reported
         self._outbox: list = []  # payloads the auditor produced, sent between polls
-        self._next: Block | None = None  # block height+1, when already fetched
-        self.session: aiohttp.ClientSession | None = None
+        self._next: tuple[str, Block] | None = None  # block height+1 and its peer, if fetched
+        self._clients: list[tuple[str, AsyncRpcClient]] = []  # one per peer, while running
+        self._first = 0  # the peer asked first: moves on past one whose block did not verify
+        # the last problem logged per peer and request (blocks, accounts, txs): a peer that
+        # stays down or wrong is logged once, not at every poll
+        self._trouble: dict[tuple[str, str], str] = {}
 
     # -- talking to full nodes
 
-    async def _get_json(self, path: str) -> dict | None:
-        for peer in self.peers:
+    def _in_turn(self) -> list[tuple[str, AsyncRpcClient]]:
+        return self._clients[self._first:] + self._clients[:self._first]
+
+    def _failed(self, peer: str, request: str, problem: str) -> None:
+        if self._trouble.get((peer, request)) != problem:
+            self._trouble[(peer, request)] = problem
+            log.warning("full node %s: %s", peer, problem)
+
+    def _answered(self, peer: str, request: str) -> None:
+        if self._trouble.pop((peer, request), None) is not None:
+            log.info("full node %s answers %s requests again", peer, request)
+
+    async def _ask(self, request: str, path: str,
+                   read: Callable[[str, Any], _Read]) -> tuple[str, _Read] | None:
+        """(peer, read(url, reply)) from the first peer whose reply to GET path reads;
+        request names the kind of request in the log."""
+        for peer, client in self._in_turn():
             try:
-                async with self.session.get(f"http://{peer}{path}", timeout=REQUEST_TIMEOUT) as r:
-                    if r.status == 200:
-                        return await r.json()
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                value = read(client.base_url + path, await client.get(path))
+            except RpcError as exc:
+                if exc.status == 404:  # a block not made yet: routine at the head
+                    log.debug("full node %s: %s", peer, exc)
+                else:
+                    self._failed(peer, request, str(exc))
                 continue
+            return peer, value
         return None
 
-    async def _block(self, height: int) -> Block | None:
-        reply = await self._get_json(f"/blocks/{height}")
-        if reply is None:
+    async def _account(self) -> AccountReply | None:
+        answer = await self._ask("accounts", account_path(self.key.public_key), read_account)
+        if answer is None:
             return None
-        try:
-            return Block.decode(bytes.fromhex(reply["raw"]))
-        except (KeyError, ValueError, DecodeError) as exc:
-            raise ChainFollowError(f"block {height} from a full node does not decode: {exc}") from None
+        self._answered(answer[0], "accounts")
+        return answer[1]
 
     async def _post_tx(self, tx: SignedTx) -> str | None:
         """POST tx to the first full node that takes it; None if accepted, else the error."""
         error = "no full node answered"
-        for peer in self.peers:
+        for peer, client in self._in_turn():
             try:
-                async with self.session.post(f"http://{peer}/txs", data=tx.encode().hex(),
-                                             timeout=REQUEST_TIMEOUT) as r:
-                    if r.status == 200:
-                        return None
-                    error = (await r.json()).get("error", f"HTTP {r.status}")
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-                continue
+                await client.post_text(TXS_PATH, tx.encode().hex())
+                self._answered(peer, "txs")
+                return None
+            except RpcError as exc:
+                error = str(exc)
+                if exc.status is None:
+                    self._failed(peer, "txs", error)
         return error
 
     async def _submit(self, payload) -> None:
         if self.nonce is None:
-            account = await self._get_json(f"/accounts/{self.key.public_key.hex()}")
+            account = await self._account()
             if account is None:
                 log.warning("cannot read this auditor's account; %s not sent", type(payload).__name__)
                 return
-            self.nonce = account["nonce"]
+            self.nonce = account.nonce
         tx = sign_tx(self.key, self.genesis.chain_id, self.nonce, payload)
         error = await self._post_tx(tx)
         if error is None:
@@ -170,14 +205,26 @@ class LightAuditor:
         return self.rounds.setdefault(round_, RoundView())
 
     async def _follow(self) -> bool:
-        """Verify and apply the next block; False when there is none yet."""
-        block = self._next or await self._block(self.height + 1)
-        carrier = await self._block(self.height + 2) if block is not None else None
+        """Verify and apply the next block; False when there is none yet, or none that
+        verifies (then the next peer is asked first)."""
+        block = self._next or await self._ask("blocks", block_path(self.height + 1), _read_block)
+        carrier = (await self._ask("blocks", block_path(self.height + 2), _read_block)
+                   if block is not None else None)
         if block is None or carrier is None:
             self._next = block
             return False
-        self._verify(block, carrier)
-        self._apply(block)
+        (peer, verified), (carrier_peer, carrier_block) = block, carrier
+        try:
+            self._verify(verified, carrier_block)
+        except ChainFollowError as exc:
+            self._next = None
+            commit_from = f" (the commit from {carrier_peer})" if carrier_peer != peer else ""
+            self._failed(peer, "blocks", f"{exc}{commit_from}")
+            self._first = (self.peers.index(peer) + 1) % len(self.peers)
+            return False
+        self._answered(peer, "blocks")
+        self._answered(carrier_peer, "blocks")
+        self._apply(verified)
         self._next = carrier  # the carrier is the next block to verify: fetched once
         return True
 
@@ -206,7 +253,12 @@ class LightAuditor:
                 self.auditor = Auditor(self.genesis, self.blobs, self._fetch, self._replay,
                                        self._queue)
             started = asyncio.get_running_loop().time()
-            if await self.auditor.audit(task):
+            try:
+                reported = await self.auditor.audit(task)
+            except Exception as exc:  # one unit's trouble (a malformed blob) must not stop the rest
+                log.error("%s: audit failed: %s", task.name, exc)
+                continue
+            if reported:
                 self.reported.add((task.round, task.miner, task.unit))
                 log.info("%s: audited %d segments, cost %.2f s with the fetches", task.name,
                          len(task.segments), asyncio.get_running_loop().time() - started)
@@ -221,17 +273,19 @@ class LightAuditor:
             self.registered = True
             log.info("registered as an auditor")
             return
-        account = await self._get_json(f"/accounts/{self.key.public_key.hex()}")
+        account = await self._account()
         if account is None:
             return
-        missing = self.genesis.economics.min_auditor_bond - account["bond"]
+        missing = self.genesis.economics.min_auditor_bond - account.bond
         if missing > 0:
             await self._submit(Bond(amount=missing))
         await self._submit(RegisterAuditor())
         self.registered = True  # confirmed when the registration shows up in a block
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with aiohttp.ClientSession() as self.session:
+        async with aiohttp.ClientSession() as session:
+            self._clients = [(peer, AsyncRpcClient(f"http://{peer}", session, REQUEST_TIMEOUT_S))
+                             for peer in self.peers]
             try:
                 while not stop.is_set():
                     advanced = await self._follow()

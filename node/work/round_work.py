@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import Callable, Sequence
 
-from node.net.blob_fetch import BlobFetcher
+from node.net.blob_fetch import MAX_BLOB_BYTES, BlobFetcher
 from node.state.chain import Chain
 from node.types.genesis import Genesis
 from node.uPoW.mining import Miner
@@ -25,7 +25,6 @@ from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
 
 log = logging.getLogger("uponode.rounds")
 
-MAX_BLOB_BYTES = 64 << 20
 REGISTER_RETRY_BLOCKS = 10
 
 
@@ -37,24 +36,18 @@ class RoundWork:
         self.chain = chain
         self.me = me
         self.mine = mine
-        self.worker = worker
         self.fetcher = fetcher
         self.addresses = addresses
         self.submit = submit
         self.schedule = RoundSchedule.from_genesis(genesis)
-        self.miner = Miner(genesis, me, worker.call, submit, lambda: chain.height)
-        self.auditor = Auditor(genesis, fetcher.store, self.fetch, self._replay, submit)
+        self.miner = Miner(genesis, me, worker, submit, lambda: chain.height)
+        self.auditor = Auditor(genesis, fetcher.store, self.fetch, worker.replay, submit)
         self._registered_at: int | None = None  # height at which we asked to become a miner
         self._auditing: asyncio.Task | None = None
         self._fetching: set[bytes] = set()
 
     async def fetch(self, digest: bytes) -> bool:
         return await self.fetcher.ensure(digest, list(self.addresses()), MAX_BLOB_BYTES)
-
-    async def _replay(self, model_root: bytes, data_seed: int, segment: int, start: bytes,
-                      committed_delta: bytes):
-        return await self.worker.call("replay", model_root, data_seed, segment, start,
-                                      committed_delta)
 
     def fetch_soon(self, digest: bytes) -> None:
         """Fetch a blob in the background (one a block check found missing)."""

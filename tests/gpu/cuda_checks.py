@@ -79,7 +79,7 @@ def run_checks(s: Shapes, seed: int = 0) -> dict[str, int]:
     x = _special_values(r)
     outs = [cuda.device_array(x.size, np.float32) for _ in range(3)]
     _math_map[blocks(x.size), THREADS](outs[0], outs[1], outs[2], dev(x))
-    from kernels.mathfn import exp_array, log_array, tanh_array
+    from tests.kernel_oracles import exp_array, log_array, tanh_array
     res["exp_f32"] = _mismatches(exp_array(x), outs[0])
     res["log_f32"] = _mismatches(log_array(x), outs[1])
     res["tanh_f32"] = _mismatches(tanh_array(x), outs[2])

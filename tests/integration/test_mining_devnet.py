@@ -127,7 +127,7 @@ def test_a_miner_that_fakes_a_checkpoint_is_proven_slashed_and_unpaid(mining_dev
     _wait(lambda: not pathlib.Path(f"/proc/{cheater['pid']}").exists(), 30, "node-3 to stop")
     with open(pathlib.Path(cheater["home"]) / "node.log", "ab") as log:
         cheat = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.cheating_miner", "start", "--home",
+            [sys.executable, "-m", "tests.integration.cheating_miner", "--home",
              cheater["home"]], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             env=dict(os.environ, NUMBA_NUM_THREADS="1"))
     try:

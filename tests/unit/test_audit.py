@@ -15,7 +15,7 @@ from node.uPoW.model_state import ModelState, encode_model, model_root
 from node.uPoW.state import TrainingState, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import (UnitWork, commitment_for, decode_delta, encode_delta, encode_leaves,
-                            train_unit, unit_start_state)
+                            train_unit, unit_delta, unit_start_state)
 from node.uPoW.replay import (InvalidCheckpoint, confirm_fraud, delta_from_checkpoint,
                                load_checkpoint, replay_segment)
 
@@ -26,10 +26,6 @@ MINER = b"\x0b" * 32
 @pytest.fixture(scope="module")
 def honest(trainer, model) -> UnitWork:
     return train_unit(trainer, model, SEED)
-
-
-def _n(trainer: Trainer) -> int:
-    return trainer.genesis.training.steps_per_unit // trainer.checkpoint_every
 
 
 def _work(checkpoints: list[bytes], delta_blob: bytes) -> UnitWork:
@@ -47,12 +43,12 @@ def _cheat(trainer: Trainer, model: ModelState, train_seed: int,
     checkpoint with label_seed."""
     state = unit_start_state(trainer, model, train_seed)
     checkpoints = []
-    for i in range(_n(trainer) + 1):
+    for i in range(trainer.genesis.training.segments + 1):
         if i:
             trainer.train(state, trainer.checkpoint_every)
         state = fake(i, state)
         checkpoints.append(encode_state(trainer.layout, dataclasses.replace(state, data_seed=label_seed)))
-    return _work(checkpoints, encode_delta(state.params - model.params))
+    return _work(checkpoints, unit_delta(model, state.params)[1])
 
 
 def _proof(work: UnitWork, segment: int) -> FraudProof:
@@ -72,11 +68,11 @@ def _fraud(trainer: Trainer, model: ModelState, work: UnitWork, segment: int) ->
 
 
 def test_an_honest_unit_replays_and_is_never_fraud(trainer, model, honest):
-    n = _n(trainer)
+    n = trainer.genesis.training.segments
     for segment in range(n):
-        assert replay_segment(trainer, model, SEED, segment, honest.checkpoints[segment]) == \
-            honest.leaves[segment + 1]
-    assert delta_from_checkpoint(trainer, model, SEED, n, honest.checkpoints[n]) == (
+        end_hash, _ = replay_segment(trainer, model, SEED, segment, honest.checkpoints[segment])
+        assert end_hash == honest.leaves[segment + 1]
+    assert delta_from_checkpoint(trainer, model, SEED, honest.checkpoints[n]) == (
         honest.delta_hash, honest.delta_blob)
     assert not any(_fraud(trainer, model, honest, s) for s in range(n + 1))
 
@@ -110,13 +106,13 @@ def _perturbed(bad: int) -> Callable[[int, TrainingState], TrainingState]:
                          ids=["skipped segment", "perturbed state"])
 def test_a_faked_checkpoint_is_caught_by_the_segment_before_it(trainer, model, make_fake):
     cheat = _cheat(trainer, model, SEED, make_fake(trainer))
-    assert replay_segment(trainer, model, SEED, 1, cheat.checkpoints[1]) != cheat.leaves[2]
-    assert [_fraud(trainer, model, cheat, s) for s in range(_n(trainer) + 1)] == [
-        False, True, False, False]
+    assert replay_segment(trainer, model, SEED, 1, cheat.checkpoints[1])[0] != cheat.leaves[2]
+    n = trainer.genesis.training.segments
+    assert [_fraud(trainer, model, cheat, s) for s in range(n + 1)] == [False, True, False, False]
 
 
 def test_training_on_other_data_is_caught_at_the_last_segment(trainer, model):
-    n = _n(trainer)
+    n = trainer.genesis.training.segments
     relabelled = _cheat(trainer, model, train_seed=SEED + 1)
     assert relabelled.leaves[0] == train_unit(trainer, model, SEED).leaves[0]
     assert _fraud(trainer, model, relabelled, n - 1)
@@ -127,7 +123,7 @@ def test_training_on_other_data_is_caught_at_the_last_segment(trainer, model):
 
 
 def test_a_delta_its_checkpoints_do_not_give_is_caught(trainer, model, honest):
-    n = _n(trainer)
+    n = trainer.genesis.training.segments
     inflated = encode_delta(np.float32(2) * decode_delta(trainer.layout, honest.delta_blob))
     cheat = _work(honest.checkpoints, inflated)
     assert [_fraud(trainer, model, cheat, s) for s in range(n + 1)] == [False] * n + [True]

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import prange
 
-from kernels.matmul import KC, MR, NR, matmul_acc, matmul_acc_reference
+from kernels.fp import fma, kernel
+from kernels.matmul import KC, MR, NR, matmul_acc
 
 THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
 
@@ -35,6 +37,19 @@ def hard_inputs(rng: np.random.Generator, M: int, K: int, N: int):
 
 def bits(x: np.ndarray) -> np.ndarray:
     return x.view(np.uint32)
+
+
+@kernel(parallel=True)
+def matmul_acc_reference(A, B, C):
+    """The contract written out plainly: C[m, n] = fma(A[m, k], B[k, n], C[m, n]) for
+    ascending k."""
+    M, K = A.shape
+    N = B.shape[1]
+    for m in prange(M):
+        for k in range(K):
+            a = A[m, k]
+            for n in range(N):
+                C[m, n] = fma(a, B[k, n], C[m, n])
 
 
 def reference(A, B, C) -> np.ndarray:

@@ -16,7 +16,7 @@ from node.uPoW.oracle import KERNEL_VERSION
 from node.uPoW.state import NonFiniteStateError, TrainingState, decode_state, encode_state, state_hash
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import (commitment_for, decode_delta, decode_leaves, encode_delta,
-                            encode_leaves, train_unit, unit_start_state)
+                            encode_leaves, train_unit, unit_delta, unit_start_state)
 
 BASE = load_genesis()
 
@@ -124,7 +124,7 @@ def test_train_unit_is_deterministic_and_follows_the_data_seed(trainer, model, w
 
 def test_leaves_root_checkpoints_and_delta_agree(trainer, model, work):
     k, steps = trainer.checkpoint_every, trainer.genesis.training.steps_per_unit
-    assert len(work.leaves) == len(work.checkpoints) == steps // k + 1
+    assert len(work.leaves) == len(work.checkpoints) == trainer.genesis.training.segments + 1
     assert work.leaves == [hashlib.sha256(c).digest() for c in work.checkpoints]
     assert [decode_state(trainer.layout, c).step for c in work.checkpoints] == list(range(0, steps + 1, k))
     assert decode_leaves(work.leaves_blob) == work.leaves
@@ -135,6 +135,7 @@ def test_leaves_root_checkpoints_and_delta_agree(trainer, model, work):
     assert work.leaves[-1] == bytes.fromhex(state_hash(trainer.layout, end))
     assert np.array_equal(decode_delta(trainer.layout, work.delta_blob), end.params - model.params)
     assert work.delta_hash == hashlib.sha256(work.delta_blob).digest()
+    assert unit_delta(model, end.params) == (work.delta_hash, work.delta_blob)
     assert len(work.loss_trace) == steps and all(0 < bits < 2**31 for bits in work.loss_trace)
 
 

@@ -1,0 +1,50 @@
+"""The compute worker: a spawned process that trains units with the unit trainer it is
+wired with, stores what a challenge asks for, and replays segments, one typed method
+per request."""
+import asyncio
+
+from node.storage.blobstore import BlobStore
+from node.uPoW.model_state import ModelState, encode_model
+from node.uPoW.trainer import Trainer
+from node.uPoW.unit_compute import ComputeWorker
+from node.uPoW.work import UnitWork, commitment_for, decode_leaves, train_unit
+
+SEED = 7
+
+
+def train_on_the_next_data_seed(trainer: Trainer, model: ModelState, data_seed: int) -> UnitWork:
+    """A cheat: the unit trained on another data stream than the one assigned.  Module
+    level, so that the worker process gets it by name."""
+    return train_unit(trainer, model, data_seed + 1)
+
+
+def test_the_worker_trains_with_its_unit_trainer_publishes_and_replays(trainer, model, tmp_path):
+    genesis = trainer.genesis
+    n = genesis.training.segments
+    blobs = BlobStore(tmp_path / "blobs")
+    model_root = bytes.fromhex(blobs.put(encode_model(model)))
+    worker = ComputeWorker(genesis.directory / "genesis.json", tmp_path / "blobs", "cpu",
+                           train_on_the_next_data_seed)
+
+    async def main():
+        trained = await worker.train(3, 0, 0, model_root, SEED)
+        await worker.publish(3, 0, [0, n - 1])
+        leaves = decode_leaves(blobs.get(trained.commitment.leaves_hash.hex()))
+        replays = [await worker.replay(model_root, seed, n - 1, leaves[n - 1],
+                                       trained.commitment.delta_hash) for seed in (SEED, SEED + 1)]
+        await worker.forget_before(4)
+        return trained, leaves, replays
+
+    try:
+        trained, leaves, (as_assigned, as_trained) = asyncio.run(main())
+    finally:
+        worker.close()
+    cheat = train_unit(trainer, model, SEED + 1)
+    assert trained.commitment == commitment_for(3, 0, 0, model_root, cheat)
+    assert leaves == cheat.leaves and blobs.has(trained.commitment.delta_hash.hex())
+    assert [blobs.has(leaf.hex()) for leaf in leaves] == [i in (0, n - 1) for i in range(n + 1)]
+    # the checkpoint names another data stream than the unit's: not a state of the unit
+    assert as_assigned.end_hash is None and "data seed" in as_assigned.invalid_start
+    # on the stream it was trained on, the last segment replays to the last leaf and delta
+    assert (as_trained.end_hash, as_trained.delta_hash, as_trained.invalid_start) == (
+        leaves[n], trained.commitment.delta_hash, None)
