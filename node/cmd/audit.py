@@ -2,23 +2,31 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import pathlib
-import sys
 
+from node.cmd.arguments import address_argument
+from node.cmd.service import log_to_stderr, run_until_signalled
 from node.types.errors import CommandError
-from node.storage.home import load_home
-from node.cmd.start import address_argument, run_until_signalled
+
+HELP = "run a light-audit node"
+DESCRIPTION = ("Follow the chain through full nodes' HTTP APIs, re-execute the training "
+               "segments this key is assigned to audit, and report the results.")
 
 
-def run_audit(args: argparse.Namespace) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", required=True, help="the auditor's home directory")
+    parser.add_argument("--peer", action="append", metavar="HOST:PORT",
+                        help="a full node's HTTP address (repeatable; replaces the config's peers)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from node.storage.home import load_home
     home = load_home(pathlib.Path(args.home))
     peers = [address_argument(p, "--peer") for p in args.peer] if args.peer else list(home.config.peers)
     if not peers:
         raise CommandError("--peer: a light-audit node needs at least one full node to follow "
                            "(give --peer HOST:PORT or peers in config.toml)")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
     from node.verify.light_audit import LightAuditor  # loads the kernels
 
     run_until_signalled(LightAuditor(home, peers).run)

@@ -1,51 +1,48 @@
-"""`uponode start`: run a full node until SIGINT or SIGTERM."""
+"""`uponode start`: run a full node until SIGINT or SIGTERM.
+
+The node itself is the root's wiring, which no command may import: the entry point
+hands run() what builds it."""
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import pathlib
-import signal
-import sys
-from typing import Awaitable, Callable
+from typing import Callable, Protocol
 
-from node.storage.config import parse_host_port
+from node.cmd.arguments import address_argument
+from node.cmd.service import log_to_stderr, run_until_signalled
 from node.types.errors import CommandError
-from node.storage.home import load_home
+
+HELP = "run a full node"
+DESCRIPTION = "Run a full node until SIGINT or SIGTERM."
 
 
-def address_argument(text: str, flag: str) -> str:
-    try:
-        parse_host_port(text)
-    except ValueError as exc:
-        raise CommandError(f"{flag} {text!r}: {exc}") from None
-    return text
+class FullNode(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
 
 
-def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run run(stop) in an event loop; SIGINT or SIGTERM sets stop."""
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run(stop)
-
-    asyncio.run(main())
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", required=True, help="the node's home directory")
+    parser.add_argument("--gpu", action="store_true", help="mine on the CUDA backend")
+    parser.add_argument("--no-mine", action="store_true", help="follow the chain without mining")
+    parser.add_argument("--peer", action="append", metavar="HOST:PORT",
+                        help="a peer to connect to (repeatable; replaces the config's peers)")
+    parser.add_argument("--listen", metavar="HOST:PORT",
+                        help="address of the HTTP and peer server (default: the config's)")
 
 
-def run_start(args: argparse.Namespace, node_class: type) -> int:
-    """Run the full node that node_class wires (the root's Node) until a signal."""
+def run(args: argparse.Namespace, build_node: Callable[..., FullNode]) -> int:
+    """Run the full node that build_node(home, listen, peers, mine=, backend=) wires."""
+    from node.storage.home import load_home
     if args.gpu:
         from node.uPoW.backends import backend_for
         backend_for(gpu=True)
     home = load_home(pathlib.Path(args.home))
     listen = address_argument(args.listen, "--listen") if args.listen else home.config.listen
     peers = tuple(address_argument(p, "--peer") for p in args.peer) if args.peer else home.config.peers
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    node = node_class(home, listen, peers, mine=home.config.mine and not args.no_mine,
-                backend="cuda" if args.gpu else "cpu")
+    log_to_stderr()
+    node = build_node(home, listen, peers, mine=home.config.mine and not args.no_mine,
+                      backend="cuda" if args.gpu else "cpu")
     try:
         run_until_signalled(node.run)
     except OSError as exc:

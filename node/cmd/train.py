@@ -6,16 +6,32 @@ import json
 import sys
 import time
 
+from node.cmd.arguments import non_negative_int, positive_int, set_numba_threads
+from node.cmd.progress import ProgressBar
 from node.types.errors import CommandError
 from node.types.genesis import load_genesis
-from node.cmd.progress import ProgressBar
+
+HELP = "train the genesis model in one process, exactly as a miner does"
+DESCRIPTION = "Train the genesis model with the deterministic kernels, no chain."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--genesis", help="genesis file (default: the devnet genesis)")
+    parser.add_argument("--steps", type=non_negative_int,
+                        help="training steps (default: the genesis's steps_per_unit)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
+    parser.add_argument("--gpu", action="store_true", help="train on the CUDA backend")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    parser.add_argument("--export", metavar="FILE",
+                        help="write the trained weights to FILE as safetensors")
 
 
 def _emit(record: dict) -> None:
     print(json.dumps(record), flush=True)
 
 
-def run_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    set_numba_threads(args.threads)
     genesis = load_genesis(args.genesis)
 
     import numba

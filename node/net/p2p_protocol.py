@@ -13,8 +13,7 @@ from collections import OrderedDict
 from node.types.codec import Record
 from node.types.crypto import SigningKey
 from node.net.wire import MAX_ADDRESS, Hello, HelloAck, handshake_signature_valid, sign_handshake
-
-MAX_PORT = 65535
+from node.storage.config import parse_host_port
 
 
 class HandshakeError(Exception):
@@ -48,12 +47,10 @@ def parse_address(address: str) -> tuple[str, int]:
     if len(address.encode()) > MAX_ADDRESS:
         raise ValueError(f"peer address of {len(address.encode())} bytes is longer than "
                          f"{MAX_ADDRESS}")
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) <= MAX_PORT:
-        raise ValueError(f"peer address {address!r} is not host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
+    try:
+        return parse_host_port(address)
+    except ValueError as exc:
+        raise ValueError(f"peer address {address!r}: {exc}") from None
 
 
 class Handshake:

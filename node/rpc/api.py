@@ -3,9 +3,9 @@
 Every route checks its input before touching the chain and answers bad input with
 a 4xx and {"error": "<one line>"}; nothing a client sends leads to a 5xx.  The
 routes only read the chain and the blob store: a POSTed transaction goes to the
-mempool, and on to the node (to gossip it) through `on_tx`.  Values the node alone
-knows (syncing, peers, round, phase, model) come from `status_extra`, never guessed
-here.
+mempool, and on to the node (to gossip it) through `on_tx`.  What the node alone
+knows (syncing, peers, consensus round) comes from `node_status`, never guessed here.
+GET / serves the dashboard, a static page beside this module that reads the API.
 
 The node mounts these routes on its one aiohttp application, with `json_errors`
 among its middlewares so that aiohttp's own 404/405 answers are JSON as well.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.resources
 import json
 import re
 from typing import Any, Awaitable, Callable
@@ -26,6 +27,7 @@ from node.types.codec import DecodeError, Reader, Record
 from node.state.mempool import Mempool, MempoolError
 from node.rpc.metrics import CONTENT_TYPE, Metrics
 from node.rpc.rounds_view import round_view
+from node.rpc.status import NodeStatus, status_json
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.types.transactions import SignedTx, decode_tx
 from node.uPoW.rounds import RoundSchedule
@@ -37,6 +39,7 @@ _HEX_TX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
 _ADDRESS = re.compile(r"[0-9a-fA-F]{64}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _KIND_WORD = re.compile(r"(?<!^)(?=[A-Z])")
+DASHBOARD_FILE = "dashboard.html"
 
 
 @dataclasses.dataclass
@@ -45,7 +48,7 @@ class NodeAPI:
     chain: Chain
     mempool: Mempool
     metrics: Metrics
-    status_extra: Callable[[], dict]  # syncing, peers, round, phase, model
+    node_status: Callable[[], NodeStatus]  # syncing, peers, consensus round
     on_tx: Callable[[SignedTx], None]  # called once a POSTed tx is in the mempool
     blobs: BlobStore  # the checkpoints, deltas and models it serves
 
@@ -145,18 +148,14 @@ async def _read_capped(request: web.Request, cap: int) -> bytes:
 # -- endpoints
 
 async def _status(api: NodeAPI, request: web.Request) -> web.Response:
-    chain = api.chain
-    status = {"chain_id": chain.genesis.chain_id, "height": chain.height,
-              "head_hash": chain.head.block_hash.hex()}
-    status.update({k: v for k, v in api.status_extra().items() if k not in status})
-    return web.json_response(status)
+    return web.json_response(status_json(api.chain, api.node_status()))
 
 
 async def _block(api: NodeAPI, request: web.Request) -> web.Response:
     height = _height(request.match_info["height"], "height")
     if not 1 <= height <= api.chain.height:
         raise _ClientError(404, f"no block at height {height} (blocks are 1..{api.chain.height})")
-    raw = api.chain.store.block(height)
+    raw = api.chain.encoded_block(height)
     block = Block.decode(raw)
     return web.json_response({
         "header": _header_json(block.header),
@@ -184,7 +183,7 @@ async def _headers(api: NodeAPI, request: web.Request) -> web.Response:
     headers = []
     for height in range(first, last + 1):
         # a block's encoding starts with its header: decode just that part
-        headers.append(_header_json(BlockHeader.read(Reader(api.chain.store.block(height)))))
+        headers.append(_header_json(BlockHeader.read(Reader(api.chain.encoded_block(height)))))
     return web.json_response({"headers": headers})
 
 
@@ -265,12 +264,14 @@ async def _metrics(api: NodeAPI, request: web.Request) -> web.Response:
     return web.Response(body=api.metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
-async def _dashboard(api: NodeAPI, request: web.Request) -> web.Response:
-    return web.Response(text=_DASHBOARD, content_type="text/html")
-
-
 def rpc_routes(api: NodeAPI) -> list[web.RouteDef]:
     """The API's routes over api; bad input gets its 4xx from the route itself."""
+    # read once, here, so that an install without the page fails at start, not on a visit
+    page = importlib.resources.files(__package__).joinpath(DASHBOARD_FILE).read_text("utf-8")
+
+    async def dashboard(request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
     def bind(endpoint: Callable[[NodeAPI, web.Request], Awaitable[web.StreamResponse]]):
         async def route(request: web.Request) -> web.StreamResponse:
             try:
@@ -279,7 +280,7 @@ def rpc_routes(api: NodeAPI) -> list[web.RouteDef]:
                 return _error(exc.status, str(exc))
         return route
     return [
-        web.get("/", bind(_dashboard)),
+        web.get("/", dashboard),
         web.get("/status", bind(_status)),
         web.get("/blocks/{height}", bind(_block)),
         web.get("/headers", bind(_headers)),
@@ -304,65 +305,3 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
                    405: f"method not allowed: {where}"}.get(exc.status, exc.reason)
         return web.json_response({"error": message}, status=exc.status, headers={
             k: v for k, v in exc.headers.items() if k == "Allow"})
-
-
-_DASHBOARD = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>uponode</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}
-code{font-family:ui-monospace,monospace}#error{color:#b00}
-</style></head><body>
-<h1>uponode</h1>
-<table id="status"></table>
-<h2>Recent blocks</h2>
-<table><thead><tr><th>height</th><th>hash</th><th>time</th><th>proposer</th></tr></thead>
-<tbody id="blocks"></tbody></table>
-<p id="error"></p>
-<script>
-"use strict";
-function cell(row, text, mono) {
-  const td = row.insertCell();
-  const node = mono ? document.createElement("code") : td;
-  node.textContent = text;
-  if (mono) td.appendChild(node);
-}
-function shown(value) {
-  if (Array.isArray(value)) return String(value.length);
-  if (value !== null && typeof value === "object") return JSON.stringify(value);
-  return String(value);
-}
-async function refresh() {
-  try {
-    const status = await (await fetch("/status")).json();
-    const table = document.getElementById("status");
-    table.replaceChildren();
-    for (const key of ["chain_id", "height", "head_hash", "syncing", "peers", "round", "phase",
-                       "model"]) {
-      if (!(key in status)) continue;
-      const row = table.insertRow();
-      cell(row, key, false);
-      cell(row, shown(status[key]), key === "head_hash");
-    }
-    const body = document.getElementById("blocks");
-    body.replaceChildren();
-    if (status.height >= 1) {
-      const from = Math.max(1, status.height - 9);
-      const reply = await (await fetch(`/headers?from=${from}&to=${status.height}`)).json();
-      for (const h of reply.headers.reverse()) {
-        const row = body.insertRow();
-        cell(row, h.height, false);
-        cell(row, h.hash.slice(0, 16), true);
-        cell(row, new Date(h.time_ms).toISOString(), false);
-        cell(row, h.proposer.slice(0, 16), true);
-      }
-    }
-    document.getElementById("error").textContent = "";
-  } catch (e) {
-    document.getElementById("error").textContent = "cannot reach the node: " + e;
-  }
-}
-refresh();
-setInterval(refresh, 2000);
-</script></body></html>
-"""

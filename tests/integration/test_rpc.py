@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import gzip
 import hashlib
+import importlib.resources
 import json
 import re
 import threading
@@ -28,6 +29,7 @@ from node.state.mempool import Mempool
 from node.rpc.metrics import Metrics
 from node.rpc import api as rpc
 from node.rpc.api import MAX_HEADERS, NodeAPI, json_errors, rpc_routes
+from node.rpc.status import NodeStatus
 from node.storage.blobstore import QUARANTINE, BlobStore
 from node.storage.chainstore import ChainStore
 from node.types.transactions import Bond, RegisterMiner, SignedTx, Transfer, WorkCommitment, sign_tx
@@ -42,8 +44,7 @@ GENESIS = dataclasses.replace(
     g.load_genesis(), chain_id="chain-test",
     validators=tuple(g.Validator(k.public_key, 10) for k in VALIDATORS),
     accounts=(g.Account(USER.public_key, 10_000, 0),))
-STATUS_EXTRA = {"syncing": False, "peers": 3, "round": 7, "phase": "train",
-                "model": {"round": 6, "root": "ab" * 32, "eval_loss": 2.5}}
+NODE_STATUS = NodeStatus(syncing=False, peers=[("cd" * 32, "10.0.0.2:26600")], consensus_round=1)
 
 
 def finalize_next(chain: Chain, txs: list[SignedTx], time_ms: int = 1_700_000_000_000) -> Block:
@@ -59,7 +60,7 @@ def finalize_next(chain: Chain, txs: list[SignedTx], time_ms: int = 1_700_000_00
 
 def build_chain(store: ChainStore, genesis: g.Genesis = GENESIS, sender: SigningKey = USER) -> Chain:
     """A chain at height 3: a transfer, an empty block, then a transfer and a bond."""
-    chain = Chain(genesis, store, NoOracle())
+    chain = Chain(genesis, store, NoOracle(genesis))
     cid = genesis.chain_id
     finalize_next(chain, [sign_tx(sender, cid, 0, Transfer(VALIDATORS[1].public_key, 100))])
     finalize_next(chain, [])
@@ -71,7 +72,7 @@ def build_chain(store: ChainStore, genesis: g.Genesis = GENESIS, sender: Signing
 def make_api(chain: Chain, sent: list | None = None, blobs: BlobStore | None = None) -> NodeAPI:
     """The API over chain; blobs, unless given, in a store beside the chain's."""
     return NodeAPI(chain=chain, mempool=Mempool(1000, chain.genesis.consensus.max_tx_bytes),
-                   metrics=Metrics(), status_extra=lambda: dict(STATUS_EXTRA),
+                   metrics=Metrics(), node_status=lambda: NODE_STATUS,
                    on_tx=(sent if sent is not None else []).append,
                    blobs=blobs or BlobStore(chain.store.path.parent / "blobs"))
 
@@ -188,8 +189,13 @@ async def test_status(client, chain):
     async with client.get("/status") as reply:
         assert reply.status == 200
         body = await reply.json()
-    assert body == {"chain_id": "chain-test", "height": 3, "head_hash": chain.head.block_hash.hex(),
-                    **STATUS_EXTRA}
+    # at height 3 the next block is in round 0's training phase; no round has closed, so
+    # the model is genesis's, whose eval loss is not measured yet
+    assert json.dumps(body) == json.dumps({
+        "chain_id": "chain-test", "height": 3, "head_hash": chain.head.block_hash.hex(),
+        "syncing": False, "peers": [{"key": "cd" * 32, "address": "10.0.0.2:26600"}],
+        "consensus_round": 1, "round": 0, "phase": "train",
+        "model": {"round": 0, "root": chain.state.model().root.hex(), "eval_loss": None}})
 
 
 async def test_block(client, chain):
@@ -367,6 +373,9 @@ async def test_dashboard(client):
     async with client.get("/") as reply:
         assert reply.status == 200 and reply.content_type == "text/html"
         page = await reply.text()
+    # the page installed beside the API's module, served as it is
+    assert page == (importlib.resources.files("node.rpc") / rpc.DASHBOARD_FILE).read_text("utf-8")
+    assert page.startswith("<!doctype html>") and "<h1>uponode</h1>" in page
     assert "/status" in page and "/headers" in page
     assert "http://" not in page and "https://" not in page  # no external assets
 
@@ -398,7 +407,7 @@ async def test_round_with_a_committed_unit(client, chain):
     commitment = WorkCommitment(
         round=0, unit=0, shard=assign_unit(chain.state.round_start_hash(0), USER.public_key, 0).shard,
         start_root=chain.state.model().root, checkpoint_root=b"\x01" * 32,
-        checkpoint_count=training.steps_per_unit // training.checkpoint_every + 1,
+        checkpoint_count=training.segments + 1,
         leaves_hash=b"\x02" * 32, delta_hash=b"\x03" * 32, loss_trace=loss_trace,
         kernel_version=KERNEL_VERSION)
     cid = chain.genesis.chain_id

@@ -1,0 +1,39 @@
+"""`uponode status`: a running node's GET /status, one field per line or as JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from node.cmd.arguments import rpc_url
+
+HELP = "a running node's chain, head and round"
+DESCRIPTION = ("Ask a running node (GET /status) for its chain id, height, head, "
+               "peers, round, phase and model.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpc", type=rpc_url, default=None,
+                        help="the node's HTTP API (default: http://127.0.0.1:26600)")
+    parser.add_argument("--json", action="store_true", help="print the node's JSON as is")
+
+
+def run(args: argparse.Namespace) -> int:
+    from node.net.rpc_client import DEFAULT_RPC, STATUS_PATH, RpcClient, RpcError
+    status = RpcClient(args.rpc or DEFAULT_RPC).get(STATUS_PATH)
+    if not isinstance(status, dict):
+        raise RpcError(f"{args.rpc or DEFAULT_RPC}/status: the reply is not a JSON object")
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    for key, value in status.items():
+        if isinstance(value, dict):
+            # the model's round, root and eval loss, one per line
+            for sub_key, sub_value in value.items():
+                print(f"{key}.{sub_key}: {_shown(sub_value)}")
+        else:
+            print(f"{key}: {_shown(value)}")
+    return 0
+
+
+def _shown(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,60 @@
+"""`uponode tx transfer`: sign a transfer with the home's key and send it to a node."""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+from node.cmd.arguments import account_address, amount, rpc_url
+from node.storage.config import parse_host_port
+
+HELP = "sign and send a transaction"
+DESCRIPTION = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="tx_command", required=True, metavar="COMMAND")
+    transfer = commands.add_parser(
+        "transfer", help="send coins from the node's account",
+        description="Sign a transfer with the home's key and chain id, with the next nonce "
+                    "the node reports, send it to the node and print its hash.")
+    transfer.add_argument("--home", required=True, help="the sender's node home")
+    transfer.add_argument("--to", required=True, type=account_address,
+                          help="recipient (64 hex digits)")
+    transfer.add_argument("--amount", required=True, type=amount, help="coins to send")
+    transfer.add_argument("--rpc", type=rpc_url, default=None,
+                          help="the node's HTTP API (default: the home's listen address)")
+
+
+def _home_rpc_url(listen: str) -> str:
+    """The URL a local client reaches a node at, from the node's listen address."""
+    host, port = parse_host_port(listen)
+    # a node listening on every interface is reachable on loopback
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from node.storage.home import load_home
+    from node.net.rpc_client import STATUS_PATH, TXS_PATH, RpcClient, RpcError, account_path
+    from node.types.transactions import Transfer, sign_tx
+    home = load_home(pathlib.Path(args.home))
+    client = RpcClient(args.rpc or _home_rpc_url(home.config.listen))
+    chain_id = home.genesis.chain_id
+    status = client.get(STATUS_PATH)
+    node_chain_id = status.get("chain_id") if isinstance(status, dict) else None
+    if node_chain_id != chain_id:
+        # a transaction signed for another chain would only come back as a bad signature
+        raise RpcError(f"{client.base_url} is on chain {json.dumps(node_chain_id)}, "
+                       f"not the home's {json.dumps(chain_id)}")
+    me = home.key.public_key
+    account = client.get(account_path(me))
+    nonce = account.get("pending_nonce", account.get("nonce")) if isinstance(account, dict) else None
+    if not isinstance(nonce, int) or isinstance(nonce, bool) or not 0 <= nonce < 1 << 64:
+        raise RpcError(f"{client.base_url}/accounts/{me.hex()}: the reply holds no nonce")
+    tx = sign_tx(home.key, chain_id, nonce, Transfer(to=args.to, amount=args.amount))
+    reply = client.post_text(TXS_PATH, tx.encode().hex())
+    if not isinstance(reply, dict) or reply.get("hash") != tx.hash.hex():
+        raise RpcError(f"{client.base_url}/txs: the reply does not acknowledge the transaction")
+    print(tx.hash.hex())
+    return 0
