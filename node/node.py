@@ -1,10 +1,11 @@
 """The full node: wiring of store, chain, mempool, consensus, peers and HTTP API.
 
-One aiohttp server serves the HTTP API and the peer WebSocket.  The consensus core
-is sans-I/O; this module is its driver: it turns the core's actions into signed
-messages on the wire (after the double-sign guard's synced write), timers, and
-finalized blocks.  A node that learns of a higher head from a peer's status
-block-syncs, checking every commit, then joins consensus at the next height.
+One aiohttp server serves the HTTP API and the peer WebSocket.  Consensus is
+sans-I/O (node.consensus.driver): this module feeds it peers' messages, new
+connections, timers and a periodic tick, and carries out its actions (sends,
+timers, finalized blocks, evidence).  A node that learns of a higher head from a
+peer's status block-syncs, checking every commit, then joins consensus at the next
+height.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from node.net.blob_fetch import BlobFetcher
 from node.types.blocks import Block, CommitCertificate
 from node.types.votes import Vote
 from node.state.chain import Chain, InvalidBlock
-from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Lock, RecordLock,
-                                 RecordSigned, ScheduleTimeout, SignedStep, Step, Timeout,
-                                 TimeoutConfig)
+from node.state.consensus_chain import ConsensusChain
+from node.consensus.core import Evidence, Timeout, TimeoutConfig
+from node.consensus.driver import (ConsensusDriver, DriverAction, Finalized, ForgedMessage,
+                                   NextHeight, Send, SetTimer)
 from node.consensus.guard import SignGuard
 from node.types.proposal import Proposal
 from node.storage.home import GENESIS_FILE, NodeHome
@@ -28,23 +30,24 @@ from node.state.mempool import Mempool, MempoolError
 from node.rpc.metrics import Metrics
 from node.net.p2p import InvalidPeerMessage, PeerNetwork
 from node.work.round_work import RoundWork
-from node.rpc.rounds_view import float32
 from node.rpc.api import NodeAPI, json_errors, rpc_routes
+from node.rpc.status import NodeStatus
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
+from node.storage.config import parse_host_port
 from node.types.transactions import DoubleSignEvidence, SignedTx, sign_tx
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.backends import backend_named
 from node.uPoW.oracle import WorkUnavailable
 from node.uPoW.rounds import RoundSchedule
-from node.uPoW.unit_compute import ComputeWorker
+from node.uPoW.unit_compute import ComputeWorker, UnitTrainer
+from node.uPoW.work import train_unit
 from node.uPoW.work_oracle import BlobWorkOracle
-from node.net.wire import (MAX_FRAME_BYTES, Blocks, BlockWithCommit, GetBlocks, Status, TxMessage,
-                       decode_message, encode_message)
+from node.net.wire import MAX_FRAME_BYTES, Blocks, BlockWithCommit, GetBlocks, Status, TxMessage
 
 log = logging.getLogger("uponode.node")
 
-STATUS_INTERVAL_S = 1.0
+STATUS_INTERVAL_S = 1.0  # also how often consensus re-gossips what peers lack
 SYNC_BATCH = 50
 MEMPOOL_TXS = 20_000
 GUARD_FILE = "sign_guard"
@@ -55,10 +58,11 @@ TIMEOUTS = TimeoutConfig(propose_ms=3000, prevote_ms=1000, precommit_ms=1000, de
 
 class Node:
     def __init__(self, home: NodeHome, listen: str, peers: tuple[str, ...], mine: bool = True,
-                 backend: str = "cpu"):
+                 backend: str = "cpu", unit_trainer: UnitTrainer = train_unit):
         self.home = home
         self.mine = mine
         self.backend = backend  # where training, replays and round closes compute
+        self.unit_trainer = unit_trainer  # how the compute worker trains a unit
         self.genesis = home.genesis
         self.key = home.key
         self.listen = listen
@@ -68,14 +72,13 @@ class Node:
         self.mempool = Mempool(MEMPOOL_TXS, self.genesis.consensus.max_tx_bytes)
         self.metrics = Metrics()
         self.guard = SignGuard(home.data_dir / GUARD_FILE)
-        self.core: ConsensusCore | None = None
-        self.pending: list[Proposal | Vote] = []  # messages for a height we have not reached
+        self.driver: ConsensusDriver | None = None
         self.best_peer_height = 0
         self.syncing_from: bytes | None = None
         self.network = PeerNetwork(self.key, self.genesis.chain_id, bytes.fromhex(self.genesis.hash),
-                                   listen, self._head, self._on_message)
+                                   listen, self._head, self._on_message,
+                                   on_connect=self._on_peer_connected)
         self._timers: list[asyncio.TimerHandle] = []
-        self._next_height: asyncio.TimerHandle | None = None
         self.schedule = RoundSchedule.from_genesis(self.genesis)
         self.blobs = BlobStore(home.blobs_dir)
         self.blobs.put(genesis_model_blob(self.genesis))  # what round 0 trains from
@@ -91,22 +94,27 @@ class Node:
             log.info("chain %s at height %d; training, replays and round closes on the %s "
                      "backend", self.genesis.chain_id, self.chain.height, self.backend)
             api = NodeAPI(chain=self.chain, mempool=self.mempool, metrics=self.metrics,
-                          status_extra=self._status_extra, on_tx=self._gossip_tx, blobs=self.blobs)
-            worker = ComputeWorker(self.home.path / GENESIS_FILE, self.home.blobs_dir, self.backend)
+                          node_status=self._node_status, on_tx=self._gossip_tx, blobs=self.blobs)
+            worker = ComputeWorker(self.home.path / GENESIS_FILE, self.home.blobs_dir, self.backend,
+                                   self.unit_trainer)
             fetcher = BlobFetcher(self.blobs)
             self.work = RoundWork(self.genesis, self.chain, self.key.public_key, self.mine, worker,
                                   fetcher, self._blob_addresses, self._submit)
+            view = ConsensusChain(self.chain, self.mempool, self.key.public_key,
+                                  lambda: int(time.time() * 1000), self.work.fetch_soon)
+            self.driver = ConsensusDriver(self.genesis.chain_id, self.key, view, self.guard,
+                                          TIMEOUTS, self.genesis.consensus.block_interval_ms)
             app = web.Application(middlewares=[json_errors])
             app.add_routes(rpc_routes(api) + self.network.routes())
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            host, _, port = self.listen.rpartition(":")
-            site = web.TCPSite(runner, host.strip("[]"), int(port))
+            host, port = parse_host_port(self.listen)
+            site = web.TCPSite(runner, host, port)
             await site.start()
             log.info("listening on http://%s", self.listen)
             connects = [asyncio.create_task(self.network.connect(p)) for p in self.peer_addresses]
             status_task = asyncio.create_task(self._status_loop())
-            self._enter_height(self.chain.height + 1)
+            self._carry_out(self.driver.start())
             self.work.on_block()
             try:
                 await stop.wait()
@@ -125,17 +133,10 @@ class Node:
     def _head(self) -> tuple[int, bytes]:
         return self.chain.height, self.chain.head.block_hash
 
-    def _status_extra(self) -> dict:
-        height = self.chain.height
-        model = self.chain.state.model()
-        # the round and phase of the block being decided next
-        return {"syncing": self.best_peer_height > height + 1,
-                "peers": [{"key": k, "address": a} for k, a in self.network.peers()],
-                "consensus_round": self.core.round if self.core is not None else None,
-                "round": self.schedule.round_of(height + 1),
-                "phase": self.schedule.phase(height + 1),
-                "model": {"round": model.round, "root": model.root.hex(),
-                          "eval_loss": float32(model.eval_loss_bits)}}
+    def _node_status(self) -> NodeStatus:
+        return NodeStatus(syncing=self.best_peer_height > self.chain.height + 1,
+                          peers=self.network.peers(),
+                          consensus_round=self.driver.round if self.driver is not None else None)
 
     def _blob_addresses(self) -> list[str]:
         """Where to look for blobs: every peer's HTTP address (the peer port serves both)."""
@@ -154,105 +155,30 @@ class Node:
             return
         self._gossip_tx(tx)
 
-    # -- consensus driver
+    # -- consensus: the driver decides, the node carries out its actions
 
-    def _enter_height(self, height: int) -> None:
-        self._cancel_timers()
-        committee = self.chain.state.committee()
-        validators = [(m.pub_key, m.power) for m in committee.members]
-        seated = any(k == self.key.public_key for k, _ in validators)
-        last = self.guard.load()
-        lock = self.guard.load_lock()
-        signed_here = last is not None and last[0] == height
-        self.core = ConsensusCore(
-            chain_id=self.genesis.chain_id, height=height, validators=validators,
-            key=self.key if seated else None, timeouts=TIMEOUTS,
-            build_block=self._build_block, check_block=self._check_block,
-            last_signed=SignedStep(last[0], last[1], Step(last[2])) if last is not None else None,
-            lock=Lock(lock[0], Block.decode(lock[1])) if lock is not None else None)
-        self._process(self.core.start())
-        if signed_here:
-            # a restart within this height: what we signed last may never have left the
-            # process, and the core will not sign that step again, so send it once more
-            message = decode_message(last[3])
-            self._process(self.core.receive(message))
-            self.network.broadcast(message)
-        pending, self.pending = self.pending, []
-        for message in pending:
-            self._deliver(message)
-
-    def _build_block(self, height: int, round_: int) -> Block | None:
-        txs = self.mempool.reap(self.genesis.consensus.max_block_txs)
-        try:
-            block, refused = self.chain.propose(txs, self.key.public_key, int(time.time() * 1000),
-                                                round_)
-        except WorkUnavailable as exc:
-            log.warning("cannot propose height %d yet: %s", height, exc)
-            self.work.fetch_soon(exc.digest)
-            return None
-        for tx, error in refused:
-            self.mempool.discard(tx.hash)
-            log.info("left out tx %s: %s", tx.hash.hex()[:16], error)
-        return block
-
-    def _check_block(self, block: Block) -> bool:
-        try:
-            self.chain.check_block(block)
-            return True
-        except InvalidBlock as exc:
-            log.warning("refusing proposed block at height %d: %s", block.header.height, exc)
-            return False
-        except WorkUnavailable as exc:
-            log.warning("cannot check the block at height %d yet: %s", block.header.height, exc)
-            self.work.fetch_soon(exc.digest)
-            return False
-
-    def _process(self, actions) -> None:
-        for index, action in enumerate(actions):
-            if isinstance(action, RecordSigned):
-                # the signed message is the Broadcast that follows; it is written with
-                # the step, synced, before it leaves
-                message = next(a.message for a in actions[index:] if isinstance(a, Broadcast))
-                s = action.step
-                self.guard.record(s.height, s.round, s.kind, encode_message(message))
-            elif isinstance(action, RecordLock):
-                self.guard.record_lock(action.lock.round, action.lock.block.encode())
-            elif isinstance(action, Broadcast):
-                self.network.broadcast(action.message)
-            elif isinstance(action, ScheduleTimeout):
+    def _carry_out(self, actions: list[DriverAction]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self.network.send(action.peer, action.message)
+            elif isinstance(action, SetTimer):
                 loop = asyncio.get_running_loop()
-                self._timers.append(loop.call_later(action.delay_ms / 1000, self._on_timeout,
-                                                    action.timeout))
-            elif isinstance(action, Decide):
-                self._decide(action.block, action.certificate)
-                return  # the core of this height is done
+                self._timers = [t for t in self._timers if t.when() > loop.time()]
+                self._timers.append(loop.call_later(action.delay_ms / 1000, self._on_timer,
+                                                    action.timer))
+            elif isinstance(action, Finalized):
+                self._after_finalize(action.block)
             elif isinstance(action, Evidence):
                 log.warning("validator %s signed two conflicting votes at height %d",
                             action.first.validator.hex()[:16], action.first.body.height)
                 self._report_equivocation(action.first, action.second)
 
-    def _on_timeout(self, timeout: Timeout) -> None:
-        if self.core is not None and timeout.height == self.core.height:
-            self._process(self.core.on_timeout(timeout))
+    def _on_timer(self, timer: Timeout | NextHeight) -> None:
+        self._carry_out(self.driver.on_timer(timer))
 
-    def _decide(self, block: Block, certificate: CommitCertificate) -> None:
-        try:
-            self.chain.finalize(block, certificate)
-        except InvalidBlock as exc:
-            log.error("decided block at height %d does not finalize: %s", block.header.height, exc)
-            return
-        except WorkUnavailable as exc:
-            # decided by the committee while this node lacks a blob to re-check it: the
-            # block arrives again by block sync once the blob is here
-            log.warning("decided block at height %d waits for a blob: %s", block.header.height, exc)
-            self.work.fetch_soon(exc.digest)
-            return
-        self._after_finalize(block)
-        # the next height starts after the block interval, as Tendermint's timeout_commit
-        self.core = None
-        loop = asyncio.get_running_loop()
-        self._next_height = loop.call_later(self.genesis.consensus.block_interval_ms / 1000,
-                                            self._enter_height, self.chain.height + 1)
+    def _on_peer_connected(self, peer: bytes) -> None:
+        if self.driver is not None:
+            self._carry_out(self.driver.peer_connected(peer))
 
     def _after_finalize(self, block: Block) -> None:
         self.mempool.remove_committed(self.chain.state)
@@ -266,29 +192,16 @@ class Node:
         for timer in self._timers:
             timer.cancel()
         self._timers = []
-        if self._next_height is not None:
-            self._next_height.cancel()
-            self._next_height = None
 
     # -- messages from peers
 
-    def _deliver(self, message: Proposal | Vote) -> None:
-        height = _height_of(message)
-        if self.core is not None and height == self.core.height:
-            self._process(self.core.receive(message))
-        elif height > self.chain.height:
-            self.pending.append(message)
-            del self.pending[:-1000]  # bounded: a peer cannot fill our memory
-
     async def _on_message(self, peer: bytes, message) -> None:
         if isinstance(message, (Proposal, Vote)):
-            # checked before it is relayed, so a forged message costs its sender the peer
-            # and is never amplified
-            if not message.signature_valid(self.genesis.chain_id):
-                raise InvalidPeerMessage(f"{type(message).__name__} with a bad signature")
-            self._deliver(message)
-            if _height_of(message) > self.chain.height:
-                self.network.broadcast(message, exclude=peer)
+            try:
+                self._carry_out(self.driver.receive(peer, message))
+            except ForgedMessage as exc:
+                # a forged message costs its sender the peer and is never relayed
+                raise InvalidPeerMessage(str(exc)) from None
         elif isinstance(message, TxMessage):
             self._accept_tx(message.tx, exclude=peer)
         elif isinstance(message, Status):
@@ -331,7 +244,7 @@ class Node:
             self._after_finalize(item.block)
             advanced = True
         if advanced:
-            self._enter_height(self.chain.height + 1)
+            self._carry_out(self.driver.synced())
             if self.best_peer_height > self.chain.height:
                 self.syncing_from = peer
                 self.network.send(peer, GetBlocks(self.chain.height + 1, SYNC_BATCH))
@@ -339,6 +252,7 @@ class Node:
     async def _status_loop(self) -> None:
         while True:
             self.network.broadcast(Status(self.chain.height, self.chain.head.block_hash))
+            self._carry_out(self.driver.tick(self.network.peer_keys()))
             self.syncing_from = None  # a sync request unanswered for a period is retried
             self.metrics.set("uponode_peers", len(self.network.peers()))
             await asyncio.sleep(STATUS_INTERVAL_S)
@@ -359,6 +273,3 @@ class Node:
             return  # already known, stale or invalid: not forwarded
         self.network.broadcast(TxMessage(tx), exclude=exclude)
 
-
-def _height_of(message: Proposal | Vote) -> int:
-    return message.height if isinstance(message, Proposal) else message.body.height

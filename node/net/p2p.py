@@ -22,6 +22,7 @@ from node.types.codec import DecodeError, Record
 from node.types.crypto import SigningKey
 from node.net.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, PeerRate,
                                SeenCache, SelfConnection, backoff_delay, parse_address)
+from node.net.peer_link import CLOSE_REASON_BYTES, PeerLink, Socket
 from node.net.wire import (GOSSIP_TYPES, HANDSHAKE_TYPES, MAX_FRAME_BYTES, Hello, Status,
                        decode_message, encode_message, message_id)
 
@@ -34,18 +35,16 @@ RATE_PER_S = 5000.0  # honest gossip of 1,000+ tx/s crosses every link
 BURST = 20000.0
 BYTES_PER_S = 16 * 1024 * 1024
 BYTE_BURST = 8 * MAX_FRAME_BYTES  # a block-sync answer or two at full size
-SEND_QUEUE_BYTES = 64 * 1024 * 1024  # a peer this far behind on reading is dropped
 MAX_CONNECTIONS = 128  # handshaking and established together
 HEARTBEAT_S = 20.0  # pings that notice a peer gone without a close
 CLOSE_TIMEOUT_S = 2.0
-CLOSE_REASON_BYTES = 120  # a WebSocket close reason holds at most 123 bytes
 # aiohttp refuses a frame whose size is >= max_msg_size; +1 lets a frame of exactly
 # MAX_FRAME_BYTES through, and decode_message checks the cap itself as well.
 WS_MAX_MSG_SIZE = MAX_FRAME_BYTES + 1
 
 Head = Callable[[], tuple[int, bytes]]
 MessageHandler = Callable[[bytes, Record], Awaitable[None]]
-Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+PeerConnected = Callable[[bytes], None]
 
 
 class InvalidPeerMessage(Exception):
@@ -62,18 +61,6 @@ class _Disconnect(Exception):
 
 
 @dataclasses.dataclass
-class _Peer:
-    key: bytes
-    address: str  # where it says it accepts peers
-    ws: Socket
-    outbound: bool
-    queue: asyncio.Queue[bytes] = dataclasses.field(default_factory=asyncio.Queue)
-    queued_bytes: int = 0
-    closed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    close_reason: str | None = None  # set when we decide to close it
-
-
-@dataclasses.dataclass
 class _Outcome:
     """How one connection ended, for the dial loop."""
     reason: str
@@ -83,11 +70,13 @@ class _Outcome:
 
 
 class PeerNetwork:
-    """The node's peers: accepts them on routes(), dials them with connect(), and
-    delivers their messages to on_message(peer_key, message)."""
+    """The node's peers: accepts them on routes(), dials them with connect(), tells
+    on_connect(peer_key) of every new connection (what was sent on an older one may be
+    lost) and delivers their messages to on_message(peer_key, message)."""
 
     def __init__(self, key: SigningKey, chain_id: str, genesis_hash: bytes, listen_address: str,
                  head: Head, on_message: MessageHandler, *,
+                 on_connect: PeerConnected | None = None,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT_S, ban_seconds: float = BAN_SECONDS,
                  rate_per_s: float = RATE_PER_S, burst: float = BURST):
         parse_address(listen_address)
@@ -103,7 +92,8 @@ class PeerNetwork:
         self.burst = burst
         self._head = head
         self._on_message = on_message
-        self._peers: dict[bytes, _Peer] = {}
+        self._on_connect = on_connect
+        self._peers: dict[bytes, PeerLink] = {}
         self._sockets: set[Socket] = set()
         self._inbound_tasks: set[asyncio.Task] = set()
         self._dials: dict[str, asyncio.Task] = {}
@@ -134,13 +124,17 @@ class PeerNetwork:
         frame = encode_message(message)
         if isinstance(message, GOSSIP_TYPES):
             self._seen.add(message_id(frame))
-        return sum(self._enqueue(peer, frame) for peer in list(self._peers.values())
+        return sum(peer.enqueue(frame) for peer in list(self._peers.values())
                    if peer.key != exclude)
 
     def send(self, peer_key: bytes, message: Record) -> bool:
         """Queue message to one peer; False if it is not connected."""
         peer = self._peers.get(peer_key)
-        return peer is not None and self._enqueue(peer, encode_message(message))
+        return peer is not None and peer.enqueue(encode_message(message))
+
+    def peer_keys(self) -> list[bytes]:
+        """The public keys of every established peer."""
+        return list(self._peers)
 
     def peers(self) -> list[tuple[str, str]]:
         """(public key hex, advertised address) of every established peer."""
@@ -235,7 +229,7 @@ class PeerNetwork:
         self._sockets.add(ws)
         rate = PeerRate(self.rate_per_s, self.burst, BYTES_PER_S, BYTE_BURST)
         outcome = _Outcome("closed by the peer")
-        peer: _Peer | None = None
+        peer: PeerLink | None = None
         banned = False
         try:
             handshake = await self._handshake(ws, host, rate)
@@ -301,7 +295,7 @@ class PeerNetwork:
                     await ws.send_bytes(encode_message(reply))
         return handshake
 
-    async def _register(self, handshake: Handshake, ws: Socket, outbound: bool) -> _Peer:
+    async def _register(self, handshake: Handshake, ws: Socket, outbound: bool) -> PeerLink:
         key = handshake.peer_key
         existing = self._peers.get(key)
         if existing is not None:
@@ -314,20 +308,22 @@ class PeerNetwork:
             old_dialer = ours if existing.outbound else key
             if new_dialer != old_dialer and new_dialer != min(ours, key):
                 raise _Disconnect("duplicate connection")
-        peer = _Peer(key=key, address=handshake.peer_hello.listen_address, ws=ws,
-                     outbound=outbound)
+        peer = PeerLink(key=key, address=handshake.peer_hello.listen_address, ws=ws,
+                        outbound=outbound)
         self._peers[key] = peer  # before closing the old one, so it never looks gone
         if existing is not None:
             existing.close_reason = "replaced by a newer connection"
             await existing.ws.close(code=WSCloseCode.OK, message=b"duplicate connection")
         return peer
 
-    async def _serve(self, peer: _Peer, rate: PeerRate) -> None:
+    async def _serve(self, peer: PeerLink, rate: PeerRate) -> None:
         """Read the peer's frames until it goes, while a second task writes to it."""
         height, head_hash = self._head()
         # Tells the node the new peer's head at once, so a node that is behind can sync.
-        self._enqueue(peer, encode_message(Status(height, head_hash)))
-        writer = asyncio.create_task(self._write(peer), name="p2p writer")
+        peer.enqueue(encode_message(Status(height, head_hash)))
+        if self._on_connect is not None:
+            self._on_connect(peer.key)
+        writer = asyncio.create_task(peer.write(), name="p2p writer")
         try:
             while (frame := await self._next_frame(peer.ws, rate, ban=peer.key)) is not None:
                 await self._dispatch(peer, frame)
@@ -335,7 +331,7 @@ class PeerNetwork:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
 
-    async def _dispatch(self, peer: _Peer, frame: bytes) -> None:
+    async def _dispatch(self, peer: PeerLink, frame: bytes) -> None:
         message = self._decode(frame, ban=peer.key)
         name = type(message).__name__
         if isinstance(message, HANDSHAKE_TYPES):
@@ -349,28 +345,6 @@ class PeerNetwork:
         except Exception:
             # The node failed on a well-formed message: its bug, not the peer's fault.
             log.exception("handling %s from peer %s failed", name, peer.key.hex()[:16])
-
-    async def _write(self, peer: _Peer) -> None:
-        try:
-            while peer.close_reason is None:
-                frame = await peer.queue.get()
-                await peer.ws.send_bytes(frame)
-                peer.queued_bytes -= len(frame)
-        except (ConnectionError, aiohttp.ClientError) as exc:
-            peer.close_reason = f"send failed ({exc})"
-        await peer.ws.close(code=WSCloseCode.OK,
-                            message=peer.close_reason.encode()[:CLOSE_REASON_BYTES])
-
-    def _enqueue(self, peer: _Peer, frame: bytes) -> bool:
-        if peer.close_reason is not None:
-            return False
-        if peer.queued_bytes + len(frame) > SEND_QUEUE_BYTES:
-            # It cannot keep up; its writer closes it after the frame in flight.
-            peer.close_reason = "too slow: send queue full"
-            return False
-        peer.queue.put_nowait(frame)
-        peer.queued_bytes += len(frame)
-        return True
 
     async def _next_frame(self, ws: Socket, rate: PeerRate, ban: bytes | str) -> bytes | None:
         """The next binary frame within the peer's rate; None once we closed the socket."""

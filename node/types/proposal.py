@@ -1,4 +1,4 @@
-"""Consensus messages besides votes (node.types.blocks.Vote): the signed block proposal."""
+"""Consensus messages besides votes (node.types.votes.Vote): the signed block proposal."""
 from __future__ import annotations
 
 import dataclasses

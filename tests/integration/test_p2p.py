@@ -339,6 +339,24 @@ async def test_a_peer_reconnecting_replaces_its_old_connection(started, session)
 
 
 @pytest.mark.asyncio
+async def test_the_node_hears_of_every_new_connection_replacements_too(started, session):
+    """What was queued on a replaced connection may be lost: the node is told, and can
+    send the peer what it needs again (consensus re-gossips on connect)."""
+    connected: list[bytes] = []
+    target = await started(on_connect=connected.append)
+    key = SigningKey(os.urandom(32))
+    first = await dial(session, target)
+    await handshake_as(first, key)
+    await wait_for(lambda: connected == [key.public_key])
+    assert target.net.peer_keys() == [key.public_key]
+    second = await dial(session, target)
+    await handshake_as(second, key)
+    await wait_for(lambda: connected == [key.public_key] * 2)
+    await first.close()
+    await second.close()
+
+
+@pytest.mark.asyncio
 async def test_a_silent_peer_times_out_without_a_ban(started, session):
     target = await started(handshake_timeout=0.3)
     ws = await dial(session, target)

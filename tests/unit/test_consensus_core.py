@@ -12,14 +12,26 @@ from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Loc
 from node.types.proposal import NO_POL_ROUND, Proposal, sign_proposal
 from node.consensus.proposer import proposer_for
 from node.types.crypto import SigningKey
-from node.state.ledger import Committee, CommitteeMember
+from node.state.records import Committee
+from node.types.blocks import EMPTY_COMMIT, Block, BlockHeader, CommitteeMember
 from node.consensus.commits import verify_commit
-from tests.sim.app import CHAIN_ID, GENESIS_HASH, make_block
+from node.types import crypto
+
+CHAIN_ID = "core-test"
+GENESIS_HASH = crypto.sha256(b"core test genesis")
 
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
 VALIDATORS = [(k.public_key, 1) for k in KEYS]
 TIMEOUTS = TimeoutConfig()
 H = 1
+
+
+def make_block(height: int, round_: int, prev_hash: bytes, proposer: bytes, nonce: bytes = b"") -> Block:
+    """An empty block; `nonce` lets two builders (an equivocator) make different ones."""
+    header = BlockHeader(chain_id=CHAIN_ID, height=height, round=round_, time_ms=0,
+                         prev_hash=prev_hash, last_commit_hash=NIL_HASH, tx_root=NIL_HASH,
+                         close_hash=NIL_HASH, state_root=crypto.sha256(nonce), proposer=proposer)
+    return Block(header=header, txs=(), last_commit=EMPTY_COMMIT)
 
 
 def key_of(public_key: bytes, keys=KEYS) -> SigningKey:

@@ -22,17 +22,17 @@ def test_evidence_becomes_a_transaction_that_slashes_the_equivocator(tmp_path):
     first = sign_vote(cheat, chain_id, VoteBody(PRECOMMIT, 1, 0, b"\x01" * 32))
     second = sign_vote(cheat, chain_id, VoteBody(PRECOMMIT, 1, 0, b"\x02" * 32))
     with ChainStore.open(home.data_dir / "chain") as store:
-        node.state.chain = Chain(home.genesis, store, NoOracle())
-        bond_before = node.state.chain.state.account(cheat.public_key).bond
-        balance_before = node.state.chain.state.account(keys[0].public_key).balance
-        node._process([Evidence(first, second)])
-        assert len(node.state.mempool) == 1
-        block, refused = node.state.chain.propose(node.state.mempool.reap(10), keys[0].public_key, 1)
+        node.chain = Chain(home.genesis, store, NoOracle(home.genesis))
+        bond_before = node.chain.state.account(cheat.public_key).bond
+        balance_before = node.chain.state.account(keys[0].public_key).balance
+        node._carry_out([Evidence(first, second)])
+        assert len(node.mempool) == 1
+        block, refused = node.chain.propose(node.mempool.reap(10), keys[0].public_key, 1)
         assert len(block.txs) == 1 and not refused
         body = VoteBody(PRECOMMIT, 1, 0, block.hash)
-        node.state.chain.finalize(block, certificate_from_precommits([sign_vote(k, chain_id, body) for k in keys]))
+        node.chain.finalize(block, certificate_from_precommits([sign_vote(k, chain_id, body) for k in keys]))
         economics = home.genesis.economics
         taken = bond_before * economics.fraud_slash_bps // 10_000
-        assert node.state.chain.state.account(cheat.public_key).bond == bond_before - taken
-        assert node.state.chain.state.account(keys[0].public_key).balance == (
+        assert node.chain.state.account(cheat.public_key).bond == bond_before - taken
+        assert node.chain.state.account(keys[0].public_key).balance == (
             balance_before + taken * economics.fraud_bounty_bps // 10_000)
