@@ -16,9 +16,10 @@ import time
 from aiohttp import web
 
 from node.net.blob_fetch import BlobFetcher
-from node.types.blocks import Block, CommitCertificate
+from node.types.blocks import Block
 from node.types.votes import Vote
-from node.state.chain import Chain, InvalidBlock
+from node.state.block_sync import BlockSync, InvalidSyncedBlock
+from node.state.chain import Chain
 from node.state.consensus_chain import ConsensusChain
 from node.consensus.core import Evidence, Timeout, TimeoutConfig
 from node.consensus.driver import (ConsensusDriver, DriverAction, Finalized, ForgedMessage,
@@ -38,17 +39,14 @@ from node.storage.config import parse_host_port
 from node.types.transactions import DoubleSignEvidence, SignedTx, sign_tx
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.backends import backend_named
-from node.uPoW.oracle import WorkUnavailable
-from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker, UnitTrainer
 from node.uPoW.work import train_unit
 from node.uPoW.work_oracle import BlobWorkOracle
-from node.net.wire import MAX_FRAME_BYTES, Blocks, BlockWithCommit, GetBlocks, Status, TxMessage
+from node.net.wire import Blocks, GetBlocks, Status, TxMessage
 
 log = logging.getLogger("uponode.node")
 
 STATUS_INTERVAL_S = 1.0  # also how often consensus re-gossips what peers lack
-SYNC_BATCH = 50
 MEMPOOL_TXS = 20_000
 GUARD_FILE = "sign_guard"
 # Tendermint's defaults: timeouts only matter when a round fails, and they must leave
@@ -73,13 +71,11 @@ class Node:
         self.metrics = Metrics()
         self.guard = SignGuard(home.data_dir / GUARD_FILE)
         self.driver: ConsensusDriver | None = None
-        self.best_peer_height = 0
-        self.syncing_from: bytes | None = None
+        self.sync: BlockSync | None = None
         self.network = PeerNetwork(self.key, self.genesis.chain_id, bytes.fromhex(self.genesis.hash),
                                    listen, self._head, self._on_message,
                                    on_connect=self._on_peer_connected)
         self._timers: list[asyncio.TimerHandle] = []
-        self.schedule = RoundSchedule.from_genesis(self.genesis)
         self.blobs = BlobStore(home.blobs_dir)
         self.blobs.put(genesis_model_blob(self.genesis))  # what round 0 trains from
         self.oracle = BlobWorkOracle(self.genesis, self.blobs, backend_named(backend))
@@ -102,6 +98,7 @@ class Node:
                                   fetcher, self._blob_addresses, self._submit)
             view = ConsensusChain(self.chain, self.mempool, self.key.public_key,
                                   lambda: int(time.time() * 1000), self.work.fetch_soon)
+            self.sync = BlockSync(self.chain, self._after_finalize, self.work.fetch_soon)
             self.driver = ConsensusDriver(self.genesis.chain_id, self.key, view, self.guard,
                                           TIMEOUTS, self.genesis.consensus.block_interval_ms)
             app = web.Application(middlewares=[json_errors])
@@ -134,9 +131,9 @@ class Node:
         return self.chain.height, self.chain.head.block_hash
 
     def _node_status(self) -> NodeStatus:
-        return NodeStatus(syncing=self.best_peer_height > self.chain.height + 1,
+        return NodeStatus(syncing=self.sync.syncing,
                           peers=self.network.peers(),
-                          consensus_round=self.driver.round if self.driver is not None else None)
+                          consensus_round=self.driver.consensus_round if self.driver is not None else None)
 
     def _blob_addresses(self) -> list[str]:
         """Where to look for blobs: every peer's HTTP address (the peer port serves both)."""
@@ -205,55 +202,26 @@ class Node:
         elif isinstance(message, TxMessage):
             self._accept_tx(message.tx, exclude=peer)
         elif isinstance(message, Status):
-            self.best_peer_height = max(self.best_peer_height, message.height)
-            if message.height > self.chain.height and self.syncing_from is None:
-                self.syncing_from = peer
-                self.network.send(peer, GetBlocks(self.chain.height + 1, SYNC_BATCH))
+            request = self.sync.on_status(peer, message)
+            if request is not None:
+                self.network.send(peer, request)
         elif isinstance(message, GetBlocks):
-            self.network.send(peer, Blocks(self._blocks_from(message.from_height, message.count)))
+            self.network.send(peer, self.sync.serve(message))
         elif isinstance(message, Blocks):
-            self._apply_synced(peer, message)
-
-    def _blocks_from(self, start: int, count: int) -> tuple[BlockWithCommit, ...]:
-        """Up to count finalized blocks from start, as many as fit half a frame."""
-        items, size = [], 0
-        for height in range(start, min(start + min(count, SYNC_BATCH), self.chain.height + 1)):
-            block = self.store.block(height)
-            commit = self.store.commit(height)
-            size += len(block) + len(commit)
-            if items and size > MAX_FRAME_BYTES // 2:
-                break
-            items.append(BlockWithCommit(Block.decode(block), CommitCertificate.decode(commit)))
-        return tuple(items)
-
-    def _apply_synced(self, peer: bytes, message: Blocks) -> None:
-        if peer != self.syncing_from:
-            return
-        self.syncing_from = None
-        advanced = False
-        for item in message.items:
-            if item.block.header.height <= self.chain.height:
-                continue
             try:
-                self.chain.finalize(item.block, item.commit)
-            except InvalidBlock as exc:
-                raise InvalidPeerMessage(f"synced block {item.block.header.height}: {exc}") from None
-            except WorkUnavailable as exc:
-                self.work.fetch_soon(exc.digest)
-                break
-            self._after_finalize(item.block)
-            advanced = True
-        if advanced:
-            self._carry_out(self.driver.synced())
-            if self.best_peer_height > self.chain.height:
-                self.syncing_from = peer
-                self.network.send(peer, GetBlocks(self.chain.height + 1, SYNC_BATCH))
+                step = self.sync.on_blocks(peer, message)
+            except InvalidSyncedBlock as exc:
+                raise InvalidPeerMessage(str(exc)) from None
+            if step.advanced:
+                self._carry_out(self.driver.synced())
+            if step.next_request is not None:
+                self.network.send(peer, step.next_request)
 
     async def _status_loop(self) -> None:
         while True:
             self.network.broadcast(Status(self.chain.height, self.chain.head.block_hash))
             self._carry_out(self.driver.tick(self.network.peer_keys()))
-            self.syncing_from = None  # a sync request unanswered for a period is retried
+            self.sync.retry()  # a sync request unanswered for a period is asked again
             self.metrics.set("uponode_peers", len(self.network.peers()))
             await asyncio.sleep(STATUS_INTERVAL_S)
 

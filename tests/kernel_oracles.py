@@ -7,29 +7,32 @@ import numpy as np
 from kernels.fp import kernel
 from kernels.mathfn import exp_f32, log_f32, tanh_f32
 
+_EXP, _LOG, _TANH = 0, 1, 2
+
 
 @kernel()
-def exp_array(x):
+def _map_f32(x, function):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        if function == _EXP:
+            out[i] = exp_f32(x[i])
+        elif function == _LOG:
+            out[i] = log_f32(x[i])
+        else:
+            out[i] = tanh_f32(x[i])
+    return out
+
+
+def exp_array(x: np.ndarray) -> np.ndarray:
     """exp_f32 of each element of a 1-D float32 array."""
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = exp_f32(x[i])
-    return out
+    return _map_f32(x, _EXP)
 
 
-@kernel()
-def log_array(x):
+def log_array(x: np.ndarray) -> np.ndarray:
     """log_f32 of each element of a 1-D float32 array."""
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = log_f32(x[i])
-    return out
+    return _map_f32(x, _LOG)
 
 
-@kernel()
-def tanh_array(x):
+def tanh_array(x: np.ndarray) -> np.ndarray:
     """tanh_f32 of each element of a 1-D float32 array."""
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = tanh_f32(x[i])
-    return out
+    return _map_f32(x, _TANH)

@@ -120,7 +120,8 @@ class ConsensusDriver:
         self._actions: list[DriverAction] = []
 
     @property
-    def round(self) -> int | None:
+    def consensus_round(self) -> int | None:
+        """The Tendermint round of the height being decided (not the training round)."""
         return self.core.round if self.core is not None else None
 
     # ---- events -------------------------------------------------------------------------

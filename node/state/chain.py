@@ -79,6 +79,10 @@ class Chain:
         """The finalized block at height as stored (its encoding starts with its header)."""
         return self.store.block(height)
 
+    def encoded_commit(self, height: int) -> bytes | None:
+        """The commit that finalized the block at height, as stored."""
+        return self.store.commit(height)
+
     def propose(self, txs: Iterable[SignedTx], proposer: bytes, time_ms: int,
                 round_: int = 0) -> tuple[Block, list[tuple[SignedTx, TxError]]]:
         """Build the next block from candidate transactions, leaving out those that fail

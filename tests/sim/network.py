@@ -32,20 +32,20 @@ from node.consensus import commits
 from node.consensus.core import Evidence, TimeoutConfig
 from node.consensus.driver import ConsensusDriver, Finalized, Send, SetTimer
 from node.consensus.guard import SignGuard
-from node.net.wire import Blocks, BlockWithCommit, GetBlocks, Status
-from node.state.chain import Chain, InvalidBlock
+from node.net.wire import Blocks, GetBlocks, Status
+from node.state.block_sync import BlockSync, InvalidSyncedBlock
+from node.state.chain import Chain
 from node.state.consensus_chain import ConsensusChain
 from node.state.mempool import Mempool
 from node.storage.chainstore import ChainStore
 from node.types import crypto
-from node.types.blocks import Block, CommitCertificate
+from node.types.blocks import Block
 from node.types.crypto import SigningKey
 from node.types.proposal import Proposal, sign_proposal
 from node.types.votes import NIL_HASH, Vote, VoteBody, sign_vote
 from tests.sim.chains import CHAIN_ID, ChainDirectory, GenesisOnlyOracle, sim_genesis, validator_key
 from tests.sim.links import LinkFaults, Links, Partition, message_type, pair
 
-SYNC_BATCH = 10
 GUARD_FILE = "sign_guard"
 
 
@@ -110,7 +110,6 @@ class SimNode:
         self.evidence: list[Evidence] = []
         self.generation = 0  # timers of an earlier life are stale
         self.alive = False
-        self._asked_for_blocks = False
         self._cheats: dict[bytes, tuple[Proposal | Vote, set[int], set[int]]] = {}
         self.boot()
 
@@ -129,6 +128,8 @@ class SimNode:
         # twins build different blocks: their clocks differ
         view = ConsensusChain(self.chain, Mempool(1, genesis.consensus.max_tx_bytes),
                               self.key.public_key, lambda: self.sim.now + self.index, _no_blob)
+        self.sync = BlockSync(self.chain, functools.partial(self.sim.safety.record, self.index),
+                              _no_blob)
         self.driver = ConsensusDriver(CHAIN_ID, self.key, view, SignGuard(self.home / GUARD_FILE),
                                       self.sim.scenario.timeouts, genesis.consensus.block_interval_ms)
         self.alive = True
@@ -155,7 +156,7 @@ class SimNode:
     def tick(self) -> None:
         peers = self.sim.links.up_peers(self.index)
         self.carry_out(self.driver.tick([peer_id(p) for p in peers]))
-        self._asked_for_blocks = False  # an unanswered request is retried
+        self.sync.retry()  # an unanswered request is asked again
         for peer in peers:
             self.sim.send(self.index, peer, Status(self.chain.height, self.chain.head.block_hash))
 
@@ -166,32 +167,20 @@ class SimNode:
         if isinstance(message, (Proposal, Vote)):
             self.carry_out(self.driver.receive(peer_id(src), message))
         elif isinstance(message, Status):
-            if message.height > self.chain.height and not self._asked_for_blocks:
-                self._asked_for_blocks = True
-                self.sim.send(self.index, src, GetBlocks(self.chain.height + 1, SYNC_BATCH))
+            request = self.sync.on_status(peer_id(src), message)
+            if request is not None:
+                self.sim.send(self.index, src, request)
         elif isinstance(message, GetBlocks):
-            last = min(message.from_height + message.count, self.chain.height + 1)
-            self.sim.send(self.index, src, Blocks(tuple(
-                BlockWithCommit(Block.decode(self.store.block(h)),
-                                CommitCertificate.decode(self.store.commit(h)))
-                for h in range(message.from_height, last))))
+            self.sim.send(self.index, src, self.sync.serve(message))
         elif isinstance(message, Blocks):
-            self._apply_synced(message)
-
-    def _apply_synced(self, message: Blocks) -> None:
-        self._asked_for_blocks = False
-        advanced = False
-        for item in message.items:
-            if item.block.header.height != self.chain.height + 1:
-                continue
             try:
-                self.chain.finalize(item.block, item.commit)
-            except InvalidBlock:
-                break  # another fork's block (only when safety is already broken)
-            self.sim.safety.record(self.index, item.block)
-            advanced = True
-        if advanced:
-            self.carry_out(self.driver.synced())
+                step = self.sync.on_blocks(peer_id(src), message)
+            except InvalidSyncedBlock:
+                return  # another fork's block (only when safety is already broken)
+            if step.advanced:
+                self.carry_out(self.driver.synced())
+            if step.next_request is not None:
+                self.sim.send(self.index, src, step.next_request)
 
     # ---- the driver's actions ---------------------------------------------------------------
 

@@ -229,4 +229,4 @@ def test_votes_of_a_round_far_ahead_still_make_the_core_skip_to_it(tmp_path):
     far = ROUNDS_AHEAD + 3
     for k in KEYS[:2]:
         d.receive(PEER_A, vote(k, PREVOTE, NIL_HASH, round_=far))
-    assert d.round == far
+    assert d.consensus_round == far

@@ -1,0 +1,86 @@
+"""Block sync between two real chains (LevelDB stores): a node behind asks one peer, finalizes
+every block with its commit checked, asks again while behind, and refuses a bad block."""
+import dataclasses
+
+import pytest
+
+from node.net.wire import Blocks, BlockWithCommit, GetBlocks, Status
+from node.state.block_sync import BlockSync, InvalidSyncedBlock, SyncStep
+from node.state.chain import Chain
+from node.storage.chainstore import ChainStore
+from tests.oracles import NoOracle
+from tests.unit.test_chain import GENESIS, VALIDATORS, commit_for
+
+PEER, OTHER = b"p" * 32, b"o" * 32
+
+
+def _grow(chain: Chain, heights: int) -> None:
+    for height in range(chain.height + 1, chain.height + 1 + heights):
+        block, _ = chain.propose([], VALIDATORS[0].public_key, height)
+        chain.finalize(block, commit_for(block))
+
+
+@pytest.fixture
+def chains(tmp_path):
+    with ChainStore.open(tmp_path / "ahead") as a, ChainStore.open(tmp_path / "behind") as b:
+        ahead, behind = Chain(GENESIS, a, NoOracle(GENESIS)), Chain(GENESIS, b, NoOracle(GENESIS))
+        _grow(ahead, 7)
+        yield ahead, behind
+
+
+def _sync(chain: Chain, batch: int = 3) -> tuple[BlockSync, list]:
+    finalized = []
+    return BlockSync(chain, finalized.append, lambda digest: None, batch=batch), finalized
+
+
+def test_a_node_behind_catches_up_in_batches_from_the_peer_it_asked(chains):
+    ahead, behind = chains
+    serving, _ = _sync(ahead)
+    sync, finalized = _sync(behind)
+    request = sync.on_status(PEER, Status(ahead.height, ahead.head.block_hash))
+    assert request == GetBlocks(1, 3) and sync.syncing
+    assert sync.on_status(OTHER, Status(ahead.height, ahead.head.block_hash)) is None  # one at a time
+    while request is not None:
+        step = sync.on_blocks(PEER, serving.serve(request))
+        assert step.advanced
+        request = step.next_request
+    assert behind.head == ahead.head and not sync.syncing
+    assert [b.header.height for b in finalized] == list(range(1, 8))
+
+
+def test_blocks_nobody_asked_for_are_ignored(chains):
+    ahead, behind = chains
+    serving, _ = _sync(ahead)
+    sync, finalized = _sync(behind)
+    sync.on_status(PEER, Status(ahead.height, ahead.head.block_hash))
+    step = sync.on_blocks(OTHER, serving.serve(GetBlocks(1, 3)))
+    assert step == SyncStep(False, None) and behind.height == 0 and not finalized
+
+
+def test_an_unanswered_request_is_asked_again_after_retry(chains):
+    ahead, behind = chains
+    sync, _ = _sync(behind)
+    status = Status(ahead.height, ahead.head.block_hash)
+    assert sync.on_status(PEER, status) is not None
+    assert sync.on_status(OTHER, status) is None
+    sync.retry()
+    assert sync.on_status(OTHER, status) == GetBlocks(1, 3)
+
+
+def test_a_block_with_a_bad_commit_proves_the_sender_wrong(chains):
+    ahead, behind = chains
+    sync, finalized = _sync(behind)
+    sync.on_status(PEER, Status(ahead.height, ahead.head.block_hash))
+    good = ahead.block(1)
+    forged = BlockWithCommit(good, dataclasses.replace(commit_for(good), signatures=()))
+    with pytest.raises(InvalidSyncedBlock, match="synced block 1"):
+        sync.on_blocks(PEER, Blocks((forged,)))
+    assert behind.height == 0 and not finalized
+
+
+def test_serving_stops_at_the_head_and_at_the_batch(chains):
+    ahead, _ = chains
+    serving, _ = _sync(ahead, batch=50)
+    assert [i.block.header.height for i in serving.serve(GetBlocks(5, 100)).items] == [5, 6, 7]
+    assert serving.serve(GetBlocks(8, 10)).items == ()
+    assert len(_sync(ahead, batch=2)[0].serve(GetBlocks(1, 10)).items) == 2
