@@ -21,6 +21,7 @@ from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.types.transactions import AuditReport, FraudProof, WorkCommitment
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
 from node.uPoW.model_state import BlobFormatError
+from node.uPoW.state import STATE_DOMAIN
 from node.uPoW.unit_compute import SegmentReplay
 from node.uPoW.work import decode_leaves
 
@@ -144,16 +145,34 @@ class Auditor:
 def prune_checkpoints(store: BlobStore, commitments: list[WorkCommitment],
                       keep: dict[bytes, tuple[int, ...]]) -> int:
     """Delete the stored checkpoints of commitments, except the leaf indices keep names
-    per leaves hash; returns how many were deleted."""
-    removed = 0
+    per leaves hash; returns how many were deleted.
+
+    A leaves file is the miner's word: it is trusted only where it matches its
+    commitment (count and Merkle root), and only blobs that are training states are
+    deleted, so a miner cannot list others' deltas or models for every pruning node to
+    delete, nor a checkpoint that another unit's fraud record keeps."""
+    named: set[bytes] = set()
+    kept: set[bytes] = set()
     for commitment in commitments:
         try:
             leaves = decode_leaves(store.get(commitment.leaves_hash.hex()))
         except (BlobNotFound, BlobCorrupted, BlobFormatError):
             continue
-        kept = {leaves[i] for i in keep.get(commitment.leaves_hash, ()) if i < len(leaves)}
-        for leaf in set(leaves) - kept:
-            if store.has(leaf.hex()):
-                store.delete(leaf.hex())
-                removed += 1
+        if (len(leaves) != commitment.checkpoint_count
+                or merkle_root(leaves) != commitment.checkpoint_root):
+            continue
+        named.update(leaves)
+        kept.update(leaves[i] for i in keep.get(commitment.leaves_hash, ()) if i < len(leaves))
+    removed = 0
+    for leaf in sorted(named - kept):
+        if _is_checkpoint(store, leaf):
+            store.delete(leaf.hex())
+            removed += 1
     return removed
+
+
+def _is_checkpoint(store: BlobStore, digest: bytes) -> bool:
+    try:
+        return store.get(digest.hex()).startswith(STATE_DOMAIN)
+    except (BlobNotFound, BlobCorrupted):
+        return False
