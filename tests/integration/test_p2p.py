@@ -103,12 +103,6 @@ async def started():
         await node.stop()
 
 
-@pytest_asyncio.fixture
-async def session():
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 async def dial(session: aiohttp.ClientSession, node: Node) -> aiohttp.ClientWebSocketResponse:
     return await session.ws_connect(f"http://{node.address}/p2p", max_msg_size=0)
 

@@ -39,12 +39,6 @@ async def serve():
         await runner.cleanup()
 
 
-@pytest_asyncio.fixture
-async def session():
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def blob_peer(store: BlobStore) -> web.Application:
     """A node's API serving store; /blobs touches nothing else of the node."""
     app = web.Application(middlewares=[json_errors])
