@@ -159,6 +159,8 @@ def test_devnet_finalizes_survives_kills_restarts_and_a_late_joiner(devnet, tmp_
     _wait(lambda: all(_height(u) >= heights[u] for u in urls), 30, "the validators to come back")
     resumed = max(heights.values())
     _wait(lambda: min(_height(u) for u in urls) >= resumed + 5, 60, "progress after the restart")
+    # the late node redials the validators with backoff: it catches up after them
+    _wait(lambda: _height(late_url) >= resumed + 5, 60, "the late node to follow the restart")
     _same_hashes(urls + [late_url], resumed + 5)
     for node in devnet.nodes:
         log = (pathlib.Path(node["home"]) / "node.log").read_text()
