@@ -4,7 +4,9 @@ At a round's start (its start block finalized and the train phase still open) th
 miner derives each of its units from chain randomness, trains them in the compute
 worker, and submits a signed WorkCommitment per unit.  Once the round's challenge
 block is final it stores the checkpoints the challenge asks of its units, so that
-auditors can fetch them, and forgets the rest.
+auditors can fetch them, and forgets the rest.  A miner restarted between commit and
+challenge has lost those checkpoints (the worker keeps them in memory): it re-trains
+the units it committed, which gives the same checkpoints bit for bit.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import logging
 from typing import Callable
 
 from node.types.genesis import Genesis
+from node.types.transactions import WorkCommitment
 from node.uPoW.assignment import assign_unit, challenged_segments
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker
@@ -36,17 +39,24 @@ class Miner:
         self.tasks: set[asyncio.Task] = set()
 
     def on_height(self, height: int, units: int, round_start_hash: bytes | None,
-                  model_root: bytes, challenge_hash: bytes | None) -> None:
+                  model_root: bytes) -> None:
         """Called after each finalized block with what the chain says about this miner."""
         round_ = self.schedule.round_of(height + 1)  # the round the next block belongs to
         if (units and round_start_hash is not None and round_ not in self.started
                 and height < self.schedule.commit_deadline(round_)):
             self.started.add(round_)
             self._spawn(self._train_round(round_, units, round_start_hash, model_root))
-        done = self.schedule.round_of(height)
-        if challenge_hash is not None and done in self.started and done not in self.published:
-            self.published.add(done)
-            self._spawn(self._publish(done, units, challenge_hash))
+
+    def on_challenge(self, round_: int, challenge_hash: bytes, round_start_hash: bytes,
+                     commitments: list[WorkCommitment]) -> None:
+        """Called after each finalized block once round_'s challenge is drawn, with this
+        miner's commitments of round_ on chain: the chain, not memory, says what to
+        answer, so a miner restarted since it committed still answers."""
+        if round_ in self.published:
+            return
+        self.published.add(round_)  # a round without our commitments is answered too
+        if commitments:
+            self._spawn(self._publish(round_, challenge_hash, round_start_hash, commitments))
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
@@ -83,15 +93,44 @@ class Miner:
                     unit, what, self.schedule.commit_deadline(round_))
         return True
 
-    async def _publish(self, round_: int, units: int, challenge_hash: bytes) -> None:
-        for unit in range(units):
-            segments = challenged_segments(challenge_hash, self.me, unit,
-                                           self.genesis.training.segments,
-                                           self.genesis.training.audit_segments)
-            await self.worker.publish(round_, unit, list(segments))
+    async def _publish(self, round_: int, challenge_hash: bytes, start_hash: bytes,
+                       commitments: list[WorkCommitment]) -> None:
+        for commitment in commitments:
+            unit = commitment.unit
+            segments = list(challenged_segments(challenge_hash, self.me, unit,
+                                                self.genesis.training.segments,
+                                                self.genesis.training.audit_segments))
+            if not (await self.worker.publish(round_, unit, segments)
+                    or await self.worker.holds_checkpoints(commitment.leaves_hash, segments)
+                    or await self._regenerate(commitment, start_hash, segments)):
+                continue
             log.info("round %d unit %d: serving the checkpoints of challenged segments %s",
-                     round_, unit, list(segments))
+                     round_, unit, segments)
         await self.worker.forget_before(round_ + 1)
+
+    async def _regenerate(self, commitment: WorkCommitment, start_hash: bytes,
+                          segments: list[int]) -> bool:
+        """Re-train a committed unit whose checkpoints the worker lost (they live in its
+        memory only) and store the challenged ones; True if that gave the commitment."""
+        round_, unit = commitment.round, commitment.unit
+        if self.height() >= self.schedule.close_height(round_) - 1:
+            # the audit window is over (say, a node syncing past rounds): no one asks now
+            log.warning("round %d unit %d: checkpoints lost, and the audit window is over",
+                        round_, unit)
+            return False
+        log.warning("round %d unit %d: checkpoints lost (restart?); re-training to answer the "
+                    "challenge", round_, unit)
+        data_seed = assign_unit(start_hash, self.me, unit).data_seed
+        try:
+            if await self.worker.publish_regenerated(commitment, data_seed, segments):
+                return True
+        except Exception as exc:
+            log.error("round %d unit %d: re-training failed: %s", round_, unit, exc)
+            return False
+        log.error("round %d unit %d: re-training did not give the commitment on chain "
+                  "(checkpoints %s); publishing nothing", round_, unit,
+                  commitment.checkpoint_root.hex()[:16])
+        return False
 
     def close(self) -> None:
         for task in self.tasks:

@@ -25,7 +25,8 @@ from node.types.transactions import WorkCommitment
 from node.uPoW.model_state import ModelState, decode_model
 from node.uPoW.state import NonFiniteStateError, encode_state
 from node.uPoW.trainer import Trainer
-from node.uPoW.work import UnitWork, commitment_for, float32_from_bits, train_unit, unit_delta
+from node.uPoW.work import (UnitWork, commitment_for, decode_leaves, float32_from_bits, train_unit,
+                            unit_delta)
 from node.uPoW.replay import InvalidCheckpoint, replay_segment
 
 # Trains one unit from the round's model on the unit's data stream (the data seed) and
@@ -76,13 +77,39 @@ class UnitCompute:
         final_loss = float32_from_bits(work.loss_trace[-1])
         return TrainedUnit(commitment, time.perf_counter() - started, final_loss)
 
-    def publish(self, round_: int, unit: int, leaves: list[int]) -> None:
-        """Store the checkpoints a challenge asks for, then forget the unit's others."""
+    def publish(self, round_: int, unit: int, leaves: list[int]) -> bool:
+        """Store the checkpoints a challenge asks for, then forget the unit's others;
+        False if this worker does not hold the unit (it restarted since training it)."""
         work = self._kept.pop((round_, unit), None)
         if work is None:
-            return
+            return False
         for index in leaves:
             self.blobs.put(work.checkpoints[index])
+        return True
+
+    def holds_checkpoints(self, leaves_hash: bytes, leaves: list[int]) -> bool:
+        """Whether the store holds these checkpoints of the unit already (published
+        before a restart)."""
+        if not self.blobs.has(leaves_hash.hex()):
+            return False
+        hashes = decode_leaves(self.blobs.get(leaves_hash.hex()))
+        return all(self.blobs.has(hashes[index].hex()) for index in leaves)
+
+    def publish_regenerated(self, commitment: WorkCommitment, data_seed: int,
+                            leaves: list[int]) -> bool:
+        """Re-train a committed unit this worker no longer holds and store the checkpoints
+        a challenge asks for.  Training is bit-deterministic, so the work is exactly what
+        was committed; if it is not (the commitment is not this unit's work, or the
+        trainer changed), store nothing and return False."""
+        work = self.unit_trainer(self.trainer, self._model(commitment.start_root), data_seed)
+        if commitment_for(commitment.round, commitment.unit, commitment.shard,
+                          commitment.start_root, work) != commitment:
+            return False
+        self.blobs.put(work.leaves_blob)
+        self.blobs.put(work.delta_blob)
+        for index in leaves:
+            self.blobs.put(work.checkpoints[index])
+        return True
 
     def forget_before(self, round_: int) -> None:
         for key in [k for k in self._kept if k[0] < round_]:
@@ -126,6 +153,10 @@ def _run_in_worker(method: Callable[..., _Result], *args) -> _Result:
     return method(_compute, *args)
 
 
+def _nothing() -> None:
+    """Submitted at once, so that the worker process starts with the node."""
+
+
 class ComputeWorker:
     """One spawned process holding a UnitCompute on the named backend ("cpu" or
     "cuda"); calls run in order, off the event loop.  Each method runs the
@@ -137,6 +168,9 @@ class ComputeWorker:
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
             initargs=(str(genesis_path), str(blob_root), backend, unit_trainer))
+        # a process starts (imports, kernels) in seconds: not at the first call, which may be
+        # a restarted miner's answer to a challenge, due within the audit window
+        self._pool.submit(_nothing)
 
     async def _run(self, method: Callable[..., _Result], *args) -> _Result:
         # the method travels by its qualified name, the arguments by pickling
@@ -147,8 +181,15 @@ class ComputeWorker:
                     data_seed: int) -> TrainedUnit:
         return await self._run(UnitCompute.train, round_, unit, shard, model_root, data_seed)
 
-    async def publish(self, round_: int, unit: int, leaves: list[int]) -> None:
-        await self._run(UnitCompute.publish, round_, unit, leaves)
+    async def publish(self, round_: int, unit: int, leaves: list[int]) -> bool:
+        return await self._run(UnitCompute.publish, round_, unit, leaves)
+
+    async def holds_checkpoints(self, leaves_hash: bytes, leaves: list[int]) -> bool:
+        return await self._run(UnitCompute.holds_checkpoints, leaves_hash, leaves)
+
+    async def publish_regenerated(self, commitment: WorkCommitment, data_seed: int,
+                                  leaves: list[int]) -> bool:
+        return await self._run(UnitCompute.publish_regenerated, commitment, data_seed, leaves)
 
     async def forget_before(self, round_: int) -> None:
         await self._run(UnitCompute.forget_before, round_)

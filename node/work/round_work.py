@@ -95,10 +95,12 @@ class RoundWork:
         next_round = self.schedule.round_of(height + 1)
         start_height = self.schedule.start_height(next_round)
         start_hash = self._block_hash(start_height)
+        self.miner.on_height(height, units, start_hash, state.model().root)
         done = self.schedule.round_of(height) if height else 0
         challenge = state.challenge(done)
-        self.miner.on_height(height, units, start_hash, state.model().root,
-                             challenge.hash if challenge is not None else None)
+        if challenge is not None and done not in self.miner.published:
+            mine = [c for m, _, c in state.round_commitments(done) if m == self.me]
+            self.miner.on_challenge(done, challenge.hash, state.round_start_hash(done), mine)
 
     def _register(self, state, height: int) -> None:
         # asked once, and again if the registration has not landed after a while
