@@ -14,7 +14,9 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import multiprocessing
+import os
 import pathlib
+import threading
 import time
 from typing import Callable, TypeVar
 
@@ -142,9 +144,22 @@ _compute: UnitCompute | None = None
 _Result = TypeVar("_Result")
 
 
+PARENT_CHECK_S = 1.0
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once its node is gone: a node killed with SIGKILL cannot shut the
+    pool down, and its worker would otherwise wait on the call queue for good."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
 def _init_worker(genesis_path: str, blob_root: str, backend: str,
                  unit_trainer: UnitTrainer) -> None:
     global _compute
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True,
+                     name="exit-with-node").start()
     _compute = UnitCompute(load_genesis(genesis_path), BlobStore(pathlib.Path(blob_root)),
                            backend_named(backend), unit_trainer)
 

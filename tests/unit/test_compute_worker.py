@@ -2,6 +2,10 @@
 wired with, stores what a challenge asks for, and replays segments, one typed method
 per request."""
 import asyncio
+import pathlib
+import subprocess
+import sys
+import time
 
 from node.storage.blobstore import BlobStore
 from node.uPoW.model_state import ModelState, encode_model
@@ -10,6 +14,7 @@ from node.uPoW.unit_compute import ComputeWorker
 from node.uPoW.work import UnitWork, commitment_for, decode_leaves, train_unit
 
 SEED = 7
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def train_on_the_next_data_seed(trainer: Trainer, model: ModelState, data_seed: int) -> UnitWork:
@@ -48,3 +53,44 @@ def test_the_worker_trains_with_its_unit_trainer_publishes_and_replays(trainer, 
     # on the stream it was trained on, the last segment replays to the last leaf and delta
     assert (as_trained.end_hash, as_trained.delta_hash, as_trained.invalid_start) == (
         leaves[n], trained.commitment.delta_hash, None)
+
+
+_NODE = """
+import asyncio, pathlib, sys, time
+from node.uPoW.unit_compute import ComputeWorker
+worker = ComputeWorker(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]))
+asyncio.run(worker.forget_before(0))  # the worker process is up and initialized
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_worker_ends_when_its_node_is_killed(trainer, tmp_path):
+    # a node killed with SIGKILL cannot shut its pool down: its worker must notice alone
+    node = subprocess.Popen([sys.executable, "-c", _NODE,
+                             str(trainer.genesis.directory / "genesis.json"), str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert node.stdout.readline().strip() == "ready"
+        children = _children(node.pid)
+        assert children  # the worker, and multiprocessing's resource tracker
+    finally:
+        node.kill()
+        node.wait()
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in children)
