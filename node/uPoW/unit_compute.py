@@ -85,8 +85,7 @@ class UnitCompute:
         work = self._kept.pop((round_, unit), None)
         if work is None:
             return False
-        for index in leaves:
-            self.blobs.put(work.checkpoints[index])
+        self._store_checkpoints(work, leaves)
         return True
 
     def holds_checkpoints(self, leaves_hash: bytes, leaves: list[int]) -> bool:
@@ -109,9 +108,12 @@ class UnitCompute:
             return False
         self.blobs.put(work.leaves_blob)
         self.blobs.put(work.delta_blob)
+        self._store_checkpoints(work, leaves)
+        return True
+
+    def _store_checkpoints(self, work: UnitWork, leaves: list[int]) -> None:
         for index in leaves:
             self.blobs.put(work.checkpoints[index])
-        return True
 
     def forget_before(self, round_: int) -> None:
         for key in [k for k in self._kept if k[0] < round_]:
