@@ -5,7 +5,8 @@ sans-I/O (node.consensus.driver): this module feeds it peers' messages, new
 connections, timers and a periodic tick, and carries out its actions (sends,
 timers, finalized blocks, evidence).  A node that learns of a higher head from a
 peer's status block-syncs, checking every commit, then joins consensus at the next
-height.
+height.  Fraud proofs, its own and others', are decided off the event loop before
+they enter the mempool (node/work/fraud_intake.py).
 """
 from __future__ import annotations
 
@@ -30,15 +31,17 @@ from node.storage.home import GENESIS_FILE, NodeHome
 from node.state.mempool import Mempool, MempoolError
 from node.rpc.metrics import Metrics
 from node.net.p2p import InvalidPeerMessage, PeerNetwork
+from node.work.fraud_intake import FraudIntake
 from node.work.round_work import RoundWork
 from node.rpc.api import NodeAPI, json_errors, rpc_routes
 from node.rpc.status import NodeStatus
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
 from node.storage.config import parse_host_port
-from node.types.transactions import DoubleSignEvidence, SignedTx, sign_tx
+from node.types.transactions import DoubleSignEvidence, FraudProof, SignedTx, sign_tx
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.backends import backend_named
+from node.uPoW.fraud_question import FraudQuestion
 from node.uPoW.unit_compute import ComputeWorker, UnitTrainer
 from node.uPoW.work import train_unit
 from node.uPoW.work_oracle import BlobWorkOracle
@@ -67,7 +70,8 @@ class Node:
         self.peer_addresses = peers
         self.store: ChainStore | None = None
         self.chain: Chain | None = None
-        self.mempool = Mempool(MEMPOOL_TXS, self.genesis.consensus.max_tx_bytes)
+        self.mempool = Mempool(MEMPOOL_TXS, self.genesis.consensus.max_tx_bytes,
+                               self.genesis.economics.fraud_proof_deposit)
         self.metrics = Metrics()
         self.guard = SignGuard(home.data_dir / GUARD_FILE)
         self.driver: ConsensusDriver | None = None
@@ -78,8 +82,11 @@ class Node:
         self._timers: list[asyncio.TimerHandle] = []
         self.blobs = BlobStore(home.blobs_dir)
         self.blobs.put(genesis_model_blob(self.genesis))  # what round 0 trains from
-        self.oracle = BlobWorkOracle(self.genesis, self.blobs, backend_named(backend))
+        # fraud-proof replays run in the compute worker, never in the event loop
+        self.oracle = BlobWorkOracle(self.genesis, self.blobs, backend_named(backend),
+                                     replay_elsewhere=self._replay_soon)
         self.work: RoundWork | None = None
+        self.intake: FraudIntake | None = None
 
     # -- lifecycle
 
@@ -89,13 +96,15 @@ class Node:
             self.chain = Chain(self.genesis, self.store, self.oracle)
             log.info("chain %s at height %d; training, replays and round closes on the %s "
                      "backend", self.genesis.chain_id, self.chain.height, self.backend)
-            api = NodeAPI(chain=self.chain, mempool=self.mempool, metrics=self.metrics,
-                          node_status=self._node_status, on_tx=self._gossip_tx, blobs=self.blobs)
             worker = ComputeWorker(self.home.path / GENESIS_FILE, self.home.blobs_dir, self.backend,
                                    self.unit_trainer)
             fetcher = BlobFetcher(self.blobs)
             self.work = RoundWork(self.genesis, self.chain, self.key.public_key, self.mine, worker,
                                   fetcher, self._blob_addresses, self._submit)
+            self.intake = FraudIntake(self.chain, self.mempool, self.oracle, worker, self.work.fetch)
+            api = NodeAPI(chain=self.chain, mempool=self.mempool, metrics=self.metrics,
+                          node_status=self._node_status, on_tx=self._gossip_tx, blobs=self.blobs,
+                          admit_fraud_proof=self.intake.admit)
             view = ConsensusChain(self.chain, self.mempool, self.key.public_key,
                                   lambda: int(time.time() * 1000), self.work.fetch_soon)
             self.sync = BlockSync(self.chain, self._after_finalize, self.work.fetch_soon)
@@ -119,6 +128,7 @@ class Node:
                 for task in [status_task, *connects]:
                     task.cancel()
                 self._cancel_timers()
+                self.intake.close()
                 self.work.close()
                 worker.close()
                 await fetcher.close()
@@ -141,12 +151,27 @@ class Node:
         return known + [a for _, a in self.network.peers() if a not in known]
 
     def _submit(self, payload) -> None:
-        """Sign payload as this node's next transaction, queue it and gossip it."""
+        """Sign payload as this node's next transaction, queue it and gossip it; a fraud
+        proof once its replay is decided (it takes its nonce then)."""
+        if isinstance(payload, FraudProof):
+            self.intake.spawn(self._submit_fraud_proof(payload))
+            return
+        self._sign_and_queue(payload)
+
+    async def _submit_fraud_proof(self, proof: FraudProof) -> None:
+        try:
+            shows_fraud = await self.intake.decide(self.key.public_key, proof)
+        except MempoolError as exc:
+            log.warning("could not queue our FraudProof: %s", exc)
+            return
+        self._sign_and_queue(proof, shows_fraud)
+
+    def _sign_and_queue(self, payload, shows_fraud: bool | None = None) -> None:
         me = self.key.public_key
         nonce = self.mempool.next_nonce(me, self.chain.state.account(me).nonce)
         tx = sign_tx(self.key, self.genesis.chain_id, nonce, payload)
         try:
-            self.mempool.add(tx, self.chain.state, self.genesis.chain_id)
+            self.mempool.add(tx, self.chain.state, self.genesis.chain_id, shows_fraud)
         except MempoolError as exc:
             log.warning("could not queue our %s: %s", type(payload).__name__, exc)
             return
@@ -234,7 +259,13 @@ class Node:
     def _gossip_tx(self, tx: SignedTx) -> None:
         self.network.broadcast(TxMessage(tx))
 
+    def _replay_soon(self, question: FraudQuestion) -> None:
+        self.intake.replay_soon(question)
+
     def _accept_tx(self, tx: SignedTx, exclude: bytes) -> None:
+        if isinstance(tx.body.payload, FraudProof):
+            self.intake.offer(tx, lambda: self.network.broadcast(TxMessage(tx), exclude=exclude))
+            return
         try:
             self.mempool.add(tx, self.chain.state, self.genesis.chain_id)
         except MempoolError:

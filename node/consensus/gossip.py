@@ -98,6 +98,8 @@ class HeightGossip:
 
 
 def _message_id(message: Proposal | Vote) -> bytes:
-    """A vote is all signed, so its (checked) signature names it; a proposal's signature
-    covers its block's hash, not the block's bytes, so the whole message is hashed."""
+    """A vote's (checked) signature names it: the signature covers its body, and its
+    beacon, though unsigned, verifies only under the signer's key, with an output fixed
+    by key and height.  A proposal's signature covers its block's hash, not the block's
+    bytes, so the whole message is hashed."""
     return message.signature if isinstance(message, Vote) else sha256(message.encode())

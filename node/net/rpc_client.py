@@ -4,7 +4,9 @@ AsyncRpcClient (aiohttp, for the light-audit node).
 Both name the API's paths and read its replies the same way.  Every failure (no
 node listening, a timeout, an HTTP error, a reply that is not the API's JSON, a
 reply without the fields asked for) is an RpcError whose message is one line
-naming the URL and, for an HTTP error, the server's own error text.
+naming the URL and, for an HTTP error, the server's own error text.  The body of
+POST /fraud_proofs, which the light-audit node sends and the API reads, is framed
+here too.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
+from node.types.codec import DecodeError
 from node.types.errors import CommandError
+from node.types.transactions import FraudProof, SignedTx, decode_tx
 
 if TYPE_CHECKING:
     import aiohttp
@@ -28,6 +32,8 @@ _MAX_ERROR_TEXT = 300
 
 STATUS_PATH = "/status"
 TXS_PATH = "/txs"
+FRAUD_PROOFS_PATH = "/fraud_proofs"
+_TX_LENGTH_BYTES = 4
 
 
 def block_path(height: int) -> str:
@@ -36,6 +42,38 @@ def block_path(height: int) -> str:
 
 def account_path(address: bytes) -> str:
     return f"/accounts/{address.hex()}"
+
+
+def encode_fraud_proof_upload(tx: SignedTx, start_blob: bytes) -> bytes:
+    """POST /fraud_proofs' body: a signed fraud proof's length (4 bytes, big-endian) and
+    encoding, then the start checkpoint its segment replays from, so that the proof can
+    be decided even where its miner withholds that checkpoint."""
+    raw = tx.encode()
+    return len(raw).to_bytes(_TX_LENGTH_BYTES, "big") + raw + start_blob
+
+
+def fraud_proof_upload_cap(max_tx_bytes: int, max_blob_bytes: int) -> int:
+    """The most bytes a POST /fraud_proofs body can take."""
+    return _TX_LENGTH_BYTES + max_tx_bytes + max_blob_bytes
+
+
+def decode_fraud_proof_upload(body: bytes, max_tx_bytes: int) -> tuple[SignedTx, bytes]:
+    """(the fraud proof's transaction, the start checkpoint) from a POST /fraud_proofs
+    body; DecodeError unless it reads as one.  Whether the checkpoint is the proof's
+    start is the receiver's to check."""
+    if len(body) < _TX_LENGTH_BYTES:
+        raise DecodeError(f"{len(body)} bytes, shorter than the length prefix")
+    length = int.from_bytes(body[:_TX_LENGTH_BYTES], "big")
+    end = _TX_LENGTH_BYTES + length
+    if length > max_tx_bytes:
+        raise DecodeError(f"a transaction of {length} bytes exceeds the cap of {max_tx_bytes}")
+    if end >= len(body):
+        raise DecodeError(f"a transaction of {length} bytes and a checkpoint do not fit in "
+                          f"{len(body) - _TX_LENGTH_BYTES} bytes")
+    tx = decode_tx(body[_TX_LENGTH_BYTES:end], max_tx_bytes)
+    if not isinstance(tx.body.payload, FraudProof):
+        raise DecodeError(f"the transaction is a {type(tx.body.payload).__name__}, not a FraudProof")
+    return tx, body[end:]
 
 
 class RpcError(CommandError):
@@ -175,20 +213,26 @@ class AsyncRpcClient:
         return await self._request("GET", path)
 
     async def post_text(self, path: str, text: str) -> Any:
-        return await self._request("POST", path, text)
+        return await self._request("POST", path, text, "text/plain")
 
-    async def _request(self, method: str, path: str, text: str | None = None) -> Any:
+    async def post_bytes(self, path: str, data: bytes, timeout: float | None = None) -> Any:
+        """POST data; timeout (seconds) replaces the client's for this request."""
+        return await self._request("POST", path, data, "application/octet-stream", timeout)
+
+    async def _request(self, method: str, path: str, data: str | bytes | None = None,
+                       content_type: str | None = None, timeout: float | None = None) -> Any:
         import aiohttp  # loaded by the light-audit node only: the CLI's commands stay quick
 
         url = self.base_url + path
-        headers = {"Content-Type": "text/plain"} if text is not None else None
+        headers = {"Content-Type": content_type} if content_type is not None else None
+        timeout = self.timeout if timeout is None else timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                async with self.session.request(method, url, data=text, headers=headers,
+            async with asyncio.timeout(timeout):
+                async with self.session.request(method, url, data=data, headers=headers,
                                                 allow_redirects=False) as reply:
                     body = await _read_capped(reply)
         except TimeoutError:
-            raise RpcError(f"{url}: no reply within {self.timeout:g} s") from None
+            raise RpcError(f"{url}: no reply within {timeout:g} s") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise RpcError(f"cannot reach {url}: {_one_line(str(exc)) or type(exc).__name__}") \
                 from None

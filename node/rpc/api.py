@@ -3,7 +3,10 @@
 Every route checks its input before touching the chain and answers bad input with
 a 4xx and {"error": "<one line>"}; nothing a client sends leads to a 5xx.  The
 routes only read the chain and the blob store: a POSTed transaction goes to the
-mempool, and on to the node (to gossip it) through `on_tx`.  What the node alone
+mempool, and on to the node (to gossip it) through `on_tx`.  A fraud proof goes
+through `admit_fraud_proof`, which decides its replay off the event loop first;
+POST /fraud_proofs takes one together with the checkpoint it starts from, for a
+prover whose miner may withhold that checkpoint from everyone else.  What the node alone
 knows (syncing, peers, consensus round) comes from `node_status`, never guessed here.
 GET / serves the dashboard, a static page beside this module that reads the API.
 
@@ -21,6 +24,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from node.net.blob_fetch import MAX_BLOB_BYTES
+from node.net.rpc_client import decode_fraud_proof_upload, fraud_proof_upload_cap
 from node.types.blocks import Block, BlockHeader, CommitCertificate, RoundClose
 from node.state.chain import Chain
 from node.types.codec import DecodeError, Reader, Record
@@ -29,7 +34,7 @@ from node.rpc.metrics import CONTENT_TYPE, Metrics
 from node.rpc.rounds_view import round_view
 from node.rpc.status import NodeStatus, status_json
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
-from node.types.transactions import SignedTx, decode_tx
+from node.types.transactions import FraudProof, SignedTx, decode_tx
 from node.uPoW.rounds import RoundSchedule
 
 MAX_HEADERS = 1000  # per /headers request
@@ -51,6 +56,9 @@ class NodeAPI:
     node_status: Callable[[], NodeStatus]  # syncing, peers, consensus round
     on_tx: Callable[[SignedTx], None]  # called once a POSTed tx is in the mempool
     blobs: BlobStore  # the checkpoints, deltas and models it serves
+    # puts a fraud proof in the mempool once its replay is decided (with its start
+    # checkpoint, if sent), or raises MempoolError
+    admit_fraud_proof: Callable[[SignedTx, bytes | None], Awaitable[None]]
 
 
 class _ClientError(Exception):
@@ -198,11 +206,36 @@ def _decode_tx_body(body: bytes, max_bytes: int) -> SignedTx:
 
 async def _post_tx(api: NodeAPI, request: web.Request) -> web.Response:
     max_bytes = api.chain.genesis.consensus.max_tx_bytes
-    try:
+
+    async def read() -> tuple[SignedTx, None]:
         # hex text, with room for surrounding whitespace such as a trailing newline
         body = (await _read_capped(request, 2 * max_bytes + 64)).strip()
-        tx = _decode_tx_body(body, max_bytes)
-        api.mempool.add(tx, api.chain.state, api.chain.genesis.chain_id)
+        return _decode_tx_body(body, max_bytes), None
+    return await _admit(api, read)
+
+
+async def _post_fraud_proof(api: NodeAPI, request: web.Request) -> web.Response:
+    max_bytes = api.chain.genesis.consensus.max_tx_bytes
+
+    async def read() -> tuple[SignedTx, bytes]:
+        body = await _read_capped(request, fraud_proof_upload_cap(max_bytes, MAX_BLOB_BYTES))
+        try:
+            return decode_fraud_proof_upload(body, max_bytes)
+        except DecodeError as exc:
+            raise _ClientError(400, f"not a fraud proof and its start checkpoint: {exc}") from None
+    return await _admit(api, read)
+
+
+async def _admit(api: NodeAPI,
+                 read: Callable[[], Awaitable[tuple[SignedTx, bytes | None]]]) -> web.Response:
+    """Admit the transaction read() gives (a fraud proof through admit_fraud_proof, with
+    the start checkpoint read() gives), count it, and answer."""
+    try:
+        tx, start_blob = await read()
+        if isinstance(tx.body.payload, FraudProof):
+            await api.admit_fraud_proof(tx, start_blob)
+        else:
+            api.mempool.add(tx, api.chain.state, api.chain.genesis.chain_id)
     except _ClientError:
         api.metrics.inc("uponode_txs_refused_total")
         raise
@@ -285,6 +318,7 @@ def rpc_routes(api: NodeAPI) -> list[web.RouteDef]:
         web.get("/blocks/{height}", bind(_block)),
         web.get("/headers", bind(_headers)),
         web.post("/txs", bind(_post_tx)),
+        web.post("/fraud_proofs", bind(_post_fraud_proof)),
         web.get("/accounts/{address}", bind(_account)),
         web.get("/rounds/{round}", bind(_round)),
         web.get("/blobs/{digest}", bind(_blob)),

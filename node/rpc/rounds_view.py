@@ -10,13 +10,14 @@ import math
 from typing import Mapping, Protocol, Sequence
 
 from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
-                         SLASHED, RoundClose)
+                         SLASHED, WITHHELD, RoundClose)
 from node.types.transactions import WorkCommitment
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.work import float32_from_bits
 
 CLOSED = "closed"
-_STATUS = {ACCEPTED: "accepted", REJECTED: "rejected", SLASHED: "slashed"}
+# a unit slashed for withholding shows as slashed: the API's statuses are fixed (DESIGN.md §6)
+_STATUS = {ACCEPTED: "accepted", REJECTED: "rejected", SLASHED: "slashed", WITHHELD: "slashed"}
 _REASON = {PAID_FOR_UNITS: "units", PAID_FOR_AUDITS: "audits", PAID_AS_PROPOSER: "proposer"}
 
 UnitKey = tuple[bytes, int]  # (miner, unit)

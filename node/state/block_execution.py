@@ -5,7 +5,7 @@ from __future__ import annotations
 from node.state.chain_state import ChainState
 from node.state.round_close import close_round
 from node.state.transition import BlockError, Transition, TxError
-from node.state.tx_rules import apply_tx
+from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK, apply_tx, fraud_proof_count
 from node.types.blocks import Block, RoundClose
 from node.types.genesis import Genesis
 from node.uPoW.oracle import WorkOracle
@@ -15,11 +15,15 @@ _CLOSE_PARTS = (("round", "round"), ("model_root", "model root"), ("eval_loss_bi
 
 
 def execute_block(state: ChainState, genesis: Genesis, block: Block, oracle: WorkOracle) -> Transition:
-    """Apply a block's transactions, then its round close, to an overlay.  BlockError if a
-    transaction fails or the close differs from the one recomputed here; WorkUnavailable
-    (not an error of the block) if this node lacks a blob needed to decide."""
+    """Apply a block's transactions, then its round close, to an overlay.  BlockError if it
+    carries more fraud proofs than a block may, a transaction fails or the close differs
+    from the one recomputed here; WorkUnavailable (not an error of the block) if this node
+    lacks a blob needed to decide."""
     h = block.header
-    transition = Transition(state, genesis, h.height, h.prev_hash, oracle)
+    proofs = fraud_proof_count(block.txs)
+    if proofs > FRAUD_PROOFS_PER_BLOCK:
+        raise BlockError(f"{proofs} fraud proofs exceed the block's budget of {FRAUD_PROOFS_PER_BLOCK}")
+    transition = Transition(state, genesis, h.height, h.prev_hash, block.last_commit, oracle)
     for index, tx in enumerate(block.txs):
         try:
             apply_tx(transition, tx)

@@ -1,7 +1,7 @@
 """The finalized chain: genesis, the current state, and the store behind them.
 
-Finalizing a block checks it against the head (height, parent, chain id, tx root,
-close hash, last commit, size), checks its commit certificate against the
+Finalizing a block checks it against the head (height, parent, chain id, time,
+tx root, close hash, last commit, size), checks its commit certificate against the
 committee, executes its transactions and its round close on an overlay, checks
 the resulting state root against the header, and only then writes block, commit,
 indexes, state changes and head in one synced batch.  Deciding fraud proofs and
@@ -9,6 +9,11 @@ round closes needs blobs (through the WorkOracle); a node that lacks one gets
 WorkUnavailable, which says "not yet", never "invalid".  On open, the state is
 loaded from the store and its root recomputed from scratch; a mismatch with the
 head is refused.
+
+Block times only grow: a block's time_ms must exceed its parent's (the genesis counts as
+time 0: it has no time field), checked by every node on every block, old or new.  How far
+ahead of the clock a new block may be is a voting policy (ConsensusChain), not a rule
+here: a block replayed years later is judged by the same bits.
 """
 from __future__ import annotations
 
@@ -22,9 +27,9 @@ from node.state.chain_state import ChainState
 from node.state.records import Committee
 from node.state.round_close import close_round
 from node.state.transition import BlockError, Transition, TxError
-from node.state.tx_rules import apply_tx
+from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK, apply_tx, fraud_proof_count
 from node.storage.chainstore import ChainStore, Head, StoreCorrupted
-from node.types.transactions import SignedTx
+from node.types.transactions import FraudProof, SignedTx
 from node.uPoW.oracle import WorkOracle, WorkUnavailable
 from node.consensus.commits import InvalidCommit, verify_commit
 
@@ -51,6 +56,7 @@ class Chain:
             if store.height_of(self.genesis_hash) != 0:
                 raise StoreCorrupted("the store was created from another genesis")
         self.head: Head = head
+        self.head_time_ms = self._time_of(head.height)
         # the executed transition of each block built or checked on top of the current
         # head, so that checking and finalizing it does not execute it again; keyed by
         # the whole block's bytes, since the header hash alone does not pin the body
@@ -64,6 +70,10 @@ class Chain:
     @property
     def height(self) -> int:
         return self.head.height
+
+    def _time_of(self, height: int) -> int:
+        """The time of the finalized block at height (0 for the genesis)."""
+        return Block.decode(self.store.block(height)).header.time_ms if height else 0
 
     def last_commit(self) -> CommitCertificate:
         """The commit certificate of the head block (what the next block carries)."""
@@ -85,17 +95,22 @@ class Chain:
 
     def propose(self, txs: Iterable[SignedTx], proposer: bytes, time_ms: int,
                 round_: int = 0) -> tuple[Block, list[tuple[SignedTx, TxError]]]:
-        """Build the next block from candidate transactions, leaving out those that fail
+        """Build the next block at time_ms (the proposer's clock), or just after its parent's
+        time if that is later, from candidate transactions, leaving out those that fail
         (returned with their errors), those beyond the block size cap, and those this
         node cannot decide for want of a blob (WorkUnavailable: left out and not
         returned, so a pool keeps them for a later block).  At a round's closing height
         the block carries the round close; WorkUnavailable if it cannot be computed."""
         height = self.head.height + 1
-        transition = Transition(self.state, self.genesis, height, self.head.block_hash, self.oracle)
+        last_commit = self.last_commit()
+        transition = Transition(self.state, self.genesis, height, self.head.block_hash, last_commit,
+                                self.oracle)
         included, refused = [], []
         for tx in txs:
             if len(included) == self.genesis.consensus.max_block_txs:
                 break
+            if isinstance(tx.body.payload, FraudProof) and fraud_proof_count(included) == FRAUD_PROOFS_PER_BLOCK:
+                continue  # beyond the block's budget of replays: left for a later block
             try:
                 apply_tx(transition, tx)
                 included.append(tx)
@@ -104,9 +119,9 @@ class Chain:
             except WorkUnavailable:
                 continue
         close = close_round(transition, proposer)
-        last_commit = self.last_commit()
         header = BlockHeader(
-            chain_id=self.genesis.chain_id, height=height, round=round_, time_ms=time_ms,
+            chain_id=self.genesis.chain_id, height=height, round=round_,
+            time_ms=max(time_ms, self.head_time_ms + 1),
             prev_hash=self.head.block_hash, last_commit_hash=last_commit.hash,
             tx_root=tx_root(tuple(included)), close_hash=close_hash(close),
             state_root=self.state.root_after(transition.writes), proposer=proposer)
@@ -128,6 +143,8 @@ class Chain:
             raise InvalidBlock(f"height {h.height} does not follow the head {self.head.height}")
         if h.prev_hash != self.head.block_hash:
             raise InvalidBlock("the parent hash is not the head's hash")
+        if h.time_ms <= self.head_time_ms:
+            raise InvalidBlock(f"time {h.time_ms} ms is not after its parent's {self.head_time_ms} ms")
         if not self.state.committee().power_of(h.proposer):
             # the proposer is paid at a round's close: it must be a seated validator
             raise InvalidBlock(f"the proposer {h.proposer.hex()[:16]} is not in the committee")
@@ -184,6 +201,7 @@ class Chain:
                                 [tx.hash for tx in block.txs], writes, block.header.state_root)
         self.state.apply_writes(writes)
         self.head = Head(block.header.height, block.hash, block.header.state_root)
+        self.head_time_ms = block.header.time_ms
         self._checked.clear()
 
 

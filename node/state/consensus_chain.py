@@ -3,6 +3,12 @@
 Blocks are built from the mempool's transactions; a block that cannot be built,
 checked or finalized for want of a blob is "not yet" (on_missing_blob is asked to
 fetch it), never "invalid".
+
+Voting policy, not a chain rule: a validator does not accept a proposal whose time is
+more than the genesis' max_clock_drift_ms ahead of its own clock, so a proposer can
+neither push block times far ahead of the committee's clocks nor use the time field
+as free bits beyond that window.  Blocks received by sync are finalized by Chain
+alone, which judges time only against the parent.
 """
 from __future__ import annotations
 
@@ -47,6 +53,12 @@ class ConsensusChain:
         return block
 
     def check_block(self, block: Block) -> bool:
+        ahead = block.header.time_ms - self.clock_ms()
+        if ahead > self.chain.genesis.consensus.max_clock_drift_ms:
+            log.warning("refusing proposed block at height %d: its time is %d ms ahead of this "
+                        "node's clock, more than the allowed drift of %d ms", block.header.height,
+                        ahead, self.chain.genesis.consensus.max_clock_drift_ms)
+            return False
         try:
             self.chain.check_block(block)
             return True

@@ -10,16 +10,28 @@ starts at the sender's committed nonce (what a block can apply, in order), takin
 one transaction per sender per turn so that one busy sender cannot crowd out the
 others.  The order depends only on what was added and when, never on a clock or
 on hash ordering, so a test can predict it.  No I/O here.
+
+Fraud proofs cost validators a replay each, so they get more care.  One enters only
+with the verdict of its replay, decided before it is offered, off the event loop
+(node/work/fraud_intake.py); its sender must hold the deposit for it and for each of
+its fraud proofs already pending; a sender whose proof showed no fraud may queue no
+more (the one admitted still costs it its deposit on chain).  A reap takes at most
+the ledger's per-block budget of fraud proofs, and the senders whose next
+transaction is a proof that shows fraud take their turns first, so bogus proofs
+cannot crowd out a true one.
 """
 from __future__ import annotations
 
 import dataclasses
 
 from node.state.reader import StateReader
-from node.types.transactions import SignedTx
+from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK
+from node.types.transactions import FraudProof, SignedTx
 
 # how far past its committed nonce a sender may queue: bounds what one key can park
 MAX_NONCE_GAP = 64
+# senders remembered for a fraud proof that showed no fraud, the oldest forgotten first
+MAX_FAILED_PROVERS = 10_000
 
 
 class MempoolError(Exception):
@@ -34,12 +46,19 @@ class MempoolError(Exception):
 class _Entry:
     tx: SignedTx
     seq: int  # arrival order, for fairness between senders
+    shows_fraud: bool | None = None  # a fraud proof's verdict; None for other kinds
+
+
+def _is_fraud_proof(tx: SignedTx) -> bool:
+    return isinstance(tx.body.payload, FraudProof)
 
 
 class Mempool:
-    def __init__(self, max_txs: int, max_tx_bytes: int):
+    def __init__(self, max_txs: int, max_tx_bytes: int, fraud_proof_deposit: int):
         self.max_txs = max_txs
         self.max_tx_bytes = max_tx_bytes
+        self.fraud_proof_deposit = fraud_proof_deposit
+        self._failed_provers: dict[bytes, None] = {}  # in the order they failed
         self._by_hash: dict[bytes, _Entry] = {}
         self._by_sender: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> tx hash
         self._committed_nonce: dict[bytes, int] = {}  # as of the latest state seen
@@ -51,8 +70,27 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._by_hash
 
-    def add(self, tx: SignedTx, state: StateReader, chain_id: str) -> None:
-        """Admit tx or raise MempoolError; the cheap checks come before the signature."""
+    def add(self, tx: SignedTx, state: StateReader, chain_id: str,
+            shows_fraud: bool | None = None) -> None:
+        """Admit tx or raise MempoolError.  A fraud proof comes with the verdict of its
+        replay (shows_fraud), and is refused without one."""
+        self.screen(tx, state, chain_id)
+        if _is_fraud_proof(tx):
+            if shows_fraud is None:
+                raise MempoolError("unchecked", "a fraud proof is admitted only with its replay's verdict")
+            if not shows_fraud:
+                self._failed_provers[tx.body.sender] = None
+                while len(self._failed_provers) > MAX_FAILED_PROVERS:
+                    del self._failed_provers[next(iter(self._failed_provers))]
+        sender, nonce = tx.body.sender, tx.body.nonce
+        self._by_hash[tx.hash] = _Entry(tx, self._seq, shows_fraud if _is_fraud_proof(tx) else None)
+        self._seq += 1
+        self._by_sender.setdefault(sender, {})[nonce] = tx.hash
+        self._committed_nonce[sender] = state.account(sender).nonce
+
+    def screen(self, tx: SignedTx, state: StateReader, chain_id: str) -> None:
+        """Raise MempoolError if add would refuse tx whatever its verdict; the cheap checks
+        come before the signature.  A node screens a fraud proof before it replays it."""
         size = len(tx.encode())
         if size > self.max_tx_bytes:
             raise MempoolError("oversize", f"{size} bytes exceeds the cap of {self.max_tx_bytes}")
@@ -73,13 +111,23 @@ class Mempool:
         if nonce in pending:
             raise MempoolError("nonce_pending", f"another transaction with nonce {nonce} "
                                                 f"from this sender is pending")
+        if _is_fraud_proof(tx):
+            self._screen_fraud_proof(sender, state)
         if not tx.signature_valid(chain_id):
             raise MempoolError("bad_signature",
                                "the signature does not verify for this sender and chain")
-        self._by_hash[tx_hash] = _Entry(tx, self._seq)
-        self._seq += 1
-        self._by_sender.setdefault(sender, {})[nonce] = tx_hash
-        self._committed_nonce[sender] = committed
+
+    def _screen_fraud_proof(self, sender: bytes, state: StateReader) -> None:
+        if sender in self._failed_provers:
+            raise MempoolError("failed_prover", "a fraud proof from this sender showed no fraud")
+        pending = self.pending_fraud_proofs(sender)
+        needed, balance = self.fraud_proof_deposit * (pending + 1), state.account(sender).balance
+        if balance < needed:
+            raise MempoolError("insufficient_deposit", f"balance {balance} < {needed}, the deposits "
+                                                       f"of {pending + 1} fraud proofs")
+
+    def pending_fraud_proofs(self, sender: bytes) -> int:
+        return sum(_is_fraud_proof(self._by_hash[h].tx) for h in self._by_sender.get(sender, {}).values())
 
     def next_nonce(self, sender: bytes, committed: int) -> int:
         """The nonce a new transaction from sender should take: the first free one after
@@ -91,7 +139,9 @@ class Mempool:
         return nonce
 
     def reap(self, max_txs: int) -> list[SignedTx]:
-        """Up to max_txs transactions a block can apply in order, without removing them."""
+        """Up to max_txs transactions a block can apply in order, without removing them;
+        at most FRAUD_PROOFS_PER_BLOCK of them fraud proofs (a sender's run stops at a
+        proof beyond the budget)."""
         runs = []
         for sender, pending in self._by_sender.items():
             nonce, run = self._committed_nonce[sender], []
@@ -100,16 +150,23 @@ class Mempool:
                 nonce += 1
             if run:
                 runs.append(run)
-        # senders take turns, in the order their first ready transaction arrived
-        runs.sort(key=lambda run: run[0].seq)
+        # senders take turns, in the order their first ready transaction arrived, those
+        # that open with a proof of fraud first
+        runs.sort(key=lambda run: (run[0].shows_fraud is not True, run[0].seq))
         reaped: list[SignedTx] = []
-        depth = 0
+        proofs = depth = 0
         while len(reaped) < max_txs and runs:
-            runs = [run for run in runs if len(run) > depth]
+            going = []
             for run in runs:
-                if len(reaped) == max_txs:
-                    break
+                if len(reaped) == max_txs or len(run) <= depth:
+                    continue
+                if _is_fraud_proof(run[depth].tx):
+                    if proofs == FRAUD_PROOFS_PER_BLOCK:
+                        continue
+                    proofs += 1
                 reaped.append(run[depth].tx)
+                going.append(run)
+            runs = going
             depth += 1
         return reaped
 

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, AUDITOR_KEY_LEN, AUDITOR_PREFIX,
                                 COMMITMENT_KEY_LEN, COMMITMENT_PREFIX, COMMITTEE_KEY, COMMITTEE_PREV_KEY,
+                                DELTA_CLAIM_KEY_LEN, DELTA_CLAIM_PREFIX, WITHHELD_KEY_LEN, WITHHELD_PREFIX,
                                 MODEL_KEY, SUPPLY_KEY, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX, AccountRecord,
                                 AuditorRecord, ChallengeRecord, Committee, CommitteeChange, FraudRecord,
                                 MinerRecord, ModelRecord, RoundSeed, Supply, WorkCount, account_key,
@@ -83,6 +84,15 @@ class StateReader:
     def round_audits(self, round_: int) -> list[tuple[bytes, int, int, bytes]]:
         """(miner, unit, segment, auditor) of every audit report of round_, in that order."""
         return [split_audit_key(k) for k in self.keys(AUDIT_PREFIX + round_bytes(round_), AUDIT_KEY_LEN)]
+
+    def round_withheld_claims(self, round_: int) -> list[tuple[bytes, int, int, bytes]]:
+        """(miner, unit, segment, auditor) of every withheld-data claim of round_."""
+        return [split_audit_key(k) for k in self.keys(WITHHELD_PREFIX + round_bytes(round_), WITHHELD_KEY_LEN)]
+
+    def round_delta_claims(self, round_: int) -> list[tuple[bytes, int, bytes]]:
+        """(miner, unit, validator) of every withheld-delta claim of round_."""
+        return [(*split_unit_key(k), k[COMMITMENT_KEY_LEN:])
+                for k in self.keys(DELTA_CLAIM_PREFIX + round_bytes(round_), DELTA_CLAIM_KEY_LEN)]
 
     def fraud_record(self, round_: int, miner: bytes, unit: int) -> FraudRecord | None:
         return self.record(fraud_key(round_, miner, unit), FraudRecord)

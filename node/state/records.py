@@ -30,6 +30,8 @@ ROUND_SEED_PREFIX = b"s"
 CHALLENGE_PREFIX = b"c"
 WORK_COUNT_PREFIX = b"k"
 EQUIVOCATION_PREFIX = b"e"
+WITHHELD_PREFIX = b"x"
+DELTA_CLAIM_PREFIX = b"y"
 COMMITTEE_KEY = b"committee"
 COMMITTEE_PREV_KEY = b"committee_prev"
 SUPPLY_KEY = b"supply"
@@ -37,6 +39,8 @@ MODEL_KEY = b"model"
 COMMITMENT_KEY_LEN = 1 + 8 + 32 + 4
 AUDIT_KEY_LEN = COMMITMENT_KEY_LEN + 4 + 32
 AUDITOR_KEY_LEN = 1 + 32
+WITHHELD_KEY_LEN = AUDIT_KEY_LEN
+DELTA_CLAIM_KEY_LEN = COMMITMENT_KEY_LEN + 32
 WORK_COUNT_KEY_LEN = 1 + 8 + 32
 
 
@@ -110,8 +114,9 @@ class RoundSeed(Record):
 
 @dataclasses.dataclass(frozen=True)
 class ChallengeRecord(Record):
-    """The challenge block's hash and who could be assigned to audit then, sorted: a
-    snapshot, so that later registrations do not move the round's assignments."""
+    """The round's challenge seed (node.uPoW.assignment.challenge_seed) and who could be
+    assigned to audit at the challenge block, sorted: a snapshot, so that later
+    registrations do not move the round's assignments."""
     hash: bytes
     eligible: tuple[bytes, ...]
     SCHEMA = (("hash", HASH), ("eligible", ListOf(PUBKEY, MAX_ELIGIBLE_AUDITORS)))
@@ -156,6 +161,14 @@ def commitment_key(round_: int, miner: bytes, unit: int) -> bytes:
 def audit_key(round_: int, miner: bytes, unit: int, segment: int, auditor: bytes) -> bytes:
     return (AUDIT_PREFIX + round_bytes(round_) + miner + unit.to_bytes(4, "big")
             + segment.to_bytes(4, "big") + auditor)
+
+
+def withheld_key(round_: int, miner: bytes, unit: int, segment: int, auditor: bytes) -> bytes:
+    return WITHHELD_PREFIX + audit_key(round_, miner, unit, segment, auditor)[1:]
+
+
+def delta_claim_key(round_: int, miner: bytes, unit: int, validator: bytes) -> bytes:
+    return DELTA_CLAIM_PREFIX + commitment_key(round_, miner, unit)[1:] + validator
 
 
 def fraud_key(round_: int, miner: bytes, unit: int) -> bytes:

@@ -1,7 +1,9 @@
 """A round's close (DESIGN.md §2, aggregate): decided by the block at its closing height.
 
 The close judges every unit committed in the round (slashed if proven fraudulent,
-accepted if every challenged segment was audited, rejected otherwise), steps the
+withheld and slashed if its challenged data or attested delta was claimed withheld
+and never served, accepted if every challenged segment was audited, rejected
+otherwise), slashes auditors whose passes were disproven, steps the
 model over the accepted deltas, pays the round's emission to the accepted units'
 miners, their auditors and the proposer, counts each miner's accepted work, and
 at an epoch's end rotates the committee by that work.
@@ -15,7 +17,7 @@ from node.state.records import (COMMITTEE_KEY, COMMITTEE_PREV_KEY, MODEL_KEY, Co
                                 ModelRecord, WorkCount, work_count_key)
 from node.state.transition import BlockError, Transition, TxError
 from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED, SLASHED,
-                               CommitteeMember, Payment, RoundClose, UnitOutcome)
+                               WITHHELD, CommitteeMember, Payment, RoundClose, UnitOutcome)
 from node.types.genesis import BPS
 from node.types.transactions import WorkCommitment
 from node.uPoW.assignment import challenged_segments
@@ -26,7 +28,12 @@ class _Unit:
     """One committed unit at its round's close."""
     outcome: UnitOutcome
     commitment: WorkCommitment
-    auditors: tuple[bytes, ...]  # one entry per audit report on the unit
+    reports: tuple[tuple[int, bytes], ...]  # (segment, auditor) of each audit report on the unit
+
+    @property
+    def auditors(self) -> tuple[bytes, ...]:
+        """One entry per audit report on the unit."""
+        return tuple(auditor for _, auditor in self.reports)
 
 
 def close_round(t: Transition, proposer: bytes) -> tuple[RoundClose, ...]:
@@ -37,6 +44,7 @@ def close_round(t: Transition, proposer: bytes) -> tuple[RoundClose, ...]:
         return ()
     round_ = t.schedule.round_of(t.height)
     units = _round_units(t, round_)
+    _punish(t, round_, units)
     accepted = [u for u in units if u.outcome.status == ACCEPTED]
     root, loss_bits = _next_model(t, [u.commitment for u in accepted])
     payments = _payments(t, accepted, proposer)
@@ -62,32 +70,67 @@ def _round_units(t: Transition, round_: int) -> list[_Unit]:
     reports: dict[tuple[bytes, int], list[tuple[int, bytes]]] = collections.defaultdict(list)
     for miner, unit, segment, auditor in t.round_audits(round_):
         reports[(miner, unit)].append((segment, auditor))
+    claimed: dict[tuple[bytes, int], set[int]] = collections.defaultdict(set)
+    for miner, unit, segment, _ in t.round_withheld_claims(round_):
+        claimed[(miner, unit)].add(segment)
+    committee = t.committee()
+    delta_claims: dict[tuple[bytes, int], int] = collections.defaultdict(int)
+    for miner, unit, member in t.round_delta_claims(round_):
+        delta_claims[(miner, unit)] += committee.power_of(member)
     units = []
     for miner, unit, commitment in t.round_commitments(round_):
         unit_reports = reports.get((miner, unit), [])
-        status = _unit_status(t, round_, miner, unit, {segment for segment, _ in unit_reports})
-        units.append(_Unit(UnitOutcome(miner, unit, status), commitment,
-                           tuple(auditor for _, auditor in unit_reports)))
+        # a third of the power cannot fetch the delta: an honest one among them is enough
+        # to know it was not served, and without them no close could be computed
+        delta_withheld = 3 * delta_claims.get((miner, unit), 0) >= committee.total_power
+        status = _unit_status(t, round_, miner, unit, {segment for segment, _ in unit_reports},
+                              claimed.get((miner, unit), set()), delta_withheld)
+        units.append(_Unit(UnitOutcome(miner, unit, status), commitment, tuple(unit_reports)))
     return units
 
 
-def _unit_status(t: Transition, round_: int, miner: bytes, unit: int, audited: set[int]) -> int:
-    """SLASHED if proven fraudulent, ACCEPTED if every challenged segment was audited
-    (only assigned auditors with valid proofs can report), REJECTED otherwise."""
+def _unit_status(t: Transition, round_: int, miner: bytes, unit: int, audited: set[int],
+                 claimed: set[int], delta_withheld: bool) -> int:
+    """SLASHED if proven fraudulent; WITHHELD if a challenged segment is unreported and
+    claimed withheld, or if its attested delta is claimed withheld; ACCEPTED if every
+    challenged segment was audited (only assigned or fallback auditors can report);
+    REJECTED otherwise, which costs the miner only its reward."""
     if t.fraud_record(round_, miner, unit) is not None:
         return SLASHED
-    challenged = challenged_segments(t.challenge(round_).hash, miner, unit, t.training.segments,
-                                     t.training.audit_segments)
-    return ACCEPTED if audited.issuperset(challenged) else REJECTED
+    challenged = set(challenged_segments(t.challenge(round_).hash, miner, unit, t.training.segments,
+                                         t.training.audit_segments))
+    if delta_withheld or (challenged - audited) & claimed:
+        return WITHHELD
+    return ACCEPTED if audited >= challenged else REJECTED
+
+
+def _punish(t: Transition, round_: int, units: list[_Unit]) -> None:
+    """Withholding costs the miner what fraud does (burned: a claim is only a word, so
+    it earns nothing).  An auditor that passed a segment later proven fraudulent is
+    slashed the same, the prover taking the bounty."""
+    e = t.economics
+    for u in units:
+        miner, unit = u.outcome.miner, u.outcome.unit
+        if u.outcome.status == WITHHELD:
+            t.burn_bond(miner, e.fraud_slash_bps)
+        fraud = t.fraud_record(round_, miner, unit) if u.outcome.status == SLASHED else None
+        if fraud is None:
+            continue
+        # a delta proven wrong was attested by the last segment's auditors
+        passed = min(fraud.segment, t.training.segments - 1)
+        for segment, auditor in u.reports:
+            if segment == passed:
+                t.slash(auditor, e.fraud_slash_bps, fraud.prover, e.fraud_bounty_bps)
 
 
 def _next_model(t: Transition, accepted: list[WorkCommitment]) -> tuple[bytes, int]:
     """(root, eval loss bits) of the next round's model: the outer step over the
-    accepted deltas, or the current model if none was accepted."""
+    accepted deltas, or the current model if none was accepted or the step would
+    harm it (WorkOracle.aggregate's fallback, judged against the current loss)."""
     model = t.model()
     if not accepted:
         return model.root, model.eval_loss_bits
-    return t.oracle.aggregate(model.root, [c.delta_hash for c in accepted])
+    return t.oracle.aggregate(model.root, [c.delta_hash for c in accepted], model.eval_loss_bits)
 
 
 def _payments(t: Transition, accepted: list[_Unit], proposer: bytes) -> tuple[Payment, ...]:

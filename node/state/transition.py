@@ -3,9 +3,11 @@
 Changes happen on a Transition, an overlay over the state for one block: a
 transaction that fails leaves the overlay as it was (all_or_nothing), and a block
 either commits all of its overlay's writes or none.  A block's hash is not known
-while it executes, so a round's seeds are the previous block's hash, recorded by
-the block after it: the round start hash by a round's first block, the challenge
-hash by the block after the challenge block (DESIGN.md §2).
+while it executes, so a round's seeds come from the previous block, recorded by the
+block after it: the round start hash by a round's first block; the challenge seed
+(node.uPoW.assignment.challenge_seed: the beacons in the challenge block's commit,
+which the next block carries) by the block after the challenge block
+(DESIGN.md §2).
 """
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ from node.state.chain_state import ChainState
 from node.state.reader import R, StateReader
 from node.state.records import (SUPPLY_KEY, U64_MAX, AccountRecord, ChallengeRecord, RoundSeed, account_key,
                                 challenge_key, round_seed_key)
+from node.types.blocks import CommitCertificate
 from node.types.codec import Record
 from node.types.genesis import BPS, Genesis
+from node.uPoW.assignment import challenge_seed
 from node.uPoW.oracle import WorkOracle
 from node.uPoW.rounds import RoundSchedule
 
@@ -40,11 +44,11 @@ _ABSENT = object()  # an undo entry for a key the block had not written before
 
 class Transition(StateReader):
     """Pending changes over a ChainState for one block at height, whose parent has
-    hash prev_hash.  The oracle answers what needs training compute: fraud proofs
-    and round closes."""
+    hash prev_hash and whose carried commit (of the parent) is last_commit.  The oracle
+    answers what needs training compute: fraud proofs and round closes."""
 
     def __init__(self, state: ChainState, genesis: Genesis, height: int, prev_hash: bytes,
-                 oracle: WorkOracle):
+                 last_commit: CommitCertificate, oracle: WorkOracle):
         self.state = state
         self.chain_id = genesis.chain_id
         self.economics = genesis.economics
@@ -59,7 +63,7 @@ class Transition(StateReader):
         self._decoded: dict[bytes, Record] = {}
         # previous values of the keys the current transaction wrote, to roll it back
         self._undo: dict[bytes, Record | None | object] = {}
-        self._record_seeds(prev_hash)
+        self._record_seeds(prev_hash, last_commit)
 
     @property
     def writes(self) -> dict[bytes, bytes | None]:
@@ -115,13 +119,16 @@ class Transition(StateReader):
         finally:
             self._undo = {}
 
-    def _record_seeds(self, prev_hash: bytes) -> None:
+    def _record_seeds(self, prev_hash: bytes, last_commit: CommitCertificate) -> None:
         round_ = self.schedule.round_of(self.height)
         if self.height == self.schedule.start_height(round_) + 1:
             self.put(round_seed_key(round_), RoundSeed(prev_hash))
         elif self.height == self.schedule.challenge_height(round_) + 1:
+            # not the challenge block's hash, which its proposer could grind, but the
+            # beacons of the precommits that finalized it, which nothing in it changes
+            seed = challenge_seed(self.chain_id, last_commit)
             eligible = {m.pub_key for m in self.committee().members} | set(self.auditors())
-            self.put(challenge_key(round_), ChallengeRecord(prev_hash, tuple(sorted(eligible))))
+            self.put(challenge_key(round_), ChallengeRecord(seed, tuple(sorted(eligible))))
 
     # -- integer accounting used by block rewards and slashes
 
@@ -146,3 +153,12 @@ class Transition(StateReader):
         supply = self.supply()
         self.put(SUPPLY_KEY, dataclasses.replace(supply, burned=supply.burned + burned))
         return bounty, burned
+
+    def burn_bond(self, offender: bytes, slash_bps: int) -> int:
+        """Burn slash_bps of offender's bond, paying no one; returns the amount burned."""
+        account = self.account(offender)
+        taken = account.bond * slash_bps // BPS
+        self.put_account(offender, dataclasses.replace(account, bond=account.bond - taken))
+        supply = self.supply()
+        self.put(SUPPLY_KEY, dataclasses.replace(supply, burned=supply.burned + taken))
+        return taken

@@ -8,13 +8,16 @@ leaves the overlay as it was.
 from __future__ import annotations
 
 import dataclasses
+from typing import Iterable
 
-from node.state.records import (U64_MAX, AuditorRecord, FraudRecord, MinerRecord, audit_key, auditor_key,
-                                commitment_key, equivocation_key, fraud_key, miner_key)
+from node.state.records import (SUPPLY_KEY, U64_MAX, AuditorRecord, FraudRecord, MinerRecord, audit_key,
+                                auditor_key, commitment_key, delta_claim_key, equivocation_key, fraud_key, miner_key,
+                                withheld_key)
 from node.state.transition import Transition, TxError
 from node.types.merkle import verify_inclusion
-from node.types.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
-                                     RegisterMiner, SignedTx, Transfer, Unbond, WorkCommitment)
+from node.types.transactions import (AuditReport, Bond, DeltaWithheld, DoubleSignEvidence, FraudProof,
+                                     RegisterAuditor, RegisterMiner, SignedTx, Transfer, Unbond, WithheldClaim,
+                                     WorkCommitment)
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
 from node.uPoW.oracle import KERNEL_VERSION
 
@@ -71,8 +74,10 @@ def _unbond(t: Transition, sender: bytes, p: Unbond) -> None:
     if t.committee().power_of(sender):
         raise TxError("committee_member", "a committee member cannot unbond while seated")
     remaining = account.bond - p.amount
-    if t.miner(sender) is not None and remaining < t.economics.min_miner_bond:
-        raise TxError("below_miner_bond", f"a miner must keep a bond of {t.economics.min_miner_bond}")
+    miner = t.miner(sender)
+    if miner is not None and remaining < miner.units * t.economics.min_miner_bond:
+        raise TxError("below_miner_bond",
+                      f"a miner of {miner.units} units must keep a bond of {miner.units * t.economics.min_miner_bond}")
     if t.is_auditor(sender) and remaining < t.economics.min_auditor_bond:
         raise TxError("below_auditor_bond", f"an auditor must keep a bond of {t.economics.min_auditor_bond}")
     t.put_account(sender, dataclasses.replace(account, balance=account.balance + p.amount, bond=remaining))
@@ -83,10 +88,11 @@ def _register_miner(t: Transition, sender: bytes, p: RegisterMiner) -> None:
         raise TxError("bad_units", f"units must be 1..{MAX_MINER_UNITS}, got {p.units}")
     if t.miner(sender) is not None:
         raise TxError("already_registered", "the sender is already a miner")
-    bond = t.account(sender).bond
-    if bond < t.economics.min_miner_bond:
+    # every unit carries its own bond, so each unit can pay for a fake (node.types.penalty)
+    bond, needed = t.account(sender).bond, p.units * t.economics.min_miner_bond
+    if bond < needed:
         raise TxError("insufficient_bond",
-                      f"bond {bond} is below the miner minimum {t.economics.min_miner_bond}")
+                      f"bond {bond} is below the minimum {needed} for {p.units} units")
     t.put(miner_key(sender), MinerRecord(units=p.units, since_height=t.height))
 
 
@@ -108,6 +114,10 @@ def _work_commitment(t: Transition, sender: bytes, p: WorkCommitment) -> None:
         raise TxError("unknown_miner", "the sender is not a registered miner")
     if p.unit >= miner.units:
         raise TxError("unit_out_of_range", f"unit {p.unit} but the miner has {miner.units} units")
+    bond, needed = t.account(sender).bond, miner.units * t.economics.min_miner_bond
+    if bond < needed:
+        # a slashed miner has nothing left to lose: it may not commit until it bonds again
+        raise TxError("insufficient_bond", f"bond {bond} is below the minimum {needed} for {miner.units} units")
     if p.start_root != t.model().root:
         raise TxError("wrong_start", "the unit does not start from the chain's current model")
     shard = assign_unit(t.round_start_hash(p.round), sender, p.unit).shard
@@ -133,8 +143,7 @@ def _audit_report(t: Transition, sender: bytes, p: AuditReport) -> None:
     if p.segment not in challenged_segments(challenge.hash, p.miner, p.unit, t.training.segments,
                                             t.training.audit_segments):
         raise TxError("not_challenged", f"segment {p.segment} of this unit is not challenged")
-    if sender not in assigned_auditors(challenge.hash, p.miner, p.unit, list(challenge.eligible),
-                                       t.training.auditors_per_unit):
+    if not _may_audit(t, sender, p.round, p.miner, p.unit):
         raise TxError("not_assigned", "the sender is not assigned to audit this unit")
     if not verify_inclusion(commitment.checkpoint_root, p.result_hash, p.segment + 1,
                             commitment.checkpoint_count, p.result_proof):
@@ -144,7 +153,82 @@ def _audit_report(t: Transition, sender: bytes, p: AuditReport) -> None:
     t.put(audit_key(p.round, p.miner, p.unit, p.segment, sender), p)
 
 
+def _may_audit(t: Transition, sender: bytes, round_: int, miner: bytes, unit: int) -> bool:
+    """The unit's assigned auditors may report; once one of them has claimed some of its
+    data withheld, so may anyone eligible at the challenge but the miner: a fallback
+    that clears a miner whose data was there after all, so a false claim (or a claimer
+    that then stays silent) cannot cost an honest miner its bond or its reward."""
+    if sender in _assigned(t, round_, miner, unit):
+        return True
+    return (sender != miner and sender in t.challenge(round_).eligible
+            and any(m == miner and u == unit for m, u, _, _ in t.round_withheld_claims(round_)))
+
+
+def _assigned(t: Transition, round_: int, miner: bytes, unit: int) -> tuple[bytes, ...]:
+    challenge = t.challenge(round_)
+    return assigned_auditors(challenge.hash, miner, unit, list(challenge.eligible), t.training.auditors_per_unit)
+
+
+def _withheld_claim(t: Transition, sender: bytes, p: WithheldClaim) -> None:
+    if t.height not in t.schedule.claim_window(p.round):
+        raise TxError("outside_window", f"height {t.height} takes no withheld claims for round {p.round}")
+    _known_commitment(t, p.round, p.miner, p.unit)
+    if p.segment not in challenged_segments(t.challenge(p.round).hash, p.miner, p.unit, t.training.segments,
+                                            t.training.audit_segments):
+        raise TxError("not_challenged", f"segment {p.segment} of this unit is not challenged")
+    if sender not in _assigned(t, p.round, p.miner, p.unit):
+        raise TxError("not_assigned", "the sender is not assigned to audit this unit")
+    if _segment_reported(t, p.round, p.miner, p.unit, p.segment):
+        raise TxError("already_audited", f"segment {p.segment} was already re-executed and reported")
+    key = withheld_key(p.round, p.miner, p.unit, p.segment, sender)
+    if t.record(key, WithheldClaim) is not None:
+        raise TxError("duplicate_claim", "this auditor already claimed this segment withheld")
+    t.put(key, p)
+
+
+def _delta_withheld(t: Transition, sender: bytes, p: DeltaWithheld) -> None:
+    if t.height not in t.schedule.delta_claim_window(p.round):
+        raise TxError("outside_window", f"height {t.height} takes no delta claims for round {p.round}")
+    if not t.committee().power_of(sender):
+        raise TxError("not_in_committee", "only a committee member may claim a delta withheld")
+    _known_commitment(t, p.round, p.miner, p.unit)
+    if not _segment_reported(t, p.round, p.miner, p.unit, t.training.segments - 1):
+        # the last segment's auditor fetches the delta: before it reports, nothing was attested
+        raise TxError("not_attested", "no auditor has attested this unit's delta yet")
+    key = delta_claim_key(p.round, p.miner, p.unit, sender)
+    if t.record(key, DeltaWithheld) is not None:
+        raise TxError("duplicate_claim", "this member already claimed this delta withheld")
+    t.put(key, p)
+
+
+def _segment_reported(t: Transition, round_: int, miner: bytes, unit: int, segment: int) -> bool:
+    return any(m == miner and u == unit and s == segment for m, u, s, _ in t.round_audits(round_))
+
+
+# Fraud proofs a block may carry: each may cost a validator that has not seen it yet one
+# segment's replay before it can vote (off its event loop), so a block's is bounded
+FRAUD_PROOFS_PER_BLOCK = 4
+
+
+def fraud_proof_count(txs: Iterable[SignedTx]) -> int:
+    return sum(isinstance(tx.body.payload, FraudProof) for tx in txs)
+
+
 def _fraud_proof(t: Transition, sender: bytes, p: FraudProof) -> None:
+    """A well-formed proof is applied whatever its replay shows: if fraud, the miner is
+    slashed and the prover paid the bounty; if not, the prover's deposit is burned, so a
+    bogus proof costs its sender what it cost the validators to replay it."""
+    if check_fraud_proof(t, sender, p):
+        t.put(fraud_key(p.round, p.miner, p.unit), FraudRecord(prover=sender, segment=p.segment))
+        t.slash(p.miner, t.economics.fraud_slash_bps, sender, t.economics.fraud_bounty_bps)
+    else:
+        _burn_deposit(t, sender)
+
+
+def check_fraud_proof(t: Transition, sender: bytes, p: FraudProof) -> bool:
+    """Whether sender's proof shows fraud, replaying its segment through t's oracle;
+    TxError, before any replay, if it is malformed or the sender cannot pay the deposit.
+    Writes nothing (a node pre-checks proofs with it before admitting them)."""
     _require_audit_window(t, p.round)
     commitment = _known_commitment(t, p.round, p.miner, p.unit)
     if t.fraud_record(p.round, p.miner, p.unit) is not None:
@@ -155,13 +239,21 @@ def _fraud_proof(t: Transition, sender: bytes, p: FraudProof) -> None:
     if not _claims_committed_states(commitment, p):
         raise TxError("bad_proof", "the claimed states are not the committed ones")
     if p.computed_end_hash == p.claimed_end_hash:
+        # the proof itself says the segment replays as committed: refused without a replay
         raise TxError("not_fraud", "the computed hash equals the committed one")
+    deposit, balance = t.economics.fraud_proof_deposit, t.account(sender).balance
+    if balance < deposit:
+        raise TxError("insufficient_deposit", f"balance {balance} < the fraud proof deposit {deposit}")
     assignment = assign_unit(t.round_start_hash(p.round), p.miner, p.unit)
     # the commitment rule made the unit's start root the model of its round
-    if not t.oracle.confirm_fraud(commitment.start_root, assignment, commitment, p):
-        raise TxError("not_fraud", "re-executing the segment gives the committed state")
-    t.put(fraud_key(p.round, p.miner, p.unit), FraudRecord(prover=sender, segment=p.segment))
-    t.slash(p.miner, t.economics.fraud_slash_bps, sender, t.economics.fraud_bounty_bps)
+    return t.oracle.confirm_fraud(commitment.start_root, assignment, commitment, p)
+
+
+def _burn_deposit(t: Transition, sender: bytes) -> None:
+    deposit, account = t.economics.fraud_proof_deposit, t.account(sender)
+    t.put_account(sender, dataclasses.replace(account, balance=account.balance - deposit))
+    supply = t.supply()
+    t.put(SUPPLY_KEY, dataclasses.replace(supply, burned=supply.burned + deposit))
 
 
 def _double_sign(t: Transition, sender: bytes, p: DoubleSignEvidence) -> None:
@@ -222,4 +314,6 @@ _RULES = {
     AuditReport: _audit_report,
     FraudProof: _fraud_proof,
     DoubleSignEvidence: _double_sign,
+    WithheldClaim: _withheld_claim,
+    DeltaWithheld: _delta_withheld,
 }

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from node.types import crypto
-from node.types.codec import HASH, PUBKEY, SIGNATURE, U8, U32, U64, ListOf, Nested, Record, Text
+from node.types import crypto, vrf
+from node.types.codec import HASH, PUBKEY, SIGNATURE, U8, U32, U64, FixedBytes, ListOf, Nested, Record, Text
 from node.types.merkle import merkle_root
 from node.types.transactions import SignedTx
 from node.types.votes import NIL_HASH, PRECOMMIT, Vote, VoteBody
@@ -21,8 +21,8 @@ MAX_COMMIT_SIGNATURES = 1_000
 MAX_ROUND_UNITS = 100_000
 NO_CLOSE = bytes(32)  # close_hash of a block that closes no round
 
-# the outcome of a unit at its round's close
-ACCEPTED, REJECTED, SLASHED = 1, 2, 3
+# the outcome of a unit at its round's close: WITHHELD is slashed for data it never served
+ACCEPTED, REJECTED, SLASHED, WITHHELD = 1, 2, 3, 4
 # why a round close pays an account
 PAID_FOR_UNITS, PAID_FOR_AUDITS, PAID_AS_PROPOSER = 1, 2, 3
 
@@ -31,7 +31,7 @@ PAID_FOR_UNITS, PAID_FOR_AUDITS, PAID_AS_PROPOSER = 1, 2, 3
 class UnitOutcome(Record):
     miner: bytes
     unit: int
-    status: int  # ACCEPTED, REJECTED or SLASHED
+    status: int  # ACCEPTED, REJECTED, SLASHED or WITHHELD
     SCHEMA = (("miner", PUBKEY), ("unit", U32), ("status", U8))
 
 
@@ -96,14 +96,17 @@ class BlockHeader(Record):
 
 @dataclasses.dataclass(frozen=True)
 class CommitSignature(Record):
+    """One precommit for the block: its signature and the signer's beacon (VRF proof)."""
     validator: bytes
     signature: bytes
-    SCHEMA = (("validator", PUBKEY), ("signature", SIGNATURE))
+    beacon: bytes
+    SCHEMA = (("validator", PUBKEY), ("signature", SIGNATURE), ("beacon", FixedBytes(vrf.PROOF_SIZE)))
 
 
 @dataclasses.dataclass(frozen=True)
 class CommitCertificate(Record):
-    """Precommits for one block from validators holding more than 2/3 of the power."""
+    """Precommits for one block from validators holding more than 2/3 of the power, in
+    ascending order of validator key."""
     height: int
     round: int
     block_hash: bytes
@@ -126,7 +129,7 @@ def certificate_from_precommits(precommits: list[Vote]) -> CommitCertificate:
     if len(bodies) != 1 or next(iter(bodies)).kind != PRECOMMIT:
         raise ValueError("a certificate needs precommits for one and the same block")
     body = next(iter(bodies))
-    signatures = tuple(CommitSignature(v.validator, v.signature)
+    signatures = tuple(CommitSignature(v.validator, v.signature, v.beacon)
                        for v in sorted(precommits, key=lambda v: v.validator))
     return CommitCertificate(height=body.height, round=body.round, block_hash=body.block_hash,
                              signatures=signatures)

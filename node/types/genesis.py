@@ -17,6 +17,8 @@ from typing import Any
 
 import nacl.bindings
 
+from node.types.penalty import BPS, penalty_shortfall
+
 DEFAULT_GENESIS = pathlib.Path(__file__).resolve().parents[2] / "genesis" / "devnet.json"
 
 
@@ -59,6 +61,7 @@ class TrainingConfig:
 class OuterConfig:
     learning_rate: float
     momentum: float
+    max_loss_rise: float  # a close whose eval loss rises more than this keeps the old model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +99,7 @@ class EconomicsConfig:
     min_auditor_bond: int
     fraud_slash_bps: int  # share of a cheating miner's bond taken on proven fraud
     fraud_bounty_bps: int  # share of the slashed amount paid to the prover; the rest is burned
+    fraud_proof_deposit: int  # paid with a fraud proof, burned if it proves nothing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +111,7 @@ class ConsensusConfig:
     max_block_txs: int
     max_tx_bytes: int
     block_interval_ms: int
+    max_clock_drift_ms: int  # how far ahead of a validator's clock a proposed block's time may be
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +135,6 @@ class Genesis:
 
 # Amounts must fit the canonical encoding's u64 and stay summable without overflow.
 MAX_AMOUNT = 2**63 - 1
-BPS = 10_000
 MAX_VALIDATORS = 100
 MAX_ACCOUNTS = 10_000
 MAX_VALIDATOR_POWER = 10**9
@@ -158,6 +162,7 @@ _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
     "economics.min_auditor_bond": (1, MAX_AMOUNT),
     "economics.fraud_slash_bps": (0, BPS),
     "economics.fraud_bounty_bps": (0, BPS),
+    "economics.fraud_proof_deposit": (0, MAX_AMOUNT),
     "consensus.round_blocks": (4, 10**6),  # train, challenge, audit and closing blocks
     "consensus.commit_blocks": (1, 10**6),
     "consensus.committee_size": (1, MAX_VALIDATORS),
@@ -165,6 +170,7 @@ _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
     "consensus.max_block_txs": (1, 100_000),
     "consensus.max_tx_bytes": (256, 1_048_576),
     "consensus.block_interval_ms": (10, 600_000),
+    "consensus.max_clock_drift_ms": (0, 3_600_000),
 }
 _FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
     "training.learning_rate": (0.0, 10.0),
@@ -175,6 +181,7 @@ _FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
     "training.grad_clip": (0.0, 1e6),
     "outer.learning_rate": (0.0, 10.0),
     "outer.momentum": (0.0, 1.0),
+    "outer.max_loss_rise": (0.0, 100.0),
     "corpus.eval_fraction": (0.0, 1.0),
 }
 _SECTIONS = {
@@ -338,13 +345,16 @@ def _accounts(raw: Any) -> tuple[Account, ...]:
     return tuple(accounts)
 
 
-def _check_economics(economics: EconomicsConfig) -> None:
+def _check_economics(economics: EconomicsConfig, training: TrainingConfig) -> None:
     shares = (economics.reward_units_bps + economics.reward_audits_bps
               + economics.reward_proposer_bps)
     if shares != BPS:
         raise GenesisError(
             f"economics: reward_units_bps + reward_audits_bps + reward_proposer_bps "
             f"is {shares}, must be {BPS}")
+    shortfall = penalty_shortfall(training, economics)  # faking must not pay
+    if shortfall is not None:
+        raise GenesisError(f"economics.min_miner_bond, economics.fraud_slash_bps: {shortfall}")
 
 
 def _check_committee(validators: tuple[Validator, ...], consensus: ConsensusConfig) -> None:
@@ -367,7 +377,7 @@ def parse_genesis(raw_bytes: bytes, directory: pathlib.Path) -> Genesis:
     sections = {name: _section(raw[name], name, cls) for name, cls in _SECTIONS.items()}
     _check_model(sections["model"])
     _check_training(sections["training"])
-    _check_economics(sections["economics"])
+    _check_economics(sections["economics"], sections["training"])
     _check_rounds(sections["consensus"])
     validators = _validators(raw["validators"])
     _check_committee(validators, sections["consensus"])

@@ -114,6 +114,30 @@ class FraudProof(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class WithheldClaim(Record):
+    """An assigned auditor's word that it could not fetch what one challenged segment of
+    a unit needs (the leaves, the start checkpoint or, for the last segment, the delta).
+    Unless another auditor then reports the segment passing, the miner is slashed at
+    the round's close: withholding costs what fraud costs (DESIGN.md §2)."""
+    round: int
+    miner: bytes
+    unit: int
+    segment: int
+    SCHEMA = (("round", U64), ("miner", PUBKEY), ("unit", U32), ("segment", U32))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeltaWithheld(Record):
+    """A committee member's word that it cannot fetch the delta of a unit its auditor
+    attested.  Claims of a third of the committee's power exclude the unit from the
+    close, which slashes its miner, so a withheld delta cannot stall the close."""
+    round: int
+    miner: bytes
+    unit: int
+    SCHEMA = (("round", U64), ("miner", PUBKEY), ("unit", U32))
+
+
+@dataclasses.dataclass(frozen=True)
 class DoubleSignEvidence(Record):
     """Two votes one validator signed for different blocks at the same height, round
     and step: proof of equivocation, which costs the validator part of its bond."""
@@ -123,7 +147,8 @@ class DoubleSignEvidence(Record):
 
 
 PAYLOAD = Tagged({1: Transfer, 2: Bond, 3: Unbond, 4: RegisterMiner, 5: WorkCommitment,
-                  6: AuditReport, 7: FraudProof, 8: DoubleSignEvidence, 9: RegisterAuditor})
+                  6: AuditReport, 7: FraudProof, 8: DoubleSignEvidence, 9: RegisterAuditor,
+                  10: WithheldClaim, 11: DeltaWithheld})
 
 
 @dataclasses.dataclass(frozen=True)

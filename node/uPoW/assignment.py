@@ -2,15 +2,27 @@
 
 A unit's seed is H(round start block hash || miner key || unit index): it fixes the
 shard and the data stream (seed and batch order), so a miner can neither pick its
-data nor copy another miner's.  Challenges come from the hash of the round's
-challenge block, finalized after every commitment: which segments of each unit are
-re-executed (a few random ones and always the last), and which auditors check them.
+data nor copy another miner's.  Challenges come from the round's challenge seed:
+which segments of each unit are re-executed (a few random ones and always the last),
+and which auditors check them.
+
+The challenge seed hashes the beacons of the precommits that finalized the challenge
+block (finalized after every commitment), as the next block carries them.  A beacon is
+a VRF output, unique to its validator and the height and unknown until that validator
+precommits there; so the challenge block's proposer, whatever header or transactions
+it tries, does not change the seed, nor can a miner know it when it commits.  The one
+choice left is the next proposer's: which quorum of precommits its block carries
+(docs/security.md quantifies it).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 
+from node.types.blocks import CommitCertificate
+from node.types.votes import beacon_output
+
+CHALLENGE_DOMAIN = b"uponode/challenge\x00"
 UNIT_DOMAIN = b"uponode/unit\x00"
 SEGMENT_DOMAIN = b"uponode/segment\x00"
 AUDITOR_DOMAIN = b"uponode/auditor\x00"
@@ -28,6 +40,19 @@ def assign_unit(round_start_hash: bytes, miner: bytes, unit: int) -> UnitAssignm
     seed = hashlib.sha256(UNIT_DOMAIN + round_start_hash + miner + unit.to_bytes(4, "big")).digest()
     return UnitAssignment(seed=seed, shard=int.from_bytes(seed[:4], "big") % SHARDS,
                           data_seed=int.from_bytes(seed[8:16], "big"))
+
+
+def challenge_seed(chain_id: str, commit: CommitCertificate) -> bytes:
+    """H(domain || height || the signers' beacon outputs, in key order) for the commit of
+    the challenge block; ValueError if a beacon does not verify (a commit that
+    verify_commit accepted always does)."""
+    outputs = []
+    for sig in sorted(commit.signatures, key=lambda sig: sig.validator):
+        output = beacon_output(chain_id, commit.height, sig.validator, sig.beacon)
+        if output is None:
+            raise ValueError(f"the beacon of {sig.validator.hex()[:16]} does not verify")
+        outputs.append(output)
+    return hashlib.sha256(CHALLENGE_DOMAIN + commit.height.to_bytes(8, "big") + b"".join(outputs)).digest()
 
 
 def _draw(domain: bytes, challenge_hash: bytes, miner: bytes, unit: int, index: int) -> int:

@@ -1,9 +1,12 @@
 """Audits: re-execute a segment of a unit from its checkpoint, recompute a delta,
 and decide whether a fraud proof shows fraud (WorkOracle.confirm_fraud's meaning).
 
-A checkpoint is only trusted as far as it is checked: it must decode, sit at its
-leaf's step and cursor, carry the unit's data seed, and leaf 0 must be exactly the
-unit's start state, so a miner cannot hide a bad start or another data stream.
+A checkpoint is only trusted as far as it is checked: it must decode (finite), sit at
+its leaf's step and cursor, carry the unit's data seed, and leaf 0 must be exactly the
+unit's start state, so a miner cannot hide a bad start or another data stream.  A later
+leaf must be a state honest AdamW can reach in its steps from the round's model
+(node/uPoW/bounds.py): parameters within reach, moments within what clipped gradients
+give, so a forged checkpoint cannot jump the unit anywhere (moments of 1e30, far weights).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import hashlib
 import numpy as np
 
 from node.types.transactions import FraudProof, WorkCommitment
+from node.uPoW.bounds import adamw_bounds
 from node.uPoW.model_state import BlobFormatError, ModelState
 from node.uPoW.state import NonFiniteStateError, TrainingState, decode_state
 from node.uPoW.trainer import Trainer
@@ -53,6 +57,11 @@ def load_checkpoint(trainer: Trainer, model: ModelState, data_seed: int, index: 
                                 f"the unit's is {data_seed}")
     if index == 0 and not _is_start(state, model):
         raise InvalidCheckpoint("checkpoint 0 is not the unit's start state")
+    if index > 0:
+        genesis = trainer.genesis
+        problem = adamw_bounds(genesis.training, genesis.model).violation(model.params, state)
+        if problem is not None:
+            raise InvalidCheckpoint(f"checkpoint {index} is out of honest reach: {problem}")
     to_device = trainer.backend.to_device
     return dataclasses.replace(state, params=to_device(state.params),
                                adam_m=to_device(state.adam_m), adam_v=to_device(state.adam_v))

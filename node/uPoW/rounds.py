@@ -6,7 +6,8 @@ hash seeds the work units, and the model it leaves is the one the units train.
 
     train      r*R+1 .. r*R+commit_blocks     work commitments for round r
     challenge  r*R+commit_blocks+1            its hash draws segments and auditors
-    audit      challenge+1 .. (r+1)*R-1       audit reports and fraud proofs
+    audit      challenge+1 .. (r+1)*R-1       audit reports and fraud proofs; in its second
+                                              half, claims that challenged data is withheld
     aggregate  (r+1)*R                        the closing block: outcomes, model, rewards
 
 The challenge block is finalized after every commitment of the round, so a miner
@@ -48,6 +49,19 @@ class RoundSchedule:
     def audit_window(self, round_: int) -> range:
         """Heights at which audit reports and fraud proofs for round_ are accepted."""
         return range(self.challenge_height(round_) + 1, self.close_height(round_))
+
+    def claim_window(self, round_: int) -> range:
+        """Heights at which an assigned auditor may claim a challenged blob withheld: the
+        audit window's second half, so the miner had the first to serve it, and other
+        auditors have the rest to fetch and re-execute it instead."""
+        window = self.audit_window(round_)
+        return range(window.start + len(window) // 2, window.stop)
+
+    def delta_claim_window(self, round_: int) -> range:
+        """Heights at which a committee member may claim an attested delta withheld: the
+        audit window and the closing block, which counts the claims it carries."""
+        window = self.audit_window(round_)
+        return range(window.start, window.stop + 1)
 
     def close_height(self, round_: int) -> int:
         return (round_ + 1) * self.round_blocks

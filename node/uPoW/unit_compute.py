@@ -1,7 +1,8 @@
 """The compute a miner and an auditor do, over the node's blob store.
 
-UnitCompute trains units and replays challenged segments, reading models and
-checkpoints from the blob store and writing what others will fetch into it.  A
+UnitCompute trains units, replays challenged segments and decides fraud proofs,
+reading models and checkpoints from the blob store and writing what others will
+fetch into it.  A
 full node runs it in a worker process (ComputeWorker) so training never stalls
 consensus; the light-audit node runs it in its own process.
 
@@ -29,7 +30,8 @@ from node.uPoW.state import NonFiniteStateError, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import (UnitWork, commitment_for, decode_leaves, float32_from_bits, train_unit,
                             unit_delta)
-from node.uPoW.replay import InvalidCheckpoint, replay_segment
+from node.uPoW.fraud_question import FraudQuestion
+from node.uPoW.replay import InvalidCheckpoint, confirm_fraud, replay_segment
 
 # Trains one unit from the round's model on the unit's data stream (the data seed) and
 # returns its checkpoints, leaves and delta.  A worker process gets it by pickling, so
@@ -139,6 +141,13 @@ class UnitCompute:
                 self.blobs.put(encode_state(self.trainer.layout, end))
         return SegmentReplay(end_hash, delta_hash, None, time.perf_counter() - started)
 
+    def confirm_fraud(self, question: FraudQuestion) -> bool:
+        """The verdict on a fraud proof (WorkOracle.confirm_fraud's meaning); the model and
+        the start checkpoint must be in the store."""
+        q = question
+        return confirm_fraud(self.trainer, self._model(q.model_root), q.data_seed, q.commitment,
+                             q.proof, self.blobs.get(q.proof.start_hash.hex()))
+
 
 # -- the worker process of a full node
 
@@ -215,6 +224,9 @@ class ComputeWorker:
                      committed_delta: bytes) -> SegmentReplay:
         return await self._run(UnitCompute.replay, model_root, data_seed, segment, start_hash,
                                committed_delta)
+
+    async def confirm_fraud(self, question: FraudQuestion) -> bool:
+        return await self._run(UnitCompute.confirm_fraud, question)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -7,18 +7,20 @@ leaf, bit for bit.  A match is reported in a signed AuditReport with the leaf's
 Merkle proof; a mismatch, or a start that is not a state of the unit, in a
 FraudProof, which any validator confirms by re-running that one segment.  A unit
 whose blobs cannot be fetched is retried until the audit window closes, and never
-reported as passing.
+reported as passing; in the claim window an assigned auditor claims it withheld,
+which slashes the miner unless another auditor, fetching it after all, reports it
+passing.  The last segment's report also attests that the delta was fetched.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from node.types.genesis import Genesis
 from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
-from node.types.transactions import AuditReport, FraudProof, WorkCommitment
+from node.types.transactions import AuditReport, FraudProof, WithheldClaim, WorkCommitment
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
 from node.uPoW.model_state import BlobFormatError
 from node.uPoW.state import STATE_DOMAIN
@@ -40,6 +42,7 @@ class AuditTask:
     commitment: WorkCommitment
     data_seed: int
     segments: tuple[int, ...]
+    fallback: bool = False  # not assigned: checking a unit another auditor claimed withheld
 
     @property
     def name(self) -> str:
@@ -48,19 +51,25 @@ class AuditTask:
 
 def assigned_tasks(genesis: Genesis, me: bytes, round_: int, round_start_hash: bytes,
                    challenge_hash: bytes, eligible: list[bytes],
-                   commitments: list[tuple[bytes, int, WorkCommitment]]) -> list[AuditTask]:
-    """The units of round_ that me must audit, with their challenged segments."""
+                   commitments: list[tuple[bytes, int, WorkCommitment]],
+                   claims: Sequence[tuple[bytes, int, int, bytes]] = ()) -> list[AuditTask]:
+    """The units of round_ that me must audit, with their challenged segments; and, if me
+    is eligible, a fallback task for each unit with a withheld claim (miner, unit,
+    segment, claimer) in claims that me is not assigned, so a false claim cannot cost an
+    honest miner."""
     training = genesis.training
+    claimed = {(miner, unit) for miner, unit, _, _ in claims}
     tasks = []
     for miner, unit, commitment in commitments:
         auditors = assigned_auditors(challenge_hash, miner, unit, eligible,
                                      training.auditors_per_unit)
-        if me in auditors:
-            tasks.append(AuditTask(
-                round_, miner, unit, commitment,
-                assign_unit(round_start_hash, miner, unit).data_seed,
-                challenged_segments(challenge_hash, miner, unit, training.segments,
-                                    training.audit_segments)))
+        fallback = me not in auditors
+        if fallback and ((miner, unit) not in claimed or me not in eligible or me == miner):
+            continue
+        tasks.append(AuditTask(round_, miner, unit, commitment,
+                               assign_unit(round_start_hash, miner, unit).data_seed,
+                               challenged_segments(challenge_hash, miner, unit, training.segments,
+                                                   training.audit_segments), fallback))
     return tasks
 
 
@@ -73,20 +82,23 @@ class Auditor:
         self.replay = replay
         self.submit = submit
         self.done: set[tuple[int, bytes, int]] = set()  # (round, miner, unit) reported
+        self.claimed: set[tuple[int, bytes, int, int]] = set()  # (round, miner, unit, segment)
 
-    async def audit(self, task: AuditTask) -> bool:
-        """Audit one unit; True once it is reported (pass or fraud), False to retry later."""
+    async def audit(self, task: AuditTask, may_claim: bool = False) -> bool:
+        """Audit one unit; True once it is reported (pass or fraud), False to retry later.
+        With may_claim (the claim window is open), an assigned auditor claims each
+        challenged segment whose data it cannot fetch withheld, once."""
         key = (task.round, task.miner, task.unit)
         if key in self.done:
             return True
-        leaves = await self._leaves(task)
-        if leaves is None or not await self.fetch(task.commitment.start_root):
+        missing = await self._missing(task)
+        if missing:
+            if may_claim and not task.fallback:
+                self._claim(task, missing)
             return False
+        leaves = decode_leaves(self.blobs.get(task.commitment.leaves_hash.hex()))
         reports = []
         for segment in task.segments:
-            if not await self.fetch(leaves[segment]):
-                log.info("%s: checkpoint %d is not available yet", task.name, segment)
-                return False
             result = await self.replay(task.commitment.start_root, task.data_seed, segment,
                                        leaves[segment], task.commitment.delta_hash)
             fraud = self._fraud(task, leaves, segment, result)
@@ -105,6 +117,34 @@ class Auditor:
             self.submit(report)
         self.done.add(key)
         return True
+
+    async def _missing(self, task: AuditTask) -> tuple[int, ...]:
+        """The challenged segments whose data cannot be had: all of them without valid
+        leaves, else those whose start checkpoint is missing, and the last segment if
+        the delta is (its report attests the delta available, DESIGN.md §2)."""
+        leaves = await self._leaves(task)
+        if leaves is None:
+            return task.segments
+        if not await self.fetch(task.commitment.start_root):
+            return ()  # the round's model: not the miner's to serve, so nothing to claim
+        last = self.genesis.training.segments - 1
+        missing = []
+        for segment in task.segments:
+            if not await self.fetch(leaves[segment]):
+                log.info("%s: checkpoint %d is not available yet", task.name, segment)
+                missing.append(segment)
+            elif segment == last and not await self.fetch(task.commitment.delta_hash):
+                log.info("%s: the delta is not available yet", task.name)
+                missing.append(segment)
+        return tuple(missing)
+
+    def _claim(self, task: AuditTask, segments: tuple[int, ...]) -> None:
+        for segment in segments:
+            claim = (task.round, task.miner, task.unit, segment)
+            if claim not in self.claimed:
+                log.warning("%s: segment %d's data is withheld: claiming it", task.name, segment)
+                self.submit(WithheldClaim(round=task.round, miner=task.miner, unit=task.unit, segment=segment))
+                self.claimed.add(claim)
 
     async def _leaves(self, task: AuditTask) -> list[bytes] | None:
         c = task.commitment

@@ -7,7 +7,9 @@ which it tracks from the genesis and the round closes.  From the verified blocks
 learns the rounds' commitments, auditors, model roots and challenge blocks, so it
 derives its own audit assignments exactly as the ledger does, fetches the
 challenged checkpoints, re-executes them on the CPU, and submits signed audit
-reports and fraud proofs.
+reports and fraud proofs.  A fraud proof goes with the checkpoint it starts from
+(POST /fraud_proofs): its miner, having served it once, may withhold it from
+everyone else, and the validators need it to decide the proof.
 """
 from __future__ import annotations
 
@@ -19,14 +21,17 @@ from typing import Any, Callable, TypeVar
 import aiohttp
 
 from node.net.blob_fetch import MAX_BLOB_BYTES, BlobFetcher
-from node.net.rpc_client import (TXS_PATH, AccountReply, AsyncRpcClient, RpcError,
-                                 account_path, block_path, read_account, read_block)
+from node.net.rpc_client import (FRAUD_PROOFS_PATH, TXS_PATH, AccountReply, AsyncRpcClient, RpcError,
+                                 account_path, block_path, encode_fraud_proof_upload, read_account,
+                                 read_block)
 from node.types.blocks import Block, CommitteeMember, close_hash, tx_root
 from node.types.codec import DecodeError
 from node.storage.home import NodeHome
 from node.state.records import Committee
 from node.storage.blobstore import BlobStore
-from node.types.transactions import Bond, RegisterAuditor, SignedTx, WorkCommitment, sign_tx
+from node.types.transactions import (Bond, FraudProof, RegisterAuditor, SignedTx, WithheldClaim, WorkCommitment,
+                                     sign_tx)
+from node.uPoW.assignment import challenge_seed
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import UnitCompute
@@ -37,6 +42,8 @@ log = logging.getLogger("uponode.light")
 
 POLL_S = 0.5
 REQUEST_TIMEOUT_S = 10.0
+# a full node answers a fraud proof once it has replayed it, perhaps behind other compute
+FRAUD_PROOF_TIMEOUT_S = 120.0
 _Read = TypeVar("_Read")
 
 
@@ -50,6 +57,8 @@ class RoundView:
     challenge_hash: bytes | None = None
     eligible: tuple[bytes, ...] = ()
     commitments: list[tuple[bytes, int, WorkCommitment]] = dataclasses.field(default_factory=list)
+    # (miner, unit, segment, claimer) of each withheld claim: units open to a fallback audit
+    claims: list[tuple[bytes, int, int, bytes]] = dataclasses.field(default_factory=list)
 
 
 def _read_block(url: str, reply: Any) -> Block:
@@ -130,34 +139,55 @@ class LightAuditor:
         return answer[1]
 
     async def _post_tx(self, tx: SignedTx) -> str | None:
-        """POST tx to the first full node that takes it; None if accepted, else the error."""
-        error = "no full node answered"
+        """POST tx to the first full node that takes it; None if accepted, else the errors.
+        A fraud proof goes with its start checkpoint, if this auditor still holds it."""
+        errors = []  # each node's refusal, or why it could not be reached
+        payload = tx.body.payload
+        start = (self.blobs.get(payload.start_hash.hex())
+                 if isinstance(payload, FraudProof) and self.blobs.has(payload.start_hash.hex()) else None)
         for peer, client in self._in_turn():
             try:
-                await client.post_text(TXS_PATH, tx.encode().hex())
+                if start is None:
+                    await client.post_text(TXS_PATH, tx.encode().hex())
+                else:
+                    await client.post_bytes(FRAUD_PROOFS_PATH, encode_fraud_proof_upload(tx, start),
+                                            FRAUD_PROOF_TIMEOUT_S)
                 self._answered(peer, "txs")
                 return None
             except RpcError as exc:
-                error = str(exc)
+                errors.append(str(exc))
                 if exc.status is None:
-                    self._failed(peer, "txs", error)
-        return error
+                    self._failed(peer, "txs", str(exc))
+        return "; ".join(errors) or "no full node answered"
 
-    async def _submit(self, payload) -> None:
+    async def _submit(self, payload) -> bool:
+        """Sign and send payload; whether a full node took it."""
         if self.nonce is None:
             account = await self._account()
             if account is None:
                 log.warning("cannot read this auditor's account; %s not sent", type(payload).__name__)
-                return
+                return False
             self.nonce = account.nonce
         tx = sign_tx(self.key, self.genesis.chain_id, self.nonce, payload)
         error = await self._post_tx(tx)
         if error is None:
             self.nonce += 1
             log.info("sent %s (nonce %d)", type(payload).__name__, tx.body.nonce)
-        else:
-            self.nonce = None  # re-read on the next send
-            log.warning("%s refused: %s", type(payload).__name__, error)
+            return True
+        self.nonce = None  # re-read on the next send
+        log.warning("%s refused: %s", type(payload).__name__, error)
+        return False
+
+    async def _send_outbox(self) -> None:
+        """Send what the auditor produced.  A fraud proof no full node took (each may be
+        busy deciding others) is kept for the next poll while its audit window is open."""
+        kept = []
+        while self._outbox:
+            payload = self._outbox.pop(0)
+            if (not await self._submit(payload) and isinstance(payload, FraudProof)
+                    and self.height + 1 in self.schedule.audit_window(payload.round)):
+                kept.append(payload)
+        self._outbox = kept
 
     # -- following the chain
 
@@ -184,6 +214,9 @@ class LightAuditor:
                 self.auditors.add(tx.body.sender)
             elif isinstance(payload, WorkCommitment):
                 self._round(payload.round).commitments.append((tx.body.sender, payload.unit, payload))
+            elif isinstance(payload, WithheldClaim):
+                self._round(payload.round).claims.append(
+                    (payload.miner, payload.unit, payload.segment, tx.body.sender))
         for close in block.close:
             if close.next_committee:
                 self.committee = Committee(close.next_committee)
@@ -197,9 +230,11 @@ class LightAuditor:
                 prune_checkpoints(self.blobs, [c for _, _, c in done.commitments], {})
         if height == self.schedule.challenge_height(round_):
             view = self._round(round_)
-            view.challenge_hash = block.hash
             # the ledger's snapshot: committee and auditors as this block leaves them
             view.eligible = tuple(sorted(self.auditors | {m.pub_key for m in self.committee.members}))
+        if height == self.schedule.challenge_height(round_) + 1:
+            # the ledger's seed: the challenge block's commit, as this block carries it
+            self._round(round_).challenge_hash = challenge_seed(self.genesis.chain_id, block.last_commit)
 
     def _round(self, round_: int) -> RoundView:
         return self.rounds.setdefault(round_, RoundView())
@@ -244,7 +279,8 @@ class LightAuditor:
         if self.height >= self.schedule.close_height(round_) - 1:
             return  # the window has closed (the closing block takes no audits)
         tasks = assigned_tasks(self.genesis, self.key.public_key, round_, view.start_hash,
-                               view.challenge_hash, list(view.eligible), view.commitments)
+                               view.challenge_hash, list(view.eligible), view.commitments, view.claims)
+        may_claim = self.height + 1 in self.schedule.claim_window(round_)
         for task in tasks:
             if (task.round, task.miner, task.unit) in self.reported:
                 continue
@@ -254,7 +290,7 @@ class LightAuditor:
                                        self._queue)
             started = asyncio.get_running_loop().time()
             try:
-                reported = await self.auditor.audit(task)
+                reported = await self.auditor.audit(task, may_claim)
             except Exception as exc:  # one unit's trouble (a malformed blob) must not stop the rest
                 log.error("%s: audit failed: %s", task.name, exc)
                 continue
@@ -292,8 +328,7 @@ class LightAuditor:
                     if not advanced:
                         await self._register(at_head=True)
                         await self._audit_round(self.schedule.round_of(self.height + 1))
-                        while self._outbox:
-                            await self._submit(self._outbox.pop(0))
+                        await self._send_outbox()
                         try:
                             await asyncio.wait_for(stop.wait(), POLL_S)
                         except asyncio.TimeoutError:

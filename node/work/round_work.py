@@ -20,7 +20,7 @@ from node.types.genesis import Genesis
 from node.uPoW.mining import Miner
 from node.uPoW.rounds import AUDIT, RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker
-from node.types.transactions import RegisterMiner
+from node.types.transactions import DeltaWithheld, RegisterMiner
 from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
 
 log = logging.getLogger("uponode.rounds")
@@ -45,6 +45,7 @@ class RoundWork:
         self._registered_at: int | None = None  # height at which we asked to become a miner
         self._auditing: asyncio.Task | None = None
         self._fetching: set[bytes] = set()
+        self._delta_claims: set[tuple[int, bytes, int]] = set()  # (round, miner, unit) claimed
 
     async def fetch(self, digest: bytes) -> bool:
         return await self.fetcher.ensure(digest, list(self.addresses()), MAX_BLOB_BYTES)
@@ -75,16 +76,38 @@ class RoundWork:
         if height < self.schedule.close_height(round_) and (
                 self._auditing is None or self._auditing.done()):
             tasks = assigned_tasks(self.genesis, self.me, round_, state.round_start_hash(round_),
-                                   challenge.hash, list(challenge.eligible), commitments)
+                                   challenge.hash, list(challenge.eligible), commitments,
+                                   state.round_withheld_claims(round_))
             if tasks:
-                self._auditing = asyncio.create_task(self._audit(tasks))
+                # the block being built next is the one a claim would land in
+                may_claim = height + 1 in self.schedule.claim_window(round_)
+                self._auditing = asyncio.create_task(self._audit(tasks, may_claim))
+        # from the claim window up to the close itself, which counts the claims it carries
+        claims_open = self.schedule.claim_window(round_).start <= height + 1 <= self.schedule.close_height(round_)
+        if claims_open and state.committee().power_of(self.me):
+            self._claim_missing_deltas(state, round_)
 
-    async def _audit(self, tasks) -> None:
+    async def _audit(self, tasks, may_claim: bool) -> None:
         for task in tasks:
             try:
-                await self.auditor.audit(task)
+                await self.auditor.audit(task, may_claim)
             except Exception as exc:  # one unit's trouble must not stop the others
                 log.error("%s: audit failed: %s", task.name, exc)
+
+    def _claim_missing_deltas(self, state, round_: int) -> None:
+        """As a committee member, claim withheld every attested delta still missing here
+        in the claim window, so the close can go on without it (DESIGN.md §2)."""
+        last = self.genesis.training.segments - 1
+        attested = {(m, u) for m, u, s, _ in state.round_audits(round_) if s == last}
+        claimed = {(m, u) for m, u, v in state.round_delta_claims(round_) if v == self.me}
+        for miner, unit, commitment in state.round_commitments(round_):
+            key = (round_, miner, unit)
+            if ((miner, unit) in attested and (miner, unit) not in claimed and key not in self._delta_claims
+                    and not self.fetcher.store.has(commitment.delta_hash.hex())):
+                log.warning("round %d unit %s/%d: the attested delta is not served: claiming it withheld",
+                            round_, miner.hex()[:8], unit)
+                self.submit(DeltaWithheld(round=round_, miner=miner, unit=unit))
+                self._delta_claims.add(key)
 
     def _mine(self, state, height: int) -> None:
         miner = state.miner(self.me)

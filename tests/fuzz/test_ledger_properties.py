@@ -6,21 +6,23 @@ Operations are grouped into blocks; a round is five blocks (commitments in its
 first two, the challenge in its third, audits and fraud proofs in its fourth, the
 close in its fifth), and every account is a registered miner from the first block on.
 A "work" operation does what the block's phase takes: commit the sender's unit, or
-audit (as the assigned auditor) or prove fraud against another miner's unit."""
+audit (as the assigned auditor), claim its data or delta withheld, or prove fraud
+against another miner's unit."""
 import dataclasses
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.types import genesis as g
+from node.types.blocks import EMPTY_COMMIT
 from node.types.crypto import SigningKey, sha256
 from node.state.chain_state import ChainState
 from node.state.round_close import close_round
 from node.state.transition import Transition, TxError
 from node.state.tx_rules import apply_tx
 from node.types.merkle import inclusion_proof, merkle_root
-from node.types.transactions import (AuditReport, Bond, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
-                               Unbond, WorkCommitment, sign_tx)
+from node.types.transactions import (AuditReport, Bond, DeltaWithheld, FraudProof, RegisterAuditor, RegisterMiner,
+                                     Transfer, Unbond, WithheldClaim, WorkCommitment, sign_tx)
 from node.uPoW.assignment import assigned_auditors, challenged_segments
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION
@@ -56,7 +58,7 @@ class FakeOracle:
     def confirm_fraud(self, model_root, assignment, commitment, proof) -> bool:
         return True
 
-    def aggregate(self, model_root, delta_hashes):
+    def aggregate(self, model_root, delta_hashes, loss_bits):
         return sha256(model_root + b"".join(delta_hashes)), 0x3F800000
 
 
@@ -110,6 +112,11 @@ def _signed(t: Transition, state: ChainState, kind, sender, other, amount, nonce
         payload = _commitment(key.public_key, round_, t.model().root)
     elif SCHEDULE.phase(t.height) == AUDIT and amount % 3 == 0:
         payload = _fraud(miner, round_)
+    elif SCHEDULE.phase(t.height) == AUDIT and amount % 7 == 1:
+        auditor, report = _audit(t, miner, round_, amount)
+        key, payload = auditor or key, WithheldClaim(round_, miner, 0, report.segment)
+    elif SCHEDULE.phase(t.height) == AUDIT and amount % 7 == 2:
+        key, payload = KEYS[3], DeltaWithheld(round_, miner, 0)  # the committee's one member
     elif SCHEDULE.phase(t.height) == AUDIT:
         auditor, payload = _audit(t, miner, round_, amount)
         key = auditor or key
@@ -121,7 +128,7 @@ def _signed(t: Transition, state: ChainState, kind, sender, other, amount, nonce
 
 def _genesis_with_miners() -> ChainState:
     state = ChainState.from_genesis(GENESIS, genesis_model_root(GENESIS))
-    t = Transition(state, GENESIS, 1, bytes.fromhex(GENESIS.hash), FakeOracle())
+    t = Transition(state, GENESIS, 1, bytes.fromhex(GENESIS.hash), EMPTY_COMMIT, FakeOracle())
     for key in KEYS:
         apply_tx(t, sign_tx(key, GENESIS.chain_id, 0, RegisterMiner(1)))
     state.apply_writes(t.writes)
@@ -143,7 +150,7 @@ def _blocks(operations):
 def test_supply_is_conserved_and_nonces_only_grow(operations):
     state = _genesis_with_miners()
     for height, block in enumerate(_blocks(operations), 2):
-        t = Transition(state, GENESIS, height, sha256(b"block %d" % (height - 1)), FakeOracle())
+        t = Transition(state, GENESIS, height, sha256(b"block %d" % (height - 1)), EMPTY_COMMIT, FakeOracle())
         for kind, sender, other, amount, nonce_offset, forge in block:
             if kind == "emit":
                 t.emit(KEYS[sender].public_key, amount)

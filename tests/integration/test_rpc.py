@@ -25,7 +25,7 @@ from node.types.blocks import Block, certificate_from_precommits
 from node.types.votes import PRECOMMIT, VoteBody, sign_vote
 from node.state.chain import Chain
 from node.types.crypto import SigningKey, sha256
-from node.state.mempool import Mempool
+from node.state.mempool import Mempool, MempoolError
 from node.rpc.metrics import Metrics
 from node.rpc import api as rpc
 from node.rpc.api import MAX_HEADERS, NodeAPI, json_errors, rpc_routes
@@ -43,7 +43,9 @@ USER = SigningKey(sha256(b"user"))
 GENESIS = dataclasses.replace(
     g.load_genesis(), chain_id="chain-test",
     validators=tuple(g.Validator(k.public_key, 10) for k in VALIDATORS),
-    accounts=(g.Account(USER.public_key, 10_000, 0),))
+    accounts=(g.Account(USER.public_key, 10_000, 0),),
+    # small enough for USER to bond: the HTTP view is the subject here, not the economics
+    economics=dataclasses.replace(g.load_genesis().economics, min_miner_bond=1_000))
 NODE_STATUS = NodeStatus(syncing=False, peers=[("cd" * 32, "10.0.0.2:26600")], consensus_round=1)
 
 
@@ -69,12 +71,19 @@ def build_chain(store: ChainStore, genesis: g.Genesis = GENESIS, sender: Signing
     return chain
 
 
-def make_api(chain: Chain, sent: list | None = None, blobs: BlobStore | None = None) -> NodeAPI:
-    """The API over chain; blobs, unless given, in a store beside the chain's."""
-    return NodeAPI(chain=chain, mempool=Mempool(1000, chain.genesis.consensus.max_tx_bytes),
+def make_api(chain: Chain, sent: list | None = None, blobs: BlobStore | None = None,
+             admit_fraud_proof=None) -> NodeAPI:
+    """The API over chain; blobs, unless given, in a store beside the chain's; fraud
+    proofs, unless admit_fraud_proof is given, refused as a node refuses one it cannot
+    decide (tests/unit/test_fraud_proof_api.py covers that endpoint)."""
+    async def undecidable(tx: SignedTx, start_blob: bytes | None) -> None:
+        raise MempoolError("unavailable", "no replay here")
+    return NodeAPI(chain=chain, mempool=Mempool(1000, chain.genesis.consensus.max_tx_bytes,
+                                                chain.genesis.economics.fraud_proof_deposit),
                    metrics=Metrics(), node_status=lambda: NODE_STATUS,
                    on_tx=(sent if sent is not None else []).append,
-                   blobs=blobs or BlobStore(chain.store.path.parent / "blobs"))
+                   blobs=blobs or BlobStore(chain.store.path.parent / "blobs"),
+                   admit_fraud_proof=admit_fraud_proof or undecidable)
 
 
 def make_app(api: NodeAPI) -> web.Application:

@@ -92,20 +92,22 @@ def _lazy(trainer: Trainer, bad: int) -> Callable[[int, TrainingState], Training
     return fake
 
 
-def _perturbed(bad: int) -> Callable[[int, TrainingState], TrainingState]:
+def _perturbed(model: ModelState, bad: int) -> Callable[[int, TrainingState], TrainingState]:
+    """Leaf bad with one weight nudged back toward the round's model: still within what
+    honest training can reach (node/uPoW/bounds.py), so only a replay can tell."""
     def fake(i: int, state: TrainingState) -> TrainingState:
         if i == bad:
             state = state.copy()
-            state.params[0] += np.float32(1e-3)
+            state.params[0] += np.float32(1e-3) * np.sign(model.params[0] - state.params[0])
         return state
     return fake
 
 
-@pytest.mark.parametrize("make_fake", [lambda trainer: _lazy(trainer, 2),
-                                       lambda trainer: _perturbed(2)],
+@pytest.mark.parametrize("make_fake", [lambda trainer, model: _lazy(trainer, 2),
+                                       lambda trainer, model: _perturbed(model, 2)],
                          ids=["skipped segment", "perturbed state"])
 def test_a_faked_checkpoint_is_caught_by_the_segment_before_it(trainer, model, make_fake):
-    cheat = _cheat(trainer, model, SEED, make_fake(trainer))
+    cheat = _cheat(trainer, model, SEED, make_fake(trainer, model))
     assert replay_segment(trainer, model, SEED, 1, cheat.checkpoints[1])[0] != cheat.leaves[2]
     n = trainer.genesis.training.segments
     assert [_fraud(trainer, model, cheat, s) for s in range(n + 1)] == [False, True, False, False]

@@ -43,7 +43,7 @@ def blob_peer(store: BlobStore) -> web.Application:
     """A node's API serving store; /blobs touches nothing else of the node."""
     app = web.Application(middlewares=[json_errors])
     app.add_routes(rpc_routes(NodeAPI(chain=None, mempool=None, metrics=None, node_status=None,
-                                      on_tx=None, blobs=store)))
+                                      on_tx=None, blobs=store, admit_fraud_proof=None)))
     return app
 
 

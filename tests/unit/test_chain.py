@@ -69,6 +69,9 @@ def test_propose_leaves_out_failing_transactions(chain):
     (lambda b: dataclasses.replace(b, header=dataclasses.replace(b.header, proposer=USER.public_key)),
      "not in the committee"),
     (lambda b: dataclasses.replace(b, txs=()), "tx root"),
+    # the genesis has no time field: it counts as 0
+    (lambda b: dataclasses.replace(b, header=dataclasses.replace(b.header, time_ms=0)),
+     "time 0 ms is not after its parent's 0 ms"),
 ])
 def test_a_bad_block_is_refused_and_changes_nothing(chain, mutate, reason):
     block, _ = chain.propose([_transfer(0)], VALIDATORS[0].public_key, 1)
@@ -138,3 +141,42 @@ def test_a_block_carrying_an_insufficient_last_commit_is_refused(chain):
                               last_commit=weak)
     with pytest.raises(InvalidBlock, match="last commit: .*not more than 2/3"):
         chain.finalize(nxt, commit_for(nxt))
+
+
+def test_a_block_whose_time_is_not_after_its_parents_is_refused_also_after_a_restart(tmp_path):
+    with ChainStore.open(tmp_path / "db") as store:
+        chain = Chain(GENESIS, store, NoOracle(GENESIS))
+        block, _ = chain.propose([], VALIDATORS[0].public_key, 5_000)
+        chain.finalize(block, commit_for(block))
+    # reopened, as a node that replays or syncs: the parent's time comes from the store
+    with ChainStore.open(tmp_path / "db") as store:
+        chain = Chain(GENESIS, store, NoOracle(GENESIS))
+        nxt, _ = chain.propose([], VALIDATORS[1].public_key, 9_000)
+        for time_ms in (5_000, 4_999):
+            bad = dataclasses.replace(nxt, header=dataclasses.replace(nxt.header, time_ms=time_ms))
+            with pytest.raises(InvalidBlock, match=f"time {time_ms} ms is not after its parent's 5000 ms"):
+                chain.finalize(bad, commit_for(bad))
+        assert chain.height == 1
+        good = dataclasses.replace(nxt, header=dataclasses.replace(nxt.header, time_ms=5_001))
+        chain.finalize(good, commit_for(good))
+        assert chain.height == 2
+
+
+def test_a_proposal_is_timed_just_after_its_parent_when_the_clock_is_behind(chain):
+    block, _ = chain.propose([], VALIDATORS[0].public_key, 5_000)
+    chain.finalize(block, commit_for(block))
+    nxt, _ = chain.propose([], VALIDATORS[1].public_key, 1_000)
+    assert nxt.header.time_ms == 5_001
+    chain.finalize(nxt, commit_for(nxt))
+
+
+@pytest.mark.parametrize("reorder,reason", [
+    (lambda sigs: sigs[::-1], "strictly ascending"),
+    (lambda sigs: sigs[:1] + sigs, "strictly ascending"),
+])
+def test_a_commit_whose_signers_are_not_in_key_order_or_repeat_is_refused(chain, reorder, reason):
+    block, _ = chain.propose([], VALIDATORS[0].public_key, 1)
+    commit = commit_for(block)
+    with pytest.raises(InvalidBlock, match=reason):
+        chain.finalize(block, dataclasses.replace(commit, signatures=reorder(commit.signatures)))
+    assert chain.height == 0

@@ -1,4 +1,5 @@
 """The genesis loader names the first bad field and refuses what it cannot use."""
+import fractions
 import hashlib
 import json
 import pathlib
@@ -7,6 +8,7 @@ import pytest
 
 from node.types.crypto import SigningKey
 from node.types.genesis import DEFAULT_GENESIS, GenesisError, load_genesis, parse_genesis
+from node.types.penalty import effective_detection, unit_reward_cap, unit_slash
 
 DEVNET = json.loads(DEFAULT_GENESIS.read_text())
 GENESIS_DIR = DEFAULT_GENESIS.parent
@@ -189,3 +191,35 @@ def test_an_unknown_key_is_quoted_onto_one_line():
 def test_missing_file_is_refused(tmp_path: pathlib.Path):
     with pytest.raises(GenesisError, match="cannot read"):
         load_genesis(tmp_path / "nope.json")
+
+
+def test_the_devnet_economics_make_faking_a_unit_lose():
+    genesis = load_genesis()
+    d = effective_detection(genesis.training)
+    assert d == fractions.Fraction(1, 40) * fractions.Fraction(2, 3)
+    # what a fake earns when it escapes against what it loses when it is caught
+    expected_gain = (1 - d) * unit_reward_cap(genesis.economics) - d * unit_slash(genesis.economics)
+    assert expected_gain < 0
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda g: g["economics"].update(min_miner_bond=1000),
+    lambda g: g["economics"].update(fraud_slash_bps=5000),
+    lambda g: g["economics"].update(emission_per_round=10**8),
+    lambda g: g["training"].update(steps_per_unit=400, checkpoint_every=1),
+])
+def test_a_genesis_where_faking_pays_is_refused_in_one_line(mutate):
+    with pytest.raises(GenesisError) as refused:
+        _parse(mutate)
+    message = str(refused.value)
+    assert message.startswith("economics.min_miner_bond, economics.fraud_slash_bps: a unit risks a slash")
+    assert "\n" not in message
+
+
+def test_more_audit_draws_allow_a_smaller_bond():
+    def cheaper(g):
+        g["training"].update(audit_segments=8)
+        g["economics"].update(min_miner_bond=20_000_000)
+    _parse(cheaper)
+    with pytest.raises(GenesisError, match="a unit risks a slash"):
+        _parse(lambda g: g["economics"].update(min_miner_bond=20_000_000))

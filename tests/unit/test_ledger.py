@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from node.types import genesis as g
-from node.types.blocks import Block, BlockHeader, EMPTY_COMMIT, NO_CLOSE
+from node.types.blocks import Block, BlockHeader, EMPTY_COMMIT, NO_CLOSE, certificate_from_precommits
 from node.types.crypto import SigningKey, sha256
 from node.state.block_execution import execute_block
 from node.state.chain_state import ChainState
@@ -18,7 +18,7 @@ from node.state.tx_rules import apply_tx
 from node.types.merkle import inclusion_proof, merkle_root
 from node.types.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
                                RegisterMiner, Transfer, Unbond, WorkCommitment, sign_tx)
-from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.assignment import assign_unit, assigned_auditors, challenge_seed, challenged_segments
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION, WorkUnavailable
 from node.types.votes import PRECOMMIT, VoteBody, sign_vote
@@ -29,6 +29,7 @@ CHAIN = "uponode-test"
 ALICE, BOB, CAROL, DAVE, MALLORY = (SigningKey(sha256(name.encode())) for name in
                                     ("alice", "bob", "carol", "dave", "mallory"))
 MIN_BOND = 100
+FRAUD_DEPOSIT = 40
 DEFAULT_ACCOUNTS = (g.Account(ALICE.public_key, 1000, 0), g.Account(BOB.public_key, 10, 500),
                     g.Account(CAROL.public_key, 0, 1000), g.Account(DAVE.public_key, 50, 300))
 
@@ -43,7 +44,7 @@ def _genesis(accounts=DEFAULT_ACCOUNTS) -> g.Genesis:
         consensus=dataclasses.replace(base.consensus, round_blocks=6, commit_blocks=2),
         economics=dataclasses.replace(base.economics, min_miner_bond=MIN_BOND,
                                       min_auditor_bond=MIN_BOND, fraud_slash_bps=5000,
-                                      fraud_bounty_bps=5000))
+                                      fraud_bounty_bps=5000, fraud_proof_deposit=FRAUD_DEPOSIT))
 
 
 GENESIS = _genesis()
@@ -64,7 +65,7 @@ class FakeOracle:
             raise WorkUnavailable(commitment.delta_hash)
         return self.confirms
 
-    def aggregate(self, model_root, delta_hashes):
+    def aggregate(self, model_root, delta_hashes, loss_bits):
         raise AssertionError("no round closes in these tests")
 
 
@@ -74,13 +75,21 @@ def parent_hash(height: int) -> bytes:
     return sha256(b"block %d" % (height - 1))
 
 
+def parent_commit(height: int):
+    """The commit of the block at height - 1 that a transition's block carries."""
+    if height == 1:
+        return EMPTY_COMMIT
+    body = VoteBody(PRECOMMIT, height - 1, 0, parent_hash(height))
+    return certificate_from_precommits([sign_vote(CAROL, CHAIN, body)])
+
+
 @pytest.fixture
 def state() -> ChainState:
     return ChainState.from_genesis(GENESIS, genesis_model_root(GENESIS))
 
 
 def _transition(state: ChainState, height: int = 1, oracle=None) -> Transition:
-    return Transition(state, GENESIS, height, parent_hash(height), oracle or FakeOracle())
+    return Transition(state, GENESIS, height, parent_hash(height), parent_commit(height), oracle or FakeOracle())
 
 
 def _apply(state, *txs, height: int = 1, oracle=None) -> Transition:
@@ -169,7 +178,7 @@ def test_a_transfer_that_would_overflow_the_recipient_is_refused(state):
 def test_an_oversize_transaction_is_refused():
     small = dataclasses.replace(GENESIS, consensus=dataclasses.replace(GENESIS.consensus, max_tx_bytes=4096))
     state = ChainState.from_genesis(small, genesis_model_root(small))
-    t = Transition(state, small, 1, parent_hash(1), NoOracle(small))
+    t = Transition(state, small, 1, parent_hash(1), EMPTY_COMMIT, NoOracle(small))
     apply_tx(t, tx(BOB, RegisterMiner(1), state))
     big = tx(BOB, WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), bytes(32), tuple(range(2000)), 1),
              state, nonce=1)
@@ -275,7 +284,7 @@ def test_the_challenge_snapshots_committee_and_auditors_before_the_audit_window(
     assert state.challenge(0) is None
     _apply(state, tx(BOB, RegisterAuditor(), state), height=4)  # too late for round 0
     challenge = state.challenge(0)
-    assert challenge.hash == parent_hash(4)
+    assert challenge.hash == challenge_seed(CHAIN, parent_commit(4))
     assert challenge.eligible == tuple(sorted([CAROL.public_key, DAVE.public_key]))
     _apply(state, height=5)
     assert state.challenge(0) == challenge
@@ -463,8 +472,21 @@ def test_bad_fraud_proofs_are_refused_without_asking_the_oracle(auditing, proof,
     _refused(auditing, tx(ALICE, proof, auditing), reason, height=4, oracle=NoOracle(GENESIS))
 
 
-def test_a_fraud_proof_the_oracle_does_not_confirm_is_refused(auditing):
-    _refused(auditing, tx(ALICE, _fraud(), auditing), "not_fraud", height=4, oracle=FakeOracle(confirms=False))
+def test_a_fraud_proof_the_oracle_does_not_confirm_burns_the_provers_deposit(auditing):
+    supply, alice, bob = auditing.supply(), auditing.account(ALICE.public_key), auditing.account(BOB.public_key)
+    _apply(auditing, tx(ALICE, _fraud(), auditing), height=4, oracle=FakeOracle(confirms=False))
+    assert auditing.fraud_record(0, BOB.public_key, 0) is None
+    assert auditing.account(BOB.public_key) == bob
+    assert auditing.account(ALICE.public_key) == dataclasses.replace(
+        alice, balance=alice.balance - FRAUD_DEPOSIT, nonce=alice.nonce + 1)
+    assert auditing.supply().burned == supply.burned + FRAUD_DEPOSIT
+    assert total_holdings(auditing) == expected_total(auditing.supply())
+
+
+def test_a_fraud_proof_whose_sender_cannot_pay_the_deposit_is_refused(auditing):
+    # dave holds 50; a first failed proof leaves him 10, below the deposit
+    _apply(auditing, tx(DAVE, _fraud(), auditing), height=4, oracle=FakeOracle(confirms=False))
+    _refused(auditing, tx(DAVE, _fraud(), auditing), "insufficient_deposit", height=4, oracle=NoOracle(GENESIS))
 
 
 @pytest.mark.parametrize("height", [2, 3, 6])

@@ -13,6 +13,7 @@ from node.types.transactions import FraudProof, Transfer, sign_tx
 CHAIN_ID = "chain-test"
 ALICE, BOB, CAROL = (SigningKey(sha256(name)) for name in (b"alice", b"bob", b"carol"))
 TO = bytes(32)
+DEPOSIT = 40  # of a fraud proof; every account here holds 100
 
 
 def state_with(**nonces: int) -> ChainState:
@@ -32,7 +33,7 @@ def refusal(pool, tx, state, chain_id=CHAIN_ID) -> str:
 
 
 def test_an_accepted_transaction_is_pending():
-    pool = Mempool(10, 1000)
+    pool = Mempool(10, 1000, DEPOSIT)
     tx = transfer(ALICE, 0)
     pool.add(tx, state_with(), CHAIN_ID)
     assert len(pool) == 1 and tx.hash in pool and b"x" * 32 not in pool
@@ -40,12 +41,12 @@ def test_an_accepted_transaction_is_pending():
 
 def test_oversize_is_refused():
     big = sign_tx(ALICE, CHAIN_ID, 0, FraudProof(0, TO, 0, 0, TO, (TO,) * 40, TO, (), TO))
-    assert refusal(Mempool(10, len(big.encode()) - 1), big, state_with()) == "oversize"
-    Mempool(10, len(big.encode())).add(big, state_with(), CHAIN_ID)
+    assert refusal(Mempool(10, len(big.encode()) - 1, DEPOSIT), big, state_with()) == "oversize"
+    Mempool(10, len(big.encode()), DEPOSIT).add(big, state_with(alice=0), CHAIN_ID, shows_fraud=True)
 
 
 def test_a_duplicate_is_refused():
-    pool, tx = Mempool(10, 1000), transfer(ALICE, 0)
+    pool, tx = Mempool(10, 1000, DEPOSIT), transfer(ALICE, 0)
     pool.add(tx, state_with(), CHAIN_ID)
     assert refusal(pool, tx, state_with()) == "duplicate"
 
@@ -56,29 +57,29 @@ def test_a_duplicate_is_refused():
     dataclasses.replace(transfer(ALICE, 0), body=transfer(BOB, 0).body),
 ])
 def test_a_bad_signature_is_refused(tx):
-    pool = Mempool(10, 1000)
+    pool = Mempool(10, 1000, DEPOSIT)
     assert refusal(pool, tx, state_with()) == "bad_signature"
     assert len(pool) == 0
 
 
 def test_a_used_nonce_is_refused():
-    assert refusal(Mempool(10, 1000), transfer(ALICE, 2), state_with(alice=3)) == "nonce_replayed"
+    assert refusal(Mempool(10, 1000, DEPOSIT), transfer(ALICE, 2), state_with(alice=3)) == "nonce_replayed"
 
 
 def test_a_nonce_too_far_ahead_is_refused():
-    pool, state = Mempool(10, 1000), state_with(alice=3)
+    pool, state = Mempool(10, 1000, DEPOSIT), state_with(alice=3)
     pool.add(transfer(ALICE, 3 + MAX_NONCE_GAP), state, CHAIN_ID)
     assert refusal(pool, transfer(ALICE, 4 + MAX_NONCE_GAP), state) == "nonce_too_far"
 
 
 def test_a_second_transaction_with_a_pending_nonce_is_refused():
-    pool = Mempool(10, 1000)
+    pool = Mempool(10, 1000, DEPOSIT)
     pool.add(transfer(ALICE, 0, amount=1), state_with(), CHAIN_ID)
     assert refusal(pool, transfer(ALICE, 0, amount=2), state_with()) == "nonce_pending"
 
 
 def test_a_full_pool_refuses_the_newcomer_and_keeps_the_rest():
-    pool, state = Mempool(2, 1000), state_with()
+    pool, state = Mempool(2, 1000, DEPOSIT), state_with()
     kept = [transfer(ALICE, 0), transfer(BOB, 0)]
     for tx in kept:
         pool.add(tx, state, CHAIN_ID)
@@ -88,11 +89,11 @@ def test_a_full_pool_refuses_the_newcomer_and_keeps_the_rest():
 
 def test_the_error_names_its_reason():
     with pytest.raises(MempoolError, match=r"^nonce_replayed: nonce 0 was already used"):
-        Mempool(10, 1000).add(transfer(ALICE, 0), state_with(alice=1), CHAIN_ID)
+        Mempool(10, 1000, DEPOSIT).add(transfer(ALICE, 0), state_with(alice=1), CHAIN_ID)
 
 
 def test_reap_takes_turns_between_senders_and_keeps_each_senders_nonces_in_order():
-    pool, state = Mempool(100, 1000), state_with(alice=5, bob=0)
+    pool, state = Mempool(100, 1000, DEPOSIT), state_with(alice=5, bob=0)
     # added out of order: alice 7, bob 0, alice 5, bob 1, alice 6, bob 2
     for tx in [transfer(ALICE, 7), transfer(BOB, 0), transfer(ALICE, 5), transfer(BOB, 1),
                transfer(ALICE, 6), transfer(BOB, 2)]:
@@ -106,7 +107,7 @@ def test_reap_takes_turns_between_senders_and_keeps_each_senders_nonces_in_order
 
 
 def test_reap_leaves_out_what_follows_a_nonce_gap():
-    pool, state = Mempool(100, 1000), state_with()
+    pool, state = Mempool(100, 1000, DEPOSIT), state_with()
     for tx in [transfer(ALICE, 0), transfer(ALICE, 2), transfer(BOB, 1)]:
         pool.add(tx, state, CHAIN_ID)
     assert pool.reap(100) == [transfer(ALICE, 0)]
@@ -116,7 +117,7 @@ def test_reap_leaves_out_what_follows_a_nonce_gap():
 
 def test_reap_order_is_deterministic():
     def build():
-        pool, state = Mempool(100, 1000), state_with()
+        pool, state = Mempool(100, 1000, DEPOSIT), state_with()
         for nonce in range(3):
             for key in (CAROL, ALICE, BOB):
                 pool.add(transfer(key, nonce), state, CHAIN_ID)
@@ -125,7 +126,7 @@ def test_reap_order_is_deterministic():
 
 
 def test_remove_committed_drops_used_nonces_and_makes_the_rest_ready():
-    pool = Mempool(100, 1000)
+    pool = Mempool(100, 1000, DEPOSIT)
     for nonce in range(4):
         pool.add(transfer(ALICE, nonce), state_with(), CHAIN_ID)
     pool.add(transfer(BOB, 0), state_with(), CHAIN_ID)
@@ -140,14 +141,14 @@ def test_remove_committed_drops_used_nonces_and_makes_the_rest_ready():
 
 
 def test_remove_committed_makes_a_replayed_transaction_refusable_again():
-    pool, tx = Mempool(100, 1000), transfer(ALICE, 0)
+    pool, tx = Mempool(100, 1000, DEPOSIT), transfer(ALICE, 0)
     pool.add(tx, state_with(), CHAIN_ID)
     pool.remove_committed(state_with(alice=1))
     assert refusal(pool, tx, state_with(alice=1)) == "nonce_replayed"
 
 
 def test_next_nonce_counts_the_pending_run():
-    pool = Mempool(100, 1000)
+    pool = Mempool(100, 1000, DEPOSIT)
     for nonce in (3, 4, 6):
         pool.add(transfer(ALICE, nonce), state_with(alice=3), CHAIN_ID)
     assert pool.next_nonce(ALICE.public_key, 3) == 5
@@ -155,7 +156,7 @@ def test_next_nonce_counts_the_pending_run():
 
 
 def test_discard_drops_one_transaction_and_leaves_later_nonces_waiting():
-    pool, state = Mempool(100, 1000), state_with()
+    pool, state = Mempool(100, 1000, DEPOSIT), state_with()
     for nonce in range(3):
         pool.add(transfer(ALICE, nonce), state, CHAIN_ID)
     pool.discard(transfer(ALICE, 1).hash)

@@ -2,112 +2,32 @@
 auditors, with four cheating miners beside an honest one (the cheats are built here,
 in test code): a miner that fakes a checkpoint, one that trains on other data, one
 whose delta does not follow from its checkpoints, and one that withholds its blobs.
-The first three are proven fraudulent and slashed, the fourth is rejected, none is
-paid, and the honest miner and the auditors are paid exactly per the genesis split."""
-import asyncio
+The first three are proven fraudulent and slashed, the fourth is claimed withheld by
+its auditors and slashed the same, none is paid, and the honest miner and the
+auditors are paid exactly per the genesis split."""
 import dataclasses
-import json
-import pathlib
-import shutil
 
 import numpy as np
 import pytest
 
-from node.types.blocks import ACCEPTED, REJECTED, SLASHED, certificate_from_precommits
-from node.state.chain import Chain
+from node.types.blocks import ACCEPTED, SLASHED, WITHHELD
 from node.types.crypto import SigningKey, sha256
-from node.types.genesis import load_genesis
-from node.storage.blobstore import BlobStore
-from node.storage.chainstore import ChainStore
-from node.types.transactions import FraudProof, RegisterAuditor, RegisterMiner, sign_tx
-from node.uPoW.assignment import assign_unit, challenged_segments
-from node.uPoW.model_state import genesis_model, genesis_model_blob, genesis_model_root
-from node.uPoW.oracle import WorkUnavailable
-from node.uPoW.trainer import Trainer
-from node.uPoW.unit_compute import UnitCompute
-from node.uPoW.work import commitment_for, decode_delta, encode_delta, encode_leaves, train_unit
 from node.types.merkle import merkle_root
+from node.types.transactions import FraudProof, RegisterAuditor, RegisterMiner
+from node.uPoW.assignment import assign_unit, challenged_segments
+from node.uPoW.model_state import genesis_model, genesis_model_root
 from node.uPoW.state import decode_state, encode_state
-from node.uPoW.work_oracle import BlobWorkOracle
-from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
-from node.types.votes import PRECOMMIT, VoteBody, sign_vote
+from node.uPoW.trainer import Trainer
+from node.uPoW.work import commitment_for, decode_delta, encode_delta, encode_leaves, train_unit
+from node.verify.auditor import prune_checkpoints
+from tests.round_harness import Round, round_genesis
 from tests.state_checks import expected_total, total_holdings
 
-BASE = load_genesis()
 VALIDATOR = SigningKey(sha256(b"round validator"))
 AUDITOR = SigningKey(sha256(b"round auditor"))
 MINERS = {name: SigningKey(sha256(name.encode())) for name in
           ("honest", "fake_checkpoint", "other_data", "bad_delta", "withholder")}
-BOND = 10_000
-
-
-def _genesis(directory: pathlib.Path):
-    raw = json.loads((BASE.directory / "devnet.json").read_text())
-    raw["chain_id"] = "round-test"
-    raw["model"].update(n_layer=1, n_embd=32, n_head=2, context_length=16)
-    raw["training"].update(batch_size=2, steps_per_unit=6, checkpoint_every=1, audit_segments=2,
-                           auditors_per_unit=2)
-    raw["eval"].update(batches=2)
-    raw["consensus"].update(round_blocks=6, commit_blocks=2, epoch_rounds=100)
-    raw["validators"] = [{"pub_key": VALIDATOR.public_key.hex(), "power": 10}]
-    raw["accounts"] = [{"address": k.public_key.hex(), "balance": 1000, "bond": BOND}
-                       for k in [VALIDATOR, AUDITOR, *MINERS.values()]]
-    corpus = directory / raw["corpus"]["path"]
-    corpus.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(BASE.corpus_path(), corpus)
-    (directory / "genesis.json").write_text(json.dumps(raw))
-    return load_genesis(directory / "genesis.json")
-
-
-class Party:
-    """An account with a blob store and a nonce counter."""
-
-    def __init__(self, key: SigningKey, directory: pathlib.Path):
-        self.key = key
-        self.blobs = BlobStore(directory)
-        self.nonce = 0
-
-    def tx(self, chain_id: str, payload):
-        tx = sign_tx(self.key, chain_id, self.nonce, payload)
-        self.nonce += 1
-        return tx
-
-
-class Round:
-    def __init__(self, tmp_path: pathlib.Path):
-        self.genesis = _genesis(tmp_path)
-        self.parties = {name: Party(key, tmp_path / name) for name, key in
-                        [("validator", VALIDATOR), ("auditor", AUDITOR), *MINERS.items()]}
-        for party in self.parties.values():
-            party.blobs.put(genesis_model_blob(self.genesis))
-        self.validator = self.parties["validator"]
-        self.store = ChainStore.open(tmp_path / "chain")
-        self.chain = Chain(self.genesis, self.store, BlobWorkOracle(self.genesis, self.validator.blobs))
-        self.fetched: list[bytes] = []  # blobs the validator had to fetch to check blocks
-
-    def fetch_into(self, store: BlobStore, digest: bytes) -> bool:
-        """The network: copy a blob from any party that serves it."""
-        if store.has(digest.hex()):
-            return True
-        for party in self.parties.values():
-            if party.blobs.has(digest.hex()):
-                store.put(party.blobs.get(digest.hex()))
-                return True
-        return False
-
-    def finalize(self, txs):
-        while True:
-            try:
-                block, refused = self.chain.propose(txs, VALIDATOR.public_key, self.chain.height + 1)
-                break
-            except WorkUnavailable as missing:
-                assert self.fetch_into(self.validator.blobs, missing.digest)
-                self.fetched.append(missing.digest)
-        assert not refused, refused
-        body = VoteBody(PRECOMMIT, block.header.height, 0, block.hash)
-        self.chain.finalize(block, certificate_from_precommits(
-            [sign_vote(VALIDATOR, self.genesis.chain_id, body)]))
-        return block
+BOND = 10_000_000  # the genesis minimum, which makes a fake lose at this genesis' detection rate
 
 
 def _cheat_work(name: str, trainer: Trainer, model, data_seed: int):
@@ -133,7 +53,8 @@ def _cheat_work(name: str, trainer: Trainer, model, data_seed: int):
 
 @pytest.fixture
 def round_(tmp_path):
-    r = Round(tmp_path)
+    genesis = round_genesis(tmp_path, VALIDATOR, [AUDITOR, *MINERS.values()], BOND)
+    r = Round(tmp_path, genesis, {"validator": VALIDATOR, "auditor": AUDITOR, **MINERS})
     yield r
     r.store.close()
 
@@ -156,46 +77,28 @@ def test_cheaters_are_caught_slashed_and_unpaid_while_the_honest_miner_is_paid(r
             r.parties[name].blobs.put(works[name].delta_blob)
     r.finalize([r.parties[name].tx(chain_id, commitment_for(0, 0, 0, genesis_model_root(g), work))
                 for name, work in works.items()])
-    challenge_block = r.finalize([])  # block 3: its hash draws the challenges
+    r.finalize([])  # block 3: the challenge block
+    r.finalize([])  # block 4 records the challenge, drawn from block 3's commit
+    challenge = r.chain.state.challenge(0).hash
     n = g.training.segments
     for name, key in MINERS.items():
         if name == "withholder":
             continue  # serves nothing
-        for segment in challenged_segments(challenge_block.hash, key.public_key, 0, n,
-                                           g.training.audit_segments):
+        for segment in challenged_segments(challenge, key.public_key, 0, n, g.training.audit_segments):
             r.parties[name].blobs.put(works[name].checkpoints[segment])
-    r.finalize([])  # block 4 records the challenge
 
     # the audit phase: both auditors (the validator and the registered auditor) audit
     state = r.chain.state
-    challenge = state.challenge(0)
-    reports = []
-    for who in ("validator", "auditor"):
-        party = r.parties[who]
-        compute = UnitCompute(g, party.blobs)
-
-        async def fetch(digest, store=party.blobs):
-            return r.fetch_into(store, digest)
-
-        async def replay(*args, compute=compute):
-            return compute.replay(*args)
-
-        auditor = Auditor(g, party.blobs, fetch, replay,
-                          lambda payload, party=party: reports.append((party, payload)))
-        tasks = assigned_tasks(g, party.key.public_key, 0, state.round_start_hash(0), challenge.hash,
-                               list(challenge.eligible), state.round_commitments(0))
-        assert len(tasks) == len(MINERS)
-        for task in tasks:
-            reported = asyncio.run(auditor.audit(task))
-            assert reported == (task.miner != MINERS["withholder"].public_key)
+    reports = [(who, payload) for who in ("validator", "auditor") for payload in r.audit(who)]
     # only one fraud proof per unit can slash: the first prover's goes in
     proven, txs = set(), []
-    for party, payload in reports:
+    for who, payload in reports:
         if isinstance(payload, FraudProof):
             if payload.miner in proven:
                 continue
             proven.add(payload.miner)
-        txs.append(party.tx(chain_id, payload))
+        txs += r.txs(who, [payload])
+    assert proven == {MINERS[n].public_key for n in ("fake_checkpoint", "other_data", "bad_delta")}
     bonds_before = {name: state.account(k.public_key).bond for name, k in MINERS.items()}
     supply_before = state.supply()
     r.finalize(txs)  # block 5: audits and fraud proofs, each proof confirmed by re-execution
@@ -207,18 +110,20 @@ def test_cheaters_are_caught_slashed_and_unpaid_while_the_honest_miner_is_paid(r
                       MINERS["fake_checkpoint"].public_key: SLASHED,
                       MINERS["other_data"].public_key: SLASHED,
                       MINERS["bad_delta"].public_key: SLASHED,
-                      MINERS["withholder"].public_key: REJECTED}
+                      MINERS["withholder"].public_key: WITHHELD}
     state = r.chain.state
     e = g.economics
     slash = BOND * e.fraud_slash_bps // 10_000
-    for name in ("fake_checkpoint", "other_data", "bad_delta"):
+    for name in ("fake_checkpoint", "other_data", "bad_delta", "withholder"):
         assert state.account(MINERS[name].public_key).bond == bonds_before[name] - slash
-    assert state.account(MINERS["withholder"].public_key).bond == bonds_before["withholder"]
+    # both assigned auditors claimed the withholder's challenged data withheld
+    claims = {(a, s) for m, _, s, a in state.round_withheld_claims(0) if m == MINERS["withholder"].public_key}
+    assert {a for a, _ in claims} == {VALIDATOR.public_key, AUDITOR.public_key}
     paid = {(p.to, p.reason): p.amount for p in close.payments}
     emission = e.emission_per_round
     honest_audits = [a for a in state.round_audits(0) if a[0] == MINERS["honest"].public_key]
     assert len(honest_audits) == 2 * len(challenged_segments(
-        challenge_block.hash, MINERS["honest"].public_key, 0, n, g.training.audit_segments))
+        challenge, MINERS["honest"].public_key, 0, n, g.training.audit_segments))
     audit_share = emission * e.reward_audits_bps // 10_000 // len(honest_audits)
     expected = {(MINERS["honest"].public_key, 1): emission * e.reward_units_bps // 10_000,
                 (VALIDATOR.public_key, 3): emission * e.reward_proposer_bps // 10_000}
@@ -232,8 +137,8 @@ def test_cheaters_are_caught_slashed_and_unpaid_while_the_honest_miner_is_paid(r
     assert supply.emitted == supply_before.emitted + sum(paid.values())
     assert supply.burned > supply_before.burned
     assert total_holdings(state) == expected_total(supply)
-    # the validator closed the round only after fetching the honest delta from its miner
-    assert works["honest"].delta_hash in r.fetched
+    # auditing the last segment fetched the honest delta (its attestation), so the close needed no fetch
+    assert r.validator.blobs.has(works["honest"].delta_hash.hex()) and not r.fetched
 
     # past the window the checkpoints go, except the starts of the proven frauds
     commitments = [c for _, _, c in state.round_commitments(0)]

@@ -8,7 +8,7 @@ import pytest
 
 from node.types import genesis as g
 from node.types.blocks import (ACCEPTED, NO_CLOSE, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
-                         SLASHED, CommitteeMember, Payment, UnitOutcome, certificate_from_precommits,
+                         SLASHED, EMPTY_COMMIT, CommitteeMember, Payment, UnitOutcome, certificate_from_precommits,
                          close_hash)
 from node.state.chain import Chain, InvalidBlock
 from node.types.crypto import SigningKey, sha256
@@ -54,7 +54,7 @@ def _genesis(validators=VALIDATORS, committee_size=4, epoch_rounds=1) -> g.Genes
         economics=dataclasses.replace(base.economics, emission_per_round=EMISSION, reward_units_bps=7000,
                                       reward_audits_bps=2000, reward_proposer_bps=1000,
                                       min_miner_bond=100, min_auditor_bond=100,
-                                      fraud_slash_bps=5000, fraud_bounty_bps=5000))
+                                      fraud_slash_bps=5000, fraud_bounty_bps=5000, fraud_proof_deposit=50))
 
 
 GENESIS = _genesis()
@@ -77,7 +77,7 @@ class FakeOracle:
         self._require_blobs()
         return True
 
-    def aggregate(self, model_root, delta_hashes):
+    def aggregate(self, model_root, delta_hashes, loss_bits):
         self._require_blobs()
         self.aggregated.append((model_root, list(delta_hashes)))
         return next_root(model_root, delta_hashes), LOSS_BITS
@@ -390,7 +390,7 @@ def _rotation(work: dict[SigningKey, int], bonds: dict[SigningKey, int] | None =
     state.apply_writes({account_key(k.public_key): AccountRecord(0, 0, bond).encode()
                         for k, bond in (bonds or {}).items()})
     height = (round_ + 1) * genesis.consensus.round_blocks
-    transition = Transition(state, genesis, height, sha256(b"parent"), FakeOracle(genesis))
+    transition = Transition(state, genesis, height, sha256(b"parent"), EMPTY_COMMIT, FakeOracle(genesis))
     close, = close_round(transition, MEMBERS[0].public_key)
     return [s.pub_key for s in close.next_committee]
 

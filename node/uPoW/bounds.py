@@ -1,0 +1,207 @@
+"""How far honest AdamW training can take a state, per coordinate (DESIGN.md §2, "one
+unit can do bounded harm"): the reach of the parameters after s steps from the round's
+model, and the optimizer moments a real state at step s can hold.
+
+A checkpoint outside these bounds is no state of the unit (replay refuses it), and a
+delta is clipped to the H-step reach before the round's mean.  Everything here is
+float64 arithmetic on the host built from + - * / and sqrt, each rounded alone (numpy,
+and one numba loop with fastmath off): IEEE, correctly rounded, the same bits on every
+node.  Powers are repeated products, never libm's pow.
+
+Derivation (one coordinate; kernels/optim.py, the trainer's step).  The gradient g_t is
+clipped to global norm C first, so |g_t| <= G = C (1 + slack for the float32 norm).
+With m_0 = v_0 = 0, b1, b2 the float32 betas:
+    m_t = (1-b1) sum_{j<t} b1^j g_{t-j},   v_t = (1-b2) sum_{j<t} b2^j g_{t-j}^2,
+so |m_t| <= (1-b1^t) G and 0 <= v_t <= (1-b2^t) G^2 (convex combinations), and by
+Cauchy–Schwarz on sum (b1/sqrt b2)^j * (sqrt b2^j g):
+    |m_t| <= K_t sqrt(v_t),   K_t = (1-b1) sqrt(S_t / (1-b2)),  S_t = sum_{j<t} (b1^2/b2)^j.
+The bound is inductive (K_{t+1}^2 = (b1^2/b2) K_t^2 + (1-b1)^2/(1-b2)), so a state that
+satisfies it at step s keeps satisfying it.  The update u_t = (m_t/c1)/(sqrt(v_t/c2) + eps),
+with c1, c2 the kernel's float32 bias corrections, obeys |u_t| <= A_t = K_t sqrt(c2)/c1.
+The parameter step is theta_t = a theta_{t-1} - lr u_t with a = 1 - lr wd (wd = 0 for
+tensors without decay), so
+    |theta_s - theta_0| <= |a^s - 1| |theta_0| + lr sum_{t<=s} |a|^(s-t) A_t.
+Float32 slack, each generous against the few roundings per step it stands for:
+m, v and u grow by (1 + 2^-16) per step (256 ulps); the parameter update rounds by
+2^-20 (16 ulps) of the magnitudes it touches per step; results in the subnormal range
+err by at most 2^-150 per operation, allowed as 2^-146 per step.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from kernels.fp import kernel
+from kernels.optim import NORM_CHUNK
+from node.types.genesis import ModelConfig, TrainingConfig
+from node.uPoW.model import ParameterLayout
+from node.uPoW.state import TrainingState
+
+ROUNDING = 2.0 ** -24  # float32's unit roundoff
+STEP_SLACK = 2.0 ** -16  # relative growth allowed per step in m, v and the update
+PARAM_SLACK = 2.0 ** -20  # relative rounding allowed per step in the parameter update
+UNDERFLOW = 2.0 ** -146  # absolute error allowed per step for subnormal results
+SQRT_UNDERFLOW = 2.0 ** -72  # covers sqrt(UNDERFLOW) (2^-73): the same through sqrt(v)
+DELTA_ROUNDING = 2.0 ** -21  # a delta's float32 subtraction, then the limit's own rounding
+
+
+def _f32(value: float) -> float:
+    """The float32 the kernels use for a genesis value, as a float64 (exactly)."""
+    return float(np.float32(value))
+
+
+class StepLimits:
+    """The limits on a state s honest steps from a fresh start.  Parameters: within
+    reach_scale * |theta_0| + reach_offset of theta_0, per decay class (decayed, not).
+    Moments: |m| <= m_max, 0 <= v <= v_max, |m| <= m_per_sqrt_v * sqrt(v) + m_floor."""
+
+    def __init__(self, training: TrainingConfig, norm_length: int, steps: int):
+        b1, b2 = _f32(training.adam_beta1), _f32(training.adam_beta2)
+        lr, eps = _f32(training.learning_rate), _f32(training.adam_eps)
+        # the clipped gradient: the float32 norm sums at most norm_length terms in a row
+        g_max = _f32(training.grad_clip) * (1.0 + 4.0 * (norm_length + 8) * ROUNDING)
+        ratio = b1 * b1 / b2
+        p1 = p2 = np.float32(1.0)
+        series, growth, k, updates = 0.0, 1.0, 0.0, []
+        for t in range(1, steps + 1):
+            p1, p2 = np.float32(p1 * np.float32(b1)), np.float32(p2 * np.float32(b2))
+            c1, c2 = float(np.float32(1.0) - p1), float(np.float32(1.0) - p2)  # as the kernel
+            series = 1.0 + ratio * series
+            k = (1.0 - b1) * math.sqrt(series / (1.0 - b2))
+            growth *= 1.0 + STEP_SLACK
+            if c1 == 0.0:
+                updates.append(math.inf)  # a beta1 that rounds to 1: no bound
+                continue
+            underflow = (k * math.sqrt(t) * SQRT_UNDERFLOW + t * UNDERFLOW) / (c1 * eps)
+            updates.append(growth * k * math.sqrt(c2) / c1 + underflow)
+        self.steps = steps
+        self.update_max = tuple(updates)  # A_t with slack, t = 1..steps
+        self.m_max = (1.0 - _power(b1, steps)) * g_max * growth + steps * UNDERFLOW
+        self.v_max = (1.0 - _power(b2, steps)) * g_max * g_max * growth + steps * UNDERFLOW
+        self.m_per_sqrt_v = k * growth
+        self.m_floor = k * math.sqrt(steps) * SQRT_UNDERFLOW + steps * UNDERFLOW
+        wd = _f32(training.weight_decay)
+        classes = [self._reach(lr, lr * wd), self._reach(lr, 0.0)]
+        self.reach_scale = (classes[0][0], classes[1][0])
+        self.reach_offset = (classes[0][1], classes[1][1])
+
+    def _reach(self, lr: float, decay: float) -> tuple[float, float]:
+        """(scale, offset) of the reach for parameters whose step shrinks them by lr*decay."""
+        a = 1.0 - decay
+        widest = _power(max(1.0, abs(a)), self.steps)  # |a|^j's largest, for j <= s
+        moved = total = 0.0  # lr sum_t |a|^(s-t) A_t by Horner, and lr sum_t A_t
+        for update in self.update_max:  # in order (never sum(): its rounding varies by version)
+            moved = moved * abs(a) + lr * update
+            total += lr * update
+        total *= widest  # bounds every partial sum of decayed updates
+        rounding = self.steps * PARAM_SLACK * widest * (1.0 + decay)
+        scale = abs(_power(a, self.steps) - 1.0) + rounding * widest
+        offset = moved + rounding * 2.0 * total + self.steps * UNDERFLOW
+        return scale, offset
+
+
+def _power(base: float, exponent: int) -> float:
+    result = 1.0
+    for _ in range(exponent):
+        result *= base
+    return result
+
+
+class AdamWBounds:
+    """The bounds of one genesis' training configuration over its parameter layout."""
+
+    def __init__(self, training: TrainingConfig, layout: ParameterLayout):
+        self.training = training
+        self.layout = layout
+        self._norm_length = NORM_CHUNK + -(-layout.size // NORM_CHUNK)
+        self._limits: dict[int, StepLimits] = {}
+
+    def limits(self, steps: int) -> StepLimits:
+        if steps not in self._limits:
+            self._limits[steps] = StepLimits(self.training, self._norm_length, steps)
+        return self._limits[steps]
+
+    def reach(self, start: np.ndarray, steps: int) -> np.ndarray:
+        """Per coordinate (float64): how far steps honest steps can move each parameter
+        of start, the round's model."""
+        limits = self.limits(steps)
+        reach = np.abs(start.astype(np.float64))
+        for spec in self.layout.tensors:
+            kind = 0 if spec.decayed else 1
+            tensor = reach[spec.offset:spec.offset + spec.size]
+            tensor *= limits.reach_scale[kind]
+            tensor += limits.reach_offset[kind]
+        return reach
+
+    def violation(self, start: np.ndarray, state: TrainingState) -> str | None:
+        """Why state (host buffers, finite) is no honest state state.step steps from
+        start with fresh moments; None if it is within every bound."""
+        s = state.step
+        limits = self.limits(s)
+        m, v = state.adam_m, state.adam_v
+        if (v < 0.0).any():
+            return f"adam_v is negative at {int(np.count_nonzero(v < 0.0))} coordinates"
+        # the largest |m| and v are exact in float32, so these need no float64 pass
+        for name, largest, limit, meaning in (
+                ("adam_m", np.abs(m), limits.m_max, "(1 - beta1^s) * the clipped gradient"),
+                ("adam_v", v, limits.v_max, "(1 - beta2^s) * the clipped gradient squared")):
+            if float(largest.max(initial=0.0)) > limit:
+                i = int(np.argmax(largest))
+                return f"{name} beyond {meaning} at coordinate {i}: {largest[i]:.6g} > {limit:.6g}"
+        which, i, value, limit = _first_beyond(
+            start, state.params, m, v, self.layout.segments, self.layout.decay_mask,
+            np.array(limits.reach_scale), np.array(limits.reach_offset), limits.m_per_sqrt_v,
+            limits.m_floor)
+        if which == _NONE:
+            return None
+        what = (f"params move beyond their {s}-step reach" if which == _PARAMS
+                else "adam_m beyond K_s * sqrt(adam_v)")
+        return f"{what} at coordinate {i}: {value:.6g} > {limit:.6g}"
+
+    def clip_deltas(self, start: np.ndarray, deltas: list[np.ndarray]) -> np.ndarray:
+        """The deltas (float32), one row each, clipped coordinate-wise to a unit's reach
+        from start (steps_per_unit steps, rounded up to float32); an honest delta is
+        unchanged."""
+        reach = self.reach(start, self.training.steps_per_unit)
+        reach *= 1.0 + DELTA_ROUNDING  # so its float32 rounding stays above the delta's
+        high = reach.astype(np.float32)
+        low = -high
+        clipped = np.empty((len(deltas), start.size), np.float32)
+        for row, delta in zip(clipped, deltas):
+            np.maximum(delta, low, out=row)
+            np.minimum(row, high, out=row)
+        return clipped
+
+
+_NONE, _PARAMS, _MOMENTUM = 0, 1, 2
+
+
+@kernel()
+def _first_beyond(start, params, m, v, segments, decay, reach_scale, reach_offset,
+                  m_per_sqrt_v, m_floor):
+    """The first coordinate, in layout order, whose parameter moved beyond its reach
+    (_PARAMS) or whose |m| exceeds m_per_sqrt_v * sqrt(v) + m_floor (_MOMENTUM), as
+    (which, index, value, limit); (_NONE, -1, 0, 0) if none.  float64 throughout, each
+    product and sum rounded on its own (fastmath off: the same as numpy's)."""
+    for s in range(segments.shape[0]):
+        kind = 0 if decay[s] else 1
+        scale, offset = reach_scale[kind], reach_offset[kind]
+        for i in range(segments[s, 0], segments[s, 0] + segments[s, 1]):
+            origin = np.float64(start[i])
+            moved = abs(np.float64(params[i]) - origin)
+            reach = abs(origin) * scale + offset
+            if moved > reach:
+                return _PARAMS, i, moved, reach
+            momentum = abs(np.float64(m[i]))
+            limit = m_per_sqrt_v * math.sqrt(np.float64(v[i])) + m_floor
+            if momentum > limit:
+                return _MOMENTUM, i, momentum, limit
+    return _NONE, -1, 0.0, 0.0
+
+
+@functools.lru_cache(maxsize=4)
+def adamw_bounds(training: TrainingConfig, model: ModelConfig) -> AdamWBounds:
+    """The bounds for a genesis' training and model configurations (made once)."""
+    return AdamWBounds(training, ParameterLayout(model))
