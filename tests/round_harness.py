@@ -5,22 +5,29 @@ party serves it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import pathlib
 import shutil
+
+import numpy as np
 
 from node.state.chain import Chain
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
 from node.types.blocks import Block, certificate_from_precommits
-from node.types.crypto import SigningKey
+from node.types.crypto import SigningKey, sha256
 from node.types.genesis import Genesis, load_genesis
+from node.types.merkle import merkle_root
 from node.types.transactions import SignedTx, sign_tx
 from node.types.votes import PRECOMMIT, VoteBody, sign_vote
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.oracle import WorkOracle, WorkUnavailable
 from node.uPoW.rounds import RoundSchedule
+from node.uPoW.state import decode_state, encode_state
+from node.uPoW.trainer import Trainer
 from node.uPoW.unit_compute import UnitCompute
+from node.uPoW.work import UnitWork, encode_leaves
 from node.uPoW.work_oracle import BlobWorkOracle
 from node.verify.auditor import Auditor, assigned_tasks
 
@@ -48,6 +55,19 @@ def round_genesis(directory: pathlib.Path, validator: SigningKey, accounts: list
     shutil.copyfile(BASE.corpus_path(), corpus)
     (directory / "genesis.json").write_text(json.dumps(raw))
     return load_genesis(directory / "genesis.json")
+
+
+def fake_checkpoints(trainer: Trainer, work: UnitWork, checkpoints: list[int]) -> UnitWork:
+    """work with the given checkpoints replaced by made-up states (the parameters
+    nudged): the segments on either side of each no longer replay to their leaves."""
+    blobs, leaves = list(work.checkpoints), list(work.leaves)
+    for i in checkpoints:
+        state = decode_state(trainer.layout, blobs[i])
+        state.params = state.params + np.float32(1e-3)
+        blobs[i] = encode_state(trainer.layout, state)
+        leaves[i] = sha256(blobs[i])
+    return dataclasses.replace(work, checkpoints=blobs, leaves=leaves, leaves_blob=encode_leaves(leaves),
+                               checkpoint_root=merkle_root(leaves))
 
 
 class Party:

@@ -91,12 +91,11 @@ class Auditor:
         key = (task.round, task.miner, task.unit)
         if key in self.done:
             return True
-        missing = await self._missing(task)
-        if missing:
+        leaves, missing = await self._missing(task)
+        if leaves is None or missing:
             if may_claim and not task.fallback:
                 self._claim(task, missing)
             return False
-        leaves = decode_leaves(self.blobs.get(task.commitment.leaves_hash.hex()))
         reports = []
         for segment in task.segments:
             result = await self.replay(task.commitment.start_root, task.data_seed, segment,
@@ -118,15 +117,16 @@ class Auditor:
         self.done.add(key)
         return True
 
-    async def _missing(self, task: AuditTask) -> tuple[int, ...]:
-        """The challenged segments whose data cannot be had: all of them without valid
-        leaves, else those whose start checkpoint is missing, and the last segment if
-        the delta is (its report attests the delta available, DESIGN.md §2)."""
+    async def _missing(self, task: AuditTask) -> tuple[list[bytes] | None, tuple[int, ...]]:
+        """The unit's checked leaves (None if they cannot be had yet) and the challenged
+        segments whose data cannot be had: all of them without valid leaves, else those
+        whose start checkpoint is missing, and the last segment if the delta is (its
+        report attests the delta available, DESIGN.md §2)."""
         leaves = await self._leaves(task)
         if leaves is None:
-            return task.segments
+            return None, task.segments
         if not await self.fetch(task.commitment.start_root):
-            return ()  # the round's model: not the miner's to serve, so nothing to claim
+            return None, ()  # the round's model: not the miner's to serve, so nothing to claim
         last = self.genesis.training.segments - 1
         missing = []
         for segment in task.segments:
@@ -136,7 +136,7 @@ class Auditor:
             elif segment == last and not await self.fetch(task.commitment.delta_hash):
                 log.info("%s: the delta is not available yet", task.name)
                 missing.append(segment)
-        return tuple(missing)
+        return leaves, tuple(missing)
 
     def _claim(self, task: AuditTask, segments: tuple[int, ...]) -> None:
         for segment in segments:

@@ -7,7 +7,6 @@ through the round's close."""
 import asyncio
 import dataclasses
 
-import numpy as np
 import pytest
 
 from node.state.chain import Chain, InvalidBlock
@@ -18,18 +17,17 @@ from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK, fraud_proof_count
 from node.storage.chainstore import ChainStore
 from node.types.blocks import CommitCertificate, certificate_from_precommits, tx_root
 from node.types.crypto import SigningKey, sha256
-from node.types.merkle import inclusion_proof, merkle_root
+from node.types.merkle import inclusion_proof
 from node.types.transactions import FraudProof, RegisterAuditor, RegisterMiner, sign_tx
 from node.types.votes import PRECOMMIT, VoteBody, sign_vote
 from node.uPoW.assignment import assign_unit
 from node.uPoW.model_state import genesis_model, genesis_model_root
-from node.uPoW.state import decode_state, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.unit_compute import ComputeWorker
-from node.uPoW.work import UnitWork, commitment_for, encode_leaves, train_unit
+from node.uPoW.work import UnitWork, commitment_for, train_unit
 from node.uPoW.work_oracle import BlobWorkOracle
 from node.work.fraud_intake import MAX_DECIDING, FraudIntake
-from tests.round_harness import Round, round_genesis
+from tests.round_harness import Round, fake_checkpoints, round_genesis
 from tests.state_checks import expected_total, total_holdings
 
 VALIDATOR = SigningKey(sha256(b"spam validator"))
@@ -81,16 +79,6 @@ class Node:
         return block
 
 
-def _fake_checkpoint(trainer: Trainer, work: UnitWork, index: int) -> UnitWork:
-    blobs, leaves = list(work.checkpoints), list(work.leaves)
-    state = decode_state(trainer.layout, blobs[index])
-    state.params = state.params + np.float32(1e-3)
-    blobs[index] = encode_state(trainer.layout, state)
-    leaves[index] = sha256(blobs[index])
-    return dataclasses.replace(work, checkpoints=blobs, leaves=leaves, leaves_blob=encode_leaves(leaves),
-                               checkpoint_root=merkle_root(leaves))
-
-
 def _proof(miner: SigningKey, leaves: list[bytes], segment: int, computed: bytes) -> FraudProof:
     return FraudProof(round=0, miner=miner.public_key, unit=0, segment=segment, start_hash=leaves[segment],
                       start_proof=tuple(inclusion_proof(leaves, segment)),
@@ -126,7 +114,7 @@ def _commit(r: Round) -> dict[str, UnitWork]:
     for name in ("honest", "cheat"):
         work = train_unit(trainer, model, assign_unit(r.chain.genesis_hash, r.parties[name].key.public_key,
                                                       0).data_seed)
-        works[name] = _fake_checkpoint(trainer, work, 5) if name == "cheat" else work
+        works[name] = fake_checkpoints(trainer, work, [5]) if name == "cheat" else work
         for blob in (works[name].leaves_blob, works[name].delta_blob, *works[name].checkpoints):
             r.parties[name].blobs.put(blob)
     works["cheat_honest_leaves"] = work.leaves  # what the cheat's unit really replays to

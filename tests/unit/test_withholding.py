@@ -5,25 +5,22 @@ store, compute and auditors (tests/round_harness.py), each against an honest twi
 Rounds of 10 blocks: commitments at 2, the challenge at 3, audits at 4-9 (withheld
 claims from 7), the close at 10."""
 import asyncio
-import dataclasses
 
-import numpy as np
 import pytest
 
 from node.state.records import UNMEASURED_LOSS
 from node.state.transition import TxError
 from node.types.blocks import ACCEPTED, SLASHED, WITHHELD
 from node.types.crypto import SigningKey, sha256
-from node.types.merkle import inclusion_proof, merkle_root
+from node.types.merkle import inclusion_proof
 from node.types.transactions import (AuditReport, DeltaWithheld, FraudProof, RegisterAuditor, RegisterMiner,
                                      WithheldClaim)
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
 from node.uPoW.model_state import genesis_model, genesis_model_root
-from node.uPoW.state import decode_state, encode_state
 from node.uPoW.trainer import Trainer
-from node.uPoW.work import UnitWork, commitment_for, encode_leaves, train_unit
+from node.uPoW.work import UnitWork, commitment_for, train_unit
 from node.verify.auditor import AuditTask
-from tests.round_harness import Round, round_genesis
+from tests.round_harness import Round, fake_checkpoints, round_genesis
 from tests.state_checks import expected_total, total_holdings
 
 VALIDATOR = SigningKey(sha256(b"withholding validator"))
@@ -43,19 +40,6 @@ def r(tmp_path):
     r.store.close()
 
 
-def _fake(trainer: Trainer, work: UnitWork, checkpoints: list[int]) -> UnitWork:
-    """work with the given checkpoints replaced by made-up states: the segments on
-    either side of each no longer replay to their leaves."""
-    blobs, leaves = list(work.checkpoints), list(work.leaves)
-    for i in checkpoints:
-        state = decode_state(trainer.layout, blobs[i])
-        state.params = state.params + np.float32(1e-3)
-        blobs[i] = encode_state(trainer.layout, state)
-        leaves[i] = sha256(blobs[i])
-    return dataclasses.replace(work, checkpoints=blobs, leaves=leaves, leaves_blob=encode_leaves(leaves),
-                               checkpoint_root=merkle_root(leaves))
-
-
 def _commit(r: Round, fake: list[int] | None = None) -> dict[str, UnitWork]:
     """Blocks 1-4: registrations, both miners' commitments (the cheat's with the given
     checkpoints faked), the challenge block, the block that records it.  Each miner serves its leaves and delta."""
@@ -67,7 +51,7 @@ def _commit(r: Round, fake: list[int] | None = None) -> dict[str, UnitWork]:
     for name in ("honest", "cheat"):
         key = r.parties[name].key.public_key
         work = train_unit(trainer, model, assign_unit(r.chain.genesis_hash, key, 0).data_seed)
-        works[name] = _fake(trainer, work, fake) if name == "cheat" and fake else work
+        works[name] = fake_checkpoints(trainer, work, fake) if name == "cheat" and fake else work
         r.parties[name].blobs.put(works[name].leaves_blob)
         r.parties[name].blobs.put(works[name].delta_blob)
     r.finalize([r.parties[n].tx(chain_id, commitment_for(0, 0, 0, genesis_model_root(g), works[n]))
