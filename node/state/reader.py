@@ -85,6 +85,16 @@ class StateReader:
         """(miner, unit, segment, auditor) of every audit report of round_, in that order."""
         return [split_audit_key(k) for k in self.keys(AUDIT_PREFIX + round_bytes(round_), AUDIT_KEY_LEN)]
 
+    def unit_audits(self, round_: int, miner: bytes, unit: int) -> list[tuple[int, bytes]]:
+        """(segment, auditor) of every audit report on one unit: a scan of its keys only."""
+        prefix = commitment_key(round_, miner, unit)[1:]
+        return [split_audit_key(k)[2:] for k in self.keys(AUDIT_PREFIX + prefix, AUDIT_KEY_LEN)]
+
+    def unit_withheld_claims(self, round_: int, miner: bytes, unit: int) -> list[tuple[int, bytes]]:
+        """(segment, auditor) of every withheld claim on one unit: a scan of its keys only."""
+        prefix = commitment_key(round_, miner, unit)[1:]
+        return [split_audit_key(k)[2:] for k in self.keys(WITHHELD_PREFIX + prefix, WITHHELD_KEY_LEN)]
+
     def round_withheld_claims(self, round_: int) -> list[tuple[bytes, int, int, bytes]]:
         """(miner, unit, segment, auditor) of every withheld-data claim of round_."""
         return [split_audit_key(k) for k in self.keys(WITHHELD_PREFIX + round_bytes(round_), WITHHELD_KEY_LEN)]

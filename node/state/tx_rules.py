@@ -161,7 +161,7 @@ def _may_audit(t: Transition, sender: bytes, round_: int, miner: bytes, unit: in
     if sender in _assigned(t, round_, miner, unit):
         return True
     return (sender != miner and sender in t.challenge(round_).eligible
-            and any(m == miner and u == unit for m, u, _, _ in t.round_withheld_claims(round_)))
+            and bool(t.unit_withheld_claims(round_, miner, unit)))
 
 
 def _assigned(t: Transition, round_: int, miner: bytes, unit: int) -> tuple[bytes, ...]:
@@ -202,7 +202,7 @@ def _delta_withheld(t: Transition, sender: bytes, p: DeltaWithheld) -> None:
 
 
 def _segment_reported(t: Transition, round_: int, miner: bytes, unit: int, segment: int) -> bool:
-    return any(m == miner and u == unit and s == segment for m, u, s, _ in t.round_audits(round_))
+    return any(s == segment for s, _ in t.unit_audits(round_, miner, unit))
 
 
 # Fraud proofs a block may carry: each may cost a validator that has not seen it yet one
