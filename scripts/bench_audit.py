@@ -33,7 +33,7 @@ def _audit(trainer: Trainer, model, data_seed: int, work, segments: tuple[int, .
     started = time.perf_counter()
     load_checkpoint(trainer, model, data_seed, 0, work.checkpoints[0])
     for segment in segments:
-        end_hash, _ = replay_segment(trainer, model, data_seed, segment, work.checkpoints[segment])
+        end_hash, _, _ = replay_segment(trainer, model, data_seed, segment, work.checkpoints[segment])
         if end_hash != work.leaves[segment + 1]:
             raise SystemExit(f"honest segment {segment} did not replay to its leaf")
     delta_hash, _ = delta_from_checkpoint(trainer, model, data_seed, work.checkpoints[-1])

@@ -32,10 +32,14 @@ What is modelled:
 - an honest auditor audits as node.verify.auditor does: claims the challenged segments
   whose data it cannot fetch (in the claim window), otherwise replays them in order and
   sends a fraud proof at the first mismatch, or reports them all passing;
-- a lazy auditor passes every challenged segment without fetching or replaying; a
-  colluding auditor passes its coalition's units so, and audits the others honestly;
-  nobody else re-checks a passed segment unless --recheck gives a chance that the
-  validator does (and sends the fraud proof) within the window;
+- a lazy auditor passes every challenged segment without fetching or replaying, so
+  its evidence is a guess; a colluding auditor passes its coalition's units with the
+  evidence their miner hands it, and audits the others honestly; nobody else re-checks
+  a passed segment unless --recheck gives a chance that the validator does (and sends
+  the fraud proof) within the window;
+- a miner outside the adversaries that did not fake disputes every report on its unit
+  whose evidence is wrong (in the claim window), and the validator then audits the disputed segments as
+  a fallback auditor;
 - the committee stays the honest genesis validator: simulated rounds are numbered so
   that none ends an epoch (rotation by verified work only ranks cheats lower), and the
   validator claims a delta withheld when it cannot fetch it;
@@ -60,7 +64,8 @@ import time
 
 from node.state.chain_state import ChainState
 from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, COMMITMENT_KEY_LEN, COMMITMENT_PREFIX,
-                                DELTA_CLAIM_KEY_LEN, DELTA_CLAIM_PREFIX, FRAUD_PREFIX, WITHHELD_KEY_LEN,
+                                DELTA_CLAIM_KEY_LEN, DELTA_CLAIM_PREFIX, DISPUTE_KEY_LEN, DISPUTE_PREFIX,
+                                FRAUD_PREFIX, WITHHELD_KEY_LEN,
                                 WITHHELD_PREFIX, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX, ChallengeRecord,
                                 challenge_key, round_bytes, round_seed_key)
 from node.state.round_close import close_round
@@ -71,9 +76,10 @@ from node.types.blocks import EMPTY_COMMIT, SLASHED, WITHHELD, RoundClose
 from node.types.crypto import SigningKey, sha256
 from node.types.genesis import BPS, Account, Genesis, load_genesis
 from node.types.merkle import inclusion_proof, merkle_root
-from node.types.transactions import (AuditReport, Bond, DeltaWithheld, FraudProof, RegisterAuditor, RegisterMiner,
-                                     SignedTx, WithheldClaim, WorkCommitment, sign_tx)
+from node.types.transactions import (AuditReport, Bond, DeltaWithheld, EvidenceDispute, FraudProof, RegisterAuditor,
+                                     RegisterMiner, SignedTx, WithheldClaim, WorkCommitment, sign_tx)
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.oracle import KERNEL_VERSION
 from node.uPoW.rounds import RoundSchedule
 
@@ -168,6 +174,7 @@ class Unit:
     leaves: list[bytes]
     commitment: WorkCommitment
     faked: frozenset[int]
+    evidence: list[bytes]  # each segment's gradient digest, locked in the commitment
     withheld: frozenset[int] = frozenset()  # challenged segments whose data is not served
 
 
@@ -304,7 +311,7 @@ class World:
         t = self.ledger.block(sched.challenge_height(round_) + 1)
         challenge = ChallengeRecord(self.chain_rng.randbytes(32), t.challenge(round_).eligible)
         t.put(challenge_key(round_), challenge)
-        txs, claims, passed_fakes = [], [], []
+        txs, claims, passed_fakes, reported = [], [], [], []
         for name, unit in units.items():
             key = self.parties[name].key.public_key
             challenged = challenged_segments(challenge.hash, key, 0, self.training.segments,
@@ -317,7 +324,10 @@ class World:
             if auditor in cost:
                 cost[auditor] += self.segment_cost * replayed
             sender = self.parties.get(auditor, self.validator)
-            txs += [sender.tx(chain_id, self._report(round_, key, unit, seg)) for seg in reports]
+            guessed = self.play_of(auditor) == LAZY  # a colluder has the digests from its miner
+            txs += [sender.tx(chain_id, self._report(round_, key, unit, seg, sender.key.public_key, guessed))
+                    for seg in reports]
+            reported += [(name, key, unit, seg, sender.key.public_key) for seg in reports]
             if fraud is not None:
                 txs.append(sender.tx(chain_id, self._fraud(round_, key, unit, fraud)))
             claims += [sender.tx(chain_id, WithheldClaim(round_, key, 0, seg)) for seg in missing]
@@ -334,8 +344,10 @@ class World:
             if key not in proven and self.recheck_rng.random() < self.recheck:
                 claims.append(self.validator.tx(chain_id, self._fraud(round_, key, unit, seg)))
                 proven.add(key)
+        claims += self._disputes(round_, reported)
         self.ledger.apply(t, claims)
         self.ledger.commit(t)
+        self._fallback_audits(round_, units)
 
         # the close, by the real rules
         t = self.ledger.block(sched.close_height(round_))
@@ -350,21 +362,56 @@ class World:
             and any(u.miner == adversary_key and u.status in (SLASHED, WITHHELD) for u in close.units))
         return profit, punished
 
+    def _disputes(self, round_: int, reported: list[tuple[str, bytes, Unit, int, bytes]]) -> list[SignedTx]:
+        """Each miner outside the adversaries disputes the reports on its unit whose
+        evidence is not its digest's."""
+        txs = []
+        for name, key, unit, seg, auditor in reported:
+            report = self.ledger.state.audit(round_, key, 0, seg, auditor)
+            # a faking miner lets a lazy pass stand: a fallback audit might catch its fake
+            if (name in self.strategy.adversaries or unit.faked
+                    or report.evidence == report_evidence(auditor, unit.evidence[seg])):
+                continue
+            txs.append(self.parties[name].tx(self.genesis.chain_id, EvidenceDispute(
+                round_, key, 0, seg, auditor, unit.evidence[seg])))
+        return txs
+
+    def _fallback_audits(self, round_: int, units: dict[str, Unit]) -> None:
+        """The validator audits each disputed segment as a fallback auditor, in the
+        block after the disputes (still in the audit window)."""
+        height = self.schedule.claim_window(round_).start + 1
+        if height >= self.schedule.close_height(round_):
+            raise SimError("no room for fallback audits after the disputes")
+        t = self.ledger.block(height)
+        txs = []
+        for name, unit in units.items():
+            key = self.parties[name].key.public_key
+            for seg, _ in t.unit_disputes(round_, key, 0):
+                if seg in unit.faked:
+                    txs.append(self.validator.tx(self.genesis.chain_id, self._fraud(round_, key, unit, seg)))
+                    break
+                txs.append(self.validator.tx(self.genesis.chain_id, self._report(
+                    round_, key, unit, seg, VALIDATOR.public_key, False)))
+        self.ledger.apply(t, txs)
+        self.ledger.commit(t)
+
     def _unit(self, name: str, round_: int, start_hash: bytes) -> Unit:
         key = self.parties[name].key.public_key
         seed = sha256(b"uponode sim unit" + round_bytes(round_) + key)
         leaves = [sha256(seed + i.to_bytes(4, "big")) for i in range(self.training.segments + 1)]
+        evidence = [sha256(seed + b"gradient" + i.to_bytes(4, "big")) for i in range(self.training.segments)]
         commitment = WorkCommitment(
             round=round_, unit=0, shard=assign_unit(start_hash, key, 0).shard,
             start_root=self.ledger.state.model().root, checkpoint_root=merkle_root(leaves),
             checkpoint_count=len(leaves), leaves_hash=sha256(b"".join(leaves)), delta_hash=sha256(seed + b"delta"),
-            loss_trace=(LOSS_BITS,) * self.training.steps_per_unit, kernel_version=KERNEL_VERSION)
+            loss_trace=(LOSS_BITS,) * self.training.steps_per_unit, kernel_version=KERNEL_VERSION,
+            evidence_locks=tuple(evidence_lock(d) for d in evidence))
         faked = frozenset()
         if name == ADVERSARY and self.strategy.fake:
             # never the last segment: every unit's audit replays it
             faked = frozenset(self.fake_rng.sample(range(self.training.segments - 1), self.strategy.fake))
         self.oracle.faked[commitment.checkpoint_root] = faked
-        return Unit(name, leaves, commitment, faked)
+        return Unit(name, leaves, commitment, faked, evidence)
 
     def _audit(self, auditor: str, unit: Unit, challenged: tuple[int, ...]
                ) -> tuple[tuple[int, ...], int | None, tuple[int, ...], int]:
@@ -382,9 +429,11 @@ class World:
         return challenged, None, (), len(challenged)
 
     @staticmethod
-    def _report(round_: int, miner: bytes, unit: Unit, seg: int) -> AuditReport:
+    def _report(round_: int, miner: bytes, unit: Unit, seg: int, auditor: bytes, guessed: bool) -> AuditReport:
+        digest = sha256(b"a guess") if guessed else unit.evidence[seg]
         return AuditReport(round=round_, miner=miner, unit=0, segment=seg, result_hash=unit.leaves[seg + 1],
-                           result_proof=tuple(inclusion_proof(unit.leaves, seg + 1)))
+                           result_proof=tuple(inclusion_proof(unit.leaves, seg + 1)),
+                           evidence=report_evidence(auditor, digest))
 
     @staticmethod
     def _fraud(round_: int, miner: bytes, unit: Unit, seg: int) -> FraudProof:
@@ -399,6 +448,7 @@ class World:
         keys = [round_seed_key(round_), challenge_key(round_)]
         for prefix, length in ((COMMITMENT_PREFIX, COMMITMENT_KEY_LEN), (AUDIT_PREFIX, AUDIT_KEY_LEN),
                                (WITHHELD_PREFIX, WITHHELD_KEY_LEN), (DELTA_CLAIM_PREFIX, DELTA_CLAIM_KEY_LEN),
+                               (DISPUTE_PREFIX, DISPUTE_KEY_LEN),
                                (FRAUD_PREFIX, COMMITMENT_KEY_LEN)):
             keys += state.keys(prefix + r, length)
         epoch = round_ // self.genesis.consensus.epoch_rounds

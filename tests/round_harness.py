@@ -125,8 +125,8 @@ class Round:
 
     def audit(self, who: str, may_claim: bool = True) -> list:
         """What party `who` submits as an auditor of the round now: the payloads of its
-        reports, fraud proofs and withheld claims, fallback audits of segments others
-        claimed withheld included."""
+        reports, fraud proofs and withheld claims, fallback audits of units others
+        claimed withheld or whose reports were disputed included."""
         party = self.parties[who]
         state = self.chain.state
         round_ = RoundSchedule.from_genesis(self.genesis).round_of(self.chain.height)
@@ -135,7 +135,7 @@ class Round:
         auditor = self.auditor(who, payloads.append)
         tasks = assigned_tasks(self.genesis, party.key.public_key, round_, state.round_start_hash(round_),
                                challenge.hash, list(challenge.eligible), state.round_commitments(round_),
-                               state.round_withheld_claims(round_))
+                               state.round_fallback_openings(round_))
         for task in tasks:
             asyncio.run(auditor.audit(task, may_claim))
         return payloads
@@ -151,7 +151,7 @@ class Round:
         async def replay(*args):
             return compute.replay(*args)
 
-        return Auditor(self.genesis, party.blobs, fetch, replay, submit)
+        return Auditor(self.genesis, party.key.public_key, party.blobs, fetch, replay, submit)
 
     def txs(self, who: str, payloads: list) -> list[SignedTx]:
         return [self.parties[who].tx(self.genesis.chain_id, p) for p in payloads]

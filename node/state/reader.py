@@ -11,11 +11,14 @@ from typing import TypeVar
 
 from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, AUDITOR_KEY_LEN, AUDITOR_PREFIX,
                                 COMMITMENT_KEY_LEN, COMMITMENT_PREFIX, COMMITTEE_KEY, COMMITTEE_PREV_KEY,
-                                DELTA_CLAIM_KEY_LEN, DELTA_CLAIM_PREFIX, WITHHELD_KEY_LEN, WITHHELD_PREFIX,
+                                DELTA_CLAIM_KEY_LEN, DELTA_CLAIM_PREFIX, DISPUTE_KEY_LEN, DISPUTE_PREFIX,
+                                WITHHELD_KEY_LEN, WITHHELD_PREFIX,
                                 MODEL_KEY, SUPPLY_KEY, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX, AccountRecord,
-                                AuditorRecord, ChallengeRecord, Committee, CommitteeChange, FraudRecord,
+                                AuditorRecord, ChallengeRecord, Committee, CommitteeChange, DisputeRecord,
+                                FraudRecord,
                                 MinerRecord, ModelRecord, RoundSeed, Supply, WorkCount, account_key,
-                                audit_key, auditor_key, challenge_key, commitment_key, equivocation_key,
+                                audit_key, auditor_key, challenge_key, commitment_key, dispute_key,
+                                equivocation_key,
                                 fraud_key, miner_key, round_bytes, round_seed_key, split_audit_key,
                                 split_unit_key, work_count_key)
 from node.types.codec import Record
@@ -98,6 +101,29 @@ class StateReader:
     def round_withheld_claims(self, round_: int) -> list[tuple[bytes, int, int, bytes]]:
         """(miner, unit, segment, auditor) of every withheld-data claim of round_."""
         return [split_audit_key(k) for k in self.keys(WITHHELD_PREFIX + round_bytes(round_), WITHHELD_KEY_LEN)]
+
+    def round_disputes(self, round_: int) -> list[tuple[bytes, int, int, bytes]]:
+        """(miner, unit, segment, auditor) of every disputed audit report of round_."""
+        return [split_audit_key(k) for k in self.keys(DISPUTE_PREFIX + round_bytes(round_), DISPUTE_KEY_LEN)]
+
+    def unit_disputes(self, round_: int, miner: bytes, unit: int) -> list[tuple[int, bytes]]:
+        """(segment, auditor) of every disputed report on one unit: a scan of its keys only."""
+        prefix = commitment_key(round_, miner, unit)[1:]
+        return [split_audit_key(k)[2:] for k in self.keys(DISPUTE_PREFIX + prefix, DISPUTE_KEY_LEN)]
+
+    def dispute(self, round_: int, miner: bytes, unit: int, segment: int, auditor: bytes) -> DisputeRecord | None:
+        return self.record(dispute_key(round_, miner, unit, segment, auditor), DisputeRecord)
+
+    def standing_reports(self, round_: int, miner: bytes, unit: int) -> list[tuple[int, bytes, AuditReport]]:
+        """(segment, auditor, report) of every report on one unit that is not disputed."""
+        disputed = set(self.unit_disputes(round_, miner, unit))
+        return [(segment, auditor, self.audit(round_, miner, unit, segment, auditor))
+                for segment, auditor in self.unit_audits(round_, miner, unit) if (segment, auditor) not in disputed]
+
+    def round_fallback_openings(self, round_: int) -> list[tuple[bytes, int, int, bytes]]:
+        """(miner, unit, segment, claimer or disputed auditor) of every withheld claim and
+        disputed report of round_: what opens a unit to fallback audits."""
+        return self.round_withheld_claims(round_) + self.round_disputes(round_)
 
     def round_delta_claims(self, round_: int) -> list[tuple[bytes, int, bytes]]:
         """(miner, unit, validator) of every withheld-delta claim of round_."""

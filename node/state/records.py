@@ -32,6 +32,7 @@ WORK_COUNT_PREFIX = b"k"
 EQUIVOCATION_PREFIX = b"e"
 WITHHELD_PREFIX = b"x"
 DELTA_CLAIM_PREFIX = b"y"
+DISPUTE_PREFIX = b"v"
 COMMITTEE_KEY = b"committee"
 COMMITTEE_PREV_KEY = b"committee_prev"
 SUPPLY_KEY = b"supply"
@@ -41,6 +42,7 @@ AUDIT_KEY_LEN = COMMITMENT_KEY_LEN + 4 + 32
 AUDITOR_KEY_LEN = 1 + 32
 WITHHELD_KEY_LEN = AUDIT_KEY_LEN
 DELTA_CLAIM_KEY_LEN = COMMITMENT_KEY_LEN + 32
+DISPUTE_KEY_LEN = AUDIT_KEY_LEN
 WORK_COUNT_KEY_LEN = 1 + 8 + 32
 
 
@@ -131,6 +133,13 @@ class FraudRecord(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class DisputeRecord(Record):
+    """An audit report whose evidence was disproven: who disproved it."""
+    prover: bytes
+    SCHEMA = (("prover", PUBKEY),)
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkCount(Record):
     """A miner's accepted units in one epoch: what ranks the next committee."""
     units: int
@@ -165,6 +174,10 @@ def audit_key(round_: int, miner: bytes, unit: int, segment: int, auditor: bytes
 
 def withheld_key(round_: int, miner: bytes, unit: int, segment: int, auditor: bytes) -> bytes:
     return WITHHELD_PREFIX + audit_key(round_, miner, unit, segment, auditor)[1:]
+
+
+def dispute_key(round_: int, miner: bytes, unit: int, segment: int, auditor: bytes) -> bytes:
+    return DISPUTE_PREFIX + audit_key(round_, miner, unit, segment, auditor)[1:]
 
 
 def delta_claim_key(round_: int, miner: bytes, unit: int, validator: bytes) -> bytes:

@@ -2,8 +2,9 @@
 
 The close judges every unit committed in the round (slashed if proven fraudulent,
 withheld and slashed if its challenged data or attested delta was claimed withheld
-and never served, accepted if every challenged segment was audited, rejected
-otherwise), slashes auditors whose passes were disproven, steps the
+and never served, accepted if every challenged segment was audited by a report that
+stands, rejected otherwise), slashes auditors whose passes were disproven or whose
+evidence was disputed, steps the
 model over the accepted deltas, pays the round's emission to the accepted units'
 miners, their auditors and the proposer, counts each miner's accepted work, and
 at an epoch's end rotates the committee by that work.
@@ -28,7 +29,8 @@ class _Unit:
     """One committed unit at its round's close."""
     outcome: UnitOutcome
     commitment: WorkCommitment
-    reports: tuple[tuple[int, bytes], ...]  # (segment, auditor) of each audit report on the unit
+    reports: tuple[tuple[int, bytes], ...]  # (segment, auditor) of each report that stands
+    disputed: tuple[tuple[int, bytes, bytes], ...]  # (segment, auditor, prover) of each disputed one
 
     @property
     def auditors(self) -> tuple[bytes, ...]:
@@ -68,8 +70,13 @@ def close_round(t: Transition, proposer: bytes) -> tuple[RoundClose, ...]:
 def _round_units(t: Transition, round_: int) -> list[_Unit]:
     """Every unit committed in round_, in (miner, unit) order, with its outcome."""
     reports: dict[tuple[bytes, int], list[tuple[int, bytes]]] = collections.defaultdict(list)
+    disputed: dict[tuple[bytes, int], list[tuple[int, bytes, bytes]]] = collections.defaultdict(list)
+    for miner, unit, segment, auditor in t.round_disputes(round_):
+        prover = t.dispute(round_, miner, unit, segment, auditor).prover
+        disputed[(miner, unit)].append((segment, auditor, prover))
     for miner, unit, segment, auditor in t.round_audits(round_):
-        reports[(miner, unit)].append((segment, auditor))
+        if not any(d[:2] == (segment, auditor) for d in disputed.get((miner, unit), ())):
+            reports[(miner, unit)].append((segment, auditor))
     claimed: dict[tuple[bytes, int], set[int]] = collections.defaultdict(set)
     for miner, unit, segment, _ in t.round_withheld_claims(round_):
         claimed[(miner, unit)].add(segment)
@@ -85,7 +92,8 @@ def _round_units(t: Transition, round_: int) -> list[_Unit]:
         delta_withheld = 3 * delta_claims.get((miner, unit), 0) >= committee.total_power
         status = _unit_status(t, round_, miner, unit, {segment for segment, _ in unit_reports},
                               claimed.get((miner, unit), set()), delta_withheld)
-        units.append(_Unit(UnitOutcome(miner, unit, status), commitment, tuple(unit_reports)))
+        units.append(_Unit(UnitOutcome(miner, unit, status), commitment, tuple(unit_reports),
+                           tuple(disputed.get((miner, unit), ()))))
     return units
 
 
@@ -106,11 +114,14 @@ def _unit_status(t: Transition, round_: int, miner: bytes, unit: int, audited: s
 
 def _punish(t: Transition, round_: int, units: list[_Unit]) -> None:
     """Withholding costs the miner what fraud does (burned: a claim is only a word, so
-    it earns nothing).  An auditor that passed a segment later proven fraudulent is
-    slashed the same, the prover taking the bounty."""
+    it earns nothing).  An auditor that passed a segment later proven fraudulent, or
+    whose evidence was disputed (it never replayed), is slashed the same, the prover
+    taking the bounty."""
     e = t.economics
     for u in units:
         miner, unit = u.outcome.miner, u.outcome.unit
+        for _, auditor, prover in u.disputed:
+            t.slash(auditor, e.fraud_slash_bps, prover, e.fraud_bounty_bps)
         if u.outcome.status == WITHHELD:
             t.burn_bond(miner, e.fraud_slash_bps)
         fraud = t.fraud_record(round_, miner, unit) if u.outcome.status == SLASHED else None

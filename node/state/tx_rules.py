@@ -10,15 +10,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable
 
-from node.state.records import (SUPPLY_KEY, U64_MAX, AuditorRecord, FraudRecord, MinerRecord, audit_key,
-                                auditor_key, commitment_key, delta_claim_key, equivocation_key, fraud_key, miner_key,
-                                withheld_key)
+from node.state.records import (SUPPLY_KEY, U64_MAX, AuditorRecord, DisputeRecord, FraudRecord, MinerRecord,
+                                audit_key, auditor_key, commitment_key, delta_claim_key, dispute_key, equivocation_key,
+                                fraud_key, miner_key, withheld_key)
 from node.state.transition import Transition, TxError
 from node.types.merkle import verify_inclusion
-from node.types.transactions import (AuditReport, Bond, DeltaWithheld, DoubleSignEvidence, FraudProof,
-                                     RegisterAuditor, RegisterMiner, SignedTx, Transfer, Unbond, WithheldClaim,
-                                     WorkCommitment)
+from node.types.transactions import (AuditReport, Bond, DeltaWithheld, DoubleSignEvidence, EvidenceDispute,
+                                     FraudProof, RegisterAuditor, RegisterMiner, SignedTx, Transfer, Unbond,
+                                     WithheldClaim, WorkCommitment)
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.oracle import KERNEL_VERSION
 
 MAX_MINER_UNITS = 64
@@ -126,6 +127,8 @@ def _work_commitment(t: Transition, sender: bytes, p: WorkCommitment) -> None:
     segments = t.training.segments
     if p.checkpoint_count != segments + 1:
         raise TxError("bad_checkpoint_count", f"{p.checkpoint_count} checkpoints, a unit has {segments + 1}")
+    if len(p.evidence_locks) != segments:
+        raise TxError("bad_evidence_locks", f"{len(p.evidence_locks)} evidence locks, a unit has {segments} segments")
     if len(p.loss_trace) != t.training.steps_per_unit:
         raise TxError("bad_loss_trace",
                       f"{len(p.loss_trace)} losses, a unit has {t.training.steps_per_unit} steps")
@@ -155,13 +158,14 @@ def _audit_report(t: Transition, sender: bytes, p: AuditReport) -> None:
 
 def _may_audit(t: Transition, sender: bytes, round_: int, miner: bytes, unit: int) -> bool:
     """The unit's assigned auditors may report; once one of them has claimed some of its
-    data withheld, so may anyone eligible at the challenge but the miner: a fallback
-    that clears a miner whose data was there after all, so a false claim (or a claimer
-    that then stays silent) cannot cost an honest miner its bond or its reward."""
+    data withheld, or a report on it was disputed, so may anyone eligible at the
+    challenge but the miner: a fallback that clears a miner whose data was there after
+    all, so a false claim (or a claimer that then stays silent) or a lazy auditor cannot
+    cost an honest miner its bond or its reward."""
     if sender in _assigned(t, round_, miner, unit):
         return True
     return (sender != miner and sender in t.challenge(round_).eligible
-            and bool(t.unit_withheld_claims(round_, miner, unit)))
+            and bool(t.unit_withheld_claims(round_, miner, unit) or t.unit_disputes(round_, miner, unit)))
 
 
 def _assigned(t: Transition, round_: int, miner: bytes, unit: int) -> tuple[bytes, ...]:
@@ -201,8 +205,27 @@ def _delta_withheld(t: Transition, sender: bytes, p: DeltaWithheld) -> None:
     t.put(key, p)
 
 
+def _evidence_dispute(t: Transition, sender: bytes, p: EvidenceDispute) -> None:
+    # until the close, which judges the disputes it carries
+    if t.height not in t.schedule.delta_claim_window(p.round):
+        raise TxError("outside_window", f"height {t.height} takes no disputes for round {p.round}")
+    commitment = _known_commitment(t, p.round, p.miner, p.unit)
+    report = t.audit(p.round, p.miner, p.unit, p.segment, p.auditor)
+    if report is None:
+        raise TxError("unknown_report", f"no report by this auditor on segment {p.segment}")
+    if evidence_lock(p.gradient_digest) != commitment.evidence_locks[p.segment]:
+        raise TxError("bad_digest", "the digest is not the one the miner's commitment locks")
+    if report_evidence(p.auditor, p.gradient_digest) == report.evidence:
+        raise TxError("evidence_matches", "the report's evidence is right")
+    key = dispute_key(p.round, p.miner, p.unit, p.segment, p.auditor)
+    if t.record(key, DisputeRecord) is not None:
+        raise TxError("duplicate_dispute", "this report is already disputed")
+    t.put(key, DisputeRecord(prover=sender))
+
+
 def _segment_reported(t: Transition, round_: int, miner: bytes, unit: int, segment: int) -> bool:
-    return any(s == segment for s, _ in t.unit_audits(round_, miner, unit))
+    """Whether a report on segment stands: a disputed one never replayed it."""
+    return any(s == segment for s, _, _ in t.standing_reports(round_, miner, unit))
 
 
 # Fraud proofs a block may carry: each may cost a validator that has not seen it yet one
@@ -316,4 +339,5 @@ _RULES = {
     DoubleSignEvidence: _double_sign,
     WithheldClaim: _withheld_claim,
     DeltaWithheld: _delta_withheld,
+    EvidenceDispute: _evidence_dispute,
 }

@@ -18,6 +18,7 @@ TX_DOMAIN = "tx"
 VERIFIED_CACHE = 200_000  # transactions whose signature this process already checked
 MAX_LOSS_TRACE = 4096  # float32 loss values of one unit, as IEEE bits
 MAX_PROOF_DEPTH = 64  # Merkle siblings: trees of up to 2^64 checkpoints
+MAX_SEGMENTS = MAX_LOSS_TRACE  # a segment is at least one step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,16 +68,19 @@ class WorkCommitment(Record):
     delta_hash: bytes  # SHA-256 of the delta blob
     loss_trace: tuple[int, ...]  # float32 bits of the loss at each step
     kernel_version: int
+    evidence_locks: tuple[bytes, ...]  # each segment's lock on its gradient digest
     SCHEMA = (("round", U64), ("unit", U32), ("shard", U32), ("start_root", HASH),
               ("checkpoint_root", HASH), ("checkpoint_count", U32), ("leaves_hash", HASH),
               ("delta_hash", HASH),
-              ("loss_trace", ListOf(U32, MAX_LOSS_TRACE)), ("kernel_version", U32))
+              ("loss_trace", ListOf(U32, MAX_LOSS_TRACE)), ("kernel_version", U32),
+              ("evidence_locks", ListOf(HASH, MAX_SEGMENTS)))
 
 
 @dataclasses.dataclass(frozen=True)
 class AuditReport(Record):
     """An auditor's passing result of re-executing one segment of a miner's unit: the
-    state hash it computed, which is the committed leaf segment+1 (proof included).
+    state hash it computed, which is the committed leaf segment+1 (proof included), and
+    its evidence of the replay (node/uPoW/evidence.py), which the miner may dispute.
     A failing re-execution is reported as a FraudProof instead."""
     round: int
     miner: bytes
@@ -84,8 +88,10 @@ class AuditReport(Record):
     segment: int
     result_hash: bytes  # the state hash the auditor computed at the segment's end
     result_proof: tuple[bytes, ...]  # inclusion of result_hash as leaf segment+1
+    evidence: bytes  # report_evidence(auditor, the segment's gradient digest)
     SCHEMA = (("round", U64), ("miner", PUBKEY), ("unit", U32), ("segment", U32),
-              ("result_hash", HASH), ("result_proof", ListOf(HASH, MAX_PROOF_DEPTH)))
+              ("result_hash", HASH), ("result_proof", ListOf(HASH, MAX_PROOF_DEPTH)),
+              ("evidence", HASH))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +144,22 @@ class DeltaWithheld(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class EvidenceDispute(Record):
+    """Proof that an audit report's evidence is wrong: the segment's gradient digest,
+    which matches the miner's committed lock but not the report, so its auditor never
+    replayed the segment.  The report no longer counts, the unit opens to fallback
+    audits, and the auditor is slashed at the close, the disputer taking the bounty."""
+    round: int
+    miner: bytes
+    unit: int
+    segment: int
+    auditor: bytes
+    gradient_digest: bytes
+    SCHEMA = (("round", U64), ("miner", PUBKEY), ("unit", U32), ("segment", U32),
+              ("auditor", PUBKEY), ("gradient_digest", HASH))
+
+
+@dataclasses.dataclass(frozen=True)
 class DoubleSignEvidence(Record):
     """Two votes one validator signed for different blocks at the same height, round
     and step: proof of equivocation, which costs the validator part of its bond."""
@@ -148,7 +170,7 @@ class DoubleSignEvidence(Record):
 
 PAYLOAD = Tagged({1: Transfer, 2: Bond, 3: Unbond, 4: RegisterMiner, 5: WorkCommitment,
                   6: AuditReport, 7: FraudProof, 8: DoubleSignEvidence, 9: RegisterAuditor,
-                  10: WithheldClaim, 11: DeltaWithheld})
+                  10: WithheldClaim, 11: DeltaWithheld, 12: EvidenceDispute})
 
 
 @dataclasses.dataclass(frozen=True)

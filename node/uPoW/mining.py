@@ -15,8 +15,9 @@ import logging
 from typing import Callable
 
 from node.types.genesis import Genesis
-from node.types.transactions import WorkCommitment
+from node.types.transactions import AuditReport, EvidenceDispute, WorkCommitment
 from node.uPoW.assignment import assign_unit, challenged_segments
+from node.uPoW.evidence import report_evidence
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker
 
@@ -36,6 +37,9 @@ class Miner:
         self.schedule = RoundSchedule.from_genesis(genesis)
         self.started: set[int] = set()  # rounds whose units this miner has begun
         self.published: set[int] = set()  # rounds whose challenged checkpoints are stored
+        # the gradient digest of each challenged segment, by (round, unit, segment)
+        self.evidence: dict[tuple[int, int, int], bytes] = {}
+        self.disputed: set[tuple[int, int, int, bytes]] = set()  # (round, unit, segment, auditor)
         self.tasks: set[asyncio.Task] = set()
 
     def on_height(self, height: int, units: int, round_start_hash: bytes | None,
@@ -57,6 +61,22 @@ class Miner:
         self.published.add(round_)  # a round without our commitments is answered too
         if commitments:
             self._spawn(self._publish(round_, challenge_hash, round_start_hash, commitments))
+
+    def check_reports(self, round_: int, reports: list[tuple[int, int, bytes, AuditReport]]) -> None:
+        """Called after each finalized block while round_'s disputes are open, with the
+        standing reports (unit, segment, auditor, report) on this miner's units."""
+        for key in [k for k in self.evidence if k[0] < round_]:
+            del self.evidence[key]
+        for unit, segment, auditor, report in reports:
+            digest = self.evidence.get((round_, unit, segment))
+            if digest is None or (round_, unit, segment, auditor) in self.disputed:
+                continue
+            if report.evidence != report_evidence(auditor, digest):
+                log.warning("round %d unit %d: auditor %s passed segment %d without replaying it: "
+                            "disputing", round_, unit, auditor.hex()[:8], segment)
+                self.submit(EvidenceDispute(round=round_, miner=self.me, unit=unit, segment=segment,
+                                            auditor=auditor, gradient_digest=digest))
+                self.disputed.add((round_, unit, segment, auditor))
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
@@ -100,37 +120,40 @@ class Miner:
             segments = list(challenged_segments(challenge_hash, self.me, unit,
                                                 self.genesis.training.segments,
                                                 self.genesis.training.audit_segments))
-            if not (await self.worker.publish(round_, unit, segments)
-                    or await self.worker.holds_checkpoints(commitment.leaves_hash, segments)
-                    or await self._regenerate(commitment, start_hash, segments)):
+            data_seed = assign_unit(start_hash, self.me, unit).data_seed
+            digests = (await self.worker.publish(round_, unit, segments)
+                       or await self.worker.held_evidence(commitment, data_seed, segments)
+                       or await self._regenerate(commitment, data_seed, segments))
+            if not digests:
                 continue
+            self.evidence.update({(round_, unit, s): d for s, d in zip(segments, digests)})
             log.info("round %d unit %d: serving the checkpoints of challenged segments %s",
                      round_, unit, segments)
         await self.worker.forget_before(round_ + 1)
 
-    async def _regenerate(self, commitment: WorkCommitment, start_hash: bytes,
-                          segments: list[int]) -> bool:
+    async def _regenerate(self, commitment: WorkCommitment, data_seed: int,
+                          segments: list[int]) -> list[bytes] | None:
         """Re-train a committed unit whose checkpoints the worker lost (they live in its
-        memory only) and store the challenged ones; True if that gave the commitment."""
+        memory only) and store the challenged ones; their digests if that gave the
+        commitment."""
         round_, unit = commitment.round, commitment.unit
         if self.height() >= self.schedule.close_height(round_) - 1:
             # the audit window is over (say, a node syncing past rounds): no one asks now
             log.warning("round %d unit %d: checkpoints lost, and the audit window is over",
                         round_, unit)
-            return False
+            return None
         log.warning("round %d unit %d: checkpoints lost (restart?); re-training to answer the "
                     "challenge", round_, unit)
-        data_seed = assign_unit(start_hash, self.me, unit).data_seed
         try:
-            if await self.worker.publish_regenerated(commitment, data_seed, segments):
-                return True
+            digests = await self.worker.publish_regenerated(commitment, data_seed, segments)
         except Exception as exc:
             log.error("round %d unit %d: re-training failed: %s", round_, unit, exc)
-            return False
-        log.error("round %d unit %d: re-training did not give the commitment on chain "
-                  "(checkpoints %s); publishing nothing", round_, unit,
-                  commitment.checkpoint_root.hex()[:16])
-        return False
+            return None
+        if digests is None:
+            log.error("round %d unit %d: re-training did not give the commitment on chain "
+                      "(checkpoints %s); publishing nothing", round_, unit,
+                      commitment.checkpoint_root.hex()[:16])
+        return digests
 
     def close(self) -> None:
         for task in self.tasks:

@@ -68,16 +68,18 @@ def load_checkpoint(trainer: Trainer, model: ModelState, data_seed: int, index: 
 
 
 def replay_segment(trainer: Trainer, model: ModelState, data_seed: int, segment: int,
-                   start_blob: bytes) -> tuple[bytes, TrainingState]:
+                   start_blob: bytes) -> tuple[bytes, TrainingState, bytes]:
     """Re-execute segment from its start checkpoint (leaf segment): the leaf digest it
-    gives, and the end state on the trainer's backend.  InvalidCheckpoint if the start
-    is not a state of the unit; NonFiniteStateError if training from it fails."""
+    gives, the end state on the trainer's backend, and the segment's gradient digest
+    (node/uPoW/evidence.py).  InvalidCheckpoint if the start is not a state of the
+    unit; NonFiniteStateError if training from it fails."""
     n = trainer.genesis.training.segments
     if not 0 <= segment < n:
         raise ValueError(f"segment {segment} of a unit of {n} segments")
     state = load_checkpoint(trainer, model, data_seed, segment, start_blob)
     results = trainer.train(state, trainer.checkpoint_every)
-    return bytes.fromhex(results[-1].state_hash), state  # the trainer hashes checkpoints
+    end = results[-1]  # a checkpoint step: the trainer hashed its state and gradient
+    return bytes.fromhex(end.state_hash), state, end.gradient_digest
 
 
 def delta_from_checkpoint(trainer: Trainer, model: ModelState, data_seed: int,
@@ -105,7 +107,7 @@ def confirm_fraud(trainer: Trainer, model: ModelState, data_seed: int,
         if proof.segment == n:
             delta_hash, _ = delta_from_checkpoint(trainer, model, data_seed, start_blob)
             return delta_hash != commitment.delta_hash
-        end_hash, _ = replay_segment(trainer, model, data_seed, proof.segment, start_blob)
+        end_hash, _, _ = replay_segment(trainer, model, data_seed, proof.segment, start_blob)
         return end_hash != proof.claimed_end_hash
     except (InvalidCheckpoint, NonFiniteStateError):
         # a state that is not the unit's, or one whose honest replay fails, was never

@@ -15,6 +15,7 @@ from kernels.backend import Backend, cpu_backend
 from kernels.fpenv import require_ieee_subnormals
 from node.types.genesis import Genesis
 from node.uPoW.data import Corpus, eval_batch, train_batch
+from node.uPoW.evidence import gradient_digest
 from node.uPoW.model import GPT, ParameterLayout
 from node.uPoW.state import NonFiniteStateError, TrainingState, state_hash
 
@@ -25,6 +26,7 @@ class StepResult:
     loss: float
     grad_norm: float
     state_hash: str | None  # set at checkpoint steps
+    gradient_digest: bytes | None = None  # set at checkpoint steps (node/uPoW/evidence.py)
 
 
 class Trainer:
@@ -88,8 +90,10 @@ class Trainer:
               self.weight_decay)
         state.step += 1
         state.data_cursor += 1
-        digest = self.state_hash(state) if state.step % self.checkpoint_every == 0 else None
-        return StepResult(state.step, float(loss), float(norm), digest)
+        if state.step % self.checkpoint_every:
+            return StepResult(state.step, float(loss), float(norm), None)
+        return StepResult(state.step, float(loss), float(norm), self.state_hash(state),
+                          gradient_digest(self.backend.to_host(self.grads)))
 
     def train(self, state: TrainingState, steps: int,
               on_step: Callable[[StepResult], None] | None = None) -> list[StepResult]:

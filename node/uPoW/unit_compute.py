@@ -48,12 +48,14 @@ class TrainedUnit:
 
 @dataclasses.dataclass(frozen=True)
 class SegmentReplay:
-    """What re-executing one segment gave: the end state's hash, or why the start is
-    not a state of the unit; for the last segment also the delta's hash."""
+    """What re-executing one segment gave: the end state's hash and the segment's
+    gradient digest, or why the start is not a state of the unit; for the last segment
+    also the delta's hash."""
     end_hash: bytes | None
     delta_hash: bytes | None
     invalid_start: str | None
     seconds: float
+    gradient_digest: bytes | None = None
 
 
 class UnitCompute:
@@ -81,41 +83,50 @@ class UnitCompute:
         final_loss = float32_from_bits(work.loss_trace[-1])
         return TrainedUnit(commitment, time.perf_counter() - started, final_loss)
 
-    def publish(self, round_: int, unit: int, leaves: list[int]) -> bool:
+    # A challenge names segments; the checkpoint a segment starts from is the leaf of the
+    # same index.  Each publishing call returns the challenged segments' gradient
+    # digests, which the miner needs to check its auditors' evidence; None if it could
+    # not publish.
+
+    def publish(self, round_: int, unit: int, segments: list[int]) -> list[bytes] | None:
         """Store the checkpoints a challenge asks for, then forget the unit's others;
-        False if this worker does not hold the unit (it restarted since training it)."""
+        None if this worker does not hold the unit (it restarted since training it)."""
         work = self._kept.pop((round_, unit), None)
         if work is None:
-            return False
-        self._store_checkpoints(work, leaves)
-        return True
+            return None
+        return self._store_checkpoints(work, segments)
 
-    def holds_checkpoints(self, leaves_hash: bytes, leaves: list[int]) -> bool:
-        """Whether the store holds these checkpoints of the unit already (published
-        before a restart)."""
-        if not self.blobs.has(leaves_hash.hex()):
-            return False
-        hashes = decode_leaves(self.blobs.get(leaves_hash.hex()))
-        return all(self.blobs.has(hashes[index].hex()) for index in leaves)
+    def held_evidence(self, commitment: WorkCommitment, data_seed: int,
+                      segments: list[int]) -> list[bytes] | None:
+        """For checkpoints the store holds already (published before a restart): the
+        digests, found by replaying those segments; None if the store lacks any."""
+        if not self.blobs.has(commitment.leaves_hash.hex()):
+            return None
+        leaves = decode_leaves(self.blobs.get(commitment.leaves_hash.hex()))
+        if not all(self.blobs.has(leaves[segment].hex()) for segment in segments):
+            return None
+        model = self._model(commitment.start_root)
+        return [replay_segment(self.trainer, model, data_seed, segment, self.blobs.get(leaves[segment].hex()))[2]
+                for segment in segments]
 
     def publish_regenerated(self, commitment: WorkCommitment, data_seed: int,
-                            leaves: list[int]) -> bool:
+                            segments: list[int]) -> list[bytes] | None:
         """Re-train a committed unit this worker no longer holds and store the checkpoints
         a challenge asks for.  Training is bit-deterministic, so the work is exactly what
         was committed; if it is not (the commitment is not this unit's work, or the
-        trainer changed), store nothing and return False."""
+        trainer changed), store nothing and return None."""
         work = self.unit_trainer(self.trainer, self._model(commitment.start_root), data_seed)
         if commitment_for(commitment.round, commitment.unit, commitment.shard,
                           commitment.start_root, work) != commitment:
-            return False
+            return None
         self.blobs.put(work.leaves_blob)
         self.blobs.put(work.delta_blob)
-        self._store_checkpoints(work, leaves)
-        return True
+        return self._store_checkpoints(work, segments)
 
-    def _store_checkpoints(self, work: UnitWork, leaves: list[int]) -> None:
-        for index in leaves:
-            self.blobs.put(work.checkpoints[index])
+    def _store_checkpoints(self, work: UnitWork, segments: list[int]) -> list[bytes]:
+        for segment in segments:
+            self.blobs.put(work.checkpoints[segment])
+        return [work.evidence[segment] for segment in segments]
 
     def forget_before(self, round_: int) -> None:
         for key in [k for k in self._kept if k[0] < round_]:
@@ -128,8 +139,8 @@ class UnitCompute:
         started = time.perf_counter()
         model = self._model(model_root)
         try:
-            end_hash, end = replay_segment(self.trainer, model, data_seed, segment,
-                                           self.blobs.get(start_hash.hex()))
+            end_hash, end, digest = replay_segment(self.trainer, model, data_seed, segment,
+                                                   self.blobs.get(start_hash.hex()))
         except (InvalidCheckpoint, NonFiniteStateError) as exc:
             return SegmentReplay(None, None, str(exc), time.perf_counter() - started)
         delta_hash = None
@@ -139,7 +150,7 @@ class UnitCompute:
             if delta_hash != committed_delta:
                 # a validator checking the delta fraud proof fetches this state here
                 self.blobs.put(encode_state(self.trainer.layout, end))
-        return SegmentReplay(end_hash, delta_hash, None, time.perf_counter() - started)
+        return SegmentReplay(end_hash, delta_hash, None, time.perf_counter() - started, digest)
 
     def confirm_fraud(self, question: FraudQuestion) -> bool:
         """The verdict on a fraud proof (WorkOracle.confirm_fraud's meaning); the model and
@@ -207,15 +218,16 @@ class ComputeWorker:
                     data_seed: int) -> TrainedUnit:
         return await self._run(UnitCompute.train, round_, unit, shard, model_root, data_seed)
 
-    async def publish(self, round_: int, unit: int, leaves: list[int]) -> bool:
-        return await self._run(UnitCompute.publish, round_, unit, leaves)
+    async def publish(self, round_: int, unit: int, segments: list[int]) -> list[bytes] | None:
+        return await self._run(UnitCompute.publish, round_, unit, segments)
 
-    async def holds_checkpoints(self, leaves_hash: bytes, leaves: list[int]) -> bool:
-        return await self._run(UnitCompute.holds_checkpoints, leaves_hash, leaves)
+    async def held_evidence(self, commitment: WorkCommitment, data_seed: int,
+                            segments: list[int]) -> list[bytes] | None:
+        return await self._run(UnitCompute.held_evidence, commitment, data_seed, segments)
 
     async def publish_regenerated(self, commitment: WorkCommitment, data_seed: int,
-                                  leaves: list[int]) -> bool:
-        return await self._run(UnitCompute.publish_regenerated, commitment, data_seed, leaves)
+                                  segments: list[int]) -> list[bytes] | None:
+        return await self._run(UnitCompute.publish_regenerated, commitment, data_seed, segments)
 
     async def forget_before(self, round_: int) -> None:
         await self._run(UnitCompute.forget_before, round_)

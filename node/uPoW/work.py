@@ -3,8 +3,10 @@
 A unit trains steps_per_unit steps from the round's model with the unit's data
 stream.  Its leaves are the start state's hash and the state hash after every
 checkpoint_every steps (n segments, n+1 leaves); the checkpoint blobs are the
-encoded states, so a leaf is its blob's SHA-256.  The delta is the end
-parameters minus the round's, as a float32 blob.
+encoded states, so a leaf is its blob's SHA-256.  Each segment also has the digest of
+its last step's gradient, kept by the miner and locked in the commitment
+(node/uPoW/evidence.py).  The delta is the end parameters minus the round's, as a
+float32 blob.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from node.types.merkle import merkle_root
 from node.types.transactions import WorkCommitment
+from node.uPoW.evidence import evidence_lock
 from node.uPoW.model import ParameterLayout
 from node.uPoW.model_state import BlobFormatError, ModelState
 from node.uPoW.oracle import KERNEL_VERSION
@@ -83,6 +86,7 @@ class UnitWork:
     delta_blob: bytes
     delta_hash: bytes
     loss_trace: tuple[int, ...]  # float32 bits of each step's loss
+    evidence: tuple[bytes, ...]  # each segment's gradient digest: the miner's secret
 
 
 def _f32_bits(value: float) -> int:
@@ -101,7 +105,7 @@ def train_unit(trainer: Trainer, model: ModelState, data_seed: int,
     state = unit_start_state(trainer, model, data_seed)
     checkpoints = [encode_state(layout, trainer.host_state(state))]
     leaves = [hashlib.sha256(checkpoints[0]).digest()]
-    losses = []
+    losses, evidence = [], []
     for _ in range(trainer.genesis.training.steps_per_unit):
         result = trainer.step(state)
         losses.append(_f32_bits(result.loss))
@@ -109,13 +113,14 @@ def train_unit(trainer: Trainer, model: ModelState, data_seed: int,
             # the trainer hashed this state already: only the blob is left to make
             checkpoints.append(encode_state(layout, trainer.host_state(state)))
             leaves.append(bytes.fromhex(result.state_hash))
+            evidence.append(result.gradient_digest)
         if on_step is not None:
             on_step(result)
     delta_hash, delta_blob = unit_delta(model, trainer.host_state(state).params)
     leaves_blob = encode_leaves(leaves)
     return UnitWork(leaves=leaves, checkpoints=checkpoints, leaves_blob=leaves_blob,
                     checkpoint_root=merkle_root(leaves), delta_blob=delta_blob,
-                    delta_hash=delta_hash, loss_trace=tuple(losses))
+                    delta_hash=delta_hash, loss_trace=tuple(losses), evidence=tuple(evidence))
 
 
 def commitment_for(round_: int, unit: int, shard: int, model_root: bytes,
@@ -125,4 +130,5 @@ def commitment_for(round_: int, unit: int, shard: int, model_root: bytes,
                           checkpoint_count=len(work.leaves),
                           leaves_hash=hashlib.sha256(work.leaves_blob).digest(),
                           delta_hash=work.delta_hash, loss_trace=work.loss_trace,
-                          kernel_version=KERNEL_VERSION)
+                          kernel_version=KERNEL_VERSION,
+                          evidence_locks=tuple(evidence_lock(d) for d in work.evidence))

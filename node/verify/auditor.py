@@ -4,12 +4,15 @@ For each unit of a round this key is assigned to, fetch the miner's leaves (chec
 against the committed Merkle root), then for each challenged segment the checkpoint
 at its start, re-execute it, and compare the end state's hash with the committed
 leaf, bit for bit.  A match is reported in a signed AuditReport with the leaf's
-Merkle proof; a mismatch, or a start that is not a state of the unit, in a
+Merkle proof and the evidence of the replay (node/uPoW/evidence.py) bound to this
+auditor's key; a mismatch, or a start that is not a state of the unit, in a
 FraudProof, which any validator confirms by re-running that one segment.  A unit
 whose blobs cannot be fetched is retried until the audit window closes, and never
 reported as passing; in the claim window an assigned auditor claims it withheld,
 which slashes the miner unless another auditor, fetching it after all, reports it
-passing.  The last segment's report also attests that the delta was fetched.
+passing.  The last segment's report also attests that the delta was fetched.  A
+segment that replays to its leaf but not to the miner's evidence lock is not passed:
+the miner locked a digest no replay gives, and the unit goes unpaid.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.types.transactions import AuditReport, FraudProof, WithheldClaim, WorkCommitment
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.model_state import BlobFormatError
 from node.uPoW.state import STATE_DOMAIN
 from node.uPoW.unit_compute import SegmentReplay
@@ -54,9 +58,9 @@ def assigned_tasks(genesis: Genesis, me: bytes, round_: int, round_start_hash: b
                    commitments: list[tuple[bytes, int, WorkCommitment]],
                    claims: Sequence[tuple[bytes, int, int, bytes]] = ()) -> list[AuditTask]:
     """The units of round_ that me must audit, with their challenged segments; and, if me
-    is eligible, a fallback task for each unit with a withheld claim (miner, unit,
-    segment, claimer) in claims that me is not assigned, so a false claim cannot cost an
-    honest miner."""
+    is eligible, a fallback task for each unit with a withheld claim or a disputed report
+    (miner, unit, segment, claimer or auditor) in claims that me is not assigned, so a
+    false claim or a lazy auditor cannot cost an honest miner."""
     training = genesis.training
     claimed = {(miner, unit) for miner, unit, _, _ in claims}
     tasks = []
@@ -74,9 +78,10 @@ def assigned_tasks(genesis: Genesis, me: bytes, round_: int, round_start_hash: b
 
 
 class Auditor:
-    def __init__(self, genesis: Genesis, blobs: BlobStore, fetch: Fetch, replay: Replay,
+    def __init__(self, genesis: Genesis, me: bytes, blobs: BlobStore, fetch: Fetch, replay: Replay,
                  submit: Submit):
         self.genesis = genesis
+        self.me = me
         self.blobs = blobs
         self.fetch = fetch
         self.replay = replay
@@ -107,11 +112,17 @@ class Auditor:
                 self.submit(fraud[0])
                 self.done.add(key)
                 return True
+            if evidence_lock(result.gradient_digest) != task.commitment.evidence_locks[segment]:
+                log.warning("%s: segment %d replays to its leaf but not to the miner's evidence "
+                            "lock: not passing it", task.name, segment)
+                self.done.add(key)
+                return True
             log.info("%s: segment %d re-executed bit-exactly in %.2f s", task.name, segment,
                      result.seconds)
             reports.append(AuditReport(
                 round=task.round, miner=task.miner, unit=task.unit, segment=segment,
-                result_hash=result.end_hash, result_proof=tuple(inclusion_proof(leaves, segment + 1))))
+                result_hash=result.end_hash, result_proof=tuple(inclusion_proof(leaves, segment + 1)),
+                evidence=report_evidence(self.me, result.gradient_digest)))
         for report in reports:
             self.submit(report)
         self.done.add(key)

@@ -29,8 +29,8 @@ from node.types.codec import DecodeError
 from node.storage.home import NodeHome
 from node.state.records import Committee
 from node.storage.blobstore import BlobStore
-from node.types.transactions import (Bond, FraudProof, RegisterAuditor, SignedTx, WithheldClaim, WorkCommitment,
-                                     sign_tx)
+from node.types.transactions import (Bond, EvidenceDispute, FraudProof, RegisterAuditor, SignedTx, WithheldClaim,
+                                     WorkCommitment, sign_tx)
 from node.uPoW.assignment import challenge_seed
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
@@ -57,7 +57,8 @@ class RoundView:
     challenge_hash: bytes | None = None
     eligible: tuple[bytes, ...] = ()
     commitments: list[tuple[bytes, int, WorkCommitment]] = dataclasses.field(default_factory=list)
-    # (miner, unit, segment, claimer) of each withheld claim: units open to a fallback audit
+    # (miner, unit, segment, claimer or disputed auditor) of each withheld claim and dispute:
+    # units open to a fallback audit
     claims: list[tuple[bytes, int, int, bytes]] = dataclasses.field(default_factory=list)
 
 
@@ -217,6 +218,9 @@ class LightAuditor:
             elif isinstance(payload, WithheldClaim):
                 self._round(payload.round).claims.append(
                     (payload.miner, payload.unit, payload.segment, tx.body.sender))
+            elif isinstance(payload, EvidenceDispute):
+                self._round(payload.round).claims.append(
+                    (payload.miner, payload.unit, payload.segment, payload.auditor))
         for close in block.close:
             if close.next_committee:
                 self.committee = Committee(close.next_committee)
@@ -286,8 +290,8 @@ class LightAuditor:
                 continue
             if self.compute is None:
                 self.compute = UnitCompute(self.genesis, self.blobs)
-                self.auditor = Auditor(self.genesis, self.blobs, self._fetch, self._replay,
-                                       self._queue)
+                self.auditor = Auditor(self.genesis, self.key.public_key, self.blobs, self._fetch,
+                                       self._replay, self._queue)
             started = asyncio.get_running_loop().time()
             try:
                 reported = await self.auditor.audit(task, may_claim)

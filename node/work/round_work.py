@@ -41,7 +41,7 @@ class RoundWork:
         self.submit = submit
         self.schedule = RoundSchedule.from_genesis(genesis)
         self.miner = Miner(genesis, me, worker, submit, lambda: chain.height)
-        self.auditor = Auditor(genesis, fetcher.store, self.fetch, worker.replay, submit)
+        self.auditor = Auditor(genesis, me, fetcher.store, self.fetch, worker.replay, submit)
         self._registered_at: int | None = None  # height at which we asked to become a miner
         self._auditing: asyncio.Task | None = None
         self._fetching: set[bytes] = set()
@@ -77,7 +77,7 @@ class RoundWork:
                 self._auditing is None or self._auditing.done()):
             tasks = assigned_tasks(self.genesis, self.me, round_, state.round_start_hash(round_),
                                    challenge.hash, list(challenge.eligible), commitments,
-                                   state.round_withheld_claims(round_))
+                                   state.round_fallback_openings(round_))
             if tasks:
                 # the block being built next is the one a claim would land in
                 may_claim = height + 1 in self.schedule.claim_window(round_)
@@ -124,6 +124,10 @@ class RoundWork:
         if challenge is not None and done not in self.miner.published:
             mine = [c for m, _, c in state.round_commitments(done) if m == self.me]
             self.miner.on_challenge(done, challenge.hash, state.round_start_hash(done), mine)
+        if challenge is not None and height + 1 in self.schedule.delta_claim_window(done):
+            reports = [(unit, segment, auditor, report) for miner, unit, _ in state.round_commitments(done)
+                       if miner == self.me for segment, auditor, report in state.standing_reports(done, miner, unit)]
+            self.miner.check_reports(done, reports)
 
     def _register(self, state, height: int) -> None:
         # asked once, and again if the registration has not landed after a while

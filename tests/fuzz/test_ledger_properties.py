@@ -21,9 +21,10 @@ from node.state.round_close import close_round
 from node.state.transition import Transition, TxError
 from node.state.tx_rules import apply_tx
 from node.types.merkle import inclusion_proof, merkle_root
-from node.types.transactions import (AuditReport, Bond, DeltaWithheld, FraudProof, RegisterAuditor, RegisterMiner,
-                                     Transfer, Unbond, WithheldClaim, WorkCommitment, sign_tx)
+from node.types.transactions import (AuditReport, Bond, DeltaWithheld, EvidenceDispute, FraudProof, RegisterAuditor,
+                                     RegisterMiner, Transfer, Unbond, WithheldClaim, WorkCommitment, sign_tx)
 from node.uPoW.assignment import assigned_auditors, challenged_segments
+from node.uPoW.evidence import evidence_lock
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION
 from node.uPoW.rounds import AUDIT, TRAIN, RoundSchedule
@@ -70,7 +71,12 @@ def _commitment(miner: bytes, round_: int, model_root: bytes) -> WorkCommitment:
     leaves = _leaves(miner, round_)
     return WorkCommitment(round_, 0, 0, model_root, merkle_root(leaves), SEGMENTS + 1,
                           sha256(b"".join(leaves)), sha256(b"delta" + miner), (0,) * SEGMENTS,
-                          KERNEL_VERSION)
+                          KERNEL_VERSION, tuple(evidence_lock(_digest(miner, round_, i)) for i in range(SEGMENTS)))
+
+
+def _digest(miner: bytes, round_: int, segment: int) -> bytes:
+    """The gradient digest the miner locks for segment; the reports below never carry it."""
+    return sha256(b"gradient" + miner + round_.to_bytes(8, "big") + bytes([segment]))
 
 
 def _audit(t: Transition, miner: bytes, round_: int, pick: int) -> tuple[SigningKey | None, AuditReport]:
@@ -81,7 +87,7 @@ def _audit(t: Transition, miner: bytes, round_: int, pick: int) -> tuple[Signing
     segment = segments[pick % len(segments)]
     leaves = _leaves(miner, round_)
     report = AuditReport(round_, miner, 0, segment, leaves[segment + 1],
-                         tuple(inclusion_proof(leaves, segment + 1)))
+                         tuple(inclusion_proof(leaves, segment + 1)), bytes(32))
     return (BY_KEY.get(auditors[0]) if auditors else None), report
 
 
@@ -117,6 +123,10 @@ def _signed(t: Transition, state: ChainState, kind, sender, other, amount, nonce
         key, payload = auditor or key, WithheldClaim(round_, miner, 0, report.segment)
     elif SCHEDULE.phase(t.height) == AUDIT and amount % 7 == 2:
         key, payload = KEYS[3], DeltaWithheld(round_, miner, 0)  # the committee's one member
+    elif SCHEDULE.phase(t.height) == AUDIT and amount % 7 == 3:
+        auditor, report = _audit(t, miner, round_, amount)
+        reporter = auditor.public_key if auditor else miner
+        payload = EvidenceDispute(round_, miner, 0, report.segment, reporter, _digest(miner, round_, report.segment))
     elif SCHEDULE.phase(t.height) == AUDIT:
         auditor, payload = _audit(t, miner, round_, amount)
         key = auditor or key

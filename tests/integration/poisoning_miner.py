@@ -49,7 +49,8 @@ def train_with_poison(trainer: Trainer, model: ModelState, data_seed: int) -> Un
     losses = (*work.loss_trace[:-1], int(np.float32(result.loss).view(np.uint32)))
     return dataclasses.replace(work, checkpoints=[*work.checkpoints[:-2], blob, end_blob], leaves=leaves,
                                leaves_blob=encode_leaves(leaves), checkpoint_root=merkle_root(leaves),
-                               delta_blob=delta_blob, delta_hash=delta_hash, loss_trace=losses)
+                               delta_blob=delta_blob, delta_hash=delta_hash, loss_trace=losses,
+                               evidence=(*work.evidence[:-1], result.gradient_digest))
 
 
 def main(argv: list[str]) -> int:

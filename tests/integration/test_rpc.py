@@ -418,7 +418,7 @@ async def test_round_with_a_committed_unit(client, chain):
         start_root=chain.state.model().root, checkpoint_root=b"\x01" * 32,
         checkpoint_count=training.segments + 1,
         leaves_hash=b"\x02" * 32, delta_hash=b"\x03" * 32, loss_trace=loss_trace,
-        kernel_version=KERNEL_VERSION)
+        kernel_version=KERNEL_VERSION, evidence_locks=(b"\x04" * 32,) * training.segments)
     cid = chain.genesis.chain_id
     finalize_next(chain, [sign_tx(USER, cid, 3, Bond(chain.genesis.economics.min_miner_bond)),
                           sign_tx(USER, cid, 4, RegisterMiner(1)),

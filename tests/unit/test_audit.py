@@ -16,6 +16,7 @@ from node.uPoW.state import TrainingState, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import (UnitWork, commitment_for, decode_delta, encode_delta, encode_leaves,
                             train_unit, unit_delta, unit_start_state)
+from node.uPoW.evidence import evidence_lock
 from node.uPoW.replay import (InvalidCheckpoint, confirm_fraud, delta_from_checkpoint,
                                load_checkpoint, replay_segment)
 
@@ -32,7 +33,8 @@ def _work(checkpoints: list[bytes], delta_blob: bytes) -> UnitWork:
     leaves = [hashlib.sha256(c).digest() for c in checkpoints]
     return UnitWork(leaves=leaves, checkpoints=checkpoints, leaves_blob=encode_leaves(leaves),
                     checkpoint_root=merkle_root(leaves), delta_blob=delta_blob,
-                    delta_hash=hashlib.sha256(delta_blob).digest(), loss_trace=())
+                    delta_hash=hashlib.sha256(delta_blob).digest(), loss_trace=(),
+                    evidence=(bytes(32),) * (len(checkpoints) - 1))
 
 
 def _cheat(trainer: Trainer, model: ModelState, train_seed: int,
@@ -69,9 +71,13 @@ def _fraud(trainer: Trainer, model: ModelState, work: UnitWork, segment: int) ->
 
 def test_an_honest_unit_replays_and_is_never_fraud(trainer, model, honest):
     n = trainer.genesis.training.segments
+    locks = commitment_for(0, 0, 0, model_root(encode_model(model)), honest).evidence_locks
+    assert len(set(honest.evidence)) == n == len(locks)
     for segment in range(n):
-        end_hash, _ = replay_segment(trainer, model, SEED, segment, honest.checkpoints[segment])
+        end_hash, _, digest = replay_segment(trainer, model, SEED, segment, honest.checkpoints[segment])
         assert end_hash == honest.leaves[segment + 1]
+        # the replay finds the miner's secret, which its commitment locks
+        assert digest == honest.evidence[segment] and evidence_lock(digest) == locks[segment]
     assert delta_from_checkpoint(trainer, model, SEED, honest.checkpoints[n]) == (
         honest.delta_hash, honest.delta_blob)
     assert not any(_fraud(trainer, model, honest, s) for s in range(n + 1))

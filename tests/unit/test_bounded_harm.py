@@ -94,7 +94,7 @@ def _jumped(trainer: Trainer, model: ModelState, forge) -> UnitWork:
     delta_hash, delta_blob = unit_delta(model, end.params)
     return UnitWork(leaves=leaves, checkpoints=checkpoints, leaves_blob=encode_leaves(leaves),
                     checkpoint_root=merkle_root(leaves), delta_blob=delta_blob,
-                    delta_hash=delta_hash, loss_trace=honest.loss_trace)
+                    delta_hash=delta_hash, loss_trace=honest.loss_trace, evidence=honest.evidence)
 
 
 def _moments(value: float):

@@ -180,7 +180,7 @@ def test_an_oversize_transaction_is_refused():
     state = ChainState.from_genesis(small, genesis_model_root(small))
     t = Transition(state, small, 1, parent_hash(1), EMPTY_COMMIT, NoOracle(small))
     apply_tx(t, tx(BOB, RegisterMiner(1), state))
-    big = tx(BOB, WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), bytes(32), tuple(range(2000)), 1),
+    big = tx(BOB, WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), bytes(32), tuple(range(2000)), 1, ()),
              state, nonce=1)
     assert len(big.encode()) > 4096
     before = dict(t.writes)
@@ -191,7 +191,7 @@ def test_an_oversize_transaction_is_refused():
 
 def test_oversize_fields_cannot_be_encoded():
     with pytest.raises(ValueError, match="exceeds the cap"):
-        WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), bytes(32), (0,) * 5000, 1).encode()
+        WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), bytes(32), (0,) * 5000, 1, ()).encode()
 
 
 def test_a_sender_without_an_account_can_spend_nothing(state):
@@ -300,7 +300,8 @@ def _commitment(unit=0, round_=0, **changes) -> WorkCommitment:
     base = WorkCommitment(round=round_, unit=unit, shard=0, start_root=genesis_model_root(GENESIS),
                           checkpoint_root=merkle_root(CHECKPOINTS), checkpoint_count=len(CHECKPOINTS),
                           leaves_hash=sha256(b"".join(CHECKPOINTS)), delta_hash=DELTA,
-                          loss_trace=(1, 2, 3, 4), kernel_version=KERNEL_VERSION)
+                          loss_trace=(1, 2, 3, 4), kernel_version=KERNEL_VERSION,
+                          evidence_locks=(bytes(32),) * (len(CHECKPOINTS) - 1))
     return dataclasses.replace(base, **changes)
 
 
@@ -377,7 +378,8 @@ def _assignment(state, miner=BOB, unit=0):
 def _audit(segment, miner=BOB, unit=0, round_=0, result=None, proof=None) -> AuditReport:
     return AuditReport(round=round_, miner=miner.public_key, unit=unit, segment=segment,
                        result_hash=CHECKPOINTS[segment + 1] if result is None else result,
-                       result_proof=tuple(inclusion_proof(CHECKPOINTS, segment + 1) if proof is None else proof))
+                       result_proof=tuple(inclusion_proof(CHECKPOINTS, segment + 1) if proof is None else proof),
+                       evidence=bytes(32))
 
 
 def test_an_assigned_audit_of_a_challenged_segment_is_accepted_once(auditing):

@@ -19,7 +19,7 @@ def _commitment(store: BlobStore, leaves: list[bytes], root: bytes | None = None
     return WorkCommitment(round=0, unit=0, shard=0, start_root=bytes(32),
                           checkpoint_root=merkle_root(leaves) if root is None else root,
                           checkpoint_count=len(leaves), leaves_hash=leaves_hash,
-                          delta_hash=bytes(32), loss_trace=(), kernel_version=1)
+                          delta_hash=bytes(32), loss_trace=(), kernel_version=1, evidence_locks=())
 
 
 def test_an_honest_units_checkpoints_go_except_those_kept(tmp_path):

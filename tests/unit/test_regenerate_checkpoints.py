@@ -10,6 +10,7 @@ import shutil
 from node.storage.blobstore import BlobStore
 from node.types.crypto import SigningKey, sha256
 from node.uPoW.assignment import assign_unit
+from node.uPoW.evidence import evidence_lock
 from node.uPoW.mining import Miner
 from node.uPoW.model_state import encode_model
 from node.uPoW.rounds import RoundSchedule
@@ -39,12 +40,15 @@ def test_a_restarted_compute_publishes_the_challenged_checkpoints_byte_for_byte(
     shutil.copytree(tmp_path / "first", tmp_path / "restarted")
     restarted = UnitCompute(trainer.genesis, BlobStore(tmp_path / "restarted"))
 
-    assert not restarted.publish(ROUND, UNIT, challenged)  # nothing kept in memory
-    assert not restarted.holds_checkpoints(commitment.leaves_hash, challenged)
-    assert restarted.publish_regenerated(commitment, data_seed, challenged)
-    assert restarted.holds_checkpoints(commitment.leaves_hash, challenged)
+    assert restarted.publish(ROUND, UNIT, challenged) is None  # nothing kept in memory
+    assert restarted.held_evidence(commitment, data_seed, challenged) is None
+    regenerated = restarted.publish_regenerated(commitment, data_seed, challenged)
+    # once stored, a later restart finds the same digests by replaying the segments
+    assert restarted.held_evidence(commitment, data_seed, challenged) == regenerated
 
-    assert first.publish(ROUND, UNIT, challenged)  # what the first would have stored
+    # what the first would have stored, and the digests its commitment locks
+    assert first.publish(ROUND, UNIT, challenged) == regenerated
+    assert [evidence_lock(d) for d in regenerated] == [commitment.evidence_locks[s] for s in challenged]
     leaves = decode_leaves(first.blobs.get(commitment.leaves_hash.hex()))
     for index, leaf in enumerate(leaves):
         stored = [compute.blobs.has(leaf.hex()) for compute in (first, restarted)]
@@ -65,8 +69,8 @@ def test_a_commitment_the_regenerated_work_does_not_match_publishes_nothing(
     leaves = decode_leaves(restarted.blobs.get(commitment.leaves_hash.hex()))
     not_this_work = dataclasses.replace(commitment, delta_hash=sha256(b"another delta"))
 
-    assert not restarted.publish_regenerated(not_this_work, data_seed, challenged)
-    assert not restarted.publish_regenerated(commitment, data_seed + 1, challenged)
+    assert restarted.publish_regenerated(not_this_work, data_seed, challenged) is None
+    assert restarted.publish_regenerated(commitment, data_seed + 1, challenged) is None
     assert not any(restarted.blobs.has(leaf.hex()) for leaf in leaves)
 
 
@@ -77,17 +81,17 @@ class _Worker:
         self.held = held
         self.calls: list[tuple] = []
 
-    async def publish(self, round_, unit, leaves):
-        self.calls.append(("publish", round_, unit, leaves))
-        return self.held
+    async def publish(self, round_, unit, segments):
+        self.calls.append(("publish", round_, unit, segments))
+        return [bytes(32)] * len(segments) if self.held else None
 
-    async def holds_checkpoints(self, leaves_hash, leaves):
-        self.calls.append(("holds_checkpoints", leaves_hash, leaves))
-        return False
+    async def held_evidence(self, commitment, data_seed, segments):
+        self.calls.append(("held_evidence", commitment, data_seed, segments))
+        return None
 
-    async def publish_regenerated(self, commitment, data_seed, leaves):
-        self.calls.append(("publish_regenerated", commitment, data_seed, leaves))
-        return True
+    async def publish_regenerated(self, commitment, data_seed, segments):
+        self.calls.append(("publish_regenerated", commitment, data_seed, segments))
+        return [bytes(32)] * len(segments)
 
     async def forget_before(self, round_):
         self.calls.append(("forget_before", round_))
@@ -115,7 +119,7 @@ def test_a_restarted_miner_answers_the_commitments_on_chain_re_training_only_wha
 
     lost = _Worker(held=False)
     _answer_challenge(genesis, lost, commitment, challenge_height)
-    assert [c[0] for c in lost.calls] == ["publish", "holds_checkpoints", "publish_regenerated",
+    assert [c[0] for c in lost.calls] == ["publish", "held_evidence", "publish_regenerated",
                                           "forget_before"]
     assert lost.calls[2][1:3] == (commitment, data_seed)
 

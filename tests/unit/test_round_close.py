@@ -103,13 +103,14 @@ def commitment(miner: SigningKey) -> WorkCommitment:
     return WorkCommitment(round=0, unit=0, shard=0, start_root=genesis_model_root(GENESIS),
                           checkpoint_root=merkle_root(leaves(miner)), checkpoint_count=SEGMENTS + 1,
                           leaves_hash=sha256(b"".join(leaves(miner))), delta_hash=delta(miner),
-                          loss_trace=(1,) * SEGMENTS, kernel_version=KERNEL_VERSION)
+                          loss_trace=(1,) * SEGMENTS, kernel_version=KERNEL_VERSION,
+                          evidence_locks=(bytes(32),) * SEGMENTS)
 
 
 def audit(miner: SigningKey, segment: int) -> AuditReport:
     return AuditReport(round=0, miner=miner.public_key, unit=0, segment=segment,
                        result_hash=leaves(miner)[segment + 1],
-                       result_proof=tuple(inclusion_proof(leaves(miner), segment + 1)))
+                       result_proof=tuple(inclusion_proof(leaves(miner), segment + 1)), evidence=bytes(32))
 
 
 def fraud(miner: SigningKey) -> FraudProof:

@@ -30,7 +30,7 @@ def commitment(unit: int, losses: tuple[float, ...] = (3.0, 2.5)) -> WorkCommitm
     return WorkCommitment(round=1, unit=unit, shard=0, start_root=b"\x01" * 32,
                           checkpoint_root=b"\x02" * 32, checkpoint_count=5, leaves_hash=b"\x03" * 32,
                           delta_hash=b"\x04" * 32, loss_trace=tuple(bits(x) for x in losses),
-                          kernel_version=1)
+                          kernel_version=1, evidence_locks=())
 
 
 COMMITMENTS = [(B, 0, commitment(0)), (A, 1, commitment(1, ())), (A, 0, commitment(0))]

@@ -63,7 +63,7 @@ def test_an_oversize_message_cannot_be_encoded():
     big = WorkCommitment(round=0, unit=0, shard=0, start_root=bytes(32),
                          checkpoint_root=bytes(32), checkpoint_count=0, leaves_hash=bytes(32),
                          delta_hash=bytes(32),
-                         loss_trace=(0,) * 4096, kernel_version=0)
+                         loss_trace=(0,) * 4096, kernel_version=0, evidence_locks=())
     tx = sign_tx(KEY, CHAIN, 0, big)
     too_many = MAX_FRAME_BYTES // len(tx.encode()) + 1
     with pytest.raises(ValueError, match="exceeds the frame cap"):

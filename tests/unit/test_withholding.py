@@ -1,10 +1,11 @@
-"""Withholding costs what fraud costs, and a missing blob cannot stall a close
-(DESIGN.md §2): rational strategies played through the real ledger, chain, LevelDB
+"""Withholding costs what fraud costs, a missing blob cannot stall a close, and an
+auditor that does not replay loses its bond (DESIGN.md §2): rational strategies played through the real ledger, chain, LevelDB
 store, compute and auditors (tests/round_harness.py), each against an honest twin.
 
 Rounds of 10 blocks: commitments at 2, the challenge at 3, audits at 4-9 (withheld
 claims from 7), the close at 10."""
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -16,8 +17,11 @@ from node.types.merkle import inclusion_proof
 from node.types.transactions import (AuditReport, DeltaWithheld, FraudProof, RegisterAuditor, RegisterMiner,
                                      WithheldClaim)
 from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.evidence import report_evidence
+from node.uPoW.mining import Miner
 from node.uPoW.model_state import genesis_model, genesis_model_root
 from node.uPoW.trainer import Trainer
+from node.uPoW.unit_compute import UnitCompute
 from node.uPoW.work import UnitWork, commitment_for, train_unit
 from node.verify.auditor import AuditTask
 from tests.round_harness import Round, fake_checkpoints, round_genesis
@@ -196,7 +200,7 @@ def test_an_auditor_whose_pass_is_disproven_is_slashed(r):
         _serve_checkpoints(r, name, works[name])
     lazy, prover = _assigned(r, "cheat")
     leaves = works["cheat"].leaves
-    passes = [AuditReport(0, CHEAT.public_key, 0, s, leaves[s + 1], tuple(inclusion_proof(leaves, s + 1)))
+    passes = [AuditReport(0, CHEAT.public_key, 0, s, leaves[s + 1], tuple(inclusion_proof(leaves, s + 1)), bytes(32))
               for s in _challenged(r, "cheat")]
     r.finalize(r.txs(lazy, passes))  # a pass that never replayed: the committed leaves, copied
     # anyone may prove the fraud within the window
@@ -218,4 +222,81 @@ def test_an_auditor_whose_pass_is_disproven_is_slashed(r):
     assert state.account(r.parties[lazy].key.public_key).bond == 0
     assert _worth(r, lazy) < lazy_before
     assert state.account(r.parties[prover].key.public_key).balance > prover_before
+    assert total_holdings(state) == expected_total(state.supply())
+
+
+class _Worker:
+    """A miner's compute worker, in process."""
+
+    def __init__(self, compute: UnitCompute):
+        self.compute = compute
+
+    async def publish(self, *args):
+        return self.compute.publish(*args)
+
+    async def held_evidence(self, *args):
+        return self.compute.held_evidence(*args)
+
+    async def publish_regenerated(self, *args):
+        return self.compute.publish_regenerated(*args)
+
+    async def forget_before(self, round_):
+        self.compute.forget_before(round_)
+
+
+def test_a_lazy_auditor_is_disputed_by_the_miner_slashed_and_replaced(r):
+    """An auditor that passes an honest unit without replaying cannot know the segment's
+    gradient digest; the miner can, disputes, and a fallback auditor is paid instead."""
+    works = _commit(r)
+    for name in ("honest", "cheat"):
+        _serve_checkpoints(r, name, works[name])
+    lazy, other = _assigned(r, "honest")
+    lazy_key = r.parties[lazy].key.public_key
+    segments = _challenged(r, "honest")
+    leaves = works["honest"].leaves
+    # the lazy auditor passes without replaying: the committed leaves, and a guess at the evidence
+    passes = [AuditReport(0, HONEST.public_key, 0, s, leaves[s + 1], tuple(inclusion_proof(leaves, s + 1)),
+                          report_evidence(lazy_key, sha256(b"a guess")))
+              for s in segments]
+    lazy_before, other_before, miner_before = _worth(r, lazy), _worth(r, other), _worth(r, "honest")
+    r.finalize(r.txs(lazy, passes))
+    state = r.chain.state
+    assert {s for s, _, _ in state.standing_reports(0, HONEST.public_key, 0)} == set(segments)
+
+    # the honest miner, answering its challenge as a node does, finds the digests and disputes
+    party = r.parties["honest"]
+    commitment = state.commitment(0, HONEST.public_key, 0)
+    assert r.fetch_into(party.blobs, commitment.start_root)
+    disputes: list = []
+
+    async def answer():
+        miner = Miner(r.genesis, HONEST.public_key, _Worker(UnitCompute(r.genesis, party.blobs)), disputes.append,
+                      lambda: r.chain.height)
+        miner.on_challenge(0, state.challenge(0).hash, state.round_start_hash(0), [commitment])
+        await asyncio.gather(*miner.tasks)
+        miner.check_reports(0, [(0, s, a, report) for s, a, report in state.standing_reports(0, HONEST.public_key, 0)])
+        miner.check_reports(0, [(0, s, a, report) for s, a, report in state.standing_reports(0, HONEST.public_key, 0)])
+    asyncio.run(answer())
+    assert [(d.segment, d.auditor) for d in disputes] == [(s, lazy_key) for s in segments]  # once each
+    assert [d.gradient_digest for d in disputes] == [works["honest"].evidence[s] for s in segments]
+    wrong = dataclasses.replace(disputes[0], gradient_digest=sha256(b"not the digest"))
+    assert _refusal(r, "honest", wrong) == "bad_digest"
+    r.finalize(r.txs("honest", disputes))
+    assert r.chain.state.standing_reports(0, HONEST.public_key, 0) == []
+
+    # the dispute opens the unit to a fallback auditor, whose evidence stands
+    fallback = [p for p in r.audit(other, may_claim=False) if p.miner == HONEST.public_key]
+    assert {p.segment for p in fallback} == set(segments) and {type(p) for p in fallback} == {AuditReport}
+    r.finalize(r.txs(other, fallback))
+    assert _refusal(r, "honest", dataclasses.replace(disputes[0], auditor=r.parties[other].key.public_key)) \
+        == "evidence_matches"
+    _until(r, CLOSE + 1)
+
+    close = r.chain.block(CLOSE).close[0]
+    assert {u.miner: u.status for u in close.units}[HONEST.public_key] == ACCEPTED
+    state = r.chain.state
+    assert state.account(lazy_key).bond == 0
+    assert _worth(r, lazy) < lazy_before
+    assert _worth(r, "honest") - miner_before > BOND // 2  # its unit's reward and the bounty
+    assert _worth(r, other) > other_before  # the honest twin: paid for the replay it did
     assert total_holdings(state) == expected_total(state.supply())
