@@ -65,7 +65,7 @@ import time
 from node.state.chain_state import ChainState
 from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, COMMITMENT_KEY_LEN, COMMITMENT_PREFIX,
                                 DELTA_CLAIM_KEY_LEN, DELTA_CLAIM_PREFIX, DISPUTE_KEY_LEN, DISPUTE_PREFIX,
-                                FRAUD_PREFIX, WITHHELD_KEY_LEN,
+                                FRAUD_PREFIX, NO_CHOOSER, NOT_DRAWN, WITHHELD_KEY_LEN,
                                 WITHHELD_PREFIX, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX, ChallengeRecord,
                                 challenge_key, round_bytes, round_seed_key)
 from node.state.round_close import close_round
@@ -191,7 +191,7 @@ class Ledger:
         self.tx_hashes: list[bytes] = []
 
     def block(self, height: int, prev_hash: bytes = bytes(32)) -> Transition:
-        return Transition(self.state, self.genesis, height, prev_hash, EMPTY_COMMIT, self.oracle)
+        return Transition(self.state, self.genesis, height, prev_hash, EMPTY_COMMIT, VALIDATOR.public_key, self.oracle)
 
     def apply(self, t: Transition, txs: list[SignedTx]) -> None:
         for tx in txs:
@@ -309,7 +309,7 @@ class World:
 
         # challenge, then the audit window's first half: reports and fraud proofs
         t = self.ledger.block(sched.challenge_height(round_) + 1)
-        challenge = ChallengeRecord(self.chain_rng.randbytes(32), t.challenge(round_).eligible)
+        challenge = ChallengeRecord(self.chain_rng.randbytes(32), t.challenge(round_).eligible, NO_CHOOSER, NOT_DRAWN)
         t.put(challenge_key(round_), challenge)
         txs, claims, passed_fakes, reported = [], [], [], []
         for name, unit in units.items():
@@ -351,7 +351,7 @@ class World:
 
         # the close, by the real rules
         t = self.ledger.block(sched.close_height(round_))
-        (close,) = close_round(t, VALIDATOR.public_key)
+        (close,) = close_round(t)
         self.ledger.commit(t)
         self.ledger.end_round(close, self._round_keys(round_))
 

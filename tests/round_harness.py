@@ -134,8 +134,7 @@ class Round:
         payloads: list = []
         auditor = self.auditor(who, payloads.append)
         tasks = assigned_tasks(self.genesis, party.key.public_key, round_, state.round_start_hash(round_),
-                               challenge.hash, list(challenge.eligible), state.round_commitments(round_),
-                               state.round_fallback_openings(round_))
+                               challenge, state.round_commitments(round_), state.round_fallback_openings(round_))
         for task in tasks:
             asyncio.run(auditor.audit(task, may_claim))
         return payloads

@@ -23,13 +23,13 @@ def execute_block(state: ChainState, genesis: Genesis, block: Block, oracle: Wor
     proofs = fraud_proof_count(block.txs)
     if proofs > FRAUD_PROOFS_PER_BLOCK:
         raise BlockError(f"{proofs} fraud proofs exceed the block's budget of {FRAUD_PROOFS_PER_BLOCK}")
-    transition = Transition(state, genesis, h.height, h.prev_hash, block.last_commit, oracle)
+    transition = Transition(state, genesis, h.height, h.prev_hash, block.last_commit, h.proposer, oracle)
     for index, tx in enumerate(block.txs):
         try:
             apply_tx(transition, tx)
         except TxError as exc:
             raise BlockError(f"transaction {index}: {exc}") from None
-    _check_close(block.close, close_round(transition, h.proposer), h.height)
+    _check_close(block.close, close_round(transition), h.height)
     return transition
 
 

@@ -103,7 +103,7 @@ class Chain:
         the block carries the round close; WorkUnavailable if it cannot be computed."""
         height = self.head.height + 1
         last_commit = self.last_commit()
-        transition = Transition(self.state, self.genesis, height, self.head.block_hash, last_commit,
+        transition = Transition(self.state, self.genesis, height, self.head.block_hash, last_commit, proposer,
                                 self.oracle)
         included, refused = [], []
         for tx in txs:
@@ -118,7 +118,7 @@ class Chain:
                 refused.append((tx, exc))
             except WorkUnavailable:
                 continue
-        close = close_round(transition, proposer)
+        close = close_round(transition)
         header = BlockHeader(
             chain_id=self.genesis.chain_id, height=height, round=round_,
             time_ms=max(time_ms, self.head_time_ms + 1),

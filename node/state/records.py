@@ -114,14 +114,43 @@ class RoundSeed(Record):
     SCHEMA = (("hash", HASH),)
 
 
+NO_CHOOSER = bytes(32)  # a committee of one: its member chooses everything anyway
+NOT_DRAWN = bytes(32)
+
+
 @dataclasses.dataclass(frozen=True)
 class ChallengeRecord(Record):
-    """The round's challenge seed (node.uPoW.assignment.challenge_seed) and who could be
+    """The round's challenge seeds (node.uPoW.assignment.challenge_seed) and who could be
     assigned to audit at the challenge block, sorted: a snapshot, so that later
-    registrations do not move the round's assignments."""
+    registrations do not move the round's assignments.
+
+    hash draws every unit but the chooser's.  The chooser proposed the block carrying
+    the challenge block's commit, so it chose which quorum of precommits went into
+    hash; its own units draw from chooser_hash instead, the seed of the commit carried
+    by the first later block of the round that another validator proposed (NOT_DRAWN
+    until then).  So no proposer picks its own units' draw."""
     hash: bytes
     eligible: tuple[bytes, ...]
-    SCHEMA = (("hash", HASH), ("eligible", ListOf(PUBKEY, MAX_ELIGIBLE_AUDITORS)))
+    chooser: bytes
+    chooser_hash: bytes
+    SCHEMA = (("hash", HASH), ("eligible", ListOf(PUBKEY, MAX_ELIGIBLE_AUDITORS)), ("chooser", PUBKEY),
+              ("chooser_hash", HASH))
+
+    @classmethod
+    def drawn(cls, seed: bytes, eligible: set[bytes], proposer: bytes, committee_size: int) -> ChallengeRecord:
+        """The record the block after the challenge block makes, proposed by proposer."""
+        chooser = proposer if committee_size > 1 else NO_CHOOSER
+        return cls(seed, tuple(sorted(eligible)), chooser, NOT_DRAWN)
+
+    def awaits_seed_from(self, proposer: bytes) -> bool:
+        """Whether a later block of the round by proposer draws the chooser's seed."""
+        return self.chooser != NO_CHOOSER and self.chooser_hash == NOT_DRAWN and proposer != self.chooser
+
+    def seed_for(self, miner: bytes) -> bytes | None:
+        """The seed that draws miner's units: None while it is not drawn yet."""
+        if miner != self.chooser:
+            return self.hash
+        return None if self.chooser_hash == NOT_DRAWN else self.chooser_hash
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,7 +38,7 @@ class _Unit:
         return tuple(auditor for _, auditor in self.reports)
 
 
-def close_round(t: Transition, proposer: bytes) -> tuple[RoundClose, ...]:
+def close_round(t: Transition) -> tuple[RoundClose, ...]:
     """At a round's closing height, decide the round from the state after the block's
     transactions and apply the decision to t; () at any other height.  WorkUnavailable
     if the new model cannot be computed here; BlockError if a payment overflows."""
@@ -49,7 +49,7 @@ def close_round(t: Transition, proposer: bytes) -> tuple[RoundClose, ...]:
     _punish(t, round_, units)
     accepted = [u for u in units if u.outcome.status == ACCEPTED]
     root, loss_bits = _next_model(t, [u.commitment for u in accepted])
-    payments = _payments(t, accepted, proposer)
+    payments = _payments(t, accepted, t.proposer)
     epoch = round_ // t.consensus.epoch_rounds
     for unit in accepted:
         miner = unit.outcome.miner
@@ -105,8 +105,10 @@ def _unit_status(t: Transition, round_: int, miner: bytes, unit: int, audited: s
     REJECTED otherwise, which costs the miner only its reward."""
     if t.fraud_record(round_, miner, unit) is not None:
         return SLASHED
-    challenged = set(challenged_segments(t.challenge(round_).hash, miner, unit, t.training.segments,
-                                         t.training.audit_segments))
+    seed = t.challenge(round_).seed_for(miner)
+    if seed is None:
+        return REJECTED  # a chooser that proposed every later block of the round: never drawn
+    challenged = set(challenged_segments(seed, miner, unit, t.training.segments, t.training.audit_segments))
     if delta_withheld or (challenged - audited) & claimed:
         return WITHHELD
     return ACCEPTED if audited >= challenged else REJECTED

@@ -6,8 +6,9 @@ either commits all of its overlay's writes or none.  A block's hash is not known
 while it executes, so a round's seeds come from the previous block, recorded by the
 block after it: the round start hash by a round's first block; the challenge seed
 (node.uPoW.assignment.challenge_seed: the beacons in the challenge block's commit,
-which the next block carries) by the block after the challenge block
-(DESIGN.md §2).
+which the next block carries) by the block after the challenge block, and the seed of
+that block's proposer's own units by the first later block another validator
+proposed (records.ChallengeRecord; DESIGN.md §2).
 """
 from __future__ import annotations
 
@@ -43,12 +44,12 @@ _ABSENT = object()  # an undo entry for a key the block had not written before
 
 
 class Transition(StateReader):
-    """Pending changes over a ChainState for one block at height, whose parent has
-    hash prev_hash and whose carried commit (of the parent) is last_commit.  The oracle
+    """Pending changes over a ChainState for one block at height by proposer, whose
+    parent has hash prev_hash and whose carried commit (of the parent) is last_commit.  The oracle
     answers what needs training compute: fraud proofs and round closes."""
 
     def __init__(self, state: ChainState, genesis: Genesis, height: int, prev_hash: bytes,
-                 last_commit: CommitCertificate, oracle: WorkOracle):
+                 last_commit: CommitCertificate, proposer: bytes, oracle: WorkOracle):
         self.state = state
         self.chain_id = genesis.chain_id
         self.economics = genesis.economics
@@ -56,6 +57,7 @@ class Transition(StateReader):
         self.consensus = genesis.consensus
         self.schedule = RoundSchedule.from_genesis(genesis)
         self.height = height
+        self.proposer = proposer
         self.oracle = oracle
         # records written by this block, encoded only when the block is stored
         self._pending: dict[bytes, Record | None] = {}
@@ -127,8 +129,14 @@ class Transition(StateReader):
             # not the challenge block's hash, which its proposer could grind, but the
             # beacons of the precommits that finalized it, which nothing in it changes
             seed = challenge_seed(self.chain_id, last_commit)
-            eligible = {m.pub_key for m in self.committee().members} | set(self.auditors())
-            self.put(challenge_key(round_), ChallengeRecord(seed, tuple(sorted(eligible))))
+            members = self.committee().members
+            eligible = {m.pub_key for m in members} | set(self.auditors())
+            self.put(challenge_key(round_), ChallengeRecord.drawn(seed, eligible, self.proposer, len(members)))
+        elif self.height > self.schedule.challenge_height(round_) + 1:
+            record = self.challenge(round_)
+            if record is not None and record.awaits_seed_from(self.proposer):
+                seed = challenge_seed(self.chain_id, last_commit)
+                self.put(challenge_key(round_), dataclasses.replace(record, chooser_hash=seed))
 
     # -- integer accounting used by block rewards and slashes
 

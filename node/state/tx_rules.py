@@ -142,8 +142,7 @@ def _work_commitment(t: Transition, sender: bytes, p: WorkCommitment) -> None:
 def _audit_report(t: Transition, sender: bytes, p: AuditReport) -> None:
     _require_audit_window(t, p.round)
     commitment = _known_commitment(t, p.round, p.miner, p.unit)
-    challenge = t.challenge(p.round)
-    if p.segment not in challenged_segments(challenge.hash, p.miner, p.unit, t.training.segments,
+    if p.segment not in challenged_segments(_unit_seed(t, p.round, p.miner), p.miner, p.unit, t.training.segments,
                                             t.training.audit_segments):
         raise TxError("not_challenged", f"segment {p.segment} of this unit is not challenged")
     if not _may_audit(t, sender, p.round, p.miner, p.unit):
@@ -169,15 +168,24 @@ def _may_audit(t: Transition, sender: bytes, round_: int, miner: bytes, unit: in
 
 
 def _assigned(t: Transition, round_: int, miner: bytes, unit: int) -> tuple[bytes, ...]:
-    challenge = t.challenge(round_)
-    return assigned_auditors(challenge.hash, miner, unit, list(challenge.eligible), t.training.auditors_per_unit)
+    eligible = list(t.challenge(round_).eligible)
+    return assigned_auditors(_unit_seed(t, round_, miner), miner, unit, eligible, t.training.auditors_per_unit)
+
+
+def _unit_seed(t: Transition, round_: int, miner: bytes) -> bytes:
+    """The challenge seed of miner's units in round_ (in the audit window, the challenge
+    is recorded); TxError while the seed of the challenge's chooser is not drawn yet."""
+    seed = t.challenge(round_).seed_for(miner)
+    if seed is None:
+        raise TxError("not_challenged_yet", "this miner's units are not challenged yet")
+    return seed
 
 
 def _withheld_claim(t: Transition, sender: bytes, p: WithheldClaim) -> None:
     if t.height not in t.schedule.claim_window(p.round):
         raise TxError("outside_window", f"height {t.height} takes no withheld claims for round {p.round}")
     _known_commitment(t, p.round, p.miner, p.unit)
-    if p.segment not in challenged_segments(t.challenge(p.round).hash, p.miner, p.unit, t.training.segments,
+    if p.segment not in challenged_segments(_unit_seed(t, p.round, p.miner), p.miner, p.unit, t.training.segments,
                                             t.training.audit_segments):
         raise TxError("not_challenged", f"segment {p.segment} of this unit is not challenged")
     if sender not in _assigned(t, p.round, p.miner, p.unit):

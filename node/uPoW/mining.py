@@ -51,16 +51,16 @@ class Miner:
             self.started.add(round_)
             self._spawn(self._train_round(round_, units, round_start_hash, model_root))
 
-    def on_challenge(self, round_: int, challenge_hash: bytes, round_start_hash: bytes,
+    def on_challenge(self, round_: int, seed: bytes, round_start_hash: bytes,
                      commitments: list[WorkCommitment]) -> None:
-        """Called after each finalized block once round_'s challenge is drawn, with this
-        miner's commitments of round_ on chain: the chain, not memory, says what to
-        answer, so a miner restarted since it committed still answers."""
+        """Called after each finalized block once the challenge seed of this miner's units
+        of round_ is drawn, with its commitments of round_ on chain: the chain, not
+        memory, says what to answer, so a miner restarted since it committed still answers."""
         if round_ in self.published:
             return
         self.published.add(round_)  # a round without our commitments is answered too
         if commitments:
-            self._spawn(self._publish(round_, challenge_hash, round_start_hash, commitments))
+            self._spawn(self._publish(round_, seed, round_start_hash, commitments))
 
     def check_reports(self, round_: int, reports: list[tuple[int, int, bytes, AuditReport]]) -> None:
         """Called after each finalized block while round_'s disputes are open, with the
@@ -113,11 +113,11 @@ class Miner:
                     unit, what, self.schedule.commit_deadline(round_))
         return True
 
-    async def _publish(self, round_: int, challenge_hash: bytes, start_hash: bytes,
+    async def _publish(self, round_: int, seed: bytes, start_hash: bytes,
                        commitments: list[WorkCommitment]) -> None:
         for commitment in commitments:
             unit = commitment.unit
-            segments = list(challenged_segments(challenge_hash, self.me, unit,
+            segments = list(challenged_segments(seed, self.me, unit,
                                                 self.genesis.training.segments,
                                                 self.genesis.training.audit_segments))
             data_seed = assign_unit(start_hash, self.me, unit).data_seed

@@ -20,6 +20,7 @@ import dataclasses
 import logging
 from typing import Awaitable, Callable, Sequence
 
+from node.state.records import ChallengeRecord
 from node.types.genesis import Genesis
 from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
@@ -54,25 +55,28 @@ class AuditTask:
 
 
 def assigned_tasks(genesis: Genesis, me: bytes, round_: int, round_start_hash: bytes,
-                   challenge_hash: bytes, eligible: list[bytes],
-                   commitments: list[tuple[bytes, int, WorkCommitment]],
+                   challenge: ChallengeRecord, commitments: list[tuple[bytes, int, WorkCommitment]],
                    claims: Sequence[tuple[bytes, int, int, bytes]] = ()) -> list[AuditTask]:
     """The units of round_ that me must audit, with their challenged segments; and, if me
     is eligible, a fallback task for each unit with a withheld claim or a disputed report
     (miner, unit, segment, claimer or auditor) in claims that me is not assigned, so a
-    false claim or a lazy auditor cannot cost an honest miner."""
+    false claim or a lazy auditor cannot cost an honest miner.  Units whose challenge is
+    not drawn yet (the chooser's, ChallengeRecord) wait."""
     training = genesis.training
+    eligible = list(challenge.eligible)
     claimed = {(miner, unit) for miner, unit, _, _ in claims}
     tasks = []
     for miner, unit, commitment in commitments:
-        auditors = assigned_auditors(challenge_hash, miner, unit, eligible,
-                                     training.auditors_per_unit)
+        seed = challenge.seed_for(miner)
+        if seed is None:
+            continue
+        auditors = assigned_auditors(seed, miner, unit, eligible, training.auditors_per_unit)
         fallback = me not in auditors
         if fallback and ((miner, unit) not in claimed or me not in eligible or me == miner):
             continue
         tasks.append(AuditTask(round_, miner, unit, commitment,
                                assign_unit(round_start_hash, miner, unit).data_seed,
-                               challenged_segments(challenge_hash, miner, unit, training.segments,
+                               challenged_segments(seed, miner, unit, training.segments,
                                                    training.audit_segments), fallback))
     return tasks
 

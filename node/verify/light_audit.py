@@ -27,7 +27,7 @@ from node.net.rpc_client import (FRAUD_PROOFS_PATH, TXS_PATH, AccountReply, Asyn
 from node.types.blocks import Block, CommitteeMember, close_hash, tx_root
 from node.types.codec import DecodeError
 from node.storage.home import NodeHome
-from node.state.records import Committee
+from node.state.records import ChallengeRecord, Committee
 from node.storage.blobstore import BlobStore
 from node.types.transactions import (Bond, EvidenceDispute, FraudProof, RegisterAuditor, SignedTx, WithheldClaim,
                                      WorkCommitment, sign_tx)
@@ -54,8 +54,8 @@ class ChainFollowError(Exception):
 @dataclasses.dataclass
 class RoundView:
     start_hash: bytes | None = None
-    challenge_hash: bytes | None = None
-    eligible: tuple[bytes, ...] = ()
+    eligible: set[bytes] = dataclasses.field(default_factory=set)  # at the challenge block
+    challenge: ChallengeRecord | None = None  # the ledger's record, rebuilt from the blocks
     commitments: list[tuple[bytes, int, WorkCommitment]] = dataclasses.field(default_factory=list)
     # (miner, unit, segment, claimer or disputed auditor) of each withheld claim and dispute:
     # units open to a fallback audit
@@ -226,19 +226,24 @@ class LightAuditor:
                 self.committee = Committee(close.next_committee)
         self.height, self.head_hash = height, block.hash
         round_ = self.schedule.round_of(height)
+        view = self._round(round_)
+        if height == self.schedule.challenge_height(round_):
+            # the ledger's snapshot: committee and auditors as this block leaves them
+            view.eligible = self.auditors | {m.pub_key for m in self.committee.members}
+        elif height == self.schedule.challenge_height(round_) + 1:
+            # the ledger's seeds: the challenge block's commit, as this block carries it, and
+            # for this block's proposer's units a later block's (records.ChallengeRecord)
+            seed = challenge_seed(self.genesis.chain_id, block.last_commit)
+            view.challenge = ChallengeRecord.drawn(seed, view.eligible, block.header.proposer,
+                                                   len(self.committee.members))
+        elif view.challenge is not None and view.challenge.awaits_seed_from(block.header.proposer):
+            view.challenge = dataclasses.replace(
+                view.challenge, chooser_hash=challenge_seed(self.genesis.chain_id, block.last_commit))
         if height == self.schedule.close_height(round_):
             self._round(round_ + 1).start_hash = block.hash
             # the round's audits are over: its checkpoints need not stay here
-            done = self.rounds.pop(round_, None)
-            if done is not None:
-                prune_checkpoints(self.blobs, [c for _, _, c in done.commitments], {})
-        if height == self.schedule.challenge_height(round_):
-            view = self._round(round_)
-            # the ledger's snapshot: committee and auditors as this block leaves them
-            view.eligible = tuple(sorted(self.auditors | {m.pub_key for m in self.committee.members}))
-        if height == self.schedule.challenge_height(round_) + 1:
-            # the ledger's seed: the challenge block's commit, as this block carries it
-            self._round(round_).challenge_hash = challenge_seed(self.genesis.chain_id, block.last_commit)
+            done = self.rounds.pop(round_)
+            prune_checkpoints(self.blobs, [c for _, _, c in done.commitments], {})
 
     def _round(self, round_: int) -> RoundView:
         return self.rounds.setdefault(round_, RoundView())
@@ -278,12 +283,12 @@ class LightAuditor:
 
     async def _audit_round(self, round_: int) -> None:
         view = self.rounds.get(round_)
-        if view is None or view.challenge_hash is None or view.start_hash is None:
+        if view is None or view.challenge is None or view.start_hash is None:
             return
         if self.height >= self.schedule.close_height(round_) - 1:
             return  # the window has closed (the closing block takes no audits)
-        tasks = assigned_tasks(self.genesis, self.key.public_key, round_, view.start_hash,
-                               view.challenge_hash, list(view.eligible), view.commitments, view.claims)
+        tasks = assigned_tasks(self.genesis, self.key.public_key, round_, view.start_hash, view.challenge,
+                               view.commitments, view.claims)
         may_claim = self.height + 1 in self.schedule.claim_window(round_)
         for task in tasks:
             if (task.round, task.miner, task.unit) in self.reported:

@@ -27,6 +27,7 @@ from typing import Awaitable, Callable, Coroutine
 
 from node.state.chain import Chain
 from node.state.mempool import Mempool, MempoolError
+from node.state.records import NO_CHOOSER
 from node.state.transition import Transition, TxError
 from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK, check_fraud_proof
 from node.types.crypto import sha256
@@ -83,9 +84,9 @@ class FraudIntake:
 
     def _assigned(self, sender: bytes, proof: FraudProof) -> bool:
         challenge = self.chain.state.challenge(proof.round)
-        return challenge is not None and sender in assigned_auditors(
-            challenge.hash, proof.miner, proof.unit, list(challenge.eligible),
-            self.chain.genesis.training.auditors_per_unit)
+        seed = challenge.seed_for(proof.miner) if challenge is not None else None
+        return seed is not None and sender in assigned_auditors(
+            seed, proof.miner, proof.unit, list(challenge.eligible), self.chain.genesis.training.auditors_per_unit)
 
     def offer(self, tx: SignedTx, then: Callable[[], None]) -> None:
         """Admit tx in the background (a proof from a peer) and call then once it is in."""
@@ -103,8 +104,9 @@ class FraudIntake:
         MempoolError if the ledger would refuse it or a blob it needs cannot be had."""
         for _ in range(ATTEMPTS):
             chain = self.chain
+            # the next block's proposer is not known yet, and nothing a proof's check reads depends on it
             t = Transition(chain.state, chain.genesis, chain.height + 1, chain.head.block_hash,
-                           chain.last_commit(), self.oracle)
+                           chain.last_commit(), NO_CHOOSER, self.oracle)
             try:
                 return check_fraud_proof(t, sender, proof)
             except TxError as exc:

@@ -75,9 +75,8 @@ class RoundWork:
                 self.fetch_soon(commitment.delta_hash)
         if height < self.schedule.close_height(round_) and (
                 self._auditing is None or self._auditing.done()):
-            tasks = assigned_tasks(self.genesis, self.me, round_, state.round_start_hash(round_),
-                                   challenge.hash, list(challenge.eligible), commitments,
-                                   state.round_fallback_openings(round_))
+            tasks = assigned_tasks(self.genesis, self.me, round_, state.round_start_hash(round_), challenge,
+                                   commitments, state.round_fallback_openings(round_))
             if tasks:
                 # the block being built next is the one a claim would land in
                 may_claim = height + 1 in self.schedule.claim_window(round_)
@@ -121,9 +120,10 @@ class RoundWork:
         self.miner.on_height(height, units, start_hash, state.model().root)
         done = self.schedule.round_of(height) if height else 0
         challenge = state.challenge(done)
-        if challenge is not None and done not in self.miner.published:
+        seed = challenge.seed_for(self.me) if challenge is not None else None
+        if seed is not None and done not in self.miner.published:
             mine = [c for m, _, c in state.round_commitments(done) if m == self.me]
-            self.miner.on_challenge(done, challenge.hash, state.round_start_hash(done), mine)
+            self.miner.on_challenge(done, seed, state.round_start_hash(done), mine)
         if challenge is not None and height + 1 in self.schedule.delta_claim_window(done):
             reports = [(unit, segment, auditor, report) for miner, unit, _ in state.round_commitments(done)
                        if miner == self.me for segment, auditor, report in state.standing_reports(done, miner, unit)]

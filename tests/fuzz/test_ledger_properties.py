@@ -138,7 +138,7 @@ def _signed(t: Transition, state: ChainState, kind, sender, other, amount, nonce
 
 def _genesis_with_miners() -> ChainState:
     state = ChainState.from_genesis(GENESIS, genesis_model_root(GENESIS))
-    t = Transition(state, GENESIS, 1, bytes.fromhex(GENESIS.hash), EMPTY_COMMIT, FakeOracle())
+    t = Transition(state, GENESIS, 1, bytes.fromhex(GENESIS.hash), EMPTY_COMMIT, KEYS[0].public_key, FakeOracle())
     for key in KEYS:
         apply_tx(t, sign_tx(key, GENESIS.chain_id, 0, RegisterMiner(1)))
     state.apply_writes(t.writes)
@@ -160,7 +160,8 @@ def _blocks(operations):
 def test_supply_is_conserved_and_nonces_only_grow(operations):
     state = _genesis_with_miners()
     for height, block in enumerate(_blocks(operations), 2):
-        t = Transition(state, GENESIS, height, sha256(b"block %d" % (height - 1)), EMPTY_COMMIT, FakeOracle())
+        t = Transition(state, GENESIS, height, sha256(b"block %d" % (height - 1)), EMPTY_COMMIT, KEYS[0].public_key,
+                       FakeOracle())
         for kind, sender, other, amount, nonce_offset, forge in block:
             if kind == "emit":
                 t.emit(KEYS[sender].public_key, amount)
@@ -177,7 +178,7 @@ def test_supply_is_conserved_and_nonces_only_grow(operations):
             except TxError:
                 assert t.writes == before
             assert nonces == {k.public_key: t.account(k.public_key).nonce for k in KEYS}
-        closed = close_round(t, KEYS[0].public_key)
+        closed = close_round(t)
         state.apply_writes(t.writes)
         assert total_holdings(state) == expected_total(state.supply())
         assert state.model().round == height // SCHEDULE.round_blocks

@@ -6,7 +6,8 @@ finalized the challenge block, as the next block carries them.  The challenge bl
 proposer can try any header time and transaction order: the seed stays the same.  A
 signer can re-sign its precommit with another nonce, or re-make its beacon proof: the
 seed stays the same.  What is left is the next proposer's choice of which quorum of
-precommits to carry: sum_{k>=q}^{n} C(n, k) seeds, 5 for this 4-validator committee.
+precommits to carry: sum_{k>=q}^{n} C(n, k) seeds, 5 for this 4-validator committee;
+that chooser's own units draw from a later commit another validator carries.
 
 Test genesis: round 0 takes commitments at heights 1-2, height 3 is the challenge block,
 height 4 records the challenge from the commit it carries.
@@ -211,3 +212,51 @@ def test_a_commit_with_a_forged_beacon_is_refused(tmp_path):
         with pytest.raises(InvalidBlock, match="beacon does not verify"):
             chain.finalize(block, bad)
         assert chain.height == CHALLENGE_HEIGHT - 1
+
+
+def _own_draws(record, key: SigningKey) -> tuple:
+    seed = record.seed_for(key.public_key)
+    return (challenged_segments(seed, key.public_key, 0, SEGMENTS, GENESIS.training.audit_segments),
+            assigned_auditors(seed, key.public_key, 0, list(record.eligible), GENESIS.training.auditors_per_unit))
+
+
+def test_a_proposer_that_mines_cannot_choose_its_own_units_draw(tmp_path):
+    """The chooser (block 4's proposer) carries each of the 5 quorums of block 3's commit
+    in turn: 5 seeds for everyone else's units, one draw for its own, which comes from
+    the commit block 5's proposer carries."""
+    grinder = VALIDATORS[2]
+    quorums = [s for size in (3, 4) for s in itertools.combinations(VALIDATORS, size)]
+    others, own = set(), set()
+    for attempt, signers in enumerate(quorums):
+        store, chain = _chain_to_challenge(tmp_path / f"attempt-{attempt}")
+        with store:
+            block, _ = chain.propose([], VALIDATORS[1].public_key, 10_000)
+            chain.finalize(block, commit_for(block))
+            carrying = _carrying(chain, chain.propose([], grinder.public_key, 20_000)[0], commit_for(block, signers))
+            chain.finalize(carrying, commit_for(carrying))
+            record = chain.state.challenge(0)
+            assert record.chooser == grinder.public_key and record.seed_for(grinder.public_key) is None
+            after, _ = chain.propose([], VALIDATORS[3].public_key, 30_000)
+            chain.finalize(after, commit_for(after))
+            record = chain.state.challenge(0)
+            assert record.chooser_hash == challenge_seed(GENESIS.chain_id, after.last_commit)
+            others.add(record.seed_for(MINER.public_key))
+            own.add((record.seed_for(grinder.public_key), _own_draws(record, grinder)))
+    assert len(others) == len(quorums) == 5
+    assert len(own) == 1 and next(iter(own))[0] not in others
+
+
+def test_the_chooser_s_seed_waits_for_a_block_another_validator_proposes(tmp_path):
+    store, chain = _chain_to_challenge(tmp_path / "db")
+    with store:
+        for proposer in (VALIDATORS[1], VALIDATORS[2], VALIDATORS[2]):  # blocks 3, 4 and 5
+            block, _ = chain.propose([], proposer.public_key, 10_000 * chain.height)
+            chain.finalize(block, commit_for(block))
+        record = chain.state.challenge(0)
+        assert record.chooser == VALIDATORS[2].public_key and record.seed_for(VALIDATORS[2].public_key) is None
+        assert record.seed_for(MINER.public_key) == record.hash
+        block, _ = chain.propose([], VALIDATORS[0].public_key, 60_000)  # block 6
+        chain.finalize(block, commit_for(block))
+        drawn = chain.state.challenge(0)
+        assert drawn.seed_for(VALIDATORS[2].public_key) == challenge_seed(GENESIS.chain_id, block.last_commit)
+        assert dataclasses.replace(drawn, chooser_hash=record.chooser_hash) == record

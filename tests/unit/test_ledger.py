@@ -89,7 +89,8 @@ def state() -> ChainState:
 
 
 def _transition(state: ChainState, height: int = 1, oracle=None) -> Transition:
-    return Transition(state, GENESIS, height, parent_hash(height), parent_commit(height), oracle or FakeOracle())
+    return Transition(state, GENESIS, height, parent_hash(height), parent_commit(height), ALICE.public_key,
+                      oracle or FakeOracle())
 
 
 def _apply(state, *txs, height: int = 1, oracle=None) -> Transition:
@@ -178,7 +179,7 @@ def test_a_transfer_that_would_overflow_the_recipient_is_refused(state):
 def test_an_oversize_transaction_is_refused():
     small = dataclasses.replace(GENESIS, consensus=dataclasses.replace(GENESIS.consensus, max_tx_bytes=4096))
     state = ChainState.from_genesis(small, genesis_model_root(small))
-    t = Transition(state, small, 1, parent_hash(1), EMPTY_COMMIT, NoOracle(small))
+    t = Transition(state, small, 1, parent_hash(1), EMPTY_COMMIT, ALICE.public_key, NoOracle(small))
     apply_tx(t, tx(BOB, RegisterMiner(1), state))
     big = tx(BOB, WorkCommitment(0, 0, 0, bytes(32), bytes(32), 1, bytes(32), bytes(32), tuple(range(2000)), 1, ()),
              state, nonce=1)

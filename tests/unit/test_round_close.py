@@ -391,8 +391,9 @@ def _rotation(work: dict[SigningKey, int], bonds: dict[SigningKey, int] | None =
     state.apply_writes({account_key(k.public_key): AccountRecord(0, 0, bond).encode()
                         for k, bond in (bonds or {}).items()})
     height = (round_ + 1) * genesis.consensus.round_blocks
-    transition = Transition(state, genesis, height, sha256(b"parent"), EMPTY_COMMIT, FakeOracle(genesis))
-    close, = close_round(transition, MEMBERS[0].public_key)
+    transition = Transition(state, genesis, height, sha256(b"parent"), EMPTY_COMMIT, MEMBERS[0].public_key,
+                            FakeOracle(genesis))
+    close, = close_round(transition)
     return [s.pub_key for s in close.next_committee]
 
 

@@ -1,6 +1,7 @@
 """Withholding costs what fraud costs, a missing blob cannot stall a close, and an
-auditor that does not replay loses its bond (DESIGN.md §2): rational strategies played through the real ledger, chain, LevelDB
-store, compute and auditors (tests/round_harness.py), each against an honest twin.
+auditor that does not replay loses its bond (DESIGN.md §2): rational strategies
+played through the real ledger, chain, LevelDB store, compute and auditors
+(tests/round_harness.py), each against an honest twin.
 
 Rounds of 10 blocks: commitments at 2, the challenge at 3, audits at 4-9 (withheld
 claims from 7), the close at 10."""
