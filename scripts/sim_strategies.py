@@ -38,8 +38,12 @@ What is modelled:
   a passed segment unless --recheck gives a chance that the validator does (and sends
   the fraud proof) within the window;
 - a miner outside the adversaries that did not fake disputes every report on its unit
-  whose evidence is wrong (in the claim window), and the validator then audits the disputed segments as
-  a fallback auditor;
+  whose evidence is wrong (in the claim window), and the validator then audits the
+  disputed segments as a fallback auditor;
+- the grinding rows: the adversary's side carries the challenge block's commit one
+  round in 4 (a 4-validator committee), known in advance, and fakes only then; the
+  chooser takes the first of 5 quorum seeds that draws none of the faked segments; the
+  chooser's own units draw from a later commit's seed (records.ChallengeRecord);
 - the committee stays the honest genesis validator: simulated rounds are numbered so
   that none ends an epoch (rotation by verified work only ranks cheats lower), and the
   validator claims a delta withheld when it cannot fetch it;
@@ -91,6 +95,10 @@ FUNDS = 10**15
 MODEL_ROOT = sha256(b"uponode sim: the model")
 LOSS_BITS = 0x40400000  # float32 3.0
 HONEST, LAZY, COLLUDE = "honest", "lazy", "collude"
+SELF, PAIR = "self", "pair"  # who chooses the challenge seed in the adversary's chooser rounds
+CHOOSER_ROUNDS = 4  # a devnet validator carries the challenge block's commit one round in 4
+QUORUMS = 5  # the quorum subsets of 4 equal validators' precommits: the chooser's options
+COLLUDING_MEMBER = SigningKey(sha256(b"uponode sim colluding committee member")).public_key
 
 
 class SimError(Exception):
@@ -106,6 +114,7 @@ class Strategy:
     withhold_delta: bool = False  # the delta goes to the auditor, then to nobody
     auditor_play: str = HONEST  # how the adversary's auditors play
     auditor_seats: int = 0  # how many of the five auditors are the adversary's
+    choose: str = ""  # SELF or PAIR: the adversary fakes only in rounds whose seed its side chooses
 
     @property
     def adversaries(self) -> tuple[str, ...]:
@@ -137,6 +146,10 @@ STRATEGIES = (
              fake=1, auditor_play=LAZY, auditor_seats=1),
     *(Strategy(f"sybil-fake-{k}", f"2 of 6 audit seats (1/3) pass the coalition's miner, which fakes {k} of 40",
                fake=k, auditor_play=COLLUDE, auditor_seats=2) for k in (1, 39)),
+    Strategy("grind-self-4", "a committee member that mines picks the best of 5 quorum seeds in its chooser "
+             "rounds (1 in 4) and fakes 4 of 40 there", fake=4, choose=SELF),
+    Strategy("grind-pair-4", "another committee member picks the best of 5 seeds for the adversary in its "
+             "chooser rounds (1 in 4); the adversary fakes 4 of 40 there", fake=4, choose=PAIR),
 )
 
 
@@ -300,7 +313,7 @@ class World:
         # train: rebond, then every miner commits one unit
         start_hash = self.chain_rng.randbytes(32)
         t = self.ledger.block(sched.start_height(round_) + 1, start_hash)
-        units = {name: self._unit(name, round_, start_hash) for name in self.miners}
+        units = {name: self._unit(name, round_, start_hash, self._chooser_round(index)) for name in self.miners}
         for name, unit in units.items():
             cost[name] += self.unit_cost - self.segment_cost * len(unit.faked)
         self.ledger.apply(t, self._rebond() + [self.parties[n].tx(chain_id, u.commitment) for n, u in units.items()])
@@ -309,16 +322,17 @@ class World:
 
         # challenge, then the audit window's first half: reports and fraud proofs
         t = self.ledger.block(sched.challenge_height(round_) + 1)
-        challenge = ChallengeRecord(self.chain_rng.randbytes(32), t.challenge(round_).eligible, NO_CHOOSER, NOT_DRAWN)
+        challenge = self._challenge(index, t.challenge(round_).eligible, units[ADVERSARY])
         t.put(challenge_key(round_), challenge)
         txs, claims, passed_fakes, reported = [], [], [], []
         for name, unit in units.items():
             key = self.parties[name].key.public_key
-            challenged = challenged_segments(challenge.hash, key, 0, self.training.segments,
+            seed = challenge.seed_for(key)
+            challenged = challenged_segments(seed, key, 0, self.training.segments,
                                              self.training.audit_segments)
             if s.withhold_fake and name == ADVERSARY:
                 unit.withheld = frozenset(challenged) & unit.faked
-            auditor = self.by_key[assigned_auditors(challenge.hash, key, 0, list(challenge.eligible),
+            auditor = self.by_key[assigned_auditors(seed, key, 0, list(challenge.eligible),
                                                     self.training.auditors_per_unit)[0]]
             reports, fraud, missing, replayed = self._audit(auditor, unit, challenged)
             if auditor in cost:
@@ -395,7 +409,26 @@ class World:
         self.ledger.apply(t, txs)
         self.ledger.commit(t)
 
-    def _unit(self, name: str, round_: int, start_hash: bytes) -> Unit:
+    def _chooser_round(self, index: int) -> bool:
+        """Whether the adversary's side chooses this round's seed (known in advance)."""
+        return bool(self.strategy.choose) and index % CHOOSER_ROUNDS == 0
+
+    def _challenge(self, index: int, eligible: tuple[bytes, ...], adversary: Unit) -> ChallengeRecord:
+        """A random challenge, the record the ledger keeps.  In the adversary's chooser
+        rounds the chooser (the adversary itself, or a member colluding with it) carries
+        the quorum whose seed draws none of the adversary's faked segments, if one does,
+        and its own units draw from a later commit's seed."""
+        seeds = [self.chain_rng.randbytes(32) for _ in range(QUORUMS)]
+        later = self.chain_rng.randbytes(32)
+        if not self._chooser_round(index):
+            return ChallengeRecord(seeds[0], eligible, NO_CHOOSER, NOT_DRAWN)
+        key = self.parties[ADVERSARY].key.public_key
+        spared = [seed for seed in seeds if not adversary.faked & set(
+            challenged_segments(seed, key, 0, self.training.segments, self.training.audit_segments))]
+        chooser = key if self.strategy.choose == SELF else COLLUDING_MEMBER
+        return ChallengeRecord((spared or seeds)[0], eligible, chooser, later)
+
+    def _unit(self, name: str, round_: int, start_hash: bytes, chooser_round: bool) -> Unit:
         key = self.parties[name].key.public_key
         seed = sha256(b"uponode sim unit" + round_bytes(round_) + key)
         leaves = [sha256(seed + i.to_bytes(4, "big")) for i in range(self.training.segments + 1)]
@@ -407,7 +440,7 @@ class World:
             loss_trace=(LOSS_BITS,) * self.training.steps_per_unit, kernel_version=KERNEL_VERSION,
             evidence_locks=tuple(evidence_lock(d) for d in evidence))
         faked = frozenset()
-        if name == ADVERSARY and self.strategy.fake:
+        if name == ADVERSARY and self.strategy.fake and (chooser_round or not self.strategy.choose):
             # never the last segment: every unit's audit replays it
             faked = frozenset(self.fake_rng.sample(range(self.training.segments - 1), self.strategy.fake))
         self.oracle.faked[commitment.checkpoint_root] = faked
