@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, AUDITOR_KEY_LEN, AUDITOR_PREFIX,
-                                COMMITMENT_KEY_LEN, COMMITMENT_PREFIX, COMMITTEE_KEY, COMMITTEE_PREV_KEY,
-                                DELTA_CLAIM_KEY_LEN, DELTA_CLAIM_PREFIX, DISPUTE_KEY_LEN, DISPUTE_PREFIX,
-                                WITHHELD_KEY_LEN, WITHHELD_PREFIX,
-                                MODEL_KEY, SUPPLY_KEY, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX, AccountRecord,
-                                AuditorRecord, ChallengeRecord, Committee, CommitteeChange, DisputeRecord,
-                                FraudRecord,
-                                MinerRecord, ModelRecord, RoundSeed, Supply, WorkCount, account_key,
-                                audit_key, auditor_key, challenge_key, commitment_key, dispute_key,
-                                equivocation_key,
-                                fraud_key, miner_key, round_bytes, round_seed_key, split_audit_key,
+from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, AUDITOR_KEY_LEN, AUDITOR_PREFIX, COMMITMENT_KEY_LEN,
+                                COMMITMENT_PREFIX, COMMITTEE_KEY, COMMITTEE_PREV_KEY, DELTA_CLAIM_KEY_LEN,
+                                DELTA_CLAIM_PREFIX, DISPUTE_KEY_LEN, DISPUTE_PREFIX, MODEL_KEY, SUPPLY_KEY,
+                                WITHHELD_KEY_LEN, WITHHELD_PREFIX, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX,
+                                AccountRecord, AuditorRecord, ChallengeRecord, Committee, CommitteeChange,
+                                DisputeRecord, FraudRecord, MinerRecord, ModelRecord, RoundSeed, Supply, WorkCount,
+                                account_key, audit_key, auditor_key, challenge_key, commitment_key, dispute_key,
+                                equivocation_key, fraud_key, miner_key, round_bytes, round_seed_key, split_audit_key,
                                 split_unit_key, work_count_key)
 from node.types.codec import Record
 from node.types.transactions import AuditReport, DoubleSignEvidence, WorkCommitment
