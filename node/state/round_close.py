@@ -70,12 +70,13 @@ def close_round(t: Transition) -> tuple[RoundClose, ...]:
 def _round_units(t: Transition, round_: int) -> list[_Unit]:
     """Every unit committed in round_, in (miner, unit) order, with its outcome."""
     reports: dict[tuple[bytes, int], list[tuple[int, bytes]]] = collections.defaultdict(list)
+    disputes = set(t.round_disputes(round_))
     disputed: dict[tuple[bytes, int], list[tuple[int, bytes, bytes]]] = collections.defaultdict(list)
-    for miner, unit, segment, auditor in t.round_disputes(round_):
+    for miner, unit, segment, auditor in sorted(disputes):
         prover = t.dispute(round_, miner, unit, segment, auditor).prover
         disputed[(miner, unit)].append((segment, auditor, prover))
     for miner, unit, segment, auditor in t.round_audits(round_):
-        if not any(d[:2] == (segment, auditor) for d in disputed.get((miner, unit), ())):
+        if (miner, unit, segment, auditor) not in disputes:
             reports[(miner, unit)].append((segment, auditor))
     claimed: dict[tuple[bytes, int], set[int]] = collections.defaultdict(set)
     for miner, unit, segment, _ in t.round_withheld_claims(round_):
