@@ -125,8 +125,10 @@ class RoundWork:
             mine = [c for m, _, c in state.round_commitments(done) if m == self.me]
             self.miner.on_challenge(done, seed, state.round_start_hash(done), mine)
         if challenge is not None and height + 1 in self.schedule.delta_claim_window(done):
-            reports = [(unit, segment, auditor, report) for miner, unit, _ in state.round_commitments(done)
-                       if miner == self.me for segment, auditor, report in state.standing_reports(done, miner, unit)]
+            # only the units whose digests this miner holds can be checked: no scan of the round
+            units = sorted({unit for round_, unit, _ in self.miner.evidence if round_ == done})
+            reports = [(unit, segment, auditor, report) for unit in units
+                       for segment, auditor, report in state.standing_reports(done, self.me, unit)]
             self.miner.check_reports(done, reports)
 
     def _register(self, state, height: int) -> None:
