@@ -1,13 +1,15 @@
 """Benchmark the cost of auditing a unit against the cost of mining it, in one process.
 
-    python scripts/bench_audit.py [--genesis FILE] [--repeats 3]
+    python scripts/bench_audit.py [--genesis FILE] [--repeats 3] [--choosers N]
 
 Mining is train_unit at the genesis's parameters (every checkpoint encoded and
-hashed).  Auditing is what one assigned auditor does for that unit: check the
-start checkpoint, replay the challenged segments (audit_segments random draws and
-always the last) and recompute the delta from the last checkpoint.  Also prints
-the chance that a miner faking a fraction f of its segments is caught.  Prints
-one JSON object.
+hashed).  Auditing is what the unit's challenge asks of all its auditors together:
+one draw per chooser (node.state.records.ChallengeRecord: choosers holding more than
+a third of the committee's power, n // 3 + 1 of n equal validators), and for each
+draw its auditor checks the start checkpoint, replays the draw's segments
+(audit_segments random draws and always the last) and recomputes the delta from the
+last checkpoint.  Also prints the chance that a miner faking a fraction f of its
+segments is caught by one honest draw.  Prints one JSON object.
 """
 import argparse
 import json
@@ -55,8 +57,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--genesis", help="genesis file (default: the devnet genesis)")
     parser.add_argument("--repeats", type=int, default=3, help="units mined and audited")
+    parser.add_argument("--choosers", type=int,
+                        help="draws per unit (default: n // 3 + 1 for the genesis's n validators)")
     args = parser.parse_args()
     genesis = load_genesis(args.genesis)
+    choosers = args.choosers or len(genesis.validators) // 3 + 1
     training = genesis.training
     n = training.segments
     trainer = Trainer(genesis)
@@ -70,15 +75,16 @@ def main() -> None:
         started = time.perf_counter()
         work = train_unit(trainer, model, data_seed)
         mining.append(time.perf_counter() - started)
-        segments = challenged_segments(rng.randbytes(32), rng.randbytes(32), repeat, n,
-                                       training.audit_segments)
-        audit.append(_audit(trainer, model, data_seed, work, segments))
-        replayed.append(len(segments) * training.checkpoint_every)
+        miner = rng.randbytes(32)
+        draws = [challenged_segments(rng.randbytes(32), miner, repeat, n, training.audit_segments)
+                 for _ in range(choosers)]
+        audit.append(sum(_audit(trainer, model, data_seed, work, segments) for segments in draws))
+        replayed.append(sum(len(segments) for segments in draws) * training.checkpoint_every)
     mining_s, audit_s = statistics.median(mining), statistics.median(audit)
     print(json.dumps({
         "genesis": genesis.chain_id, "parameters": trainer.layout.size,
         "steps_per_unit": training.steps_per_unit, "checkpoint_every": training.checkpoint_every,
-        "segments": n, "audit_segments": training.audit_segments,
+        "segments": n, "audit_segments": training.audit_segments, "choosers": choosers,
         "threads": numba.get_num_threads(), "cpus": os.cpu_count(), "repeats": args.repeats,
         "mining_s": round(mining_s, 4), "audit_s": round(audit_s, 4),
         "audit_fraction": round(audit_s / mining_s, 4),

@@ -21,8 +21,9 @@ the run with the rule's reason.
 What is modelled:
 - the model is not the subject: the WorkOracle keeps a fixed model root and loss, and
   confirms a fraud proof when the simulation faked the segment it names;
-- each round's start hash and challenge hash are drawn at random (seeded) in place of
-  the block hash and the precommits' beacons;
+- each round's start hash and its two chooser seeds (a 4-validator committee of
+  equal power takes two choosers) are drawn at random (seeded) in place of the block
+  hash and the choosers' beacons;
 - parties: four honest miners (one of them the twin), one adversary miner, one unit
   each; five registered auditors and the genesis validator (the committee, the
   proposer and an eligible auditor), six audit seats in all;
@@ -40,10 +41,10 @@ What is modelled:
 - a miner outside the adversaries that did not fake disputes every report on its unit
   whose evidence is wrong (in the claim window), and the validator then audits the
   disputed segments as a fallback auditor;
-- the grinding rows: the adversary's side carries the challenge block's commit one
-  round in 4 (a 4-validator committee), known in advance, and fakes only then; the
-  chooser takes the first of 5 quorum seeds that draws none of the faked segments; the
-  chooser's own units draw from a later commit's seed (records.ChallengeRecord);
+- the chooser rows: the adversary's side is one of the round's two choosers one round
+  in 2 (the first two proposers after the challenge block, known in advance), knows its
+  own seed (its beacon) before the miner commits, and fakes only then, only segments
+  its own seed does not draw; the other chooser is honest (records.ChallengeRecord);
 - the committee stays the honest genesis validator: simulated rounds are numbered so
   that none ends an epoch (rotation by verified work only ranks cheats lower), and the
   validator claims a delta withheld when it cannot fetch it;
@@ -69,7 +70,7 @@ import time
 from node.state.chain_state import ChainState
 from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, COMMITMENT_KEY_LEN, COMMITMENT_PREFIX,
                                 DELTA_CLAIM_KEY_LEN, DELTA_CLAIM_PREFIX, DISPUTE_KEY_LEN, DISPUTE_PREFIX,
-                                FRAUD_PREFIX, NO_CHOOSER, NOT_DRAWN, WITHHELD_KEY_LEN,
+                                FRAUD_PREFIX, WITHHELD_KEY_LEN,
                                 WITHHELD_PREFIX, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX, ChallengeRecord,
                                 challenge_key, round_bytes, round_seed_key)
 from node.state.round_close import close_round
@@ -82,7 +83,7 @@ from node.types.genesis import BPS, Account, Genesis, load_genesis
 from node.types.merkle import inclusion_proof, merkle_root
 from node.types.transactions import (AuditReport, Bond, DeltaWithheld, EvidenceDispute, FraudProof, RegisterAuditor,
                                      RegisterMiner, SignedTx, WithheldClaim, WorkCommitment, sign_tx)
-from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.assignment import assign_unit, challenged_segments, unit_challenge
 from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.oracle import KERNEL_VERSION
 from node.uPoW.rounds import RoundSchedule
@@ -95,10 +96,11 @@ FUNDS = 10**15
 MODEL_ROOT = sha256(b"uponode sim: the model")
 LOSS_BITS = 0x40400000  # float32 3.0
 HONEST, LAZY, COLLUDE = "honest", "lazy", "collude"
-SELF, PAIR = "self", "pair"  # who chooses the challenge seed in the adversary's chooser rounds
-CHOOSER_ROUNDS = 4  # a devnet validator carries the challenge block's commit one round in 4
-QUORUMS = 5  # the quorum subsets of 4 equal validators' precommits: the chooser's options
+SELF, PAIR = "self", "pair"  # who is a chooser in the adversary's chooser rounds
+CHOOSER_ROUNDS = 2  # a devnet validator is one of the first two proposers after the challenge one round in 2
 COLLUDING_MEMBER = SigningKey(sha256(b"uponode sim colluding committee member")).public_key
+HONEST_MEMBER = SigningKey(sha256(b"uponode sim honest committee member")).public_key
+COMMITTEE_POWER = 4  # the devnet committee: four validators of power 1
 
 
 class SimError(Exception):
@@ -114,7 +116,7 @@ class Strategy:
     withhold_delta: bool = False  # the delta goes to the auditor, then to nobody
     auditor_play: str = HONEST  # how the adversary's auditors play
     auditor_seats: int = 0  # how many of the five auditors are the adversary's
-    choose: str = ""  # SELF or PAIR: the adversary fakes only in rounds whose seed its side chooses
+    choose: str = ""  # SELF or PAIR: the adversary fakes only in rounds where its side is a chooser
 
     @property
     def adversaries(self) -> tuple[str, ...]:
@@ -146,10 +148,10 @@ STRATEGIES = (
              fake=1, auditor_play=LAZY, auditor_seats=1),
     *(Strategy(f"sybil-fake-{k}", f"2 of 6 audit seats (1/3) pass the coalition's miner, which fakes {k} of 40",
                fake=k, auditor_play=COLLUDE, auditor_seats=2) for k in (1, 39)),
-    Strategy("grind-self-4", "a committee member that mines picks the best of 5 quorum seeds in its chooser "
-             "rounds (1 in 4) and fakes 4 of 40 there", fake=4, choose=SELF),
-    Strategy("grind-pair-4", "another committee member picks the best of 5 seeds for the adversary in its "
-             "chooser rounds (1 in 4); the adversary fakes 4 of 40 there", fake=4, choose=PAIR),
+    Strategy("chooser-self-4", "a committee member that mines knows its own chooser seed in its chooser rounds "
+             "(1 in 2) and fakes 4 of 40 there, none its seed draws", fake=4, choose=SELF),
+    Strategy("chooser-pair-4", "another committee member tells the adversary its chooser seed in its chooser "
+             "rounds (1 in 2); the adversary fakes 4 of 40 there, none that seed draws", fake=4, choose=PAIR),
 )
 
 
@@ -313,7 +315,9 @@ class World:
         # train: rebond, then every miner commits one unit
         start_hash = self.chain_rng.randbytes(32)
         t = self.ledger.block(sched.start_height(round_) + 1, start_hash)
-        units = {name: self._unit(name, round_, start_hash, self._chooser_round(index)) for name in self.miners}
+        side_seed, honest_seed = self.chain_rng.randbytes(32), self.chain_rng.randbytes(32)
+        known = side_seed if self._chooser_round(index) else None
+        units = {name: self._unit(name, round_, start_hash, known) for name in self.miners}
         for name, unit in units.items():
             cost[name] += self.unit_cost - self.segment_cost * len(unit.faked)
         self.ledger.apply(t, self._rebond() + [self.parties[n].tx(chain_id, u.commitment) for n, u in units.items()])
@@ -322,30 +326,30 @@ class World:
 
         # challenge, then the audit window's first half: reports and fraud proofs
         t = self.ledger.block(sched.challenge_height(round_) + 1)
-        challenge = self._challenge(index, t.challenge(round_).eligible, units[ADVERSARY])
+        challenge = self._challenge(index, t.challenge(round_).eligible, side_seed, honest_seed)
         t.put(challenge_key(round_), challenge)
         txs, claims, passed_fakes, reported = [], [], [], []
         for name, unit in units.items():
             key = self.parties[name].key.public_key
-            seed = challenge.seed_for(key)
-            challenged = challenged_segments(seed, key, 0, self.training.segments,
-                                             self.training.audit_segments)
+            draws = unit_challenge(challenge.drawn_seeds(), key, 0, self.training, challenge.eligible)
             if s.withhold_fake and name == ADVERSARY:
-                unit.withheld = frozenset(challenged) & unit.faked
-            auditor = self.by_key[assigned_auditors(seed, key, 0, list(challenge.eligible),
-                                                    self.training.auditors_per_unit)[0]]
-            reports, fraud, missing, replayed = self._audit(auditor, unit, challenged)
-            if auditor in cost:
-                cost[auditor] += self.segment_cost * replayed
-            sender = self.parties.get(auditor, self.validator)
-            guessed = self.play_of(auditor) == LAZY  # a colluder has the digests from its miner
-            txs += [sender.tx(chain_id, self._report(round_, key, unit, seg, sender.key.public_key, guessed))
-                    for seg in reports]
-            reported += [(name, key, unit, seg, sender.key.public_key) for seg in reports]
-            if fraud is not None:
-                txs.append(sender.tx(chain_id, self._fraud(round_, key, unit, fraud)))
-            claims += [sender.tx(chain_id, WithheldClaim(round_, key, 0, seg)) for seg in missing]
-            passed_fakes += [(key, unit, seg) for seg in reports if seg in unit.faked]
+                unit.withheld = frozenset(draws.segments) & unit.faked
+            proven = False  # one fraud proof per unit: the first one slashes
+            for auditor_key in draws.auditors:
+                auditor = self.by_key[auditor_key]
+                reports, fraud, missing, replayed = self._audit(auditor, unit, draws.segments_of(auditor_key))
+                if auditor in cost:
+                    cost[auditor] += self.segment_cost * replayed
+                sender = self.parties.get(auditor, self.validator)
+                guessed = self.play_of(auditor) == LAZY  # a colluder has the digests from its miner
+                txs += [sender.tx(chain_id, self._report(round_, key, unit, seg, sender.key.public_key, guessed))
+                        for seg in reports]
+                reported += [(name, key, unit, seg, sender.key.public_key) for seg in reports]
+                if fraud is not None and not proven:
+                    txs.append(sender.tx(chain_id, self._fraud(round_, key, unit, fraud)))
+                    proven = True
+                claims += [sender.tx(chain_id, WithheldClaim(round_, key, 0, seg)) for seg in missing]
+                passed_fakes += [(key, unit, seg) for seg in reports if seg in unit.faked]
         self.ledger.apply(t, txs)
         self.ledger.commit(t)
 
@@ -392,7 +396,7 @@ class World:
 
     def _fallback_audits(self, round_: int, units: dict[str, Unit]) -> None:
         """The validator audits each disputed segment as a fallback auditor, in the
-        block after the disputes (still in the audit window)."""
+        block after the disputes (still in the audit window), unless it has reported it."""
         height = self.schedule.claim_window(round_).start + 1
         if height >= self.schedule.close_height(round_):
             raise SimError("no room for fallback audits after the disputes")
@@ -400,7 +404,9 @@ class World:
         txs = []
         for name, unit in units.items():
             key = self.parties[name].key.public_key
-            for seg, _ in t.unit_disputes(round_, key, 0):
+            for seg in sorted({seg for seg, _ in t.unit_disputes(round_, key, 0)}):
+                if t.audit(round_, key, 0, seg, VALIDATOR.public_key) is not None:
+                    continue
                 if seg in unit.faked:
                     txs.append(self.validator.tx(self.genesis.chain_id, self._fraud(round_, key, unit, seg)))
                     break
@@ -413,22 +419,18 @@ class World:
         """Whether the adversary's side chooses this round's seed (known in advance)."""
         return bool(self.strategy.choose) and index % CHOOSER_ROUNDS == 0
 
-    def _challenge(self, index: int, eligible: tuple[bytes, ...], adversary: Unit) -> ChallengeRecord:
-        """A random challenge, the record the ledger keeps.  In the adversary's chooser
-        rounds the chooser (the adversary itself, or a member colluding with it) carries
-        the quorum whose seed draws none of the adversary's faked segments, if one does,
-        and its own units draw from a later commit's seed."""
-        seeds = [self.chain_rng.randbytes(32) for _ in range(QUORUMS)]
-        later = self.chain_rng.randbytes(32)
-        if not self._chooser_round(index):
-            return ChallengeRecord(seeds[0], eligible, NO_CHOOSER, NOT_DRAWN)
-        key = self.parties[ADVERSARY].key.public_key
-        spared = [seed for seed in seeds if not adversary.faked & set(
-            challenged_segments(seed, key, 0, self.training.segments, self.training.audit_segments))]
-        chooser = key if self.strategy.choose == SELF else COLLUDING_MEMBER
-        return ChallengeRecord((spared or seeds)[0], eligible, chooser, later)
+    def _challenge(self, index: int, eligible: tuple[bytes, ...], side_seed: bytes,
+                   honest_seed: bytes) -> ChallengeRecord:
+        """A random challenge of two choosers, the record the ledger keeps: in the
+        adversary's chooser rounds the first is its side (the adversary itself, or a
+        member colluding with it) with side_seed, which it knew when it committed."""
+        side = (self.parties[ADVERSARY].key.public_key if self.strategy.choose == SELF else COLLUDING_MEMBER)
+        first = side if self._chooser_round(index) else VALIDATOR.public_key
+        return ChallengeRecord(eligible, (first, HONEST_MEMBER), (side_seed, honest_seed), 2, COMMITTEE_POWER)
 
-    def _unit(self, name: str, round_: int, start_hash: bytes, chooser_round: bool) -> Unit:
+    def _unit(self, name: str, round_: int, start_hash: bytes, known: bytes | None) -> Unit:
+        """The unit name commits; the adversary fakes, in a chooser row only where its side
+        knows a seed (known), and then none of the segments that seed draws."""
         key = self.parties[name].key.public_key
         seed = sha256(b"uponode sim unit" + round_bytes(round_) + key)
         leaves = [sha256(seed + i.to_bytes(4, "big")) for i in range(self.training.segments + 1)]
@@ -440,9 +442,12 @@ class World:
             loss_trace=(LOSS_BITS,) * self.training.steps_per_unit, kernel_version=KERNEL_VERSION,
             evidence_locks=tuple(evidence_lock(d) for d in evidence))
         faked = frozenset()
-        if name == ADVERSARY and self.strategy.fake and (chooser_round or not self.strategy.choose):
+        if name == ADVERSARY and self.strategy.fake and (known is not None or not self.strategy.choose):
             # never the last segment: every unit's audit replays it
-            faked = frozenset(self.fake_rng.sample(range(self.training.segments - 1), self.strategy.fake))
+            drawn = set(challenged_segments(known, key, 0, self.training.segments, self.training.audit_segments)
+                        if known is not None else ())
+            candidates = [seg for seg in range(self.training.segments - 1) if seg not in drawn]
+            faked = frozenset(self.fake_rng.sample(candidates, self.strategy.fake))
         self.oracle.faked[commitment.checkpoint_root] = faked
         return Unit(name, leaves, commitment, faked, evidence)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from node.types.blocks import CommitteeMember
+from node.types.blocks import CommitCertificate, CommitteeMember
 from node.types.codec import HASH, PUBKEY, U16, U32, U64, ListOf, Nested, Record
+from node.uPoW.assignment import chooser_seed
 
 U64_MAX = (1 << 64) - 1  # the cap of every balance, bond and supply counter
 MAX_COMMITTEE = 1000
@@ -114,43 +115,48 @@ class RoundSeed(Record):
     SCHEMA = (("hash", HASH),)
 
 
-NO_CHOOSER = bytes(32)  # a committee of one: its member chooses everything anyway
-NOT_DRAWN = bytes(32)
-
-
 @dataclasses.dataclass(frozen=True)
 class ChallengeRecord(Record):
-    """The round's challenge seeds (node.uPoW.assignment.challenge_seed) and who could be
-    assigned to audit at the challenge block, sorted: a snapshot, so that later
-    registrations do not move the round's assignments.
+    """A round's challenge: who could be assigned to audit at the challenge block, sorted
+    (a snapshot, so that later registrations do not move the round's assignments), and
+    the choosers' seeds that draw every unit (node.uPoW.assignment.unit_challenge).
 
-    hash draws every unit but the chooser's.  The chooser proposed the block carrying
-    the challenge block's commit, so it chose which quorum of precommits went into
-    hash; its own units draw from chooser_hash instead, the seed of the commit carried
-    by the first later block of the round that another validator proposed (NOT_DRAWN
-    until then).  So no proposer picks its own units' draw."""
-    hash: bytes
+    A chooser is the proposer of a block of the round after the challenge block that
+    carries its own precommit of the block before; its seed hashes that precommit's
+    beacon (node.uPoW.assignment.chooser_seed), which its key alone fixes.  Choosers
+    are taken in block order, each validator once, until their power exceeds a third
+    of the committee's (committee_power): then one at least is honest, and its draw is
+    one that no coalition below a third knows in advance or can steer.  No unit is
+    drawn before that; a round that closes first rejects its units."""
     eligible: tuple[bytes, ...]
-    chooser: bytes
-    chooser_hash: bytes
-    SCHEMA = (("hash", HASH), ("eligible", ListOf(PUBKEY, MAX_ELIGIBLE_AUDITORS)), ("chooser", PUBKEY),
-              ("chooser_hash", HASH))
+    choosers: tuple[bytes, ...]
+    seeds: tuple[bytes, ...]
+    chosen_power: int
+    committee_power: int
+    SCHEMA = (("eligible", ListOf(PUBKEY, MAX_ELIGIBLE_AUDITORS)), ("choosers", ListOf(PUBKEY, MAX_COMMITTEE)),
+              ("seeds", ListOf(HASH, MAX_COMMITTEE)), ("chosen_power", U64), ("committee_power", U64))
 
     @classmethod
-    def drawn(cls, seed: bytes, eligible: set[bytes], proposer: bytes, committee_size: int) -> ChallengeRecord:
-        """The record the block after the challenge block makes, proposed by proposer."""
-        chooser = proposer if committee_size > 1 else NO_CHOOSER
-        return cls(seed, tuple(sorted(eligible)), chooser, NOT_DRAWN)
+    def snapshot(cls, eligible: set[bytes], committee: Committee) -> ChallengeRecord:
+        """The record before its first chooser: eligible as the challenge block leaves it."""
+        return cls(tuple(sorted(eligible)), (), (), 0, committee.total_power)
 
-    def awaits_seed_from(self, proposer: bytes) -> bool:
-        """Whether a later block of the round by proposer draws the chooser's seed."""
-        return self.chooser != NO_CHOOSER and self.chooser_hash == NOT_DRAWN and proposer != self.chooser
+    def drawn_seeds(self) -> tuple[bytes, ...] | None:
+        """The seeds that draw every unit; None while the choosers hold a third or less."""
+        return self.seeds if 3 * self.chosen_power > self.committee_power else None
 
-    def seed_for(self, miner: bytes) -> bytes | None:
-        """The seed that draws miner's units: None while it is not drawn yet."""
-        if miner != self.chooser:
-            return self.hash
-        return None if self.chooser_hash == NOT_DRAWN else self.chooser_hash
+    def after_block(self, chain_id: str, commit: CommitCertificate, proposer: bytes,
+                    committee: Committee) -> ChallengeRecord:
+        """The record after a block of its round proposed by proposer, carrying commit:
+        with the proposer as a chooser if it is not one yet, the choosers do not hold a
+        third yet, and the commit holds the proposer's own precommit; else this one."""
+        if self.drawn_seeds() is not None or proposer in self.choosers:
+            return self
+        seed = chooser_seed(chain_id, commit, proposer)
+        if seed is None:
+            return self
+        return dataclasses.replace(self, choosers=self.choosers + (proposer,), seeds=self.seeds + (seed,),
+                                   chosen_power=self.chosen_power + committee.power_of(proposer))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID
                                WITHHELD, CommitteeMember, Payment, RoundClose, UnitOutcome)
 from node.types.genesis import BPS
 from node.types.transactions import WorkCommitment
-from node.uPoW.assignment import challenged_segments
+from node.uPoW.assignment import unit_challenge
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,28 +91,33 @@ def _round_units(t: Transition, round_: int) -> list[_Unit]:
         # a third of the power cannot fetch the delta: an honest one among them is enough
         # to know it was not served, and without them no close could be computed
         delta_withheld = 3 * delta_claims.get((miner, unit), 0) >= committee.total_power
-        status = _unit_status(t, round_, miner, unit, {segment for segment, _ in unit_reports},
-                              claimed.get((miner, unit), set()), delta_withheld)
+        status = _unit_status(t, round_, miner, unit, set(unit_reports), claimed.get((miner, unit), set()),
+                              (miner, unit) in disputed, delta_withheld)
         units.append(_Unit(UnitOutcome(miner, unit, status), commitment, tuple(unit_reports),
                            tuple(disputed.get((miner, unit), ()))))
     return units
 
 
-def _unit_status(t: Transition, round_: int, miner: bytes, unit: int, audited: set[int],
-                 claimed: set[int], delta_withheld: bool) -> int:
+def _unit_status(t: Transition, round_: int, miner: bytes, unit: int, reports: set[tuple[int, bytes]],
+                 claimed: set[int], disputed: bool, delta_withheld: bool) -> int:
     """SLASHED if proven fraudulent; WITHHELD if a challenged segment is unreported and
-    claimed withheld, or if its attested delta is claimed withheld; ACCEPTED if every
-    challenged segment was audited (only assigned or fallback auditors can report);
-    REJECTED otherwise, which costs the miner only its reward."""
+    claimed withheld, or if its attested delta is claimed withheld; ACCEPTED if each
+    draw's segments were reported by its auditors, or (once a claim or a dispute opened
+    the unit to fallback audits) every challenged segment by anyone; REJECTED
+    otherwise, which costs the miner only its reward."""
     if t.fraud_record(round_, miner, unit) is not None:
         return SLASHED
-    seed = t.challenge(round_).seed_for(miner)
-    if seed is None:
-        return REJECTED  # a chooser that proposed every later block of the round: never drawn
-    challenged = set(challenged_segments(seed, miner, unit, t.training.segments, t.training.audit_segments))
-    if delta_withheld or (challenged - audited) & claimed:
+    record = t.challenge(round_)
+    seeds = record.drawn_seeds()
+    if seeds is None:
+        return REJECTED  # the round closed before its choosers held a third of the power
+    challenge = unit_challenge(seeds, miner, unit, t.training, record.eligible)
+    audited = {segment for segment, _ in reports}
+    if delta_withheld or (set(challenge.segments) - audited) & claimed:
         return WITHHELD
-    return ACCEPTED if audited >= challenged else REJECTED
+    if claimed or disputed:
+        return ACCEPTED if audited >= set(challenge.segments) else REJECTED
+    return ACCEPTED if challenge.covered(reports) else REJECTED
 
 
 def _punish(t: Transition, round_: int, units: list[_Unit]) -> None:

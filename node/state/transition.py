@@ -4,11 +4,10 @@ Changes happen on a Transition, an overlay over the state for one block: a
 transaction that fails leaves the overlay as it was (all_or_nothing), and a block
 either commits all of its overlay's writes or none.  A block's hash is not known
 while it executes, so a round's seeds come from the previous block, recorded by the
-block after it: the round start hash by a round's first block; the challenge seed
-(node.uPoW.assignment.challenge_seed: the beacons in the challenge block's commit,
-which the next block carries) by the block after the challenge block, and the seed of
-that block's proposer's own units by the first later block another validator
-proposed (records.ChallengeRecord; DESIGN.md §2).
+block after it: the round start hash by a round's first block; the challenge's
+choosers and their seeds (records.ChallengeRecord: the beacon of each chooser's own
+precommit, which its block carries) by the blocks after the challenge block
+(DESIGN.md §2).
 """
 from __future__ import annotations
 
@@ -23,7 +22,6 @@ from node.state.records import (SUPPLY_KEY, U64_MAX, AccountRecord, ChallengeRec
 from node.types.blocks import CommitCertificate
 from node.types.codec import Record
 from node.types.genesis import BPS, Genesis
-from node.uPoW.assignment import challenge_seed
 from node.uPoW.oracle import WorkOracle
 from node.uPoW.rounds import RoundSchedule
 
@@ -125,18 +123,17 @@ class Transition(StateReader):
         round_ = self.schedule.round_of(self.height)
         if self.height == self.schedule.start_height(round_) + 1:
             self.put(round_seed_key(round_), RoundSeed(prev_hash))
-        elif self.height == self.schedule.challenge_height(round_) + 1:
-            # not the challenge block's hash, which its proposer could grind, but the
-            # beacons of the precommits that finalized it, which nothing in it changes
-            seed = challenge_seed(self.chain_id, last_commit)
-            members = self.committee().members
-            eligible = {m.pub_key for m in members} | set(self.auditors())
-            self.put(challenge_key(round_), ChallengeRecord.drawn(seed, eligible, self.proposer, len(members)))
-        elif self.height > self.schedule.challenge_height(round_) + 1:
-            record = self.challenge(round_)
-            if record is not None and record.awaits_seed_from(self.proposer):
-                seed = challenge_seed(self.chain_id, last_commit)
-                self.put(challenge_key(round_), dataclasses.replace(record, chooser_hash=seed))
+        elif self.height > self.schedule.challenge_height(round_):
+            first = self.height == self.schedule.challenge_height(round_) + 1
+            committee = self.committee()
+            record = (ChallengeRecord.snapshot({m.pub_key for m in committee.members} | set(self.auditors()),
+                                               committee)
+                      if first else self.challenge(round_))
+            if record is None:
+                return
+            drawn = record.after_block(self.chain_id, last_commit, self.proposer, committee)
+            if first or drawn is not record:
+                self.put(challenge_key(round_), drawn)
 
     # -- integer accounting used by block rewards and slashes
 

@@ -18,7 +18,7 @@ from node.types.merkle import verify_inclusion
 from node.types.transactions import (AuditReport, Bond, DeltaWithheld, DoubleSignEvidence, EvidenceDispute,
                                      FraudProof, RegisterAuditor, RegisterMiner, SignedTx, Transfer, Unbond,
                                      WithheldClaim, WorkCommitment)
-from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.assignment import UnitChallenge, assign_unit, unit_challenge
 from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.oracle import KERNEL_VERSION
 
@@ -142,11 +142,11 @@ def _work_commitment(t: Transition, sender: bytes, p: WorkCommitment) -> None:
 def _audit_report(t: Transition, sender: bytes, p: AuditReport) -> None:
     _require_audit_window(t, p.round)
     commitment = _known_commitment(t, p.round, p.miner, p.unit)
-    if p.segment not in challenged_segments(_unit_seed(t, p.round, p.miner), p.miner, p.unit, t.training.segments,
-                                            t.training.audit_segments):
+    challenge = _unit_challenge(t, p.round, p.miner, p.unit)
+    if p.segment not in challenge.segments:
         raise TxError("not_challenged", f"segment {p.segment} of this unit is not challenged")
-    if not _may_audit(t, sender, p.round, p.miner, p.unit):
-        raise TxError("not_assigned", "the sender is not assigned to audit this unit")
+    if not _may_audit(t, sender, p.round, p.miner, p.unit, p.segment, challenge):
+        raise TxError("not_assigned", f"the sender is not assigned to audit segment {p.segment} of this unit")
     if not verify_inclusion(commitment.checkpoint_root, p.result_hash, p.segment + 1,
                             commitment.checkpoint_count, p.result_proof):
         raise TxError("bad_proof", f"the result is not leaf {p.segment + 1} of the committed tree")
@@ -155,41 +155,38 @@ def _audit_report(t: Transition, sender: bytes, p: AuditReport) -> None:
     t.put(audit_key(p.round, p.miner, p.unit, p.segment, sender), p)
 
 
-def _may_audit(t: Transition, sender: bytes, round_: int, miner: bytes, unit: int) -> bool:
-    """The unit's assigned auditors may report; once one of them has claimed some of its
-    data withheld, or a report on it was disputed, so may anyone eligible at the
-    challenge but the miner: a fallback that clears a miner whose data was there after
-    all, so a false claim (or a claimer that then stays silent) or a lazy auditor cannot
-    cost an honest miner its bond or its reward."""
-    if sender in _assigned(t, round_, miner, unit):
+def _may_audit(t: Transition, sender: bytes, round_: int, miner: bytes, unit: int, segment: int,
+               challenge: UnitChallenge) -> bool:
+    """The auditors a draw names may report its segments; once one of them has claimed
+    some of the unit's data withheld, or a report on it was disputed, so may anyone
+    eligible at the challenge but the miner: a fallback that clears a miner whose data
+    was there after all, so a false claim (or a claimer that then stays silent) or a
+    lazy auditor cannot cost an honest miner its bond or its reward."""
+    if segment in challenge.segments_of(sender):
         return True
     return (sender != miner and sender in t.challenge(round_).eligible
             and bool(t.unit_withheld_claims(round_, miner, unit) or t.unit_disputes(round_, miner, unit)))
 
 
-def _assigned(t: Transition, round_: int, miner: bytes, unit: int) -> tuple[bytes, ...]:
-    eligible = list(t.challenge(round_).eligible)
-    return assigned_auditors(_unit_seed(t, round_, miner), miner, unit, eligible, t.training.auditors_per_unit)
-
-
-def _unit_seed(t: Transition, round_: int, miner: bytes) -> bytes:
-    """The challenge seed of miner's units in round_ (in the audit window, the challenge
-    is recorded); TxError while the seed of the challenge's chooser is not drawn yet."""
-    seed = t.challenge(round_).seed_for(miner)
-    if seed is None:
-        raise TxError("not_challenged_yet", "this miner's units are not challenged yet")
-    return seed
+def _unit_challenge(t: Transition, round_: int, miner: bytes, unit: int) -> UnitChallenge:
+    """The unit's challenge (in the audit window, the challenge is recorded); TxError
+    while its choosers are not complete."""
+    record = t.challenge(round_)
+    seeds = record.drawn_seeds()
+    if seeds is None:
+        raise TxError("not_challenged_yet", "the round's challenge is not drawn yet")
+    return unit_challenge(seeds, miner, unit, t.training, record.eligible)
 
 
 def _withheld_claim(t: Transition, sender: bytes, p: WithheldClaim) -> None:
     if t.height not in t.schedule.claim_window(p.round):
         raise TxError("outside_window", f"height {t.height} takes no withheld claims for round {p.round}")
     _known_commitment(t, p.round, p.miner, p.unit)
-    if p.segment not in challenged_segments(_unit_seed(t, p.round, p.miner), p.miner, p.unit, t.training.segments,
-                                            t.training.audit_segments):
+    challenge = _unit_challenge(t, p.round, p.miner, p.unit)
+    if p.segment not in challenge.segments:
         raise TxError("not_challenged", f"segment {p.segment} of this unit is not challenged")
-    if sender not in _assigned(t, p.round, p.miner, p.unit):
-        raise TxError("not_assigned", "the sender is not assigned to audit this unit")
+    if p.segment not in challenge.segments_of(sender):
+        raise TxError("not_assigned", f"the sender is not assigned to audit segment {p.segment} of this unit")
     if _segment_reported(t, p.round, p.miner, p.unit, p.segment):
         raise TxError("already_audited", f"segment {p.segment} was already re-executed and reported")
     key = withheld_key(p.round, p.miner, p.unit, p.segment, sender)

@@ -4,7 +4,7 @@ A precommit for a block also carries the validator's beacon for that height: a V
 (node.types.vrf) over (chain id, height).  Its output is unique to the key and the
 height, whatever block or round the precommit is for, and no one else can compute it
 before the validator reveals it; so the commits that carry precommits are randomness
-that nothing in a block can steer (node.uPoW.assignment.challenge_seed).  Prevotes and
+that nothing in a block can steer (node.uPoW.assignment.chooser_seed).  Prevotes and
 nil precommits carry none.
 """
 from __future__ import annotations

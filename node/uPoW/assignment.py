@@ -2,24 +2,27 @@
 
 A unit's seed is H(round start block hash || miner key || unit index): it fixes the
 shard and the data stream (seed and batch order), so a miner can neither pick its
-data nor copy another miner's.  Challenges come from the round's challenge seed:
-which segments of each unit are re-executed (a few random ones and always the last),
-and which auditors check them.
+data nor copy another miner's.  Challenges come from the round's chooser seeds
+(node.state.records.ChallengeRecord): each seed draws which segments of each unit are
+re-executed (a few random ones and always the last) and which auditors check them, and
+a unit's challenge is every seed's draw together.
 
-The challenge seed hashes the beacons of the precommits that finalized the challenge
-block (finalized after every commitment), as the next block carries them.  A beacon is
-a VRF output, unique to its validator and the height and unknown until that validator
-precommits there; so the challenge block's proposer, whatever header or transactions
-it tries, does not change the seed, nor can a miner know it when it commits.  The one
-choice left is the next proposer's: which quorum of precommits its block carries
-(docs/security.md quantifies it).
+A chooser's seed hashes the beacon of its own precommit, as the block it proposes
+carries it.  A beacon is a VRF output: unique to its validator and the height, and
+unknown to anyone else until that validator precommits there.  So no proposer can
+grind a seed by what it puts in a block or which quorum it carries, and an honest
+chooser's seed is one no miner knows when it commits and no coalition can steer.  A
+dishonest chooser knows its own draw in advance, which is why a challenge takes
+choosers until one of them is surely honest (docs/security.md §5).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 
 from node.types.blocks import CommitCertificate
+from node.types.genesis import TrainingConfig
 from node.types.votes import beacon_output
 
 CHALLENGE_DOMAIN = b"uponode/challenge\x00"
@@ -42,17 +45,65 @@ def assign_unit(round_start_hash: bytes, miner: bytes, unit: int) -> UnitAssignm
                           data_seed=int.from_bytes(seed[8:16], "big"))
 
 
-def challenge_seed(chain_id: str, commit: CommitCertificate) -> bytes:
-    """H(domain || height || the signers' beacon outputs, in key order) for the commit of
-    the challenge block; ValueError if a beacon does not verify (a commit that
-    verify_commit accepted always does)."""
-    outputs = []
-    for sig in sorted(commit.signatures, key=lambda sig: sig.validator):
-        output = beacon_output(chain_id, commit.height, sig.validator, sig.beacon)
-        if output is None:
-            raise ValueError(f"the beacon of {sig.validator.hex()[:16]} does not verify")
-        outputs.append(output)
-    return hashlib.sha256(CHALLENGE_DOMAIN + commit.height.to_bytes(8, "big") + b"".join(outputs)).digest()
+def chooser_seed(chain_id: str, commit: CommitCertificate, proposer: bytes) -> bytes | None:
+    """H(domain || height || proposer || beacon output) of proposer's own precommit in the
+    commit its block carries; None if the commit lacks it.  ValueError if the beacon does
+    not verify (a commit that verify_commit accepted always does)."""
+    sig = next((sig for sig in commit.signatures if sig.validator == proposer), None)
+    if sig is None:
+        return None
+    output = beacon_output(chain_id, commit.height, proposer, sig.beacon)
+    if output is None:
+        raise ValueError(f"the beacon of {proposer.hex()[:16]} does not verify")
+    return hashlib.sha256(CHALLENGE_DOMAIN + commit.height.to_bytes(8, "big") + proposer + output).digest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Draw:
+    """One seed's draw for a unit: the segments to re-execute and who re-executes them."""
+    segments: tuple[int, ...]
+    auditors: tuple[bytes, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitChallenge:
+    """Every seed's draw for one unit.  An auditor re-executes the segments of the draws
+    that name it, so an honest chooser's draw is checked by its own auditors and no
+    other draw's auditor can stand in for them."""
+    draws: tuple[Draw, ...]
+
+    @property
+    def segments(self) -> tuple[int, ...]:
+        return tuple(sorted({s for draw in self.draws for s in draw.segments}))
+
+    @property
+    def auditors(self) -> tuple[bytes, ...]:
+        """The assigned auditors, in draw order, each once."""
+        return tuple(dict.fromkeys(a for draw in self.draws for a in draw.auditors))
+
+    def segments_of(self, auditor: bytes) -> tuple[int, ...]:
+        return tuple(sorted({s for draw in self.draws if auditor in draw.auditors for s in draw.segments}))
+
+    def covered(self, reports: set[tuple[int, bytes]]) -> bool:
+        """Whether every draw's segments were each reported by one of its auditors."""
+        return all(any((s, a) in reports for a in draw.auditors)
+                   for draw in self.draws for s in draw.segments)
+
+
+def unit_segments(seeds: Sequence[bytes], miner: bytes, unit: int, n_segments: int,
+                  draws: int) -> tuple[int, ...]:
+    """The segments of a unit that any seed challenges, ascending."""
+    return tuple(sorted({s for seed in seeds for s in challenged_segments(seed, miner, unit, n_segments, draws)}))
+
+
+def unit_challenge(seeds: Sequence[bytes], miner: bytes, unit: int, training: TrainingConfig,
+                   eligible: Sequence[bytes]) -> UnitChallenge:
+    """The unit's challenge: each seed draws training.audit_segments segments (and the
+    last) and training.auditors_per_unit auditors from eligible."""
+    return UnitChallenge(tuple(
+        Draw(challenged_segments(seed, miner, unit, training.segments, training.audit_segments),
+             assigned_auditors(seed, miner, unit, list(eligible), training.auditors_per_unit))
+        for seed in seeds))
 
 
 def _draw(domain: bytes, challenge_hash: bytes, miner: bytes, unit: int, index: int) -> int:

@@ -16,7 +16,7 @@ from typing import Callable
 
 from node.types.genesis import Genesis
 from node.types.transactions import AuditReport, EvidenceDispute, WorkCommitment
-from node.uPoW.assignment import assign_unit, challenged_segments
+from node.uPoW.assignment import assign_unit, unit_segments
 from node.uPoW.evidence import report_evidence
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker
@@ -51,16 +51,16 @@ class Miner:
             self.started.add(round_)
             self._spawn(self._train_round(round_, units, round_start_hash, model_root))
 
-    def on_challenge(self, round_: int, seed: bytes, round_start_hash: bytes,
+    def on_challenge(self, round_: int, seeds: tuple[bytes, ...], round_start_hash: bytes,
                      commitments: list[WorkCommitment]) -> None:
-        """Called after each finalized block once the challenge seed of this miner's units
-        of round_ is drawn, with its commitments of round_ on chain: the chain, not
-        memory, says what to answer, so a miner restarted since it committed still answers."""
+        """Called after each finalized block once the challenge seeds of round_ are drawn,
+        with its commitments of round_ on chain: the chain, not memory, says what to
+        answer, so a miner restarted since it committed still answers."""
         if round_ in self.published:
             return
         self.published.add(round_)  # a round without our commitments is answered too
         if commitments:
-            self._spawn(self._publish(round_, seed, round_start_hash, commitments))
+            self._spawn(self._publish(round_, seeds, round_start_hash, commitments))
 
     def check_reports(self, round_: int, reports: list[tuple[int, int, bytes, AuditReport]]) -> None:
         """Called after each finalized block while round_'s disputes are open, with the
@@ -113,13 +113,12 @@ class Miner:
                     unit, what, self.schedule.commit_deadline(round_))
         return True
 
-    async def _publish(self, round_: int, seed: bytes, start_hash: bytes,
+    async def _publish(self, round_: int, seeds: tuple[bytes, ...], start_hash: bytes,
                        commitments: list[WorkCommitment]) -> None:
         for commitment in commitments:
             unit = commitment.unit
-            segments = list(challenged_segments(seed, self.me, unit,
-                                                self.genesis.training.segments,
-                                                self.genesis.training.audit_segments))
+            segments = list(unit_segments(seeds, self.me, unit, self.genesis.training.segments,
+                                          self.genesis.training.audit_segments))
             data_seed = assign_unit(start_hash, self.me, unit).data_seed
             digests = (await self.worker.publish(round_, unit, segments)
                        or await self.worker.held_evidence(commitment, data_seed, segments)

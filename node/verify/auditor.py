@@ -25,7 +25,7 @@ from node.types.genesis import Genesis
 from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.types.transactions import AuditReport, FraudProof, WithheldClaim, WorkCommitment
-from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.assignment import assign_unit, unit_challenge
 from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.model_state import BlobFormatError
 from node.uPoW.state import STATE_DOMAIN
@@ -57,27 +57,26 @@ class AuditTask:
 def assigned_tasks(genesis: Genesis, me: bytes, round_: int, round_start_hash: bytes,
                    challenge: ChallengeRecord, commitments: list[tuple[bytes, int, WorkCommitment]],
                    claims: Sequence[tuple[bytes, int, int, bytes]] = ()) -> list[AuditTask]:
-    """The units of round_ that me must audit, with their challenged segments; and, if me
-    is eligible, a fallback task for each unit with a withheld claim or a disputed report
-    (miner, unit, segment, claimer or auditor) in claims that me is not assigned, so a
-    false claim or a lazy auditor cannot cost an honest miner.  Units whose challenge is
-    not drawn yet (the chooser's, ChallengeRecord) wait."""
-    training = genesis.training
-    eligible = list(challenge.eligible)
+    """The units of round_ that me must audit, with the segments its draws give me; and,
+    if me is eligible, a fallback task with every challenged segment for each unit with
+    a withheld claim or a disputed report (miner, unit, segment, claimer or auditor) in
+    claims that no draw gives me, so a false claim or a lazy auditor cannot cost an
+    honest miner.  None while the challenge's choosers are not complete."""
+    seeds = challenge.drawn_seeds()
+    if seeds is None:
+        return []
     claimed = {(miner, unit) for miner, unit, _, _ in claims}
     tasks = []
     for miner, unit, commitment in commitments:
-        seed = challenge.seed_for(miner)
-        if seed is None:
-            continue
-        auditors = assigned_auditors(seed, miner, unit, eligible, training.auditors_per_unit)
-        fallback = me not in auditors
-        if fallback and ((miner, unit) not in claimed or me not in eligible or me == miner):
-            continue
+        unit_draws = unit_challenge(seeds, miner, unit, genesis.training, challenge.eligible)
+        segments = unit_draws.segments_of(me)
+        fallback = not segments
+        if fallback:
+            if (miner, unit) not in claimed or me not in challenge.eligible or me == miner:
+                continue
+            segments = unit_draws.segments
         tasks.append(AuditTask(round_, miner, unit, commitment,
-                               assign_unit(round_start_hash, miner, unit).data_seed,
-                               challenged_segments(seed, miner, unit, training.segments,
-                                                   training.audit_segments), fallback))
+                               assign_unit(round_start_hash, miner, unit).data_seed, segments, fallback))
     return tasks
 
 

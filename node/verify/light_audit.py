@@ -31,7 +31,6 @@ from node.state.records import ChallengeRecord, Committee
 from node.storage.blobstore import BlobStore
 from node.types.transactions import (Bond, EvidenceDispute, FraudProof, RegisterAuditor, SignedTx, WithheldClaim,
                                      WorkCommitment, sign_tx)
-from node.uPoW.assignment import challenge_seed
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import UnitCompute
@@ -221,24 +220,22 @@ class LightAuditor:
             elif isinstance(payload, EvidenceDispute):
                 self._round(payload.round).claims.append(
                     (payload.miner, payload.unit, payload.segment, payload.auditor))
-        for close in block.close:
-            if close.next_committee:
-                self.committee = Committee(close.next_committee)
         self.height, self.head_hash = height, block.hash
         round_ = self.schedule.round_of(height)
         view = self._round(round_)
         if height == self.schedule.challenge_height(round_):
             # the ledger's snapshot: committee and auditors as this block leaves them
             view.eligible = self.auditors | {m.pub_key for m in self.committee.members}
-        elif height == self.schedule.challenge_height(round_) + 1:
-            # the ledger's seeds: the challenge block's commit, as this block carries it, and
-            # for this block's proposer's units a later block's (records.ChallengeRecord)
-            seed = challenge_seed(self.genesis.chain_id, block.last_commit)
-            view.challenge = ChallengeRecord.drawn(seed, view.eligible, block.header.proposer,
-                                                   len(self.committee.members))
-        elif view.challenge is not None and view.challenge.awaits_seed_from(block.header.proposer):
-            view.challenge = dataclasses.replace(
-                view.challenge, chooser_hash=challenge_seed(self.genesis.chain_id, block.last_commit))
+        elif height > self.schedule.challenge_height(round_):
+            # the ledger's choosers, with the committee this block was proposed under
+            if height == self.schedule.challenge_height(round_) + 1:
+                view.challenge = ChallengeRecord.snapshot(view.eligible, self.committee)
+            if view.challenge is not None:
+                view.challenge = view.challenge.after_block(self.genesis.chain_id, block.last_commit,
+                                                            block.header.proposer, self.committee)
+        for close in block.close:
+            if close.next_committee:
+                self.committee = Committee(close.next_committee)
         if height == self.schedule.close_height(round_):
             self._round(round_ + 1).start_hash = block.hash
             # the round's audits are over: its checkpoints need not stay here

@@ -27,12 +27,11 @@ from typing import Awaitable, Callable, Coroutine
 
 from node.state.chain import Chain
 from node.state.mempool import Mempool, MempoolError
-from node.state.records import NO_CHOOSER
 from node.state.transition import Transition, TxError
 from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK, check_fraud_proof
 from node.types.crypto import sha256
 from node.types.transactions import FraudProof, SignedTx
-from node.uPoW.assignment import assigned_auditors
+from node.uPoW.assignment import unit_challenge
 from node.uPoW.fraud_question import FraudQuestion, ReplayPending
 from node.uPoW.oracle import WorkUnavailable
 from node.uPoW.unit_compute import ComputeWorker
@@ -44,6 +43,8 @@ log = logging.getLogger("uponode.fraud")
 MAX_DECIDING = 2 * FRAUD_PROOFS_PER_BLOCK
 # what one decision may wait for, in turn: the model, the start checkpoint, the replay
 ATTEMPTS = 4
+# a proof is checked before the next block has a proposer, and nothing its check reads depends on it
+_PROPOSER_UNKNOWN = bytes(32)
 
 Fetch = Callable[[bytes], Awaitable[bool]]
 
@@ -84,9 +85,9 @@ class FraudIntake:
 
     def _assigned(self, sender: bytes, proof: FraudProof) -> bool:
         challenge = self.chain.state.challenge(proof.round)
-        seed = challenge.seed_for(proof.miner) if challenge is not None else None
-        return seed is not None and sender in assigned_auditors(
-            seed, proof.miner, proof.unit, list(challenge.eligible), self.chain.genesis.training.auditors_per_unit)
+        seeds = challenge.drawn_seeds() if challenge is not None else None
+        return seeds is not None and sender in unit_challenge(
+            seeds, proof.miner, proof.unit, self.chain.genesis.training, challenge.eligible).auditors
 
     def offer(self, tx: SignedTx, then: Callable[[], None]) -> None:
         """Admit tx in the background (a proof from a peer) and call then once it is in."""
@@ -104,9 +105,8 @@ class FraudIntake:
         MempoolError if the ledger would refuse it or a blob it needs cannot be had."""
         for _ in range(ATTEMPTS):
             chain = self.chain
-            # the next block's proposer is not known yet, and nothing a proof's check reads depends on it
             t = Transition(chain.state, chain.genesis, chain.height + 1, chain.head.block_hash,
-                           chain.last_commit(), NO_CHOOSER, self.oracle)
+                           chain.last_commit(), _PROPOSER_UNKNOWN, self.oracle)
             try:
                 return check_fraud_proof(t, sender, proof)
             except TxError as exc:

@@ -120,10 +120,10 @@ class RoundWork:
         self.miner.on_height(height, units, start_hash, state.model().root)
         done = self.schedule.round_of(height) if height else 0
         challenge = state.challenge(done)
-        seed = challenge.seed_for(self.me) if challenge is not None else None
-        if seed is not None and done not in self.miner.published:
+        seeds = challenge.drawn_seeds() if challenge is not None else None
+        if seeds is not None and done not in self.miner.published:
             mine = [c for m, _, c in state.round_commitments(done) if m == self.me]
-            self.miner.on_challenge(done, seed, state.round_start_hash(done), mine)
+            self.miner.on_challenge(done, seeds, state.round_start_hash(done), mine)
         if challenge is not None and height + 1 in self.schedule.delta_claim_window(done):
             # only the units whose digests this miner holds can be checked: no scan of the round
             units = sorted({unit for round_, unit, _ in self.miner.evidence if round_ == done})

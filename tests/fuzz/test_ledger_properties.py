@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.types import genesis as g
-from node.types.blocks import EMPTY_COMMIT
+from node.types.blocks import EMPTY_COMMIT, certificate_from_precommits
 from node.types.crypto import SigningKey, sha256
 from node.state.chain_state import ChainState
 from node.state.round_close import close_round
@@ -23,11 +23,12 @@ from node.state.tx_rules import apply_tx
 from node.types.merkle import inclusion_proof, merkle_root
 from node.types.transactions import (AuditReport, Bond, DeltaWithheld, EvidenceDispute, FraudProof, RegisterAuditor,
                                      RegisterMiner, Transfer, Unbond, WithheldClaim, WorkCommitment, sign_tx)
-from node.uPoW.assignment import assigned_auditors, challenged_segments
 from node.uPoW.evidence import evidence_lock
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION
+from node.types.votes import PRECOMMIT, VoteBody, sign_vote
 from node.uPoW.rounds import AUDIT, TRAIN, RoundSchedule
+from tests.challenges import drawn_challenge
 from tests.state_checks import expected_total, total_holdings
 
 KEYS = [SigningKey(sha256(b"property %d" % i)) for i in range(4)]
@@ -81,9 +82,8 @@ def _digest(miner: bytes, round_: int, segment: int) -> bytes:
 
 def _audit(t: Transition, miner: bytes, round_: int, pick: int) -> tuple[SigningKey | None, AuditReport]:
     """An audit of one challenged segment of miner's unit, and its assigned auditor."""
-    challenge = t.challenge(round_)
-    segments = challenged_segments(challenge.hash, miner, 0, SEGMENTS, 1)
-    auditors = assigned_auditors(challenge.hash, miner, 0, list(challenge.eligible), 1)
+    challenge = drawn_challenge(t, round_, miner, 0, GENESIS.training)
+    segments, auditors = challenge.segments, challenge.auditors
     segment = segments[pick % len(segments)]
     leaves = _leaves(miner, round_)
     report = AuditReport(round_, miner, 0, segment, leaves[segment + 1],
@@ -160,8 +160,13 @@ def _blocks(operations):
 def test_supply_is_conserved_and_nonces_only_grow(operations):
     state = _genesis_with_miners()
     for height, block in enumerate(_blocks(operations), 2):
-        t = Transition(state, GENESIS, height, sha256(b"block %d" % (height - 1)), EMPTY_COMMIT, KEYS[0].public_key,
-                       FakeOracle())
+        # the committee's one member proposes, carrying its own precommit of the block
+        # before: the chooser that draws each round's challenge
+        proposer = BY_KEY[state.committee().members[0].pub_key]
+        parent = sha256(b"block %d" % (height - 1))
+        last_commit = certificate_from_precommits(
+            [sign_vote(proposer, GENESIS.chain_id, VoteBody(PRECOMMIT, height - 1, 0, parent))])
+        t = Transition(state, GENESIS, height, parent, last_commit, proposer.public_key, FakeOracle())
         for kind, sender, other, amount, nonce_offset, forge in block:
             if kind == "emit":
                 t.emit(KEYS[sender].public_key, amount)

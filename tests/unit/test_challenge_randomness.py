@@ -1,16 +1,17 @@
 """Challenge randomness no single proposer controls (issue 12, attack 5), through the real
 Chain and LevelDB store with real signatures.
 
-The round's challenge seed hashes the beacons (VRF outputs) of the precommits that
-finalized the challenge block, as the next block carries them.  The challenge block's
-proposer can try any header time and transaction order: the seed stays the same.  A
-signer can re-sign its precommit with another nonce, or re-make its beacon proof: the
-seed stays the same.  What is left is the next proposer's choice of which quorum of
-precommits to carry: sum_{k>=q}^{n} C(n, k) seeds, 5 for this 4-validator committee;
-that chooser's own units draw from a later commit another validator carries.
+A round's challenge is drawn by choosers: the proposers of the blocks after the
+challenge block, each validator once, until they hold more than a third of the power.
+Each chooser's seed hashes the beacon (a VRF output) of its own precommit, as its block
+carries it: fixed by its key and the height, whatever the challenge block holds, which
+quorum the chooser carries, or which nonce signed it.  A chooser's only choice is to
+reveal or not, and one that does not is simply not a chooser; an honest chooser's draw
+is one no one else knows in advance.
 
 Test genesis: round 0 takes commitments at heights 1-2, height 3 is the challenge block,
-height 4 records the challenge from the commit it carries.
+blocks 4 and 5 (the audit window) and 6 (the close) may take choosers; four validators
+of equal power need two.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from node.types.blocks import Block, certificate_from_precommits
 from node.types.crypto import SigningKey, sha256, signing_bytes
 from node.types.transactions import Transfer, sign_tx
 from node.types.votes import PRECOMMIT, VOTE_DOMAIN, VoteBody, beacon_input, sign_vote
-from node.uPoW.assignment import assigned_auditors, challenge_seed, challenged_segments
+from node.uPoW.assignment import chooser_seed, unit_challenge
 from tests.oracles import NoOracle
 
 VALIDATORS = sorted((SigningKey(sha256(b"grind validator %d" % i)) for i in range(4)),
@@ -66,16 +67,14 @@ def _chain_to_challenge(path) -> tuple[ChainStore, Chain]:
     return store, chain
 
 
-def _challenge_of(chain: Chain, block_after: Block) -> tuple:
-    """What the block after the challenge block records: the seed and the eligible set."""
-    record = chain.check_block(block_after).challenge(0)
-    return record.hash, record.eligible
+def _challenge_of(chain: Chain, block_after: Block):
+    """The challenge record block_after would leave."""
+    return chain.check_block(block_after).challenge(0)
 
 
-def _draws(seed: bytes, eligible) -> tuple:
-    """The miner's challenged segments and assigned auditor for its unit 0."""
-    return (challenged_segments(seed, MINER.public_key, 0, SEGMENTS, GENESIS.training.audit_segments),
-            assigned_auditors(seed, MINER.public_key, 0, list(eligible), GENESIS.training.auditors_per_unit))
+def _draws(seeds, eligible) -> tuple:
+    """The miner's unit 0: each seed's challenged segments and assigned auditors."""
+    return unit_challenge(seeds, MINER.public_key, 0, GENESIS.training, eligible).draws
 
 
 def test_a_grinding_challenge_proposer_cannot_move_the_challenge(tmp_path):
@@ -91,31 +90,38 @@ def test_a_grinding_challenge_proposer_cannot_move_the_challenge(tmp_path):
             block, refused = chain.propose(txs, VALIDATORS[1].public_key, 10_000 + 7 * attempt)
             assert not refused
             chain.finalize(block, commit_for(block))
-            after, _ = chain.propose([], VALIDATORS[2].public_key, 20_000)
-            chain.finalize(after, commit_for(after))
+            for proposer in (VALIDATORS[2], VALIDATORS[3]):
+                after, _ = chain.propose([], proposer.public_key, 10_000 * chain.height)
+                chain.finalize(after, commit_for(after))
             record = chain.state.challenge(0)
-            assert record.hash == challenge_seed(GENESIS.chain_id, after.last_commit)
-            outcomes.add((record.hash, _draws(record.hash, record.eligible)))
-            hash_draws.add(_draws(block.hash, record.eligible))
+            assert record.choosers == (VALIDATORS[2].public_key, VALIDATORS[3].public_key)
+            assert record.drawn_seeds() == record.seeds
+            outcomes.add((record.seeds, _draws(record.seeds, record.eligible)))
+            hash_draws.add(_draws([block.hash], record.eligible))
             hashes.add(block.hash)
     assert len(hashes) == 12
     assert len(outcomes) == 1
     assert len(hash_draws) > 1  # what the grinding bought under the old rule
 
 
-def test_the_next_proposer_chooses_among_the_quorum_subsets_only(tmp_path):
-    """The remaining bias, measured: every quorum subset of the four precommits is a valid
-    last commit and gives its own seed, C(4,3) + C(4,4) = 5; a sub-quorum is refused."""
+def test_the_carrier_s_only_choice_is_to_reveal_its_own_seed_or_not(tmp_path):
+    """Block 4's proposer may carry any quorum of block 3's precommits (a sub-quorum is
+    refused): every quorum with its own precommit gives it one and the same seed, every
+    quorum without gives it none, and the record then waits for another chooser."""
+    carrier = VALIDATORS[2]
     store, chain = _chain_to_challenge(tmp_path / "db")
     with store:
         block, _ = chain.propose([], VALIDATORS[1].public_key, 10_000)
         chain.finalize(block, commit_for(block))
-        after, _ = chain.propose([], VALIDATORS[2].public_key, 20_000)
-        seeds = set()
+        after, _ = chain.propose([], carrier.public_key, 20_000)
+        outcomes = set()
         for size in (3, 4):
             for signers in itertools.combinations(VALIDATORS, size):
-                seeds.add(_challenge_of(chain, _carrying(chain, after, commit_for(block, signers)))[0])
-        assert len(seeds) == 5
+                record = _challenge_of(chain, _carrying(chain, after, commit_for(block, signers)))
+                assert record.drawn_seeds() is None  # a quarter of the power is not enough
+                outcomes.add((carrier in signers, record.choosers, record.seeds))
+        own = chooser_seed(GENESIS.chain_id, commit_for(block), carrier.public_key)
+        assert outcomes == {(True, (carrier.public_key,), (own,)), (False, (), ())}
         with pytest.raises(InvalidBlock, match="not more than 2/3"):
             chain.check_block(_carrying(chain, after, commit_for(block, VALIDATORS[:2])))
 
@@ -159,9 +165,9 @@ def _prove_with_nonce(key: SigningKey, alpha: bytes, k: int) -> bytes:
 
 
 def test_a_signer_that_regrinds_its_signature_or_beacon_proof_does_not_move_the_seed(tmp_path):
-    """Why the seed is not the signatures: a signer may pick its ed25519 nonce freely and
-    make other valid signatures of the same precommit (and other proofs of its beacon);
-    the chain accepts them, and the seed, which hashes only the beacons' outputs, is
+    """Why the seed is not the signature: the chooser may pick its ed25519 nonce freely and
+    make other valid signatures of its own precommit (and other proofs of its beacon);
+    the chain accepts them, and its seed, which hashes only the beacon's output, is
     unchanged."""
     store, chain = _chain_to_challenge(tmp_path / "db")
     with store:
@@ -169,7 +175,8 @@ def test_a_signer_that_regrinds_its_signature_or_beacon_proof_does_not_move_the_
         chain.finalize(block, commit_for(block))
         after, _ = chain.propose([], VALIDATORS[2].public_key, 20_000)
         honest = commit_for(block)
-        seed = _challenge_of(chain, _carrying(chain, after, honest))[0]
+        seeds = _challenge_of(chain, _carrying(chain, after, honest)).seeds
+        assert len(seeds) == 1
         body = honest.vote_body().encode()
         alpha = beacon_input(GENESIS.chain_id, CHALLENGE_HEIGHT)
         grinder = VALIDATORS[2]
@@ -183,7 +190,7 @@ def test_a_signer_that_regrinds_its_signature_or_beacon_proof_does_not_move_the_
             ground = dataclasses.replace(honest, signatures=honest.signatures[:index] + (sig,)
                                          + honest.signatures[index + 1:])
             assert ground.hash != honest.hash
-            assert _challenge_of(chain, _carrying(chain, after, ground))[0] == seed
+            assert _challenge_of(chain, _carrying(chain, after, ground)).seeds == seeds
 
 
 def test_a_beacon_proof_of_another_key_or_height_does_not_verify():
@@ -214,49 +221,66 @@ def test_a_commit_with_a_forged_beacon_is_refused(tmp_path):
         assert chain.height == CHALLENGE_HEIGHT - 1
 
 
-def _own_draws(record, key: SigningKey) -> tuple:
-    seed = record.seed_for(key.public_key)
-    return (challenged_segments(seed, key.public_key, 0, SEGMENTS, GENESIS.training.audit_segments),
-            assigned_auditors(seed, key.public_key, 0, list(record.eligible), GENESIS.training.auditors_per_unit))
+def _finalize(chain: Chain, proposer: SigningKey, signers=VALIDATORS) -> Block:
+    block, _ = chain.propose([], proposer.public_key, 10_000 * (chain.height + 1))
+    chain.finalize(block, commit_for(block, signers))
+    return block
 
 
-def test_a_proposer_that_mines_cannot_choose_its_own_units_draw(tmp_path):
-    """The chooser (block 4's proposer) carries each of the 5 quorums of block 3's commit
-    in turn: 5 seeds for everyone else's units, one draw for its own, which comes from
-    the commit block 5's proposer carries."""
-    grinder = VALIDATORS[2]
+def test_choosers_are_taken_once_each_until_they_hold_more_than_a_third(tmp_path):
+    """Block 4's proposer is the first chooser; block 5 by the same validator adds
+    nothing; block 6 by another makes the second, and the record is drawn from both seeds."""
+    store, chain = _chain_to_challenge(tmp_path / "db")
+    with store:
+        _finalize(chain, VALIDATORS[1])  # the challenge block
+        carried = [_finalize(chain, VALIDATORS[2]), _finalize(chain, VALIDATORS[2])]
+        record = chain.state.challenge(0)
+        assert record.choosers == (VALIDATORS[2].public_key,) and record.drawn_seeds() is None
+        assert carried[1].last_commit.height == 4
+        block = _finalize(chain, VALIDATORS[0])
+        record = chain.state.challenge(0)
+        assert record.choosers == (VALIDATORS[2].public_key, VALIDATORS[0].public_key)
+        assert record.drawn_seeds() == (
+            chooser_seed(GENESIS.chain_id, carried[0].last_commit, VALIDATORS[2].public_key),
+            chooser_seed(GENESIS.chain_id, block.last_commit, VALIDATORS[0].public_key))
+        assert (record.chosen_power, record.committee_power) == (20, 40)
+
+
+def test_a_colluding_chooser_cannot_steer_the_honest_chooser_s_draw(tmp_path):
+    """The attack the old rule lost to: block 4's proposer colludes with a miner and tries
+    every quorum of block 3's commit, with and without its own precommit.  Each time the
+    record is drawn by block 5's honest proposer as well, and that chooser's draw is one
+    and the same, in every outcome: the colluder can only add a draw it knows, never
+    remove or pick the one it does not."""
+    colluder, honest = VALIDATORS[2], VALIDATORS[3]
+    honest_draws, outcomes = set(), set()
     quorums = [s for size in (3, 4) for s in itertools.combinations(VALIDATORS, size)]
-    others, own = set(), set()
     for attempt, signers in enumerate(quorums):
         store, chain = _chain_to_challenge(tmp_path / f"attempt-{attempt}")
         with store:
-            block, _ = chain.propose([], VALIDATORS[1].public_key, 10_000)
-            chain.finalize(block, commit_for(block))
-            carrying = _carrying(chain, chain.propose([], grinder.public_key, 20_000)[0], commit_for(block, signers))
+            challenge_block = _finalize(chain, VALIDATORS[1])
+            carrying = _carrying(chain, chain.propose([], colluder.public_key, 20_000)[0],
+                                 commit_for(challenge_block, signers))
             chain.finalize(carrying, commit_for(carrying))
+            _finalize(chain, honest)
+            if colluder not in signers:
+                _finalize(chain, VALIDATORS[0])  # the colluder skipped: another honest one draws
             record = chain.state.challenge(0)
-            assert record.chooser == grinder.public_key and record.seed_for(grinder.public_key) is None
-            after, _ = chain.propose([], VALIDATORS[3].public_key, 30_000)
-            chain.finalize(after, commit_for(after))
-            record = chain.state.challenge(0)
-            assert record.chooser_hash == challenge_seed(GENESIS.chain_id, after.last_commit)
-            others.add(record.seed_for(MINER.public_key))
-            own.add((record.seed_for(grinder.public_key), _own_draws(record, grinder)))
-    assert len(others) == len(quorums) == 5
-    assert len(own) == 1 and next(iter(own))[0] not in others
+            seeds = record.drawn_seeds()
+            assert seeds is not None and honest.public_key in record.choosers
+            mine = seeds[record.choosers.index(honest.public_key)]
+            honest_draws.add(_draws([mine], record.eligible))
+            outcomes.add(record.seeds)
+    assert len(honest_draws) == 1
+    assert len(outcomes) == 2  # revealed (colluder + honest) or skipped (two honest)
 
 
-def test_the_chooser_s_seed_waits_for_a_block_another_validator_proposes(tmp_path):
+def test_one_validator_proposing_every_block_after_the_challenge_never_draws_it(tmp_path):
+    """A quarter of the power, however many blocks it proposes, is one chooser: no unit
+    of the round is drawn, so none can be audited or accepted (round_close rejects them)."""
     store, chain = _chain_to_challenge(tmp_path / "db")
     with store:
-        for proposer in (VALIDATORS[1], VALIDATORS[2], VALIDATORS[2]):  # blocks 3, 4 and 5
-            block, _ = chain.propose([], proposer.public_key, 10_000 * chain.height)
-            chain.finalize(block, commit_for(block))
+        for _ in range(3):
+            _finalize(chain, VALIDATORS[2])
         record = chain.state.challenge(0)
-        assert record.chooser == VALIDATORS[2].public_key and record.seed_for(VALIDATORS[2].public_key) is None
-        assert record.seed_for(MINER.public_key) == record.hash
-        block, _ = chain.propose([], VALIDATORS[0].public_key, 60_000)  # block 6
-        chain.finalize(block, commit_for(block))
-        drawn = chain.state.challenge(0)
-        assert drawn.seed_for(VALIDATORS[2].public_key) == challenge_seed(GENESIS.chain_id, block.last_commit)
-        assert dataclasses.replace(drawn, chooser_hash=record.chooser_hash) == record
+        assert record.choosers == (VALIDATORS[2].public_key,) and record.drawn_seeds() is None

@@ -18,10 +18,11 @@ from node.state.tx_rules import apply_tx
 from node.types.merkle import inclusion_proof, merkle_root
 from node.types.transactions import (AuditReport, Bond, DoubleSignEvidence, FraudProof, RegisterAuditor,
                                RegisterMiner, Transfer, Unbond, WorkCommitment, sign_tx)
-from node.uPoW.assignment import assign_unit, assigned_auditors, challenge_seed, challenged_segments
+from node.uPoW.assignment import assign_unit, chooser_seed
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION, WorkUnavailable
 from node.types.votes import PRECOMMIT, VoteBody, sign_vote
+from tests.challenges import drawn_challenge
 from tests.oracles import NoOracle
 from tests.state_checks import expected_total, state_digest, total_holdings
 
@@ -89,7 +90,7 @@ def state() -> ChainState:
 
 
 def _transition(state: ChainState, height: int = 1, oracle=None) -> Transition:
-    return Transition(state, GENESIS, height, parent_hash(height), parent_commit(height), ALICE.public_key,
+    return Transition(state, GENESIS, height, parent_hash(height), parent_commit(height), CAROL.public_key,
                       oracle or FakeOracle())
 
 
@@ -285,7 +286,7 @@ def test_the_challenge_snapshots_committee_and_auditors_before_the_audit_window(
     assert state.challenge(0) is None
     _apply(state, tx(BOB, RegisterAuditor(), state), height=4)  # too late for round 0
     challenge = state.challenge(0)
-    assert challenge.hash == challenge_seed(CHAIN, parent_commit(4))
+    assert challenge.drawn_seeds() == (chooser_seed(CHAIN, parent_commit(4), CAROL.public_key),)
     assert challenge.eligible == tuple(sorted([CAROL.public_key, DAVE.public_key]))
     _apply(state, height=5)
     assert state.challenge(0) == challenge
@@ -368,12 +369,9 @@ def auditing(mined) -> ChainState:
 
 
 def _assignment(state, miner=BOB, unit=0):
-    challenge = state.challenge(0)
-    segments = challenged_segments(challenge.hash, miner.public_key, unit, 4, GENESIS.training.audit_segments)
-    auditors = assigned_auditors(challenge.hash, miner.public_key, unit, list(challenge.eligible),
-                                 GENESIS.training.auditors_per_unit)
-    key = {k.public_key: k for k in (CAROL, DAVE)}[auditors[0]]
-    return segments, key
+    challenge = drawn_challenge(state, 0, miner.public_key, unit, GENESIS.training)
+    key = {k.public_key: k for k in (CAROL, DAVE)}[challenge.auditors[0]]
+    return challenge.segments, key
 
 
 def _audit(segment, miner=BOB, unit=0, round_=0, result=None, proof=None) -> AuditReport:

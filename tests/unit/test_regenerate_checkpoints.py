@@ -101,7 +101,7 @@ def _answer_challenge(genesis, worker, commitment, height: int) -> None:
     """A fresh Miner (as after a restart: it started no round) told of the challenge."""
     async def main():
         miner = Miner(genesis, MINER, worker, lambda tx: None, lambda: height)
-        miner.on_challenge(ROUND, sha256(b"challenge"), START_HASH, [commitment])
+        miner.on_challenge(ROUND, (sha256(b"challenge"),), START_HASH, [commitment])
         await asyncio.gather(*miner.tasks)
     asyncio.run(main())
 

@@ -14,12 +14,13 @@ from node.types.blocks import ACCEPTED, SLASHED, WITHHELD
 from node.types.crypto import SigningKey, sha256
 from node.types.merkle import merkle_root
 from node.types.transactions import FraudProof, RegisterAuditor, RegisterMiner
-from node.uPoW.assignment import assign_unit, challenged_segments
+from node.uPoW.assignment import assign_unit
 from node.uPoW.model_state import genesis_model, genesis_model_root
 from node.uPoW.state import decode_state, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import commitment_for, decode_delta, encode_delta, encode_leaves, train_unit
 from node.verify.auditor import prune_checkpoints
+from tests.challenges import drawn_challenge
 from tests.round_harness import Round, round_genesis
 from tests.state_checks import expected_total, total_holdings
 
@@ -78,13 +79,11 @@ def test_cheaters_are_caught_slashed_and_unpaid_while_the_honest_miner_is_paid(r
     r.finalize([r.parties[name].tx(chain_id, commitment_for(0, 0, 0, genesis_model_root(g), work))
                 for name, work in works.items()])
     r.finalize([])  # block 3: the challenge block
-    r.finalize([])  # block 4 records the challenge, drawn from block 3's commit
-    challenge = r.chain.state.challenge(0).hash
-    n = g.training.segments
+    r.finalize([])  # block 4 records the challenge, drawn by its proposer, the only validator
     for name, key in MINERS.items():
         if name == "withholder":
             continue  # serves nothing
-        for segment in challenged_segments(challenge, key.public_key, 0, n, g.training.audit_segments):
+        for segment in drawn_challenge(r.chain.state, 0, key.public_key, 0, g.training).segments:
             r.parties[name].blobs.put(works[name].checkpoints[segment])
 
     # the audit phase: both auditors (the validator and the registered auditor) audit
@@ -122,8 +121,7 @@ def test_cheaters_are_caught_slashed_and_unpaid_while_the_honest_miner_is_paid(r
     paid = {(p.to, p.reason): p.amount for p in close.payments}
     emission = e.emission_per_round
     honest_audits = [a for a in state.round_audits(0) if a[0] == MINERS["honest"].public_key]
-    assert len(honest_audits) == 2 * len(challenged_segments(
-        challenge, MINERS["honest"].public_key, 0, n, g.training.audit_segments))
+    assert len(honest_audits) == 2 * len(drawn_challenge(state, 0, MINERS["honest"].public_key, 0, g.training).segments)
     audit_share = emission * e.reward_audits_bps // 10_000 // len(honest_audits)
     expected = {(MINERS["honest"].public_key, 1): emission * e.reward_units_bps // 10_000,
                 (VALIDATOR.public_key, 3): emission * e.reward_proposer_bps // 10_000}

@@ -21,10 +21,10 @@ from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.chainstore import ChainStore
 from node.types.transactions import (AuditReport, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
                                WorkCommitment, sign_tx)
-from node.uPoW.assignment import assigned_auditors, challenged_segments
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION, WorkUnavailable
 from node.types.votes import PRECOMMIT, VoteBody, sign_vote
+from tests.challenges import drawn_challenge
 from tests.state_checks import expected_total, total_holdings
 
 VALIDATORS = [SigningKey(sha256(b"close validator %d" % i)) for i in range(4)]
@@ -49,7 +49,7 @@ def _genesis(validators=VALIDATORS, committee_size=4, epoch_rounds=1) -> g.Genes
         model=dataclasses.replace(base.model, context_length=8, n_layer=1, n_head=1, n_embd=8),
         training=dataclasses.replace(base.training, steps_per_unit=SEGMENTS, checkpoint_every=1,
                                      audit_segments=AUDIT_DRAWS, auditors_per_unit=AUDITORS_PER_UNIT),
-        consensus=dataclasses.replace(base.consensus, round_blocks=6, commit_blocks=2,
+        consensus=dataclasses.replace(base.consensus, round_blocks=7, commit_blocks=2,
                                       committee_size=committee_size, epoch_rounds=epoch_rounds),
         economics=dataclasses.replace(base.economics, emission_per_round=EMISSION, reward_units_bps=7000,
                                       reward_audits_bps=2000, reward_proposer_bps=1000,
@@ -142,7 +142,10 @@ class Network:
         return sign_tx(key, self.genesis.chain_id, nonce, payload)
 
     def propose(self, txs=()):
-        block, refused = self.proposer.propose(list(txs), VALIDATORS[0].public_key, 0)
+        # two validators in turn, so that each round's challenge gets its two choosers
+        # (blocks 4 and 5); round 0's closing block, 7, is VALIDATORS[0]'s
+        proposer = VALIDATORS[self.proposer.height % 2]
+        block, refused = self.proposer.propose(list(txs), proposer.public_key, 0)
         assert not refused, refused
         return block
 
@@ -161,13 +164,10 @@ class Network:
             store.close()
 
 
-def assigned(state: ChainState, miner: SigningKey) -> tuple[tuple[int, ...], list[SigningKey]]:
-    """The challenged segments of miner's unit and its assigned auditors."""
-    challenge = state.challenge(0)
-    segments = challenged_segments(challenge.hash, miner.public_key, 0, SEGMENTS, AUDIT_DRAWS)
-    auditors = assigned_auditors(challenge.hash, miner.public_key, 0, list(challenge.eligible),
-                                 AUDITORS_PER_UNIT)
-    return segments, [KEYS[a] for a in auditors]
+def assigned(state: ChainState, miner: SigningKey) -> list[tuple[SigningKey, int]]:
+    """(auditor, segment) of each re-execution the draws of miner's unit ask."""
+    challenge = drawn_challenge(state, 0, miner.public_key, 0, GENESIS.training)
+    return [(KEYS[a], s) for a in challenge.auditors for s in challenge.segments_of(a)]
 
 
 def play_round(net: Network) -> list[tuple[SigningKey, int]]:
@@ -177,17 +177,16 @@ def play_round(net: Network) -> list[tuple[SigningKey, int]]:
     net.step([net.tx(k, RegisterMiner(1)) for k in (HONEST, LAZY, CHEAT)] + [net.tx(AUDITOR, RegisterAuditor())])
     net.step([net.tx(k, commitment(k)) for k in (HONEST, LAZY, CHEAT)])
     net.step()  # the challenge block
-    net.step()
+    net.step()  # its first chooser
+    net.step()  # its second: drawn
     state = net.validator.state
-    honest_segments, honest_auditors = assigned(state, HONEST)
-    lazy_segments, lazy_auditors = assigned(state, LAZY)
-    cheat_segments, cheat_auditors = assigned(state, CHEAT)
+    reports = assigned(state, HONEST)
+    lazy, cheat = assigned(state, LAZY), assigned(state, CHEAT)
     # the draws are fixed by the chain's (deterministic) hashes; the test needs these
-    assert len(honest_auditors) == 2 and len(lazy_segments) >= 2
-    reports = [(a, s) for a in honest_auditors for s in honest_segments]
+    assert len({a for a, _ in reports}) >= 2 and len({s for _, s in lazy}) >= 2
     net.step([net.tx(a, audit(HONEST, s)) for a, s in reports]
-             + [net.tx(lazy_auditors[0], audit(LAZY, lazy_segments[-1])),
-                net.tx(cheat_auditors[0], audit(CHEAT, cheat_segments[-1])), net.tx(PROVER, fraud(CHEAT))])
+             + [net.tx(lazy[0][0], audit(LAZY, SEGMENTS - 1)),
+                net.tx(cheat[0][0], audit(CHEAT, SEGMENTS - 1)), net.tx(PROVER, fraud(CHEAT))])
     assert len(state.round_audits(0)) == len(reports) + 2
     return reports
 
@@ -254,7 +253,7 @@ def test_the_fraud_proof_slashed_the_cheat_and_paid_the_prover(net):
 
 
 def test_a_round_without_accepted_units_keeps_the_model_and_pays_only_the_proposer(net):
-    for _ in range(5):
+    for _ in range(6):
         net.step()
     close, = net.step().close
     assert (close.units, close.next_committee) == ((), ())
@@ -294,8 +293,8 @@ def test_a_wrong_round_close_is_refused_and_never_finalizes(net, mutate, reason)
         net.validator.check_block(bad)
     with pytest.raises(InvalidBlock, match=reason):
         net.validator.finalize(bad, commit_for(bad, VALIDATORS))
-    assert net.validator.height == 5 and net.validator.state.root() == root
-    assert net.validator.store.block(6) is None
+    assert net.validator.height == 6 and net.validator.state.root() == root
+    assert net.validator.store.block(7) is None
 
 
 def test_a_close_on_a_height_that_closes_no_round_is_refused(net):
@@ -305,9 +304,9 @@ def test_a_close_on_a_height_that_closes_no_round_is_refused(net):
     block = net.propose()
     bad = dataclasses.replace(block, close=honest.close,
                               header=dataclasses.replace(block.header, close_hash=close_hash(honest.close)))
-    with pytest.raises(InvalidBlock, match="round close: height 7 closes no round"):
+    with pytest.raises(InvalidBlock, match="round close: height 8 closes no round"):
         net.validator.finalize(bad, commit_for(bad, net.signers))
-    assert net.validator.height == 6
+    assert net.validator.height == 7
     net.finalize(block)
 
 
@@ -319,10 +318,10 @@ def test_a_node_without_the_blobs_can_neither_propose_nor_check_the_close(net):
         net.validator.check_block(block)
     with pytest.raises(WorkUnavailable):
         net.validator.propose([], VALIDATORS[1].public_key, 0)
-    assert net.validator.height == 5
+    assert net.validator.height == 6
     net.oracle.available = True  # the blob arrived: the same block now checks
     net.validator.finalize(block, commit_for(block, VALIDATORS))
-    assert net.validator.height == 6
+    assert net.validator.height == 7
 
 
 def test_an_undecidable_fraud_proof_is_left_out_of_a_proposal_unreported(net):
@@ -346,18 +345,18 @@ def test_the_rotation_seats_the_worker_and_the_old_committee_s_commit_still_veri
     state = net.validator.state
     assert [(m.pub_key, m.power) for m in state.committee().members] == [(s.pub_key, s.power) for s in expected]
     change = state.previous_committee()
-    assert change.height == 6 and [m.pub_key for m in change.members] == [k.public_key for k in VALIDATORS]
-    # block 7 carries block 6's commit, which the old committee signed
+    assert change.height == 7 and [m.pub_key for m in change.members] == [k.public_key for k in VALIDATORS]
+    # block 8 carries block 7's commit, which the old committee signed
     block = net.propose()
     assert {s.validator for s in block.last_commit.signatures} == {k.public_key for k in VALIDATORS}
     net.validator.check_block(block)
     with pytest.raises(InvalidBlock, match="not in the committee"):
-        net.validator.finalize(block, commit_for(block, VALIDATORS))  # block 7 is the new one's
+        net.validator.finalize(block, commit_for(block, VALIDATORS))  # block 8 is the new one's
     net.signers = VALIDATORS[:3] + [HONEST]
     net.finalize(block)
-    # and block 8 carries block 7's commit, signed by the new committee
+    # and block 9 carries block 8's commit, signed by the new committee
     net.step()
-    assert net.validator.height == 8
+    assert net.validator.height == 9
 
 
 def test_the_old_committee_s_commit_of_a_later_block_is_refused(net):
@@ -366,7 +365,7 @@ def test_the_old_committee_s_commit_of_a_later_block_is_refused(net):
     net.signers = VALIDATORS[:3] + [HONEST]
     net.step()
     block = net.propose()
-    stale = commit_for(net.validator.block(7), [VALIDATORS[3]] + VALIDATORS[:2])
+    stale = commit_for(net.validator.block(8), [VALIDATORS[3]] + VALIDATORS[:2])
     forged = dataclasses.replace(block, last_commit=stale,
                                  header=dataclasses.replace(block.header, last_commit_hash=stale.hash))
     with pytest.raises(InvalidBlock, match="last commit: .*not in the committee"):

@@ -13,11 +13,12 @@ from node.types.blocks import ACCEPTED, SLASHED
 from node.types.crypto import SigningKey, sha256
 from node.types.merkle import inclusion_proof
 from node.types.transactions import AuditReport, FraudProof, RegisterAuditor, RegisterMiner
-from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.assignment import assign_unit
 from node.uPoW.evidence import report_evidence
 from node.uPoW.model_state import genesis_model, genesis_model_root
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import commitment_for, train_unit
+from tests.challenges import drawn_challenge
 from tests.round_harness import Round, fake_checkpoints, round_genesis
 from tests.state_checks import expected_total, total_holdings
 
@@ -68,9 +69,10 @@ def test_sybil_auditors_passing_their_miners_fakes_lose_against_honest_twins(r):
     drawn = {}
     for name in CHEATS + HONEST:
         key = KEYS[name].public_key
-        [auditor] = assigned_auditors(challenge.seed_for(key), key, 0, list(challenge.eligible), 1)
+        unit = drawn_challenge(r.chain.state, 0, key, 0, g.training)
+        [auditor] = unit.auditors
         drawn[name] = by_key[auditor]
-        for segment in challenged_segments(challenge.seed_for(key), key, 0, g.training.segments, 1):
+        for segment in unit.segments:
             r.parties[name].blobs.put(works[name].checkpoints[segment])
     caught = [n for n in CHEATS if drawn[n] not in SYBILS]
     assert caught and len(caught) < len(CHEATS), f"the draw must play both cases (chance 1 - 3^-4 - (2/3)^4): {drawn}"
@@ -86,7 +88,7 @@ def test_sybil_auditors_passing_their_miners_fakes_lose_against_honest_twins(r):
             txs += r.txs(drawn[name], [
                 AuditReport(0, key, 0, s, leaves[s + 1], tuple(inclusion_proof(leaves, s + 1)),
                             report_evidence(sybil, works[name].evidence[s]))
-                for s in challenged_segments(challenge.seed_for(key), key, 0, g.training.segments, 1)])
+                for s in drawn_challenge(r.chain.state, 0, key, 0, g.training).segments])
     proofs = [tx.body.payload for tx in txs if isinstance(tx.body.payload, FraudProof)]
     assert sorted(by_key[p.miner] for p in proofs) == sorted(caught)
     assert all(r.fetch_into(r.validator.blobs, p.start_hash) for p in proofs)  # what the validator checks them with

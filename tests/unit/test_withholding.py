@@ -17,7 +17,7 @@ from node.types.crypto import SigningKey, sha256
 from node.types.merkle import inclusion_proof
 from node.types.transactions import (AuditReport, DeltaWithheld, FraudProof, RegisterAuditor, RegisterMiner,
                                      WithheldClaim)
-from node.uPoW.assignment import assign_unit, assigned_auditors, challenged_segments
+from node.uPoW.assignment import assign_unit
 from node.uPoW.evidence import report_evidence
 from node.uPoW.mining import Miner
 from node.uPoW.model_state import genesis_model, genesis_model_root
@@ -25,6 +25,7 @@ from node.uPoW.trainer import Trainer
 from node.uPoW.unit_compute import UnitCompute
 from node.uPoW.work import UnitWork, commitment_for, train_unit
 from node.verify.auditor import AuditTask
+from tests.challenges import drawn_challenge
 from tests.round_harness import Round, fake_checkpoints, round_genesis
 from tests.state_checks import expected_total, total_holdings
 
@@ -68,8 +69,7 @@ def _commit(r: Round, fake: list[int] | None = None) -> dict[str, UnitWork]:
 
 def _challenged(r: Round, name: str) -> tuple[int, ...]:
     g = r.genesis
-    return challenged_segments(r.chain.state.challenge(0).hash, r.parties[name].key.public_key, 0,
-                               g.training.segments, g.training.audit_segments)
+    return drawn_challenge(r.chain.state, 0, r.parties[name].key.public_key, 0, g.training).segments
 
 
 def _serve_checkpoints(r: Round, name: str, work: UnitWork, skip: set[int] = frozenset()) -> None:
@@ -80,8 +80,7 @@ def _serve_checkpoints(r: Round, name: str, work: UnitWork, skip: set[int] = fro
 
 def _assigned(r: Round, name: str) -> tuple[str, str]:
     """(assigned auditor, the other eligible party) of a miner's unit."""
-    challenge = r.chain.state.challenge(0)
-    [key] = assigned_auditors(challenge.hash, r.parties[name].key.public_key, 0, list(challenge.eligible), 1)
+    [key] = drawn_challenge(r.chain.state, 0, r.parties[name].key.public_key, 0, r.genesis.training).auditors
     assigned = next(n for n in ("validator", "auditor") if r.parties[n].key.public_key == key)
     return assigned, ({"validator", "auditor"} - {assigned}).pop()
 
@@ -273,7 +272,7 @@ def test_a_lazy_auditor_is_disputed_by_the_miner_slashed_and_replaced(r):
     async def answer():
         miner = Miner(r.genesis, HONEST.public_key, _Worker(UnitCompute(r.genesis, party.blobs)), disputes.append,
                       lambda: r.chain.height)
-        miner.on_challenge(0, state.challenge(0).hash, state.round_start_hash(0), [commitment])
+        miner.on_challenge(0, state.challenge(0).drawn_seeds(), state.round_start_hash(0), [commitment])
         await asyncio.gather(*miner.tasks)
         miner.check_reports(0, [(0, s, a, report) for s, a, report in state.standing_reports(0, HONEST.public_key, 0)])
         miner.check_reports(0, [(0, s, a, report) for s, a, report in state.standing_reports(0, HONEST.public_key, 0)])
