@@ -357,7 +357,8 @@ class World:
         t = self.ledger.block(sched.claim_window(round_).start)
         if s.withhold_delta:
             claims.append(self.validator.tx(chain_id, DeltaWithheld(round_, self.parties[ADVERSARY].key.public_key, 0)))
-        proven = set()
+        # a unit another draw's honest auditor already proved needs no second proof
+        proven = {key for key, _, _ in passed_fakes if t.fraud_record(round_, key, 0) is not None}
         for key, unit, seg in passed_fakes:
             if key not in proven and self.recheck_rng.random() < self.recheck:
                 claims.append(self.validator.tx(chain_id, self._fraud(round_, key, unit, seg)))
