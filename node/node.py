@@ -70,8 +70,7 @@ class Node:
         self.peer_addresses = peers
         self.store: ChainStore | None = None
         self.chain: Chain | None = None
-        self.mempool = Mempool(MEMPOOL_TXS, self.genesis.consensus.max_tx_bytes,
-                               self.genesis.economics.fraud_proof_deposit)
+        self.mempool = Mempool(MEMPOOL_TXS, self.genesis.consensus.max_tx_bytes, self.genesis.economics)
         self.metrics = Metrics()
         self.guard = SignGuard(home.data_dir / GUARD_FILE)
         self.driver: ConsensusDriver | None = None
@@ -169,7 +168,7 @@ class Node:
     def _sign_and_queue(self, payload, shows_fraud: bool | None = None) -> None:
         me = self.key.public_key
         nonce = self.mempool.next_nonce(me, self.chain.state.account(me).nonce)
-        tx = sign_tx(self.key, self.genesis.chain_id, nonce, payload)
+        tx = sign_tx(self.key, self.genesis.chain_id, nonce, payload, self.genesis.economics.min_tx_fee)
         try:
             self.mempool.add(tx, self.chain.state, self.genesis.chain_id, shows_fraud)
         except MempoolError as exc:

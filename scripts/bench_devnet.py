@@ -57,7 +57,8 @@ async def _load(urls: list[str], directory: pathlib.Path, senders: int, rate: in
     target = keys[0].public_key
     total = int(rate * seconds)
     # sign everything first: the client's signing is not what is measured
-    txs = [sign_tx(keys[i % senders], genesis["chain_id"], i // senders, Transfer(target, 1))
+    fee = genesis["economics"]["min_tx_fee"]
+    txs = [sign_tx(keys[i % senders], genesis["chain_id"], i // senders, Transfer(target, 1), fee)
            for i in range(total)]
     submitted: dict[str, float] = {}
     finalized: dict[str, float] = {}

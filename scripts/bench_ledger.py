@@ -64,7 +64,7 @@ def _build_blocks(n_txs: int, block_txs: int, n_accounts: int,
     users = _users(n_accounts)
     genesis = _genesis(users)
     txs = [sign_tx(users[i % n_accounts], genesis.chain_id, i // n_accounts,
-                   Transfer(users[(i + 1) % n_accounts].public_key, 1 + i % 97))
+                   Transfer(users[(i + 1) % n_accounts].public_key, 1 + i % 97), genesis.economics.min_tx_fee)
            for i in range(n_txs)]
     started = time.perf_counter()
     for tx in txs:

@@ -172,13 +172,14 @@ class TruthOracle:
 
 
 class Party:
-    def __init__(self, name: str, key: SigningKey | None = None):
+    def __init__(self, name: str, fee: int, key: SigningKey | None = None):
         self.name = name
         self.key = key or SigningKey(sha256(b"uponode sim party " + name.encode()))
         self.nonce = 0
+        self.fee = fee  # what each of its transactions pays
 
     def tx(self, chain_id: str, payload) -> SignedTx:
-        tx = sign_tx(self.key, chain_id, self.nonce, payload)
+        tx = sign_tx(self.key, chain_id, self.nonce, payload, self.fee)
         self.nonce += 1
         return tx
 
@@ -248,9 +249,10 @@ class World:
         self.recheck_rng = random.Random(f"{seed}/recheck")
         self.recheck = recheck
         names = (*HONEST_MINERS, ADVERSARY, *AUDITORS)
-        self.parties = {name: Party(name) for name in names}
-        self.validator = Party("validator", VALIDATOR)
         base = load_genesis()
+        fee = base.economics.min_tx_fee
+        self.parties = {name: Party(name, fee) for name in names}
+        self.validator = Party("validator", fee, VALIDATOR)
         if base.validators[0].pub_key != VALIDATOR.public_key:
             raise SimError("the devnet genesis validator is not the public devnet key of genesis/README.md")
         self.genesis = dataclasses.replace(base, accounts=base.accounts + tuple(

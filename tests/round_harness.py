@@ -71,15 +71,16 @@ def fake_checkpoints(trainer: Trainer, work: UnitWork, checkpoints: list[int]) -
 
 
 class Party:
-    """An account with a blob store and a nonce counter."""
+    """An account with a blob store and a nonce counter; its transactions pay fee."""
 
-    def __init__(self, key: SigningKey, directory: pathlib.Path):
+    def __init__(self, key: SigningKey, directory: pathlib.Path, fee: int):
         self.key = key
         self.blobs = BlobStore(directory)
         self.nonce = 0
+        self.fee = fee
 
     def tx(self, chain_id: str, payload) -> SignedTx:
-        tx = sign_tx(self.key, chain_id, self.nonce, payload)
+        tx = sign_tx(self.key, chain_id, self.nonce, payload, self.fee)
         self.nonce += 1
         return tx
 
@@ -90,7 +91,7 @@ class Round:
     def __init__(self, tmp_path: pathlib.Path, genesis: Genesis, keys: dict[str, SigningKey],
                  oracle: WorkOracle | None = None):
         self.genesis = genesis
-        self.parties = {name: Party(key, tmp_path / name) for name, key in keys.items()}
+        self.parties = {name: Party(key, tmp_path / name, genesis.economics.min_tx_fee) for name, key in keys.items()}
         for party in self.parties.values():
             party.blobs.put(genesis_model_blob(genesis))
         self.validator = self.parties["validator"]

@@ -48,6 +48,13 @@ def amount(text: str) -> int:
     return value
 
 
+def fee(text: str) -> int:
+    value = non_negative_int(text)
+    if value >= 1 << 64:
+        raise argparse.ArgumentTypeError(f"must be below 2^64, got {value}")
+    return value
+
+
 def rpc_url(text: str) -> str:
     from node.net.rpc_client import check_url
     try:

@@ -5,7 +5,7 @@ import argparse
 import json
 import pathlib
 
-from node.cmd.arguments import account_address, amount, rpc_url
+from node.cmd.arguments import account_address, amount, fee, rpc_url
 from node.storage.config import parse_host_port
 
 HELP = "sign and send a transaction"
@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     transfer.add_argument("--to", required=True, type=account_address,
                           help="recipient (64 hex digits)")
     transfer.add_argument("--amount", required=True, type=amount, help="coins to send")
+    transfer.add_argument("--fee", type=fee, default=None,
+                          help="fee paid from the account on top of the amount "
+                               "(default: the genesis minimum, economics.min_tx_fee)")
     transfer.add_argument("--rpc", type=rpc_url, default=None,
                           help="the node's HTTP API (default: the home's listen address)")
 
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     nonce = account.get("pending_nonce", account.get("nonce")) if isinstance(account, dict) else None
     if not isinstance(nonce, int) or isinstance(nonce, bool) or not 0 <= nonce < 1 << 64:
         raise RpcError(f"{client.base_url}/accounts/{me.hex()}: the reply holds no nonce")
-    tx = sign_tx(home.key, chain_id, nonce, Transfer(to=args.to, amount=args.amount))
+    tx_fee = home.genesis.economics.min_tx_fee if args.fee is None else args.fee
+    tx = sign_tx(home.key, chain_id, nonce, Transfer(to=args.to, amount=args.amount), tx_fee)
     reply = client.post_text(TXS_PATH, tx.encode().hex())
     if not isinstance(reply, dict) or reply.get("hash") != tx.hash.hex():
         raise RpcError(f"{client.base_url}/txs: the reply does not acknowledge the transaction")

@@ -99,7 +99,7 @@ def _record_fields(record: Record) -> dict:
 def _tx_json(tx: SignedTx) -> dict:
     payload = tx.body.payload
     return {"hash": tx.hash.hex(), "sender": tx.body.sender.hex(), "nonce": tx.body.nonce,
-            "kind": _KIND_WORD.sub("_", type(payload).__name__).lower(),
+            "fee": tx.body.fee, "kind": _KIND_WORD.sub("_", type(payload).__name__).lower(),
             "fields": _record_fields(payload)}
 
 

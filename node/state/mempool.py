@@ -2,8 +2,11 @@
 
 A transaction is admitted only if it could become applicable: a valid signature
 for this chain, a nonce not yet used and not too far ahead of the sender's
-committed nonce, and room in the pool.  A full pool refuses newcomers and evicts
-nothing, so what the node has acknowledged is never silently dropped.
+committed nonce, at least the genesis's minimum fee, a balance that covers what it
+and the sender's other pending transactions spend (fees, amounts moved out,
+deposits), and room in the pool.  So a key without coins cannot park anything.  A
+full pool refuses newcomers and evicts nothing, so what the node has acknowledged is
+never silently dropped.
 
 Reaping hands a proposer, for each sender, the run of consecutive nonces that
 starts at the sender's committed nonce (what a block can apply, in order), taking
@@ -26,7 +29,8 @@ import dataclasses
 
 from node.state.reader import StateReader
 from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK
-from node.types.transactions import FraudProof, SignedTx
+from node.types.genesis import EconomicsConfig
+from node.types.transactions import Bond, FraudProof, SignedTx, Transfer
 
 # how far past its committed nonce a sender may queue: bounds what one key can park
 MAX_NONCE_GAP = 64
@@ -54,10 +58,11 @@ def _is_fraud_proof(tx: SignedTx) -> bool:
 
 
 class Mempool:
-    def __init__(self, max_txs: int, max_tx_bytes: int, fraud_proof_deposit: int):
+    def __init__(self, max_txs: int, max_tx_bytes: int, economics: EconomicsConfig):
         self.max_txs = max_txs
         self.max_tx_bytes = max_tx_bytes
-        self.fraud_proof_deposit = fraud_proof_deposit
+        self.min_tx_fee = economics.min_tx_fee
+        self.fraud_proof_deposit = economics.fraud_proof_deposit
         self._failed_provers: dict[bytes, None] = {}  # in the order they failed
         self._by_hash: dict[bytes, _Entry] = {}
         self._by_sender: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> tx hash
@@ -111,8 +116,15 @@ class Mempool:
         if nonce in pending:
             raise MempoolError("nonce_pending", f"another transaction with nonce {nonce} "
                                                 f"from this sender is pending")
+        if tx.body.fee < self.min_tx_fee:
+            raise MempoolError("fee_too_low", f"fee {tx.body.fee} is below the minimum {self.min_tx_fee}")
         if _is_fraud_proof(tx):
             self._screen_fraud_proof(sender, state)
+        spends = self._spends(tx) + sum(self._spends(self._by_hash[h].tx) for h in pending.values())
+        balance = state.account(sender).balance
+        if spends > balance:
+            raise MempoolError("insufficient_balance", f"balance {balance} < {spends}, what this and the "
+                                                       f"sender's {len(pending)} pending transactions spend")
         if not tx.signature_valid(chain_id):
             raise MempoolError("bad_signature",
                                "the signature does not verify for this sender and chain")
@@ -125,6 +137,13 @@ class Mempool:
         if balance < needed:
             raise MempoolError("insufficient_deposit", f"balance {balance} < {needed}, the deposits "
                                                        f"of {pending + 1} fraud proofs")
+
+    def _spends(self, tx: SignedTx) -> int:
+        """What tx takes from its sender's balance at most: its fee, and the amount it
+        moves out or the deposit it locks."""
+        payload = tx.body.payload
+        moved = payload.amount if isinstance(payload, (Transfer, Bond)) else 0
+        return tx.body.fee + moved + (self.fraud_proof_deposit if isinstance(payload, FraudProof) else 0)
 
     def pending_fraud_proofs(self, sender: bytes) -> int:
         return sum(_is_fraud_proof(self._by_hash[h].tx) for h in self._by_sender.get(sender, {}).values())

@@ -1,7 +1,7 @@
 """The validity rules of every transaction kind, and what each one writes.
 
-apply_tx checks what every transaction shares (size, signature, nonce), then hands
-the payload to its kind's rule; a rule either writes its changes to the block's
+apply_tx checks what every transaction shares (size, signature, nonce, fee), takes
+the fee, then hands the payload to its kind's rule; a rule either writes its changes to the block's
 Transition or raises TxError with a stable reason code, and then the transaction
 leaves the overlay as it was.
 """
@@ -14,6 +14,7 @@ from node.state.records import (SUPPLY_KEY, U64_MAX, AuditorRecord, DisputeRecor
                                 audit_key, auditor_key, commitment_key, delta_claim_key, dispute_key, equivocation_key,
                                 fraud_key, miner_key, withheld_key)
 from node.state.transition import Transition, TxError
+from node.types.genesis import BPS
 from node.types.merkle import verify_inclusion
 from node.types.transactions import (AuditReport, Bond, DeltaWithheld, DoubleSignEvidence, EvidenceDispute,
                                      FraudProof, RegisterAuditor, RegisterMiner, SignedTx, Transfer, Unbond,
@@ -39,9 +40,27 @@ def apply_tx(t: Transition, tx: SignedTx) -> None:
         raise TxError("nonce_replayed", f"nonce {tx.body.nonce} was already used (next is {account.nonce})")
     if tx.body.nonce > account.nonce:
         raise TxError("nonce_skipped", f"nonce {tx.body.nonce} skips ahead of {account.nonce}")
+    fee = tx.body.fee
+    if fee < t.economics.min_tx_fee:
+        raise TxError("fee_too_low", f"fee {fee} is below the minimum {t.economics.min_tx_fee}")
+    if fee > account.balance:
+        raise TxError("insufficient_balance", f"balance {account.balance} < fee {fee}")
     with t.all_or_nothing():
-        t.put_account(sender, dataclasses.replace(account, nonce=account.nonce + 1))
+        # the fee first: what the payload may spend is what is left after it
+        t.put_account(sender, dataclasses.replace(account, nonce=account.nonce + 1, balance=account.balance - fee))
         _RULES[type(tx.body.payload)](t, sender, tx.body.payload)
+        _pay_fee(t, fee)
+
+
+def _pay_fee(t: Transition, fee: int) -> None:
+    """fee_burn_bps of the fee burned, the rest to the block's proposer."""
+    burned = fee * t.economics.fee_burn_bps // BPS
+    proposer = t.account(t.proposer)
+    if proposer.balance + fee - burned > U64_MAX:
+        raise TxError("overflow", "the proposer's balance would overflow")
+    t.put_account(t.proposer, dataclasses.replace(proposer, balance=proposer.balance + fee - burned))
+    supply = t.supply()
+    t.put(SUPPLY_KEY, dataclasses.replace(supply, burned=supply.burned + burned))
 
 
 def _transfer(t: Transition, sender: bytes, p: Transfer) -> None:

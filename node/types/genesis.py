@@ -3,9 +3,8 @@
 Every field is checked for presence, type and range, and unknown keys are refused,
 so a typo in a genesis file is an error that names the field, never a silently
 ignored setting.  Besides the training parameters the genesis holds the chain's
-founding state: the first committee (validators), the funded accounts, the
-economics of rewards and slashing, and the consensus timing and limits.
-"""
+founding state: the first committee (validators), the funded accounts, the economics
+of rewards, slashing and fees, and the consensus timing and limits."""
 from __future__ import annotations
 
 import dataclasses
@@ -100,6 +99,8 @@ class EconomicsConfig:
     fraud_slash_bps: int  # share of a cheating miner's bond taken on proven fraud
     fraud_bounty_bps: int  # share of the slashed amount paid to the prover; the rest is burned
     fraud_proof_deposit: int  # paid with a fraud proof, burned if it proves nothing
+    min_tx_fee: int  # the least fee a transaction may pay: what makes traffic cost something
+    fee_burn_bps: int  # share of each fee burned; the rest goes to the block's proposer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +164,8 @@ _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
     "economics.fraud_slash_bps": (0, BPS),
     "economics.fraud_bounty_bps": (0, BPS),
     "economics.fraud_proof_deposit": (0, MAX_AMOUNT),
+    "economics.min_tx_fee": (0, MAX_AMOUNT),
+    "economics.fee_burn_bps": (0, BPS),
     "consensus.round_blocks": (4, 10**6),  # train, challenge, audit and closing blocks
     "consensus.commit_blocks": (1, 10**6),
     "consensus.committee_size": (1, MAX_VALIDATORS),

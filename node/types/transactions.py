@@ -175,11 +175,13 @@ PAYLOAD = Tagged({1: Transfer, 2: Bond, 3: Unbond, 4: RegisterMiner, 5: WorkComm
 
 @dataclasses.dataclass(frozen=True)
 class TxBody(Record):
-    """The signed part of a transaction."""
+    """The signed part of a transaction.  fee is paid by the sender when the
+    transaction applies (at least the genesis's economics.min_tx_fee)."""
     sender: bytes
     nonce: int
+    fee: int
     payload: Record
-    SCHEMA = (("sender", PUBKEY), ("nonce", U64), ("payload", PAYLOAD))
+    SCHEMA = (("sender", PUBKEY), ("nonce", U64), ("fee", U64), ("payload", PAYLOAD))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,8 +213,8 @@ class SignedTx(Record):
 _verified: collections.OrderedDict[tuple[bytes, str], None] = collections.OrderedDict()
 
 
-def sign_tx(key: crypto.SigningKey, chain_id: str, nonce: int, payload: Record) -> SignedTx:
-    body = TxBody(sender=key.public_key, nonce=nonce, payload=payload)
+def sign_tx(key: crypto.SigningKey, chain_id: str, nonce: int, payload: Record, fee: int) -> SignedTx:
+    body = TxBody(sender=key.public_key, nonce=nonce, fee=fee, payload=payload)
     return SignedTx(body=body, signature=key.sign(TX_DOMAIN, chain_id, body.encode()))
 
 

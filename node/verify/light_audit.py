@@ -168,7 +168,7 @@ class LightAuditor:
                 log.warning("cannot read this auditor's account; %s not sent", type(payload).__name__)
                 return False
             self.nonce = account.nonce
-        tx = sign_tx(self.key, self.genesis.chain_id, self.nonce, payload)
+        tx = sign_tx(self.key, self.genesis.chain_id, self.nonce, payload, self.genesis.economics.min_tx_fee)
         error = await self._post_tx(tx)
         if error is None:
             self.nonce += 1

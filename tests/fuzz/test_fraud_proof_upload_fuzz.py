@@ -12,13 +12,13 @@ from node.types.codec import DecodeError
 from node.types.crypto import sha256
 from node.types.transactions import FraudProof, Transfer, sign_tx
 from tests.fuzz.test_rpc_fuzz import HEADERS, QUERIES, _check, _mutations
-from tests.integration.test_rpc import USER, ServerThread, build_chain, make_api
+from tests.integration.test_rpc import FEE, USER, ServerThread, build_chain, make_api
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 MAX_TX_BYTES = 65_536
 START = b"a checkpoint"
 PROOF = sign_tx(USER, "chain-test", 3, FraudProof(0, bytes(32), 0, 1, sha256(START), (sha256(b"a"),),
-                                                   sha256(b"b"), (), sha256(b"c")))
+                                                   sha256(b"b"), (), sha256(b"c")), FEE)
 VALID = encode_fraud_proof_upload(PROOF, START)
 BODIES = st.one_of(
     st.binary(max_size=400),
@@ -26,7 +26,7 @@ BODIES = st.one_of(
     st.binary(max_size=8).map(lambda b: len(PROOF.encode()).to_bytes(4, "big") + PROOF.encode() + b),
     st.integers(0, 2**32 - 1).map(lambda n: n.to_bytes(4, "big") + PROOF.encode() + START),
     st.binary(max_size=64).map(lambda b: encode_fraud_proof_upload(
-        sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1)), b)),
+        sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1), FEE), b)),
 )
 
 

@@ -1,6 +1,6 @@
 """Random sequences of valid and invalid transactions (and rewards, slashes, work
-commitments, audits, fraud proofs and round closes) never break supply conservation
-or nonce monotonicity.
+commitments, audits, fraud proofs and round closes), each paying a fee (some below
+the minimum), never break supply conservation or nonce monotonicity.
 
 Operations are grouped into blocks; a round is five blocks (commitments in its
 first two, the challenge in its third, audits and fraud proofs in its fourth, the
@@ -132,7 +132,9 @@ def _signed(t: Transition, state: ChainState, kind, sender, other, amount, nonce
         key = auditor or key
     else:
         payload = _commitment(key.public_key, round_, t.model().root)  # outside its window
-    tx = sign_tx(key, GENESIS.chain_id, max(t.account(key.public_key).nonce + nonce_offset, 0), payload)
+    # fees around the minimum of 100: some below it (refused), most above
+    fee = GENESIS.economics.min_tx_fee - 20 + amount % 150
+    tx = sign_tx(key, GENESIS.chain_id, max(t.account(key.public_key).nonce + nonce_offset, 0), payload, fee)
     return key, dataclasses.replace(tx, signature=bytes(64)) if forge else tx
 
 
@@ -140,7 +142,7 @@ def _genesis_with_miners() -> ChainState:
     state = ChainState.from_genesis(GENESIS, genesis_model_root(GENESIS))
     t = Transition(state, GENESIS, 1, bytes.fromhex(GENESIS.hash), EMPTY_COMMIT, KEYS[0].public_key, FakeOracle())
     for key in KEYS:
-        apply_tx(t, sign_tx(key, GENESIS.chain_id, 0, RegisterMiner(1)))
+        apply_tx(t, sign_tx(key, GENESIS.chain_id, 0, RegisterMiner(1), GENESIS.economics.min_tx_fee))
     state.apply_writes(t.writes)
     return state
 

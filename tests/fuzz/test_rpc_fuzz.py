@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
 from node.types.transactions import Transfer, sign_tx
-from tests.integration.test_rpc import USER, ServerThread, build_chain, make_api
+from tests.integration.test_rpc import FEE, USER, ServerThread, build_chain, make_api
 
 EXAMPLES = settings(max_examples=200, deadline=None)
-VALID_TX = sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1)).encode()
+VALID_TX = sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1), FEE).encode()
 BLOB = b"a stored blob"
 # headers that would make the connection itself wait or fail rather than reach a handler
 _FRAMING = {"content-length", "transfer-encoding", "host", "connection", "expect"}

@@ -40,7 +40,7 @@ def main(path: str) -> None:
                 nonce = chain.state.account(sender.public_key).nonce + sum(
                     1 for t in txs if t.body.sender == sender.public_key)
                 txs.append(sign_tx(sender, GENESIS.chain_id, nonce,
-                                   Transfer(receiver.public_key, rng.randint(1, 1000))))
+                                   Transfer(receiver.public_key, rng.randint(1, 1000)), GENESIS.economics.min_tx_fee))
             block, _ = chain.propose(txs, VALIDATORS[0].public_key, int(time.time() * 1000))
             body = VoteBody(PRECOMMIT, block.header.height, 0, block.hash)
             commit = certificate_from_precommits([sign_vote(k, GENESIS.chain_id, body) for k in VALIDATORS])

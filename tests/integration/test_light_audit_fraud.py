@@ -37,6 +37,7 @@ from node.verify.light_audit import LightAuditor
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 BASE = load_genesis()
+FEE = BASE.economics.min_tx_fee
 VALIDATOR = SigningKey(sha256(b"light fraud validator"))
 AUDITOR = SigningKey(sha256(b"light fraud auditor"))
 MINER = SigningKey(sha256(b"light fraud miner"))
@@ -132,7 +133,7 @@ async def test_a_light_auditors_proof_against_a_withholding_miner_lands(tmp_path
     try:
         chain_id, commitment = genesis.chain_id, commitment_for(0, 0, 0, genesis_model_root(genesis), work)
         # the light auditor registers itself as an auditor
-        txs = [sign_tx(MINER, chain_id, 0, RegisterMiner(units=1)), sign_tx(MINER, chain_id, 1, commitment)]
+        txs = [sign_tx(MINER, chain_id, 0, RegisterMiner(units=1), FEE), sign_tx(MINER, chain_id, 1, commitment, FEE)]
         async with aiohttp.ClientSession() as session, asyncio.timeout(DEADLINE_S):
             while True:  # until its API listens
                 try:

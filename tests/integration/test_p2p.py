@@ -301,7 +301,7 @@ async def test_a_message_the_node_finds_invalid_bans_the_peer(started, session):
     ws = await dial(session, target)
     await handshake_as(ws, key)
     await ws.send_bytes(encode_message(TxMessage(sign_tx(key, CHAIN, 0,
-                                                        Transfer(key.public_key, 1)))))
+                                                        Transfer(key.public_key, 1), 0))))
     assert await close_reason(ws) == "invalid TxMessage: refused by the test"
     await assert_honest_still_served(target, honest)
 

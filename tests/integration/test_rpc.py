@@ -46,6 +46,7 @@ GENESIS = dataclasses.replace(
     accounts=(g.Account(USER.public_key, 10_000, 0),),
     # small enough for USER to bond: the HTTP view is the subject here, not the economics
     economics=dataclasses.replace(g.load_genesis().economics, min_miner_bond=1_000))
+FEE = GENESIS.economics.min_tx_fee
 NODE_STATUS = NodeStatus(syncing=False, peers=[("cd" * 32, "10.0.0.2:26600")], consensus_round=1)
 
 
@@ -64,10 +65,10 @@ def build_chain(store: ChainStore, genesis: g.Genesis = GENESIS, sender: Signing
     """A chain at height 3: a transfer, an empty block, then a transfer and a bond."""
     chain = Chain(genesis, store, NoOracle(genesis))
     cid = genesis.chain_id
-    finalize_next(chain, [sign_tx(sender, cid, 0, Transfer(VALIDATORS[1].public_key, 100))])
+    finalize_next(chain, [sign_tx(sender, cid, 0, Transfer(VALIDATORS[1].public_key, 100), FEE)])
     finalize_next(chain, [])
-    finalize_next(chain, [sign_tx(sender, cid, 1, Transfer(VALIDATORS[2].public_key, 50)),
-                          sign_tx(sender, cid, 2, Bond(25))])
+    finalize_next(chain, [sign_tx(sender, cid, 1, Transfer(VALIDATORS[2].public_key, 50), FEE),
+                          sign_tx(sender, cid, 2, Bond(25), FEE)])
     return chain
 
 
@@ -79,7 +80,7 @@ def make_api(chain: Chain, sent: list | None = None, blobs: BlobStore | None = N
     async def undecidable(tx: SignedTx, start_blob: bytes | None) -> None:
         raise MempoolError("unavailable", "no replay here")
     return NodeAPI(chain=chain, mempool=Mempool(1000, chain.genesis.consensus.max_tx_bytes,
-                                                chain.genesis.economics.fraud_proof_deposit),
+                                                chain.genesis.economics),
                    metrics=Metrics(), node_status=lambda: NODE_STATUS,
                    on_tx=(sent if sent is not None else []).append,
                    blobs=blobs or BlobStore(chain.store.path.parent / "blobs"),
@@ -220,7 +221,7 @@ async def test_block(client, chain):
     assert header["proposer"] == VALIDATORS[0].public_key.hex()
     transfer, bond = body["txs"]
     assert transfer == {"hash": block.txs[0].hash.hex(), "sender": USER.public_key.hex(),
-                        "nonce": 1, "kind": "transfer",
+                        "nonce": 1, "fee": FEE, "kind": "transfer",
                         "fields": {"to": VALIDATORS[2].public_key.hex(), "amount": 50}}
     assert bond["kind"] == "bond" and bond["fields"] == {"amount": 25}
     commit = body["last_commit"]
@@ -274,7 +275,7 @@ async def test_account(client):
     async with client.get(f"/accounts/{USER.public_key.hex()}") as reply:
         assert reply.status == 200
         body = await reply.json()
-    assert body == {"address": USER.public_key.hex(), "balance": 10_000 - 100 - 50 - 25,
+    assert body == {"address": USER.public_key.hex(), "balance": 10_000 - 100 - 50 - 25 - 3 * FEE,
                     "nonce": 3, "bond": 25, "pending_nonce": 3}
     async with client.get(f"/accounts/{USER.public_key.hex().upper()}") as reply:
         assert (await reply.json())["nonce"] == 3
@@ -292,7 +293,7 @@ async def test_account_bad_address(client, address):
 
 
 async def test_post_tx_is_pending_and_gossiped(client, chain, sent):
-    tx = sign_tx(USER, "chain-test", 3, Transfer(VALIDATORS[3].public_key, 1))
+    tx = sign_tx(USER, "chain-test", 3, Transfer(VALIDATORS[3].public_key, 1), FEE)
     async with client.post("/txs", data=tx.encode().hex() + "\n") as reply:
         assert reply.status == 200
         assert await reply.json() == {"hash": tx.hash.hex()}
@@ -348,9 +349,9 @@ async def test_post_tx_body_that_never_arrives(server_address, monkeypatch):
 
 
 @pytest.mark.parametrize("tx,reason", [
-    (sign_tx(USER, "other-chain", 3, Transfer(bytes(32), 1)), "bad_signature"),
-    (sign_tx(USER, "chain-test", 2, Transfer(bytes(32), 1)), "nonce_replayed"),
-    (sign_tx(USER, "chain-test", 500, Transfer(bytes(32), 1)), "nonce_too_far"),
+    (sign_tx(USER, "other-chain", 3, Transfer(bytes(32), 1), FEE), "bad_signature"),
+    (sign_tx(USER, "chain-test", 2, Transfer(bytes(32), 1), FEE), "nonce_replayed"),
+    (sign_tx(USER, "chain-test", 500, Transfer(bytes(32), 1), FEE), "nonce_too_far"),
 ])
 async def test_post_tx_refused_by_the_mempool(client, sent, tx, reason):
     reply = await client.post("/txs", data=tx.encode().hex())
@@ -359,7 +360,7 @@ async def test_post_tx_refused_by_the_mempool(client, sent, tx, reason):
 
 
 async def test_post_tx_twice_is_a_duplicate(client):
-    tx = sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1))
+    tx = sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1), FEE)
     assert (await client.post("/txs", data=tx.encode().hex())).status == 200
     await expect_error(await client.post("/txs", data=tx.encode().hex()), 422, "duplicate")
 
@@ -420,9 +421,9 @@ async def test_round_with_a_committed_unit(client, chain):
         leaves_hash=b"\x02" * 32, delta_hash=b"\x03" * 32, loss_trace=loss_trace,
         kernel_version=KERNEL_VERSION, evidence_locks=(b"\x04" * 32,) * training.segments)
     cid = chain.genesis.chain_id
-    finalize_next(chain, [sign_tx(USER, cid, 3, Bond(chain.genesis.economics.min_miner_bond)),
-                          sign_tx(USER, cid, 4, RegisterMiner(1)),
-                          sign_tx(USER, cid, 5, commitment)])
+    finalize_next(chain, [sign_tx(USER, cid, 3, Bond(chain.genesis.economics.min_miner_bond), FEE),
+                          sign_tx(USER, cid, 4, RegisterMiner(1), FEE),
+                          sign_tx(USER, cid, 5, commitment, FEE)])
     async with client.get("/rounds/0") as reply:
         assert reply.status == 200
         (unit,) = (await reply.json())["units"]

@@ -108,7 +108,7 @@ def test_transfer_reaches_the_chain(server, home):
     assert first.returncode == 0, first.stderr
     # the second takes the next nonce after the pending one
     second = uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT, "--amount", "5",
-                     "--rpc", server.url, timeout=60)
+                     "--fee", "250", "--rpc", server.url, timeout=60)
     assert second.returncode == 0, second.stderr
     hashes = [bytes.fromhex(p.stdout.strip()) for p in (first, second)]
     api = server.api
@@ -121,6 +121,8 @@ def test_transfer_reaches_the_chain(server, home):
     block = server.call(finalize)
     assert [tx.hash for tx in block.txs] == hashes
     assert [tx.body.nonce for tx in block.txs] == [3, 4]
+    # the first paid the genesis minimum, the default; the second what --fee said
+    assert [tx.body.fee for tx in block.txs] == [api.chain.genesis.economics.min_tx_fee, 250]
     recipient = server.call(lambda: api.chain.state.account(VALIDATORS[3].public_key))
     assert recipient.balance == 12
 
@@ -133,6 +135,9 @@ def test_transfer_reaches_the_chain(server, home):
     (["--to", RECIPIENT, "--amount", "1.5"], "--amount"),
     (["--to", RECIPIENT, "--amount", str(2**64)], "--amount"),
     (["--to", RECIPIENT], "--amount"),
+    (["--to", RECIPIENT, "--amount", "1", "--fee", "-1"], "--fee"),
+    (["--to", RECIPIENT, "--amount", "1", "--fee", "0.5"], "--fee"),
+    (["--to", RECIPIENT, "--amount", "1", "--fee", str(2**64)], "--fee"),
 ])
 def test_transfer_bad_arguments(home, args, needle):
     assert_one_line_error(uponode("tx", "transfer", "--home", str(home), *args, timeout=60), needle)

@@ -126,7 +126,7 @@ class SimNode:
         self.store = ChainStore.open(self.home / "chain")
         self.chain = Chain(genesis, self.store, GenesisOnlyOracle(genesis))
         # twins build different blocks: their clocks differ
-        mempool = Mempool(1, genesis.consensus.max_tx_bytes, genesis.economics.fraud_proof_deposit)
+        mempool = Mempool(1, genesis.consensus.max_tx_bytes, genesis.economics)
         view = ConsensusChain(self.chain, mempool,
                               self.key.public_key, lambda: self.sim.now + self.index, _no_blob)
         self.sync = BlockSync(self.chain, functools.partial(self.sim.safety.record, self.index),

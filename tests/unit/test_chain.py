@@ -36,7 +36,8 @@ def chain(tmp_path):
 
 
 def _transfer(nonce, amount=5):
-    return sign_tx(USER, GENESIS.chain_id, nonce, Transfer(VALIDATORS[0].public_key, amount))
+    return sign_tx(USER, GENESIS.chain_id, nonce, Transfer(VALIDATORS[0].public_key, amount),
+                   GENESIS.economics.min_tx_fee)
 
 
 def test_blocks_finalize_and_survive_a_reopen(tmp_path):

@@ -54,7 +54,7 @@ def commit_for(block: Block, signers=VALIDATORS):
 
 
 def _transfer(user: int) -> object:
-    return sign_tx(USERS[user], GENESIS.chain_id, 0, Transfer(MINER.public_key, 1 + user))
+    return sign_tx(USERS[user], GENESIS.chain_id, 0, Transfer(MINER.public_key, 1 + user), GENESIS.economics.min_tx_fee)
 
 
 def _chain_to_challenge(path) -> tuple[ChainStore, Chain]:

@@ -45,7 +45,7 @@ def chain(tmp_path):
 
 
 def _view(chain: Chain, key: SigningKey, clock: Clock) -> ConsensusChain:
-    mempool = Mempool(10, GENESIS.consensus.max_tx_bytes, GENESIS.economics.fraud_proof_deposit)
+    mempool = Mempool(10, GENESIS.consensus.max_tx_bytes, GENESIS.economics)
     return ConsensusChain(chain, mempool, key.public_key, clock, on_missing_blob=lambda digest: None)
 
 

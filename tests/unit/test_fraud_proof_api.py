@@ -13,13 +13,13 @@ from node.state.mempool import MempoolError
 from node.storage.chainstore import ChainStore
 from node.types.crypto import sha256
 from node.types.transactions import FraudProof, Transfer, sign_tx
-from tests.integration.test_rpc import GENESIS, USER, build_chain, expect_error, make_api, make_app
+from tests.integration.test_rpc import FEE, GENESIS, USER, build_chain, expect_error, make_api, make_app
 
 pytestmark = pytest.mark.asyncio
 
 START = b"the checkpoint the proof starts from"
 PROOF = sign_tx(USER, "chain-test", 3, FraudProof(0, bytes(32), 0, 1, sha256(START), (), sha256(b"b"), (),
-                                                   sha256(b"c")))
+                                                   sha256(b"c")), FEE)
 
 
 class Admissions:
@@ -79,7 +79,7 @@ async def test_a_refused_fraud_proof_is_a_422_with_its_reason(client, admissions
     assert (await reply.json())["reason"] == "failed_prover" and sent == []
 
 
-TRANSFER = sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1))
+TRANSFER = sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1), FEE)
 
 
 @pytest.mark.parametrize("body,needle", [

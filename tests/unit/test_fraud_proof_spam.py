@@ -27,7 +27,7 @@ from node.uPoW.unit_compute import ComputeWorker
 from node.uPoW.work import UnitWork, commitment_for, train_unit
 from node.uPoW.work_oracle import BlobWorkOracle
 from node.work.fraud_intake import MAX_DECIDING, FraudIntake
-from tests.round_harness import Round, fake_checkpoints, round_genesis
+from tests.round_harness import BASE, Round, fake_checkpoints, round_genesis
 from tests.state_checks import expected_total, total_holdings
 
 VALIDATOR = SigningKey(sha256(b"spam validator"))
@@ -38,6 +38,7 @@ SPAMMERS = [SigningKey(sha256(b"spammer %d" % i)) for i in range(10)]
 PROOFS_EACH = 3
 BOND = 10_000_000
 CLOSE = 10  # audit window 4..9
+FEE = BASE.economics.min_tx_fee  # round_genesis keeps the devnet's fees
 
 pytestmark = pytest.mark.asyncio
 
@@ -49,7 +50,7 @@ class Node:
     def __init__(self, r: Round, worker: ComputeWorker):
         self.r = r
         g = r.genesis
-        self.mempool = Mempool(1000, g.consensus.max_tx_bytes, g.economics.fraud_proof_deposit)
+        self.mempool = Mempool(1000, g.consensus.max_tx_bytes, g.economics)
         self.oracle: BlobWorkOracle = r.chain.oracle
         self.intake = FraudIntake(r.chain, self.mempool, self.oracle, worker, self.fetch)
         self.oracle.replay_elsewhere = self.intake.replay_soon
@@ -148,10 +149,10 @@ async def test_spam_costs_the_spammers_and_a_true_proof_still_lands_at_once(r, w
     honest = works["honest"].leaves
 
     def bogus(key, nonce):  # an honest segment claimed to replay otherwise
-        return sign_tx(key, chain_id, nonce, _proof(HONEST, honest, nonce, sha256(b"made up %d" % nonce)))
+        return sign_tx(key, chain_id, nonce, _proof(HONEST, honest, nonce, sha256(b"made up %d" % nonce)), FEE)
     cheat = works["cheat"].leaves
     true_proof = sign_tx(AUDITOR, chain_id, r.parties["auditor"].nonce,
-                         _proof(CHEAT, cheat, 4, works["cheat_honest_leaves"][5]))
+                         _proof(CHEAT, cheat, 4, works["cheat_honest_leaves"][5]), FEE)
     # a flood of bogus proofs, every spammer's all at once, takes every deciding slot...
     flood = [asyncio.create_task(_offer(node, bogus(key, n))) for key in SPAMMERS for n in range(PROOFS_EACH)]
     await asyncio.sleep(0)
@@ -174,7 +175,8 @@ async def test_spam_costs_the_spammers_and_a_true_proof_still_lands_at_once(r, w
     assert first.txs[0] == true_proof  # proofs of fraud go first
     assert r.chain.state.fraud_record(0, CHEAT.public_key, 0) == FraudRecord(AUDITOR.public_key, 4)
     bounty = BOND * g.economics.fraud_slash_bps // 10_000 * g.economics.fraud_bounty_bps // 10_000
-    assert r.chain.state.account(AUDITOR.public_key).balance == auditor_balance + bounty  # deposit back
+    # the deposit comes back; the fee is paid
+    assert r.chain.state.account(AUDITOR.public_key).balance == auditor_balance + bounty - FEE
     while r.chain.height < CLOSE + 1:
         await node.finalize_next()
     assert all(fraud_proof_count(b.txs) <= FRAUD_PROOFS_PER_BLOCK for b in node.blocks)
@@ -182,7 +184,7 @@ async def test_spam_costs_the_spammers_and_a_true_proof_still_lands_at_once(r, w
 
     state = r.chain.state
     for key in SPAMMERS:
-        assert _worth(r, key) == before[key.public_key] - deposit
+        assert _worth(r, key) == before[key.public_key] - deposit - FEE
         assert state.account(key.public_key).nonce == 1
     assert _worth(r, CHEAT) < before[CHEAT.public_key]
     assert state.supply().burned >= burned_before + len(SPAMMERS) * deposit
@@ -193,7 +195,7 @@ async def test_a_block_over_the_fraud_proof_budget_is_invalid(r, worker):
     works = _commit(r)
     node = Node(r, worker)
     chain_id, honest = r.genesis.chain_id, works["honest"].leaves
-    proofs = [sign_tx(key, chain_id, 0, _proof(HONEST, honest, 1, sha256(b"made up")))
+    proofs = [sign_tx(key, chain_id, 0, _proof(HONEST, honest, 1, sha256(b"made up")), FEE)
               for key in SPAMMERS[:FRAUD_PROOFS_PER_BLOCK + 1]]
     for tx in proofs:
         assert await _offer(node, tx) is None
@@ -209,7 +211,7 @@ async def test_a_block_over_the_fraud_proof_budget_is_invalid(r, worker):
 async def test_a_block_with_a_proof_this_node_never_decided_waits_for_its_replay(r, worker, tmp_path):
     works = _commit(r)
     node = Node(r, worker)
-    tx = sign_tx(SPAMMERS[0], r.genesis.chain_id, 0, _proof(HONEST, works["honest"].leaves, 2, sha256(b"x")))
+    tx = sign_tx(SPAMMERS[0], r.genesis.chain_id, 0, _proof(HONEST, works["honest"].leaves, 2, sha256(b"x")), FEE)
     assert await _offer(node, tx) is None
     block = node.view.build_block(r.chain.height + 1, 0)
     assert block.txs == (tx,)
@@ -219,7 +221,7 @@ async def test_a_block_with_a_proof_this_node_never_decided_waits_for_its_replay
         second = Chain(r.genesis, store, oracle)
         for height in range(1, r.chain.height + 1):
             second.finalize(r.chain.block(height), CommitCertificate.decode(r.chain.encoded_commit(height)))
-        mempool = Mempool(10, r.genesis.consensus.max_tx_bytes, r.genesis.economics.fraud_proof_deposit)
+        mempool = Mempool(10, r.genesis.consensus.max_tx_bytes, r.genesis.economics)
         intake = FraudIntake(second, mempool, oracle, worker, node.fetch)
         oracle.replay_elsewhere = intake.replay_soon
         missing = []
@@ -236,13 +238,13 @@ async def test_a_start_only_its_prover_holds_is_taken_from_the_upload_once_check
     cheat, start = works["cheat"], works["cheat"].checkpoints[4]
     r.parties["cheat"].blobs.delete(cheat.leaves[4].hex())  # the miner withholds it from everyone
     tx = sign_tx(AUDITOR, r.genesis.chain_id, r.parties["auditor"].nonce,
-                 _proof(CHEAT, cheat.leaves, 4, works["cheat_honest_leaves"][5]))
+                 _proof(CHEAT, cheat.leaves, 4, works["cheat_honest_leaves"][5]), FEE)
     assert await _offer(node, tx) == "unavailable"
     assert await _offer(node, tx, works["honest"].checkpoints[4]) == "wrong_start"
     # a checkpoint that hashes right but that the proof's Merkle proof does not commit to
     # is never stored: the proof is refused before the blob is asked for
     forged = dataclasses.replace(tx.body.payload, start_proof=(bytes(32),) * 3)
-    forged_tx = sign_tx(AUDITOR, r.genesis.chain_id, tx.body.nonce, forged)
+    forged_tx = sign_tx(AUDITOR, r.genesis.chain_id, tx.body.nonce, forged, FEE)
     assert await _offer(node, forged_tx, start) == "bad_proof"
     assert not r.validator.blobs.has(cheat.leaves[4].hex())
     assert await _offer(node, tx, start) is None

@@ -45,7 +45,9 @@ def _genesis(accounts=DEFAULT_ACCOUNTS) -> g.Genesis:
         consensus=dataclasses.replace(base.consensus, round_blocks=6, commit_blocks=2),
         economics=dataclasses.replace(base.economics, min_miner_bond=MIN_BOND,
                                       min_auditor_bond=MIN_BOND, fraud_slash_bps=5000,
-                                      fraud_bounty_bps=5000, fraud_proof_deposit=FRAUD_DEPOSIT))
+                                      fraud_bounty_bps=5000, fraud_proof_deposit=FRAUD_DEPOSIT,
+                                      # the payload rules are the subject; fees have their own genesis below
+                                      min_tx_fee=0))
 
 
 GENESIS = _genesis()
@@ -118,10 +120,60 @@ def _nonce(state, key) -> int:
 
 
 def tx(key, payload, state, nonce=None, chain=CHAIN):
-    return sign_tx(key, chain, _nonce(state, key) if nonce is None else nonce, payload)
+    return sign_tx(key, chain, _nonce(state, key) if nonce is None else nonce, payload, GENESIS.economics.min_tx_fee)
 
 
 # -- transfer and the rules common to every kind
+
+
+FEE_GENESIS = dataclasses.replace(GENESIS, economics=dataclasses.replace(
+    GENESIS.economics, min_tx_fee=10, fee_burn_bps=3000))
+
+
+def _with_fees(state: ChainState, signed, proposer=DAVE) -> Transition:
+    t = Transition(state, FEE_GENESIS, 1, parent_hash(1), parent_commit(1), proposer.public_key, FakeOracle())
+    apply_tx(t, signed)
+    state.apply_writes(t.writes)
+    return t
+
+
+def test_a_fee_is_paid_30_percent_burned_and_the_rest_to_the_proposer(state):
+    supply = state.supply()
+    _with_fees(state, sign_tx(ALICE, CHAIN, 0, Transfer(BOB.public_key, 300), 20))
+    assert state.account(ALICE.public_key).balance == 1000 - 300 - 20
+    assert state.account(BOB.public_key).balance == 10 + 300
+    assert state.account(DAVE.public_key).balance == 50 + 14  # 70% of 20
+    assert state.supply().burned == supply.burned + 6
+    assert total_holdings(state) == expected_total(state.supply())
+
+
+@pytest.mark.parametrize("fee, amount, reason", [
+    (9, 1, "fee_too_low"),          # below the genesis minimum of 10
+    (1001, 1, "insufficient_balance"),  # alice holds 1000
+    (10, 991, "insufficient_balance"),  # the fee comes first: 990 are left to send
+])
+def test_a_transaction_that_cannot_pay_its_fee_changes_nothing(state, fee, amount, reason):
+    root = state.root()
+    with pytest.raises(TxError) as err:
+        _with_fees(state, sign_tx(ALICE, CHAIN, 0, Transfer(BOB.public_key, amount), fee))
+    assert err.value.reason == reason
+    assert state.root() == root
+
+
+def test_a_transaction_whose_payload_fails_pays_no_fee(state):
+    """It is refused whole (a block cannot carry it), so its fee is not taken either."""
+    root = state.root()
+    with pytest.raises(TxError, match="insufficient_balance"):
+        _with_fees(state, sign_tx(BOB, CHAIN, 0, Bond(1), 10))  # bob holds 10: the fee, nothing to bond
+    assert state.root() == root
+
+
+def test_the_proposer_paying_itself_a_fee_keeps_the_supply(state):
+    supply = state.supply()
+    _with_fees(state, sign_tx(DAVE, CHAIN, 0, Transfer(BOB.public_key, 5), 10), proposer=DAVE)
+    assert state.account(DAVE.public_key).balance == 50 - 5 - 10 + 7
+    assert state.supply().burned == supply.burned + 3
+    assert total_holdings(state) == expected_total(state.supply())
 
 
 def test_transfer_moves_the_amount_and_bumps_the_nonce(state):
@@ -168,7 +220,7 @@ def test_zero_amount_is_refused(state):
 @pytest.mark.parametrize("amount", [-1, 1 << 64])
 def test_negative_and_overflowing_amounts_cannot_be_encoded(amount):
     with pytest.raises(ValueError, match="does not fit in u64"):
-        sign_tx(ALICE, CHAIN, 0, Transfer(BOB.public_key, amount))
+        sign_tx(ALICE, CHAIN, 0, Transfer(BOB.public_key, amount), GENESIS.economics.min_tx_fee)
 
 
 def test_a_transfer_that_would_overflow_the_recipient_is_refused(state):

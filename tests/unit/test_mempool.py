@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from node.types.crypto import SigningKey, sha256
+from node.types.genesis import load_genesis
 from node.state.chain_state import ChainState
 from node.state.records import AccountRecord, account_key
 from node.state.mempool import MAX_NONCE_GAP, Mempool, MempoolError
@@ -14,16 +15,19 @@ CHAIN_ID = "chain-test"
 ALICE, BOB, CAROL = (SigningKey(sha256(name)) for name in (b"alice", b"bob", b"carol"))
 TO = bytes(32)
 DEPOSIT = 40  # of a fraud proof; every account here holds 100
+FEE = 1  # the minimum fee, which every transaction here pays
+ECONOMICS = dataclasses.replace(load_genesis().economics, fraud_proof_deposit=DEPOSIT, min_tx_fee=FEE)
 
 
 def state_with(**nonces: int) -> ChainState:
+    """alice, bob and carol, each with a balance of 100 and the given nonce (else 0)."""
     keys = {"alice": ALICE, "bob": BOB, "carol": CAROL}
-    return ChainState({account_key(keys[name].public_key): AccountRecord(100, nonce, 0).encode()
-                       for name, nonce in nonces.items()})
+    return ChainState({account_key(key.public_key): AccountRecord(100, nonces.get(name, 0), 0).encode()
+                       for name, key in keys.items()})
 
 
 def transfer(key, nonce, amount=1, chain_id=CHAIN_ID):
-    return sign_tx(key, chain_id, nonce, Transfer(TO, amount))
+    return sign_tx(key, chain_id, nonce, Transfer(TO, amount), FEE)
 
 
 def refusal(pool, tx, state, chain_id=CHAIN_ID) -> str:
@@ -33,20 +37,47 @@ def refusal(pool, tx, state, chain_id=CHAIN_ID) -> str:
 
 
 def test_an_accepted_transaction_is_pending():
-    pool = Mempool(10, 1000, DEPOSIT)
+    pool = Mempool(10, 1000, ECONOMICS)
     tx = transfer(ALICE, 0)
     pool.add(tx, state_with(), CHAIN_ID)
     assert len(pool) == 1 and tx.hash in pool and b"x" * 32 not in pool
 
 
+def test_a_fee_below_the_minimum_is_refused():
+    low = sign_tx(ALICE, CHAIN_ID, 0, Transfer(TO, 1), FEE - 1)
+    assert refusal(Mempool(10, 1000, ECONOMICS), low, state_with()) == "fee_too_low"
+
+
+def test_keys_without_coins_park_nothing():
+    """The flood of issue 13: fresh keys sending future nonces.  Each is refused, since
+    its balance covers no fee, and the pool stays empty for honest transactions."""
+    pool = Mempool(10, 1000, ECONOMICS)
+    for i in range(50):
+        key = SigningKey(sha256(b"flooder %d" % i))
+        assert refusal(pool, sign_tx(key, CHAIN_ID, 1 + i % 20, Transfer(TO, 0), FEE), state_with()) \
+            == "insufficient_balance"
+    assert len(pool) == 0
+    pool.add(transfer(ALICE, 0), state_with(), CHAIN_ID)
+
+
+def test_the_balance_must_cover_every_pending_transaction_of_the_sender():
+    pool, state = Mempool(10, 1000, ECONOMICS), state_with()
+    for nonce in range(2):  # 2 x (48 + 1) = 98 of alice's 100
+        pool.add(transfer(ALICE, nonce, amount=48), state, CHAIN_ID)
+    with pytest.raises(MempoolError, match=r"^insufficient_balance: balance 100 < 101"):
+        pool.add(transfer(ALICE, 2, amount=2), state, CHAIN_ID)
+    pool.add(transfer(ALICE, 2, amount=1), state, CHAIN_ID)  # exactly the balance
+    pool.add(transfer(BOB, 0, amount=99), state, CHAIN_ID)  # another sender's own balance
+
+
 def test_oversize_is_refused():
-    big = sign_tx(ALICE, CHAIN_ID, 0, FraudProof(0, TO, 0, 0, TO, (TO,) * 40, TO, (), TO))
-    assert refusal(Mempool(10, len(big.encode()) - 1, DEPOSIT), big, state_with()) == "oversize"
-    Mempool(10, len(big.encode()), DEPOSIT).add(big, state_with(alice=0), CHAIN_ID, shows_fraud=True)
+    big = sign_tx(ALICE, CHAIN_ID, 0, FraudProof(0, TO, 0, 0, TO, (TO,) * 40, TO, (), TO), FEE)
+    assert refusal(Mempool(10, len(big.encode()) - 1, ECONOMICS), big, state_with()) == "oversize"
+    Mempool(10, len(big.encode()), ECONOMICS).add(big, state_with(alice=0), CHAIN_ID, shows_fraud=True)
 
 
 def test_a_duplicate_is_refused():
-    pool, tx = Mempool(10, 1000, DEPOSIT), transfer(ALICE, 0)
+    pool, tx = Mempool(10, 1000, ECONOMICS), transfer(ALICE, 0)
     pool.add(tx, state_with(), CHAIN_ID)
     assert refusal(pool, tx, state_with()) == "duplicate"
 
@@ -57,29 +88,29 @@ def test_a_duplicate_is_refused():
     dataclasses.replace(transfer(ALICE, 0), body=transfer(BOB, 0).body),
 ])
 def test_a_bad_signature_is_refused(tx):
-    pool = Mempool(10, 1000, DEPOSIT)
+    pool = Mempool(10, 1000, ECONOMICS)
     assert refusal(pool, tx, state_with()) == "bad_signature"
     assert len(pool) == 0
 
 
 def test_a_used_nonce_is_refused():
-    assert refusal(Mempool(10, 1000, DEPOSIT), transfer(ALICE, 2), state_with(alice=3)) == "nonce_replayed"
+    assert refusal(Mempool(10, 1000, ECONOMICS), transfer(ALICE, 2), state_with(alice=3)) == "nonce_replayed"
 
 
 def test_a_nonce_too_far_ahead_is_refused():
-    pool, state = Mempool(10, 1000, DEPOSIT), state_with(alice=3)
+    pool, state = Mempool(10, 1000, ECONOMICS), state_with(alice=3)
     pool.add(transfer(ALICE, 3 + MAX_NONCE_GAP), state, CHAIN_ID)
     assert refusal(pool, transfer(ALICE, 4 + MAX_NONCE_GAP), state) == "nonce_too_far"
 
 
 def test_a_second_transaction_with_a_pending_nonce_is_refused():
-    pool = Mempool(10, 1000, DEPOSIT)
+    pool = Mempool(10, 1000, ECONOMICS)
     pool.add(transfer(ALICE, 0, amount=1), state_with(), CHAIN_ID)
     assert refusal(pool, transfer(ALICE, 0, amount=2), state_with()) == "nonce_pending"
 
 
 def test_a_full_pool_refuses_the_newcomer_and_keeps_the_rest():
-    pool, state = Mempool(2, 1000, DEPOSIT), state_with()
+    pool, state = Mempool(2, 1000, ECONOMICS), state_with()
     kept = [transfer(ALICE, 0), transfer(BOB, 0)]
     for tx in kept:
         pool.add(tx, state, CHAIN_ID)
@@ -89,11 +120,11 @@ def test_a_full_pool_refuses_the_newcomer_and_keeps_the_rest():
 
 def test_the_error_names_its_reason():
     with pytest.raises(MempoolError, match=r"^nonce_replayed: nonce 0 was already used"):
-        Mempool(10, 1000, DEPOSIT).add(transfer(ALICE, 0), state_with(alice=1), CHAIN_ID)
+        Mempool(10, 1000, ECONOMICS).add(transfer(ALICE, 0), state_with(alice=1), CHAIN_ID)
 
 
 def test_reap_takes_turns_between_senders_and_keeps_each_senders_nonces_in_order():
-    pool, state = Mempool(100, 1000, DEPOSIT), state_with(alice=5, bob=0)
+    pool, state = Mempool(100, 1000, ECONOMICS), state_with(alice=5, bob=0)
     # added out of order: alice 7, bob 0, alice 5, bob 1, alice 6, bob 2
     for tx in [transfer(ALICE, 7), transfer(BOB, 0), transfer(ALICE, 5), transfer(BOB, 1),
                transfer(ALICE, 6), transfer(BOB, 2)]:
@@ -107,7 +138,7 @@ def test_reap_takes_turns_between_senders_and_keeps_each_senders_nonces_in_order
 
 
 def test_reap_leaves_out_what_follows_a_nonce_gap():
-    pool, state = Mempool(100, 1000, DEPOSIT), state_with()
+    pool, state = Mempool(100, 1000, ECONOMICS), state_with()
     for tx in [transfer(ALICE, 0), transfer(ALICE, 2), transfer(BOB, 1)]:
         pool.add(tx, state, CHAIN_ID)
     assert pool.reap(100) == [transfer(ALICE, 0)]
@@ -117,7 +148,7 @@ def test_reap_leaves_out_what_follows_a_nonce_gap():
 
 def test_reap_order_is_deterministic():
     def build():
-        pool, state = Mempool(100, 1000, DEPOSIT), state_with()
+        pool, state = Mempool(100, 1000, ECONOMICS), state_with()
         for nonce in range(3):
             for key in (CAROL, ALICE, BOB):
                 pool.add(transfer(key, nonce), state, CHAIN_ID)
@@ -126,7 +157,7 @@ def test_reap_order_is_deterministic():
 
 
 def test_remove_committed_drops_used_nonces_and_makes_the_rest_ready():
-    pool = Mempool(100, 1000, DEPOSIT)
+    pool = Mempool(100, 1000, ECONOMICS)
     for nonce in range(4):
         pool.add(transfer(ALICE, nonce), state_with(), CHAIN_ID)
     pool.add(transfer(BOB, 0), state_with(), CHAIN_ID)
@@ -141,14 +172,14 @@ def test_remove_committed_drops_used_nonces_and_makes_the_rest_ready():
 
 
 def test_remove_committed_makes_a_replayed_transaction_refusable_again():
-    pool, tx = Mempool(100, 1000, DEPOSIT), transfer(ALICE, 0)
+    pool, tx = Mempool(100, 1000, ECONOMICS), transfer(ALICE, 0)
     pool.add(tx, state_with(), CHAIN_ID)
     pool.remove_committed(state_with(alice=1))
     assert refusal(pool, tx, state_with(alice=1)) == "nonce_replayed"
 
 
 def test_next_nonce_counts_the_pending_run():
-    pool = Mempool(100, 1000, DEPOSIT)
+    pool = Mempool(100, 1000, ECONOMICS)
     for nonce in (3, 4, 6):
         pool.add(transfer(ALICE, nonce), state_with(alice=3), CHAIN_ID)
     assert pool.next_nonce(ALICE.public_key, 3) == 5
@@ -156,7 +187,7 @@ def test_next_nonce_counts_the_pending_run():
 
 
 def test_discard_drops_one_transaction_and_leaves_later_nonces_waiting():
-    pool, state = Mempool(100, 1000, DEPOSIT), state_with()
+    pool, state = Mempool(100, 1000, ECONOMICS), state_with()
     for nonce in range(3):
         pool.add(transfer(ALICE, nonce), state, CHAIN_ID)
     pool.discard(transfer(ALICE, 1).hash)

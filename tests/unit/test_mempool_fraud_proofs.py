@@ -9,14 +9,14 @@ from node.state.records import AccountRecord, account_key
 from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK
 from node.types.crypto import SigningKey, sha256
 from node.types.transactions import FraudProof, SignedTx, sign_tx
-from tests.unit.test_mempool import CHAIN_ID, DEPOSIT, TO, refusal, state_with, transfer
+from tests.unit.test_mempool import CHAIN_ID, ECONOMICS, FEE, TO, refusal, state_with, transfer
 
 KEYS = [SigningKey(sha256(b"prover %d" % i)) for i in range(FRAUD_PROOFS_PER_BLOCK + 2)]
 ALICE = SigningKey(sha256(b"alice"))
 
 
 def proof(key, nonce) -> SignedTx:
-    return sign_tx(key, CHAIN_ID, nonce, FraudProof(0, TO, 0, 0, TO, (), TO, (), sha256(b"%d" % nonce)))
+    return sign_tx(key, CHAIN_ID, nonce, FraudProof(0, TO, 0, 0, TO, (), TO, (), sha256(b"%d" % nonce)), FEE)
 
 
 def accounts(keys, nonce=0) -> ChainState:
@@ -25,11 +25,11 @@ def accounts(keys, nonce=0) -> ChainState:
 
 
 def test_a_fraud_proof_without_a_verdict_is_refused():
-    assert refusal(Mempool(10, 1000, DEPOSIT), proof(ALICE, 0), state_with(alice=0)) == "unchecked"
+    assert refusal(Mempool(10, 1000, ECONOMICS), proof(ALICE, 0), state_with(alice=0)) == "unchecked"
 
 
 def test_each_pending_fraud_proof_needs_its_own_deposit():
-    pool, state = Mempool(10, 1000, DEPOSIT), state_with(alice=0)  # a balance of 100: two deposits
+    pool, state = Mempool(10, 1000, ECONOMICS), state_with(alice=0)  # a balance of 100: two deposits
     pool.add(proof(ALICE, 0), state, CHAIN_ID, shows_fraud=True)
     pool.add(proof(ALICE, 1), state, CHAIN_ID, shows_fraud=True)
     with pytest.raises(MempoolError) as info:
@@ -40,7 +40,7 @@ def test_each_pending_fraud_proof_needs_its_own_deposit():
 
 
 def test_a_sender_whose_proof_failed_may_queue_no_more_proofs():
-    pool, state = Mempool(10, 1000, DEPOSIT), state_with(alice=0)
+    pool, state = Mempool(10, 1000, ECONOMICS), state_with(alice=0)
     pool.add(proof(ALICE, 0), state, CHAIN_ID, shows_fraud=False)  # admitted: it will burn its deposit
     assert pool.reap(10) == [proof(ALICE, 0)]
     assert refusal(pool, proof(ALICE, 1), state) == "failed_prover"
@@ -51,7 +51,7 @@ def test_a_sender_whose_proof_failed_may_queue_no_more_proofs():
 
 def test_failed_provers_are_forgotten_oldest_first(monkeypatch):
     monkeypatch.setattr("node.state.mempool.MAX_FAILED_PROVERS", 2)
-    pool, keys = Mempool(10, 1000, DEPOSIT), KEYS[:3]
+    pool, keys = Mempool(10, 1000, ECONOMICS), KEYS[:3]
     for key in keys:
         pool.add(proof(key, 0), accounts(keys), CHAIN_ID, shows_fraud=False)
     state = accounts(keys, nonce=1)
@@ -61,7 +61,7 @@ def test_failed_provers_are_forgotten_oldest_first(monkeypatch):
 
 
 def test_a_reap_takes_the_blocks_budget_of_proofs_proofs_of_fraud_first():
-    pool, state = Mempool(100, 1000, DEPOSIT), accounts(KEYS)
+    pool, state = Mempool(100, 1000, ECONOMICS), accounts(KEYS)
     # every prover's proof is followed by a transfer; the last prover's proof shows fraud
     for key in KEYS:
         pool.add(proof(key, 0), state, CHAIN_ID, shows_fraud=key is KEYS[-1])

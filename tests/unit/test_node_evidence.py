@@ -34,5 +34,7 @@ def test_evidence_becomes_a_transaction_that_slashes_the_equivocator(tmp_path):
         economics = home.genesis.economics
         taken = bond_before * economics.fraud_slash_bps // 10_000
         assert node.chain.state.account(cheat.public_key).bond == bond_before - taken
+        # the reporter proposed its own transaction: of its fee only the burned share is gone
         assert node.chain.state.account(keys[0].public_key).balance == (
-            balance_before + taken * economics.fraud_bounty_bps // 10_000)
+            balance_before + taken * economics.fraud_bounty_bps // 10_000
+            - economics.min_tx_fee * economics.fee_burn_bps // 10_000)

@@ -54,7 +54,9 @@ def _genesis(validators=VALIDATORS, committee_size=4, epoch_rounds=1) -> g.Genes
         economics=dataclasses.replace(base.economics, emission_per_round=EMISSION, reward_units_bps=7000,
                                       reward_audits_bps=2000, reward_proposer_bps=1000,
                                       min_miner_bond=100, min_auditor_bond=100,
-                                      fraud_slash_bps=5000, fraud_bounty_bps=5000, fraud_proof_deposit=50))
+                                      fraud_slash_bps=5000, fraud_bounty_bps=5000, fraud_proof_deposit=50,
+                                      # the close's bookkeeping is the subject; test_ledger tests fees
+                                      min_tx_fee=0))
 
 
 GENESIS = _genesis()
@@ -139,7 +141,7 @@ class Network:
     def tx(self, key: SigningKey, payload):
         nonce = self.nonces.get(key.public_key, 0)
         self.nonces[key.public_key] = nonce + 1
-        return sign_tx(key, self.genesis.chain_id, nonce, payload)
+        return sign_tx(key, self.genesis.chain_id, nonce, payload, self.genesis.economics.min_tx_fee)
 
     def propose(self, txs=()):
         # two validators in turn, so that each round's challenge gets its two choosers

@@ -30,7 +30,7 @@ MESSAGES = [
     sign_handshake(KEY, CHAIN, bytes([1]) * 32, PEER.public_key),
     sign_proposal(KEY, CHAIN, 1, 0, 0xFFFFFFFF, block()),
     sign_vote(KEY, CHAIN, VoteBody(PREVOTE, 1, 0, bytes(32))),
-    TxMessage(sign_tx(KEY, CHAIN, 0, Transfer(to=PEER.public_key, amount=10))),
+    TxMessage(sign_tx(KEY, CHAIN, 0, Transfer(to=PEER.public_key, amount=10), 0)),
     Status(height=9, head_hash=bytes([2]) * 32),
     GetBlocks(from_height=1, count=MAX_BLOCKS_PER_MESSAGE),
     Blocks(items=(BlockWithCommit(block(), EMPTY_COMMIT),)),
@@ -64,7 +64,7 @@ def test_an_oversize_message_cannot_be_encoded():
                          checkpoint_root=bytes(32), checkpoint_count=0, leaves_hash=bytes(32),
                          delta_hash=bytes(32),
                          loss_trace=(0,) * 4096, kernel_version=0, evidence_locks=())
-    tx = sign_tx(KEY, CHAIN, 0, big)
+    tx = sign_tx(KEY, CHAIN, 0, big, 0)
     too_many = MAX_FRAME_BYTES // len(tx.encode()) + 1
     with pytest.raises(ValueError, match="exceeds the frame cap"):
         encode_message(Blocks(items=(BlockWithCommit(block([tx] * too_many), EMPTY_COMMIT),)))
