@@ -28,7 +28,7 @@ from node.consensus.driver import (ConsensusDriver, DriverAction, Finalized, For
 from node.consensus.guard import SignGuard
 from node.types.proposal import Proposal
 from node.storage.home import GENESIS_FILE, NodeHome
-from node.state.mempool import Mempool, MempoolError
+from node.state.mempool import EXPIRY_BLOCKS, Mempool, MempoolError
 from node.rpc.metrics import Metrics
 from node.net.p2p import InvalidPeerMessage, PeerNetwork
 from node.work.fraud_intake import FraudIntake
@@ -170,7 +170,7 @@ class Node:
         nonce = self.mempool.next_nonce(me, self.chain.state.account(me).nonce)
         tx = sign_tx(self.key, self.genesis.chain_id, nonce, payload, self.genesis.economics.min_tx_fee)
         try:
-            self.mempool.add(tx, self.chain.state, self.genesis.chain_id, shows_fraud)
+            self.mempool.add(tx, self.chain.state, self.genesis.chain_id, shows_fraud, own=True)
         except MempoolError as exc:
             log.warning("could not queue our %s: %s", type(payload).__name__, exc)
             return
@@ -203,6 +203,9 @@ class Node:
 
     def _after_finalize(self, block: Block) -> None:
         self.mempool.remove_committed(self.chain.state)
+        expired = self.mempool.expire(self.chain.height)
+        if expired:
+            log.info("dropped %d transactions that waited %d blocks", expired, EXPIRY_BLOCKS)
         self.work.on_block()
         self.metrics.set("uponode_height", self.chain.height)
         self.metrics.inc("uponode_blocks_finalized_total")

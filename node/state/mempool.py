@@ -4,15 +4,22 @@ A transaction is admitted only if it could become applicable: a valid signature
 for this chain, a nonce not yet used and not too far ahead of the sender's
 committed nonce, at least the genesis's minimum fee, a balance that covers what it
 and the sender's other pending transactions spend (fees, amounts moved out,
-deposits), and room in the pool.  So a key without coins cannot park anything.  A
-full pool refuses newcomers and evicts nothing, so what the node has acknowledged is
-never silently dropped.
+deposits), and room in the pool.  So a key without coins cannot park anything.
+
+A full pool makes room by evicting the cheapest transaction it can: the last pending
+nonce of the sender whose last one pays the lowest fee (the sender's earlier nonces
+stay applicable), if it pays less than the newcomer.  The node's own transactions
+(its work commitments, audit reports, fraud proofs) and proofs that show fraud are
+never evicted and always find room, so a flood cannot stop the node's work.  A
+transaction that has waited EXPIRY_BLOCKS blocks is dropped: the pool does not fill
+with what no block takes.
 
 Reaping hands a proposer, for each sender, the run of consecutive nonces that
 starts at the sender's committed nonce (what a block can apply, in order), taking
 one transaction per sender per turn so that one busy sender cannot crowd out the
-others.  The order depends only on what was added and when, never on a clock or
-on hash ordering, so a test can predict it.  No I/O here.
+others; senders whose first ready transaction pays more go first.  The order
+depends only on what was added, its fees and when, never on a clock or on hash
+ordering, so a test can predict it.  No I/O here.
 
 Fraud proofs cost validators a replay each, so they get more care.  One enters only
 with the verdict of its replay, decided before it is offered, off the event loop
@@ -36,6 +43,8 @@ from node.types.transactions import Bond, FraudProof, SignedTx, Transfer
 MAX_NONCE_GAP = 64
 # senders remembered for a fraud proof that showed no fraud, the oldest forgotten first
 MAX_FAILED_PROVERS = 10_000
+# blocks a transaction may wait before it is dropped
+EXPIRY_BLOCKS = 600
 
 
 class MempoolError(Exception):
@@ -50,7 +59,13 @@ class MempoolError(Exception):
 class _Entry:
     tx: SignedTx
     seq: int  # arrival order, for fairness between senders
+    height: int  # the latest height the pool knew when it took the transaction
     shows_fraud: bool | None = None  # a fraud proof's verdict; None for other kinds
+    own: bool = False  # the node's own: never evicted
+
+    @property
+    def evictable(self) -> bool:
+        return not self.own and self.shows_fraud is not True
 
 
 def _is_fraud_proof(tx: SignedTx) -> bool:
@@ -68,6 +83,7 @@ class Mempool:
         self._by_sender: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> tx hash
         self._committed_nonce: dict[bytes, int] = {}  # as of the latest state seen
         self._seq = 0
+        self._height = 0  # the latest height expire was told of
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -76,10 +92,11 @@ class Mempool:
         return tx_hash in self._by_hash
 
     def add(self, tx: SignedTx, state: StateReader, chain_id: str,
-            shows_fraud: bool | None = None) -> None:
+            shows_fraud: bool | None = None, own: bool = False) -> None:
         """Admit tx or raise MempoolError.  A fraud proof comes with the verdict of its
-        replay (shows_fraud), and is refused without one."""
-        self.screen(tx, state, chain_id)
+        replay (shows_fraud), and is refused without one.  own: the node's own
+        transaction, which a full pool makes room for and never evicts."""
+        victim = self.screen(tx, state, chain_id, own)
         if _is_fraud_proof(tx):
             if shows_fraud is None:
                 raise MempoolError("unchecked", "a fraud proof is admitted only with its replay's verdict")
@@ -87,24 +104,32 @@ class Mempool:
                 self._failed_provers[tx.body.sender] = None
                 while len(self._failed_provers) > MAX_FAILED_PROVERS:
                     del self._failed_provers[next(iter(self._failed_provers))]
+        if victim is not None:
+            self.discard(victim)
         sender, nonce = tx.body.sender, tx.body.nonce
-        self._by_hash[tx.hash] = _Entry(tx, self._seq, shows_fraud if _is_fraud_proof(tx) else None)
+        self._by_hash[tx.hash] = _Entry(tx, self._seq, self._height,
+                                        shows_fraud if _is_fraud_proof(tx) else None, own)
         self._seq += 1
         self._by_sender.setdefault(sender, {})[nonce] = tx.hash
         self._committed_nonce[sender] = state.account(sender).nonce
 
-    def screen(self, tx: SignedTx, state: StateReader, chain_id: str) -> None:
-        """Raise MempoolError if add would refuse tx whatever its verdict; the cheap checks
-        come before the signature.  A node screens a fraud proof before it replays it."""
+    def screen(self, tx: SignedTx, state: StateReader, chain_id: str, own: bool = False) -> bytes | None:
+        """Raise MempoolError if add would refuse tx whatever its verdict; else the hash of
+        the transaction a full pool would evict for it, or None.  The cheap checks come
+        before the signature.  A node screens a fraud proof before it replays it."""
         size = len(tx.encode())
         if size > self.max_tx_bytes:
             raise MempoolError("oversize", f"{size} bytes exceeds the cap of {self.max_tx_bytes}")
         tx_hash = tx.hash
         if tx_hash in self._by_hash:
             raise MempoolError("duplicate", "the transaction is already pending")
-        if len(self._by_hash) >= self.max_txs:
-            raise MempoolError("mempool_full", f"{self.max_txs} transactions are pending")
         sender, nonce = tx.body.sender, tx.body.nonce
+        victim = None
+        if len(self._by_hash) >= self.max_txs:
+            victim = self._cheapest_tail(sender)
+            if victim is None or not (own or victim.tx.body.fee < tx.body.fee):
+                raise MempoolError("mempool_full", f"{self.max_txs} transactions are pending and none "
+                                                   f"that may be evicted pays less than fee {tx.body.fee}")
         committed = state.account(sender).nonce
         if nonce < committed:
             raise MempoolError("nonce_replayed",
@@ -128,6 +153,14 @@ class Mempool:
         if not tx.signature_valid(chain_id):
             raise MempoolError("bad_signature",
                                "the signature does not verify for this sender and chain")
+        return None if victim is None else victim.tx.hash
+
+    def _cheapest_tail(self, newcomer: bytes) -> _Entry | None:
+        """Among other senders' last pending transactions that may be evicted, the one
+        with the lowest fee (the latest to arrive of equals)."""
+        tails = (self._by_hash[pending[max(pending)]] for sender, pending in self._by_sender.items()
+                 if sender != newcomer)
+        return min((e for e in tails if e.evictable), key=lambda e: (e.tx.body.fee, -e.seq), default=None)
 
     def _screen_fraud_proof(self, sender: bytes, state: StateReader) -> None:
         if sender in self._failed_provers:
@@ -169,9 +202,9 @@ class Mempool:
                 nonce += 1
             if run:
                 runs.append(run)
-        # senders take turns, in the order their first ready transaction arrived, those
-        # that open with a proof of fraud first
-        runs.sort(key=lambda run: (run[0].shows_fraud is not True, run[0].seq))
+        # senders take turns: those that open with a proof of fraud first, then by the fee
+        # of their first ready transaction, then in the order it arrived
+        runs.sort(key=lambda run: (run[0].shows_fraud is not True, -run[0].tx.body.fee, run[0].seq))
         reaped: list[SignedTx] = []
         proofs = depth = 0
         while len(reaped) < max_txs and runs:
@@ -214,3 +247,13 @@ class Mempool:
             else:
                 del self._by_sender[sender]
                 del self._committed_nonce[sender]
+
+    def expire(self, height: int) -> int:
+        """Tell the pool the chain reached height: drop what has waited EXPIRY_BLOCKS
+        blocks (the node's own too: by then a round's windows have closed on it).
+        Returns how many."""
+        self._height = height
+        stale = [h for h, e in self._by_hash.items() if e.height + EXPIRY_BLOCKS <= height]
+        for tx_hash in stale:
+            self.discard(tx_hash)
+        return len(stale)

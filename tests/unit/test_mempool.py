@@ -8,7 +8,7 @@ from node.types.crypto import SigningKey, sha256
 from node.types.genesis import load_genesis
 from node.state.chain_state import ChainState
 from node.state.records import AccountRecord, account_key
-from node.state.mempool import MAX_NONCE_GAP, Mempool, MempoolError
+from node.state.mempool import EXPIRY_BLOCKS, MAX_NONCE_GAP, Mempool, MempoolError
 from node.types.transactions import FraudProof, Transfer, sign_tx
 
 CHAIN_ID = "chain-test"
@@ -26,8 +26,8 @@ def state_with(**nonces: int) -> ChainState:
                        for name, key in keys.items()})
 
 
-def transfer(key, nonce, amount=1, chain_id=CHAIN_ID):
-    return sign_tx(key, chain_id, nonce, Transfer(TO, amount), FEE)
+def transfer(key, nonce, amount=1, chain_id=CHAIN_ID, fee=FEE):
+    return sign_tx(key, chain_id, nonce, Transfer(TO, amount), fee)
 
 
 def refusal(pool, tx, state, chain_id=CHAIN_ID) -> str:
@@ -116,6 +116,75 @@ def test_a_full_pool_refuses_the_newcomer_and_keeps_the_rest():
         pool.add(tx, state, CHAIN_ID)
     assert refusal(pool, transfer(CAROL, 0), state) == "mempool_full"
     assert len(pool) == 2 and all(tx.hash in pool for tx in kept)
+
+
+def test_a_full_pool_evicts_the_cheapest_last_nonce_for_a_newcomer_that_pays_more():
+    pool, state = Mempool(3, 1000, ECONOMICS), state_with()
+    alice = [transfer(ALICE, 0, fee=5), transfer(ALICE, 1, fee=2)]
+    bob = transfer(BOB, 0, fee=3)
+    for tx in alice + [bob]:
+        pool.add(tx, state, CHAIN_ID)
+    # alice's last nonce pays least: it goes, her first stays applicable
+    pool.add(transfer(CAROL, 0, fee=4), state, CHAIN_ID)
+    assert alice[1].hash not in pool and alice[0].hash in pool and len(pool) == 3
+    # now bob's 3 is the cheapest; a newcomer paying 3 does not displace it
+    assert refusal(pool, transfer(ALICE, 1, fee=3), state) == "mempool_full"
+    assert [tx.body.fee for tx in pool.reap(10)] == [5, 4, 3]  # the higher fee first
+
+
+def test_the_node_s_own_transactions_always_find_room_and_stay():
+    pool, state = Mempool(2, 1000, ECONOMICS), state_with()
+    for key in (ALICE, BOB):
+        pool.add(transfer(key, 0, fee=50), state, CHAIN_ID)
+    own = [transfer(CAROL, 0, fee=FEE), transfer(CAROL, 1, fee=FEE)]
+    for tx in own:
+        pool.add(tx, state, CHAIN_ID, own=True)
+    assert all(tx.hash in pool for tx in own) and len(pool) == 2
+    # nothing left that may be evicted: even a rich newcomer waits
+    assert refusal(pool, transfer(ALICE, 0, fee=90), state) == "mempool_full"
+
+
+def test_a_proof_that_shows_fraud_is_never_evicted():
+    pool, state = Mempool(1, 1000, ECONOMICS), state_with()
+    proof = sign_tx(ALICE, CHAIN_ID, 0, FraudProof(0, TO, 0, 0, TO, (), TO, (), TO), FEE)
+    pool.add(proof, state, CHAIN_ID, shows_fraud=True)
+    assert refusal(pool, transfer(BOB, 0, fee=50), state) == "mempool_full"
+
+
+def test_a_transaction_that_waited_too_long_expires():
+    pool, state = Mempool(10, 1000, ECONOMICS), state_with()
+    pool.expire(100)
+    old = transfer(ALICE, 0)
+    pool.add(old, state, CHAIN_ID)
+    assert pool.expire(100 + EXPIRY_BLOCKS - 1) == 0
+    young = transfer(BOB, 0)
+    pool.add(young, state, CHAIN_ID)
+    assert pool.expire(100 + EXPIRY_BLOCKS) == 1
+    assert old.hash not in pool and young.hash in pool
+
+
+def test_a_flood_of_funded_cheap_transactions_leaves_room_for_who_pays_and_for_the_node():
+    """Issue 13's flood with coins behind it: 200 keys fill the pool at the minimum fee.
+    An honest transfer paying more gets in, and so does the node's own work."""
+    keys = [SigningKey(sha256(b"rich flooder %d" % i)) for i in range(200)]
+    state = ChainState({account_key(k.public_key): AccountRecord(1000, 0, 0).encode()
+                        for k in keys + [ALICE, CAROL]})
+    pool = Mempool(100, 1000, ECONOMICS)
+    refused = 0
+    for key in keys:
+        for nonce in range(3):
+            try:
+                pool.add(transfer(key, nonce), state, CHAIN_ID)
+            except MempoolError as exc:
+                assert exc.reason == "mempool_full"
+                refused += 1
+    assert len(pool) == 100 and refused == 500
+    honest = transfer(ALICE, 0, fee=2 * FEE)
+    pool.add(honest, state, CHAIN_ID)
+    own = transfer(CAROL, 0)
+    pool.add(own, state, CHAIN_ID, own=True)
+    assert honest.hash in pool and own.hash in pool and len(pool) == 100
+    assert pool.reap(1) == [honest]
 
 
 def test_the_error_names_its_reason():
