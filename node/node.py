@@ -77,7 +77,8 @@ class Node:
         self.sync: BlockSync | None = None
         self.network = PeerNetwork(self.key, self.genesis.chain_id, bytes.fromhex(self.genesis.hash),
                                    listen, self._head, self._on_message,
-                                   on_connect=self._on_peer_connected)
+                                   on_connect=self._on_peer_connected,
+                                   trusted_hosts=frozenset(parse_host_port(p)[0] for p in peers))
         self._timers: list[asyncio.TimerHandle] = []
         self.blobs = BlobStore(home.blobs_dir)
         self.blobs.put(genesis_model_blob(self.genesis))  # what round 0 trains from

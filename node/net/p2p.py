@@ -76,7 +76,7 @@ class PeerNetwork:
 
     def __init__(self, key: SigningKey, chain_id: str, genesis_hash: bytes, listen_address: str,
                  head: Head, on_message: MessageHandler, *,
-                 on_connect: PeerConnected | None = None,
+                 on_connect: PeerConnected | None = None, trusted_hosts: frozenset[str] = frozenset(),
                  handshake_timeout: float = HANDSHAKE_TIMEOUT_S, ban_seconds: float = BAN_SECONDS,
                  rate_per_s: float = RATE_PER_S, burst: float = BURST):
         parse_address(listen_address)
@@ -88,6 +88,10 @@ class PeerNetwork:
         self.listen_address = listen_address
         self.handshake_timeout = handshake_timeout
         self.ban_seconds = ban_seconds
+        # the hosts of the peers the operator configured: never banned by host, since one
+        # bad connection from a shared host (a devnet's 127.0.0.1) would cut off the rest;
+        # a misbehaving key from there is still banned, and its connection dropped
+        self.trusted_hosts = trusted_hosts
         self.rate_per_s = rate_per_s
         self.burst = burst
         self._head = head
@@ -245,13 +249,11 @@ class PeerNetwork:
             outcome.reason = str(exc)
             if exc.misbehaving:
                 # Its key is not proven before the handshake ends: ban its host.
-                self._ban(host, outcome.reason)
-                banned = True
+                banned = self._ban(host, outcome.reason)
         except _Disconnect as exc:
             outcome.reason = str(exc)
             if exc.ban is not None:
-                self._ban(exc.ban, outcome.reason)
-                banned = True
+                banned = self._ban(exc.ban, outcome.reason)
         except TimeoutError:
             outcome.reason = "handshake timed out"
         except (ConnectionError, aiohttp.ClientError) as exc:
@@ -369,10 +371,15 @@ class PeerNetwork:
         except DecodeError as exc:
             raise _Disconnect(f"undecodable frame: {exc}", ban=ban) from None
 
-    def _ban(self, subject: bytes | str, reason: str) -> None:
+    def _ban(self, subject: bytes | str, reason: str) -> bool:
+        """Ban a peer key or a host; False for a trusted host, which is only dropped."""
+        if isinstance(subject, str) and subject in self.trusted_hosts:
+            log.warning("dropped a connection from configured peer host %s (not banned): %s", subject, reason)
+            return False
         self._bans.ban(subject, self._now(), self.ban_seconds)
         shown = subject.hex()[:16] if isinstance(subject, bytes) else subject
         log.warning("banned %s for %.0f s: %s", shown, self.ban_seconds, reason)
+        return True
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()

@@ -239,6 +239,28 @@ async def test_garbage_before_the_handshake_bans_the_host(started, session):
 
 
 @pytest.mark.asyncio
+async def test_garbage_from_a_configured_peer_host_drops_the_connection_but_bans_no_host(started, session):
+    """The accidental loopback partition: on a devnet every peer is 127.0.0.1, and one
+    bad frame banning the host would cut the node off from all of them."""
+    target = await started(trusted_hosts=frozenset({"127.0.0.1"}))
+    honest = [await started() for _ in range(2)]
+    ws = await dial(session, target)
+    await ws.send_bytes(b"\xff garbage")
+    assert "undecodable frame" in await close_reason(ws)
+    await mesh([target, *honest])  # 127.0.0.1 is still served: the others connect
+    # a key that misbehaves after the handshake is still banned, by key
+    cheat = SigningKey(os.urandom(32))
+    ws = await dial(session, target)
+    await handshake_as(ws, cheat)
+    await ws.send_bytes(b"\xff garbage")
+    await close_reason(ws)
+    ws = await dial(session, target)  # the host is let in again...
+    hello = Handshake(cheat, CHAIN, GENESIS, "127.0.0.1:9", 0, os.urandom(32)).start()
+    await ws.send_bytes(encode_message(hello))
+    assert await close_reason(ws) == "banned"  # ...but not the key
+
+
+@pytest.mark.asyncio
 async def test_an_oversize_frame_bans_the_host(started, session, caplog):
     target, *honest = await honest_pair(started)
     ws = await dial(session, target)
