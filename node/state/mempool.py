@@ -10,7 +10,8 @@ A full pool makes room by evicting the cheapest transaction it can: the last pen
 nonce of the sender whose last one pays the lowest fee (the sender's earlier nonces
 stay applicable), if it pays less than the newcomer.  The node's own transactions
 (its work commitments, audit reports, fraud proofs) and proofs that show fraud are
-never evicted and always find room, so a flood cannot stop the node's work.  A
+never evicted, and they and every fraud proof find room, so a flood cannot stop the
+node's work nor keep a proof of fraud out.  A
 transaction that has waited EXPIRY_BLOCKS blocks is dropped: the pool does not fill
 with what no block takes.
 
@@ -124,12 +125,6 @@ class Mempool:
         if tx_hash in self._by_hash:
             raise MempoolError("duplicate", "the transaction is already pending")
         sender, nonce = tx.body.sender, tx.body.nonce
-        victim = None
-        if len(self._by_hash) >= self.max_txs:
-            victim = self._cheapest_tail(sender)
-            if victim is None or not (own or victim.tx.body.fee < tx.body.fee):
-                raise MempoolError("mempool_full", f"{self.max_txs} transactions are pending and none "
-                                                   f"that may be evicted pays less than fee {tx.body.fee}")
         committed = state.account(sender).nonce
         if nonce < committed:
             raise MempoolError("nonce_replayed",
@@ -150,6 +145,15 @@ class Mempool:
         if spends > balance:
             raise MempoolError("insufficient_balance", f"balance {balance} < {spends}, what this and the "
                                                        f"sender's {len(pending)} pending transactions spend")
+        victim = None
+        if len(self._by_hash) >= self.max_txs:
+            # a fraud proof's verdict is not known yet here: each sender's proofs are
+            # bounded by their deposits and the failed-prover rule, so proofs find room
+            victim = self._cheapest_tail(sender)
+            privileged = own or _is_fraud_proof(tx)
+            if victim is None or not (privileged or victim.tx.body.fee < tx.body.fee):
+                raise MempoolError("mempool_full", f"{self.max_txs} transactions are pending and none "
+                                                   f"that may be evicted pays less than fee {tx.body.fee}")
         if not tx.signature_valid(chain_id):
             raise MempoolError("bad_signature",
                                "the signature does not verify for this sender and chain")

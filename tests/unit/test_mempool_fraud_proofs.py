@@ -74,3 +74,16 @@ def test_a_reap_takes_the_blocks_budget_of_proofs_proofs_of_fraud_first():
     left_out = {key.public_key for key in KEYS} - {tx.body.sender for tx in proofs}
     assert left_out and not any(tx.body.sender in left_out for tx in reaped)
     assert pool.reap(3) == reaped[:3]
+
+
+def test_a_fraud_proof_finds_room_in_a_pool_full_of_transfers():
+    """A full pool must not keep a proof out (its verdict is decided after screening):
+    it takes the place of the cheapest transfer."""
+    pool, state = Mempool(2, 1000, ECONOMICS), accounts(KEYS)
+    transfers = [transfer(KEYS[1], 0), transfer(KEYS[2], 0)]
+    for tx in transfers:
+        pool.add(tx, state, CHAIN_ID)
+    assert pool.screen(proof(KEYS[0], 0), state, CHAIN_ID) == transfers[1].hash
+    pool.add(proof(KEYS[0], 0), state, CHAIN_ID, shows_fraud=True)
+    assert len(pool) == 2 and transfers[1].hash not in pool
+    assert pool.reap(10)[0] == proof(KEYS[0], 0)
