@@ -88,15 +88,16 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     assert sum(u["status"] == "accepted" for r in range(ROUNDS)
                for u in _get(urls[0], f"/rounds/{r}")["units"]) >= ROUNDS
 
-    # supply: every account's balance and bond add up to the genesis supply plus emission
-    # (nothing is burned without fraud)
+    # supply: every account's balance and bond add up to the genesis supply plus emission,
+    # less the burned share of every fee (nothing else is burned without fraud)
     genesis_total = sum(a.balance + a.bond for a in genesis.accounts)
-    holdings = 0
-    for account in genesis.accounts:
-        info = _get(urls[0], f"/accounts/{account.address.hex()}")
-        holdings += info["balance"] + info["bond"]
+    height, holdings = _holdings_at_one_height(urls[0], genesis)
+    assert height < schedule.close_height(ROUNDS)  # no later round's emission in it
+    burned = sum(tx["fee"] * genesis.economics.fee_burn_bps // BPS
+                 for h in range(1, height + 1) for tx in _get(urls[0], f"/blocks/{h}")["txs"])
+    assert burned > 0
     # rewards only go to genesis accounts here: validators, and the auditor's funded account
-    assert holdings == genesis_total + emitted
+    assert holdings == genesis_total + emitted - burned
 
     # the model learned: its held-out loss after the last round is clearly below genesis's
     trainer = Trainer(genesis)
@@ -105,6 +106,17 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     assert final_loss < genesis_loss - 0.5, (genesis_loss, final_loss)
     model = _get(urls[0], "/status")["model"]
     assert model["round"] >= ROUNDS and np.isfinite(model["eval_loss"])
+
+
+def _holdings_at_one_height(url: str, genesis) -> tuple[int, int]:
+    """(height, the genesis accounts' balances and bonds summed), read between two
+    blocks: every block burns fees, so the sum moves with the height."""
+    for _ in range(20):
+        before = _get(url, "/status")["height"]
+        infos = [_get(url, f"/accounts/{a.address.hex()}") for a in genesis.accounts]
+        if _get(url, "/status")["height"] == before:
+            return before, sum(info["balance"] + info["bond"] for info in infos)
+    raise AssertionError("no two reads of /status at the same height")
 
 
 def _stop(pid: int) -> None:
