@@ -155,9 +155,11 @@ async def test_a_light_auditors_proof_against_a_withholding_miner_lands(tmp_path
         assert node.blobs.has(start.hex())  # the node has it from the upload, and serves it on
         slashed = BOND * genesis.economics.fraud_slash_bps // 10_000
         assert node.chain.state.account(MINER.public_key).bond == BOND - slashed
-        # the auditor keeps its deposit and earns the bounty
+        # the auditor keeps its deposit and earns the bounty; each of its transactions
+        # (its registration and its proof) paid the minimum fee
         bounty = slashed * genesis.economics.fraud_bounty_bps // 10_000
-        assert node.chain.state.account(AUDITOR.public_key).balance == BALANCE + bounty
+        auditor = node.chain.state.account(AUDITOR.public_key)
+        assert auditor.nonce == 2 and auditor.balance == BALANCE + bounty - auditor.nonce * FEE
     finally:
         stop.set()
         await asyncio.gather(*running)
