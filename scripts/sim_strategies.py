@@ -83,7 +83,7 @@ from node.types.genesis import BPS, Account, Genesis, load_genesis
 from node.types.merkle import inclusion_proof, merkle_root
 from node.types.transactions import (AuditReport, Bond, DeltaWithheld, EvidenceDispute, FraudProof, RegisterAuditor,
                                      RegisterMiner, SignedTx, WithheldClaim, WorkCommitment, sign_tx)
-from node.uPoW.assignment import assign_unit, challenged_segments, unit_challenge
+from node.uPoW.assignment import assign_unit, challenged_segments
 from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.oracle import KERNEL_VERSION
 from node.uPoW.rounds import RoundSchedule
@@ -333,7 +333,7 @@ class World:
         txs, claims, passed_fakes, reported = [], [], [], []
         for name, unit in units.items():
             key = self.parties[name].key.public_key
-            draws = unit_challenge(challenge.drawn_seeds(), key, 0, self.training, challenge.eligible)
+            draws = challenge.unit_challenge(key, 0, self.training)
             if s.withhold_fake and name == ADVERSARY:
                 unit.withheld = frozenset(draws.segments) & unit.faked
             proven = False  # one fraud proof per unit: the first one slashes

@@ -12,7 +12,8 @@ import dataclasses
 
 from node.types.blocks import CommitCertificate, CommitteeMember
 from node.types.codec import HASH, PUBKEY, U16, U32, U64, ListOf, Nested, Record
-from node.uPoW.assignment import chooser_seed
+from node.types.genesis import TrainingConfig
+from node.uPoW.assignment import UnitChallenge, chooser_seed, unit_challenge
 
 U64_MAX = (1 << 64) - 1  # the cap of every balance, bond and supply counter
 MAX_COMMITTEE = 1000
@@ -144,6 +145,11 @@ class ChallengeRecord(Record):
     def drawn_seeds(self) -> tuple[bytes, ...] | None:
         """The seeds that draw every unit; None while the choosers hold a third or less."""
         return self.seeds if 3 * self.chosen_power > self.committee_power else None
+
+    def unit_challenge(self, miner: bytes, unit: int, training: TrainingConfig) -> UnitChallenge | None:
+        """The unit's draws; None while the choosers hold a third or less."""
+        seeds = self.drawn_seeds()
+        return None if seeds is None else unit_challenge(seeds, miner, unit, training, self.eligible)
 
     def after_block(self, chain_id: str, commit: CommitCertificate, proposer: bytes,
                     committee: Committee) -> ChallengeRecord:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from node.state.records import (COMMITTEE_KEY, COMMITTEE_PREV_KEY, MODEL_KEY, Committee, CommitteeChange,
-                                ModelRecord, WorkCount, work_count_key)
+from node.state.records import (COMMITTEE_KEY, COMMITTEE_PREV_KEY, MODEL_KEY, ChallengeRecord, Committee,
+                                CommitteeChange, ModelRecord, WorkCount, work_count_key)
 from node.state.transition import BlockError, Transition, TxError
 from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED, SLASHED,
                                WITHHELD, CommitteeMember, Payment, RoundClose, UnitOutcome)
 from node.types.genesis import BPS
 from node.types.transactions import WorkCommitment
-from node.uPoW.assignment import unit_challenge
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +80,7 @@ def _round_units(t: Transition, round_: int) -> list[_Unit]:
     claimed: dict[tuple[bytes, int], set[int]] = collections.defaultdict(set)
     for miner, unit, segment, _ in t.round_withheld_claims(round_):
         claimed[(miner, unit)].add(segment)
+    record = t.challenge(round_)
     committee = t.committee()
     delta_claims: dict[tuple[bytes, int], int] = collections.defaultdict(int)
     for miner, unit, member in t.round_delta_claims(round_):
@@ -91,15 +91,15 @@ def _round_units(t: Transition, round_: int) -> list[_Unit]:
         # a third of the power cannot fetch the delta: an honest one among them is enough
         # to know it was not served, and without them no close could be computed
         delta_withheld = 3 * delta_claims.get((miner, unit), 0) >= committee.total_power
-        status = _unit_status(t, round_, miner, unit, set(unit_reports), claimed.get((miner, unit), set()),
-                              (miner, unit) in disputed, delta_withheld)
+        status = _unit_status(t, round_, record, miner, unit, set(unit_reports),
+                              claimed.get((miner, unit), set()), (miner, unit) in disputed, delta_withheld)
         units.append(_Unit(UnitOutcome(miner, unit, status), commitment, tuple(unit_reports),
                            tuple(disputed.get((miner, unit), ()))))
     return units
 
 
-def _unit_status(t: Transition, round_: int, miner: bytes, unit: int, reports: set[tuple[int, bytes]],
-                 claimed: set[int], disputed: bool, delta_withheld: bool) -> int:
+def _unit_status(t: Transition, round_: int, record: ChallengeRecord, miner: bytes, unit: int,
+                 reports: set[tuple[int, bytes]], claimed: set[int], disputed: bool, delta_withheld: bool) -> int:
     """SLASHED if proven fraudulent; WITHHELD if a challenged segment is unreported and
     claimed withheld, or if its attested delta is claimed withheld; ACCEPTED if each
     draw's segments were reported by its auditors, or (once a claim or a dispute opened
@@ -107,11 +107,9 @@ def _unit_status(t: Transition, round_: int, miner: bytes, unit: int, reports: s
     otherwise, which costs the miner only its reward."""
     if t.fraud_record(round_, miner, unit) is not None:
         return SLASHED
-    record = t.challenge(round_)
-    seeds = record.drawn_seeds()
-    if seeds is None:
+    challenge = record.unit_challenge(miner, unit, t.training)
+    if challenge is None:
         return REJECTED  # the round closed before its choosers held a third of the power
-    challenge = unit_challenge(seeds, miner, unit, t.training, record.eligible)
     audited = {segment for segment, _ in reports}
     if delta_withheld or (set(challenge.segments) - audited) & claimed:
         return WITHHELD

@@ -19,7 +19,7 @@ from node.types.merkle import verify_inclusion
 from node.types.transactions import (AuditReport, Bond, DeltaWithheld, DoubleSignEvidence, EvidenceDispute,
                                      FraudProof, RegisterAuditor, RegisterMiner, SignedTx, Transfer, Unbond,
                                      WithheldClaim, WorkCommitment)
-from node.uPoW.assignment import UnitChallenge, assign_unit, unit_challenge
+from node.uPoW.assignment import UnitChallenge, assign_unit
 from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.oracle import KERNEL_VERSION
 
@@ -190,11 +190,10 @@ def _may_audit(t: Transition, sender: bytes, round_: int, miner: bytes, unit: in
 def _unit_challenge(t: Transition, round_: int, miner: bytes, unit: int) -> UnitChallenge:
     """The unit's challenge (in the audit window, the challenge is recorded); TxError
     while its choosers are not complete."""
-    record = t.challenge(round_)
-    seeds = record.drawn_seeds()
-    if seeds is None:
+    challenge = t.challenge(round_).unit_challenge(miner, unit, t.training)
+    if challenge is None:
         raise TxError("not_challenged_yet", "the round's challenge is not drawn yet")
-    return unit_challenge(seeds, miner, unit, t.training, record.eligible)
+    return challenge
 
 
 def _withheld_claim(t: Transition, sender: bytes, p: WithheldClaim) -> None:

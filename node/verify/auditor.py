@@ -25,7 +25,7 @@ from node.types.genesis import Genesis
 from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.types.transactions import AuditReport, FraudProof, WithheldClaim, WorkCommitment
-from node.uPoW.assignment import assign_unit, unit_challenge
+from node.uPoW.assignment import assign_unit
 from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.model_state import BlobFormatError
 from node.uPoW.state import STATE_DOMAIN
@@ -62,13 +62,12 @@ def assigned_tasks(genesis: Genesis, me: bytes, round_: int, round_start_hash: b
     a withheld claim or a disputed report (miner, unit, segment, claimer or auditor) in
     claims that no draw gives me, so a false claim or a lazy auditor cannot cost an
     honest miner.  None while the challenge's choosers are not complete."""
-    seeds = challenge.drawn_seeds()
-    if seeds is None:
+    if challenge.drawn_seeds() is None:
         return []
     claimed = {(miner, unit) for miner, unit, _, _ in claims}
     tasks = []
     for miner, unit, commitment in commitments:
-        unit_draws = unit_challenge(seeds, miner, unit, genesis.training, challenge.eligible)
+        unit_draws = challenge.unit_challenge(miner, unit, genesis.training)
         segments = unit_draws.segments_of(me)
         fallback = not segments
         if fallback:

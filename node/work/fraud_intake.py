@@ -31,7 +31,6 @@ from node.state.transition import Transition, TxError
 from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK, check_fraud_proof
 from node.types.crypto import sha256
 from node.types.transactions import FraudProof, SignedTx
-from node.uPoW.assignment import unit_challenge
 from node.uPoW.fraud_question import FraudQuestion, ReplayPending
 from node.uPoW.oracle import WorkUnavailable
 from node.uPoW.unit_compute import ComputeWorker
@@ -84,10 +83,10 @@ class FraudIntake:
                  "shows fraud" if shows_fraud else "shows no fraud (its deposit will burn)")
 
     def _assigned(self, sender: bytes, proof: FraudProof) -> bool:
-        challenge = self.chain.state.challenge(proof.round)
-        seeds = challenge.drawn_seeds() if challenge is not None else None
-        return seeds is not None and sender in unit_challenge(
-            seeds, proof.miner, proof.unit, self.chain.genesis.training, challenge.eligible).auditors
+        record = self.chain.state.challenge(proof.round)
+        challenge = (record.unit_challenge(proof.miner, proof.unit, self.chain.genesis.training)
+                     if record is not None else None)
+        return challenge is not None and sender in challenge.auditors
 
     def offer(self, tx: SignedTx, then: Callable[[], None]) -> None:
         """Admit tx in the background (a proof from a peer) and call then once it is in."""
