@@ -4,6 +4,7 @@ specific reason and leaves the state exactly as it was.
 Round 0 of the test genesis: heights 1-2 take commitments, 3 is the challenge block,
 4-5 the audit window, 6 closes the round.  A unit has 4 segments, so 5 checkpoints."""
 import dataclasses
+import itertools
 
 import pytest
 
@@ -12,7 +13,8 @@ from node.types.blocks import Block, BlockHeader, EMPTY_COMMIT, NO_CLOSE, certif
 from node.types.crypto import SigningKey, sha256
 from node.state.block_execution import execute_block
 from node.state.chain_state import ChainState
-from node.state.records import U64_MAX, UNMEASURED_LOSS, AccountRecord, FraudRecord, ModelRecord, account_key
+from node.state.records import (U64_MAX, UNMEASURED_LOSS, AccountRecord, FraudRecord, ModelRecord, account_key,
+                                challenge_key)
 from node.state.transition import BlockError, Transition, TxError
 from node.state.tx_rules import apply_tx
 from node.types.merkle import inclusion_proof, merkle_root
@@ -446,6 +448,26 @@ def test_an_audit_by_an_eligible_but_unassigned_auditor_is_refused(auditing):
     other = DAVE if auditor is CAROL else CAROL
     _refused(auditing, tx(other, _audit(3), auditing), "not_assigned", height=4)
     _refused(auditing, tx(ALICE, _audit(3), auditing), "not_assigned", height=4)
+
+
+def test_an_auditor_of_one_draw_cannot_report_a_segment_only_another_draw_asks(auditing):
+    """Two choosers' draws with different auditors: each draw is checked by its own
+    auditor, so one named by a colluder's draw cannot stand in for the honest draw's."""
+    record = auditing.challenge(0)
+    for i in itertools.count():
+        seeds = (sha256(b"draw a %d" % i), sha256(b"draw b %d" % i))
+        two = dataclasses.replace(record, choosers=(CAROL.public_key, DAVE.public_key), seeds=seeds,
+                                  chosen_power=2, committee_power=2)
+        draws = two.unit_challenge(BOB.public_key, 0, GENESIS.training).draws
+        only_second = set(draws[1].segments) - set(draws[0].segments)
+        if draws[0].auditors != draws[1].auditors and only_second:
+            break
+    auditing.apply_writes({challenge_key(0): two.encode()})
+    first = {k.public_key: k for k in (CAROL, DAVE)}[draws[0].auditors[0]]
+    # height 5: block 4 recorded the challenge, and no later block of the round rewrites it
+    _refused(auditing, tx(first, _audit(min(only_second)), auditing), "not_assigned", height=5)
+    _apply(auditing, tx(first, _audit(draws[0].segments[0]), auditing), height=5)
+    assert auditing.round_audits(0) == [(BOB.public_key, 0, draws[0].segments[0], first.public_key)]
 
 
 def test_an_audit_of_an_unchallenged_segment_is_refused(auditing):
