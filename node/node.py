@@ -251,6 +251,7 @@ class Node:
             self._carry_out(self.driver.tick(self.network.peer_keys()))
             self.sync.retry()  # a sync request unanswered for a period is asked again
             self.metrics.set("uponode_peers", len(self.network.peers()))
+            self.metrics.set("uponode_consensus_messages", self.driver.held_messages())
             await asyncio.sleep(STATUS_INTERVAL_S)
 
     # -- transactions

@@ -16,6 +16,10 @@ each returns the actions the driver must carry out, in order:
 
 Voting power is counted, not messages; "+2/3" is strictly more than 2/3 of the total power,
 and "f+1" strictly more than 1/3.
+
+Memory is bounded per validator: the current and next round are kept in full (a few
+messages per validator and step); of later rounds only each validator's latest message
+(node.consensus.rounds_ahead), so votes for a thousand future rounds cost one slot.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from node.types.blocks import Block, CommitCertificate, certificate_from_precomm
 from node.types.votes import NIL_HASH, PRECOMMIT, PREVOTE, Vote, VoteBody, sign_vote
 from node.types.proposal import NO_POL_ROUND, Proposal, sign_proposal
 from node.consensus.proposer import proposer_for
+from node.consensus.rounds_ahead import ROUNDS_KEPT_AHEAD, RoundsAhead
 from node.consensus.tally import MAX_VOTES_PER_STEP, VoteTally
 from node.types.crypto import SigningKey
 
@@ -143,7 +148,7 @@ class ConsensusCore:
         self._blocks: dict[bytes, Block] = {}
         self._validity: dict[bytes, bool] = {}
         self._tallies: dict[tuple[int, int], VoteTally] = {}  # (round, kind) -> votes
-        self._senders: dict[int, set[bytes]] = {}  # round -> validators heard from in it
+        self._ahead = RoundsAhead()
         self._evidence: set[tuple[bytes, int, int]] = set()
         self._once: set[tuple[str, int]] = set()  # rules that fire once per round
         self._actions: list[Action] = []
@@ -174,23 +179,37 @@ class ConsensusCore:
                 self._start_round(self.round + 1)
         return self._run()
 
+    def held_messages(self) -> int:
+        """Proposals and votes this core holds: bounded per validator, whatever it is sent."""
+        votes = sum(len(by_hash) for tally in self._tallies.values() for by_hash in tally.votes.values())
+        return votes + sum(map(len, self._proposals.values())) + len(self._ahead)
+
     # ---- message intake -----------------------------------------------------------------
 
     def _on_proposal(self, proposal: Proposal) -> None:
         block_hash = proposal.block.hash
-        if (proposal.height != self.height or block_hash in self._proposals.get(proposal.round, {})
+        proposals = self._proposals.get(proposal.round, {})
+        if (proposal.height != self.height or block_hash in proposals
+                or len(proposals) >= MAX_VOTES_PER_STEP  # an equivocating proposer's noise
                 or not (proposal.pol_round == NO_POL_ROUND or proposal.pol_round < proposal.round)
                 or proposal.proposer != proposer_for(self.validators, self.height, proposal.round)
                 or not proposal.signature_valid(self.chain_id)):
             return
+        if proposal.round > self.round + ROUNDS_KEPT_AHEAD:
+            self._ahead.hold(proposal.proposer, proposal)
+            return
         self._proposals.setdefault(proposal.round, {})[block_hash] = proposal
         self._blocks.setdefault(block_hash, proposal.block)
-        self._senders.setdefault(proposal.round, set()).add(proposal.proposer)
+        self._ahead.heard(proposal.proposer, proposal.round)
 
     def _on_vote(self, vote: Vote, verified: bool) -> None:
         body = vote.body
         power = self.power.get(vote.validator, 0)
         if body.height != self.height or body.kind not in (PREVOTE, PRECOMMIT) or power == 0:
+            return
+        if body.round > self.round + ROUNDS_KEPT_AHEAD:
+            if verified or vote.signature_valid(self.chain_id):
+                self._ahead.hold(vote.validator, vote)
             return
         tally = self._tally(body.round, body.kind)
         earlier = tally.votes_of(vote.validator)
@@ -202,7 +221,7 @@ class ConsensusCore:
             self._evidence.add((vote.validator, body.round, body.kind))
             self._actions.append(Evidence(next(iter(earlier.values())), vote))
         tally.add(vote, power)
-        self._senders.setdefault(body.round, set()).add(vote.validator)
+        self._ahead.heard(vote.validator, body.round)
 
     def _tally(self, round_: int, kind: int) -> VoteTally:
         tally = self._tallies.get((round_, kind))
@@ -239,11 +258,11 @@ class ConsensusCore:
         return False
 
     def _skip_round(self) -> bool:  # line 55: f+1 of the power is already in a later round
-        for round_, senders in self._senders.items():
-            if round_ > self.round and 3 * sum(self.power[v] for v in senders) > self.total_power:
-                self._start_round(round_)
-                return True
-        return False
+        target = self._ahead.skip_target(self.round, self.power, self.total_power)
+        if target is None:
+            return False
+        self._start_round(target)
+        return True
 
     def _prevote_on_proposal(self) -> bool:  # lines 22 and 28
         if self.step != Step.PROPOSE:
@@ -297,6 +316,11 @@ class ConsensusCore:
 
     def _start_round(self, round_: int) -> None:  # line 11
         self.round, self.step = round_, Step.PROPOSE
+        for message in self._ahead.within(round_):  # now within reach: counted in full
+            if isinstance(message, Proposal):
+                self._on_proposal(message)
+            else:
+                self._on_vote(message, verified=True)
         if (self.key is not None and self._may_sign(Step.PROPOSE)
                 and proposer_for(self.validators, self.height, round_) == self.key.public_key):
             if self.valid_value is not None:

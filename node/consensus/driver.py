@@ -28,14 +28,13 @@ from node.consensus.core import (Broadcast, ConsensusCore, Decide, Evidence, Loc
                                  RecordSigned, ScheduleTimeout, SignedStep, Step, Timeout,
                                  TimeoutConfig)
 from node.consensus.gossip import HeightGossip, Intake
+from node.consensus.messages import height_of, signer_of
+from node.consensus.pending import PendingMessages
 from node.net.wire import decode_message, encode_message
 from node.types.blocks import Block, CommitCertificate
 from node.types.crypto import SigningKey
 from node.types.proposal import Proposal
 from node.types.votes import Vote
-
-MAX_PENDING = 1000  # messages kept for heights not reached yet: a peer cannot fill our memory
-
 
 class ChainView(Protocol):
     """The chain as consensus needs it (node.state.consensus_chain.ConsensusChain)."""
@@ -73,7 +72,9 @@ class SignRecord(Protocol):
 
 
 class ForgedMessage(Exception):
-    """A proposal or vote whose signature does not verify: no honest peer sends one."""
+    """A proposal or vote whose signature does not verify, or one of the height being
+    decided that no member of its committee could have sent (a vote from outside it, a
+    proposal from another than the round's proposer): no honest peer sends or relays one."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,9 +116,13 @@ class ConsensusDriver:
         self.block_interval_ms = block_interval_ms
         self.core: ConsensusCore | None = None  # None between heights
         self.gossip = HeightGossip(0, ())
-        self.pending: list[Proposal | Vote] = []  # for heights not reached yet
+        self.pending = PendingMessages()  # for the next height
         self.peers: dict[bytes, None] = {}  # connected; ordered, so a run repeats exactly
         self._actions: list[DriverAction] = []
+
+    def held_messages(self) -> int:
+        """Proposals and votes held for this height and the next: bounded whatever peers send."""
+        return (self.core.held_messages() if self.core is not None else 0) + len(self.pending)
 
     @property
     def consensus_round(self) -> int | None:
@@ -133,7 +138,9 @@ class ConsensusDriver:
     def receive(self, peer: bytes, message: Proposal | Vote) -> list[DriverAction]:
         if not message.signature_valid(self.chain_id):
             raise ForgedMessage(f"{type(message).__name__} with a bad signature")
-        self._deliver(message, peer)
+        if self._deliver(message, peer) is Intake.FOREIGN:
+            raise ForgedMessage(f"{type(message).__name__} of height {height_of(message)} "
+                                f"signed by {signer_of(message).hex()[:16]}, who has no say in it")
         return self._flush()
 
     def on_timer(self, timer: Timeout | NextHeight) -> list[DriverAction]:
@@ -189,24 +196,26 @@ class ConsensusDriver:
                 message = decode_message(frame)
                 self._process(self.core.receive(message))
                 self._gossip_own(message)
-        pending, self.pending = self.pending, []
-        for message in pending:
+        for message in self.pending.take():
             self._deliver(message, sender=None)  # its sender's connection may be gone
 
-    def _deliver(self, message: Proposal | Vote, sender: bytes | None) -> None:
-        height = _height_of(message)
+    def _deliver(self, message: Proposal | Vote, sender: bytes | None) -> Intake | None:
+        """Hand a checked message to the core or hold it for the next height; the gossip
+        book's verdict on it, None if it is not of the height being decided."""
+        height = height_of(message)
         if self.core is not None and height == self.core.height:
             intake = self.gossip.add(message, self.core.round, sender)
             if intake is Intake.KEPT:
                 self._relay()
-            if intake is not Intake.COPY:  # a round far ahead still counts toward a skip
+            if intake is Intake.KEPT or intake is Intake.NOT_KEPT:  # a round far ahead still counts toward a skip
                 self._process(self.core.receive(message))
-        elif (self.chain.height < height <= self.chain.height + 2
-              and (self.core is None or height > self.core.height)):
+            return intake
+        if (self.chain.height < height <= self.chain.height + 2
+                and (self.core is None or height > self.core.height)):
             # the next height only: a node further behind catches up by block sync, and
             # a far-future message cannot push the next height's out of the buffer
-            self.pending.append(message)
-            del self.pending[:-MAX_PENDING]
+            self.pending.add(message)
+        return None
 
     def _decide(self, block: Block, certificate: CommitCertificate) -> None:
         if not self.chain.finalize(block, certificate):
@@ -256,6 +265,3 @@ class ConsensusDriver:
         actions, self._actions = self._actions, []
         return actions
 
-
-def _height_of(message: Proposal | Vote) -> int:
-    return message.height if isinstance(message, Proposal) else message.body.height

@@ -18,21 +18,20 @@ from __future__ import annotations
 import enum
 from typing import Iterable, Sequence
 
+from node.consensus.messages import height_of
 from node.consensus.proposer import proposer_for
+from node.consensus.rounds_ahead import ROUNDS_KEPT_AHEAD
 from node.consensus.tally import MAX_VOTES_PER_STEP
 from node.types.crypto import sha256
 from node.types.proposal import Proposal
 from node.types.votes import PRECOMMIT, PREVOTE, Vote
-
-# Rounds ahead of the core's current one that are kept: their signers re-gossip them,
-# and a cheater must not fill our memory with far-future rounds.
-ROUNDS_AHEAD = 1
 
 
 class Intake(enum.Enum):
     KEPT = "kept"  # new, and kept to re-gossip
     NOT_KEPT = "not kept"  # new, but not for re-gossip (the core may still count it)
     COPY = "copy"  # already kept
+    FOREIGN = "foreign"  # of this height, but no one with a say in it signed it
 
 
 class HeightGossip:
@@ -52,7 +51,9 @@ class HeightGossip:
             self._mark(sender, message_id)
             return Intake.COPY
         slot = self._slot(message)
-        if (slot is None or slot[1] > current_round + ROUNDS_AHEAD
+        if slot is None:
+            return Intake.FOREIGN if height_of(message) == self.height else Intake.NOT_KEPT
+        if (slot[1] > current_round + ROUNDS_KEPT_AHEAD
                 or self._slots.get(slot, 0) >= MAX_VOTES_PER_STEP):
             return Intake.NOT_KEPT
         self._slots[slot] = self._slots.get(slot, 0) + 1
@@ -103,3 +104,4 @@ def _message_id(message: Proposal | Vote) -> bytes:
     by key and height.  A proposal's signature covers its block's hash, not the block's
     bytes, so the whole message is hashed."""
     return message.signature if isinstance(message, Vote) else sha256(message.encode())
+

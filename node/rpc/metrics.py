@@ -67,6 +67,8 @@ NODE_METRICS = (
     ("counter", "uponode_txs_refused_total",
      "Transactions refused over RPC: not decodable, or refused by the mempool."),
     ("counter", "uponode_blocks_finalized_total", "Blocks finalized by this process."),
+    ("gauge", "uponode_consensus_messages",
+     "Proposals and votes consensus holds for the height being decided and the next."),
 )
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from node.consensus.core import Evidence, Step, Timeout, TimeoutConfig
-from node.consensus.driver import (MAX_PENDING, ConsensusDriver, Finalized, ForgedMessage,
+from node.consensus.driver import (ConsensusDriver, Finalized, ForgedMessage,
                                    NextHeight, Send, SetTimer)
-from node.consensus.gossip import ROUNDS_AHEAD, HeightGossip, Intake
+from node.consensus.gossip import HeightGossip, Intake
+from node.consensus.pending import MAX_PENDING, PER_SIGNER
+from node.consensus.rounds_ahead import ROUNDS_KEPT_AHEAD
 from node.consensus.guard import SignGuard
 from node.consensus.proposer import proposer_for
 from node.consensus.tally import MAX_VOTES_PER_STEP
@@ -163,19 +165,31 @@ def test_messages_for_the_next_height_wait_for_it(tmp_path):
             actions += d.receive(PEER_A, vote(k, PRECOMMIT, p1.block.hash))
     assert [a.block for a in actions if isinstance(a, Finalized)] == [p1.block]
     assert SetTimer(NextHeight(2), BLOCK_INTERVAL_MS) in actions
-    assert d.core is None and d.pending == [future]
+    assert d.core is None and d.pending.messages == [future]
     d.on_timer(NextHeight(2))
-    assert d.core.height == 2 and d.pending == []
+    assert d.core.height == 2 and len(d.pending) == 0
     assert d.core._tally(0, PREVOTE).votes_of(KEYS[0].public_key)  # delivered
 
 
-def test_the_pending_buffer_is_bounded_and_holds_the_next_height_only(tmp_path):
+def test_the_pending_buffer_holds_the_next_height_only_and_a_few_messages_per_signer(tmp_path):
     d = driver(tmp_path, not_proposer())
     d.start()
     d.receive(PEER_A, vote(KEYS[0], PREVOTE, NIL_HASH, height=3))
-    assert d.pending == []  # two heights ahead: block sync's business
-    for round_ in range(MAX_PENDING + 5):
+    assert len(d.pending) == 0  # two heights ahead: block sync's business
+    for round_ in range(PER_SIGNER + 50):  # one signer floods the next height
         d.receive(PEER_A, vote(KEYS[0], PREVOTE, NIL_HASH, height=2, round_=round_))
+    honest = vote(KEYS[1], PREVOTE, NIL_HASH, height=2)
+    d.receive(PEER_A, honest)
+    assert len(d.pending) == PER_SIGNER + 1 and honest in d.pending.messages
+
+
+def test_the_pending_buffer_is_bounded_in_messages_whatever_the_number_of_signers(tmp_path):
+    d = driver(tmp_path, not_proposer())
+    d.start()
+    signers = [SigningKey(i.to_bytes(32, "big")) for i in range(1, MAX_PENDING // PER_SIGNER + 3)]
+    for signer in signers:
+        for round_ in range(PER_SIGNER):
+            d.receive(PEER_A, vote(signer, PREVOTE, NIL_HASH, height=2, round_=round_))
     assert len(d.pending) == MAX_PENDING
 
 
@@ -186,6 +200,21 @@ def test_a_forged_message_is_refused(tmp_path):
     forged = Vote(good.body, KEYS[1].public_key, good.signature)
     with pytest.raises(ForgedMessage):
         d.receive(PEER_A, forged)
+
+
+def test_a_message_of_this_height_that_no_one_with_a_say_signed_is_refused(tmp_path):
+    """An honest peer relays only what its own gossip book kept, so a relay of a vote
+    from outside the committee, or of a proposal from another than the round's proposer,
+    marks the peer as the attacker (the node bans it)."""
+    d = driver(tmp_path, not_proposer())
+    d.start()
+    with pytest.raises(ForgedMessage, match="has no say"):
+        d.receive(PEER_A, vote(SigningKey(b"\x09" * 32), PREVOTE, NIL_HASH))
+    wrong = sign_proposal(not_proposer(), CHAIN_ID, 1, 0, NO_POL_ROUND, ListChain().build_block(1, 0))
+    with pytest.raises(ForgedMessage, match="has no say"):
+        d.receive(PEER_A, wrong)
+    # the same from a height not being decided is not judged: this node may be behind
+    d.receive(PEER_A, vote(SigningKey(b"\x09" * 32), PREVOTE, NIL_HASH, height=2))
 
 
 def test_a_block_decided_by_sync_starts_the_next_height_at_once(tmp_path):
@@ -208,13 +237,13 @@ def test_equivocation_is_reported(tmp_path):
 def test_the_gossip_book_keeps_only_what_the_core_would_count():
     book = HeightGossip(1, VALIDATORS)
     outsider = SigningKey(b"\x09" * 32)
-    assert book.add(vote(outsider, PREVOTE, NIL_HASH), current_round=0) is Intake.NOT_KEPT
+    assert book.add(vote(outsider, PREVOTE, NIL_HASH), current_round=0) is Intake.FOREIGN
     assert book.add(vote(KEYS[0], PREVOTE, NIL_HASH, height=2), current_round=0) is Intake.NOT_KEPT
-    far = vote(KEYS[0], PREVOTE, NIL_HASH, round_=ROUNDS_AHEAD + 1)
+    far = vote(KEYS[0], PREVOTE, NIL_HASH, round_=ROUNDS_KEPT_AHEAD + 1)
     assert book.add(far, current_round=0) is Intake.NOT_KEPT
     wrong_proposer = sign_proposal(not_proposer(), CHAIN_ID, 1, 0, NO_POL_ROUND,
                                    ListChain().build_block(1, 0))
-    assert book.add(wrong_proposer, current_round=0) is Intake.NOT_KEPT
+    assert book.add(wrong_proposer, current_round=0) is Intake.FOREIGN
     hashes = [crypto.sha256(bytes([i])) for i in range(MAX_VOTES_PER_STEP + 2)]
     kept = [book.add(vote(KEYS[0], PREVOTE, h), current_round=0) for h in hashes]
     assert kept == [Intake.KEPT] * MAX_VOTES_PER_STEP + [Intake.NOT_KEPT] * 2
@@ -226,7 +255,7 @@ def test_the_gossip_book_keeps_only_what_the_core_would_count():
 def test_votes_of_a_round_far_ahead_still_make_the_core_skip_to_it(tmp_path):
     d = driver(tmp_path, not_proposer())
     d.start()
-    far = ROUNDS_AHEAD + 3
+    far = ROUNDS_KEPT_AHEAD + 3
     for k in KEYS[:2]:
         d.receive(PEER_A, vote(k, PREVOTE, NIL_HASH, round_=far))
     assert d.consensus_round == far
