@@ -6,9 +6,11 @@ committed nonce, at least the genesis's minimum fee, a balance that covers what 
 and the sender's other pending transactions spend (fees, amounts moved out,
 deposits), and room in the pool.  So a key without coins cannot park anything.
 
-A full pool makes room by evicting the cheapest transaction it can: the last pending
-nonce of the sender whose last one pays the lowest fee (the sender's earlier nonces
-stay applicable), if it pays less than the newcomer.  The node's own transactions
+A full pool makes room by evicting the least useful transaction it can: a sender's
+last pending nonce (its earlier nonces stay as they were), one that no block can apply
+yet (a nonce gap before it) before one that is ready, the lowest fee first, if it
+ranks below the newcomer by the same measure.  A gap costs nothing until it is
+filled, so parked transactions with high fees cannot hold the pool against payable ones.  The node's own transactions
 (its work commitments, audit reports, fraud proofs) and proofs that show fraud are
 never evicted, and they and every fraud proof find room, so a flood cannot stop the
 node's work nor keep a proof of fraud out.  A
@@ -149,22 +151,31 @@ class Mempool:
         if len(self._by_hash) >= self.max_txs:
             # a fraud proof's verdict is not known yet here: each sender's proofs are
             # bounded by their deposits and the failed-prover rule, so proofs find room
-            victim = self._cheapest_tail(sender)
+            victim = self._least_useful_tail(sender)
             privileged = own or _is_fraud_proof(tx)
-            if victim is None or not (privileged or victim.tx.body.fee < tx.body.fee):
+            rank = (nonce == self.next_nonce(sender, committed), tx.body.fee)
+            if victim is None or not (privileged or self._rank(victim) < rank):
                 raise MempoolError("mempool_full", f"{self.max_txs} transactions are pending and none "
-                                                   f"that may be evicted pays less than fee {tx.body.fee}")
+                                                   f"that may be evicted ranks below this one (fee "
+                                                   f"{tx.body.fee})")
         if not tx.signature_valid(chain_id):
             raise MempoolError("bad_signature",
                                "the signature does not verify for this sender and chain")
         return None if victim is None else victim.tx.hash
 
-    def _cheapest_tail(self, newcomer: bytes) -> _Entry | None:
-        """Among other senders' last pending transactions that may be evicted, the one
-        with the lowest fee (the latest to arrive of equals)."""
+    def _least_useful_tail(self, newcomer: bytes) -> _Entry | None:
+        """Among other senders' last pending transactions that may be evicted, the lowest
+        ranked (the latest to arrive of equals)."""
         tails = (self._by_hash[pending[max(pending)]] for sender, pending in self._by_sender.items()
                  if sender != newcomer)
-        return min((e for e in tails if e.evictable), key=lambda e: (e.tx.body.fee, -e.seq), default=None)
+        return min((e for e in tails if e.evictable), key=lambda e: (self._rank(e), -e.seq), default=None)
+
+    def _rank(self, entry: _Entry) -> tuple[bool, int]:
+        """(whether a block can apply it after the sender's pending run, its fee), for a
+        sender's last pending transaction."""
+        sender = entry.tx.body.sender
+        ready = entry.tx.body.nonce - self._committed_nonce[sender] + 1 == len(self._by_sender[sender])
+        return ready, entry.tx.body.fee
 
     def _screen_fraud_proof(self, sender: bytes, state: StateReader) -> None:
         if sender in self._failed_provers:

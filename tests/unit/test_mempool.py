@@ -132,6 +132,23 @@ def test_a_full_pool_evicts_the_cheapest_last_nonce_for_a_newcomer_that_pays_mor
     assert [tx.body.fee for tx in pool.reap(10)] == [5, 4, 3]  # the higher fee first
 
 
+def test_parked_transactions_behind_a_nonce_gap_go_before_any_payable_one():
+    """A gap costs nothing until filled, so high fees behind one must not hold the pool:
+    a payable transaction at the minimum fee evicts them; among parked ones the fee decides."""
+    pool, state = Mempool(3, 1000, ECONOMICS), state_with()
+    parked = [transfer(ALICE, 1, fee=30), transfer(BOB, 1, fee=20), transfer(BOB, 2, fee=25)]
+    for tx in parked:
+        pool.add(tx, state, CHAIN_ID)
+    assert refusal(pool, transfer(CAROL, 5, fee=10), state) == "mempool_full"  # parked, and cheaper
+    payable = transfer(CAROL, 0, fee=FEE)
+    pool.add(payable, state, CHAIN_ID)
+    # bob's tail went: parked, and the cheaper of the two parked tails
+    assert payable.hash in pool and parked[2].hash not in pool and len(pool) == 3
+    pool.add(transfer(CAROL, 1, fee=FEE), state, CHAIN_ID)
+    assert parked[1].hash not in pool and parked[0].hash in pool
+    assert [tx.body.sender for tx in pool.reap(10)] == [CAROL.public_key] * 2
+
+
 def test_the_node_s_own_transactions_always_find_room_and_stay():
     pool, state = Mempool(2, 1000, ECONOMICS), state_with()
     for key in (ALICE, BOB):
