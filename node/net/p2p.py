@@ -2,10 +2,13 @@
 
 Every node serves GET /p2p on its aiohttp app and dials the peers it is configured
 with; once the handshake has proven who is on the other end, both directions are
-the same.  Each connection is one task that reads frames (size cap, rate limit,
-strict decode) and hands messages to the node, plus one task that writes the
-peer's queued frames, so a slow peer never blocks the node.  The protocol rules
-themselves live in node.net.p2p_protocol, free of I/O.
+the same.  Each connection is one task that reads frames (rate limit, the cap of the
+type the tag names, strict decode) and hands messages to the node, plus one task that
+writes the peer's queued frames, so a slow peer never blocks the node.  Each host may
+hold only a few inbound connections and open new ones only so fast; a Blocks frame is
+accepted only as the answer to a GetBlocks we sent.  The protocol rules themselves live
+in node.net.p2p_protocol, free of I/O; node.net.peer_link reads, decodes (large frames
+off the event loop) and writes one connection's frames.
 """
 from __future__ import annotations
 
@@ -16,15 +19,17 @@ import os
 from typing import Awaitable, Callable
 
 import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
-from node.types.codec import DecodeError, Record
+from node.types.codec import Record
 from node.types.crypto import SigningKey
-from node.net.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, PeerRate,
-                               SeenCache, SelfConnection, backoff_delay, parse_address)
-from node.net.peer_link import CLOSE_REASON_BYTES, PeerLink, Socket
-from node.net.wire import (GOSSIP_TYPES, HANDSHAKE_TYPES, MAX_FRAME_BYTES, Hello, Status,
-                       decode_message, encode_message, message_id)
+from node.net.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, HostLimits,
+                                   PeerRate, Requests, SeenCache, SelfConnection, backoff_delay,
+                                   parse_address)
+from node.net.peer_link import (CLOSE_REASON_BYTES, Disconnect, FrameDecoder, PeerLink, Socket,
+                                frame_type, receive_frame)
+from node.net.wire import (GOSSIP_TYPES, HANDSHAKE_TYPES, MAX_FRAME_BYTES, Blocks, GetBlocks, Hello,
+                           Status, encode_message, message_id)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ MAX_CONNECTIONS = 128  # handshaking and established together
 HEARTBEAT_S = 20.0  # pings that notice a peer gone without a close
 CLOSE_TIMEOUT_S = 2.0
 # aiohttp refuses a frame whose size is >= max_msg_size; +1 lets a frame of exactly
-# MAX_FRAME_BYTES through, and decode_message checks the cap itself as well.
+# MAX_FRAME_BYTES through; each type's own cap is checked on the tag before decoding.
 WS_MAX_MSG_SIZE = MAX_FRAME_BYTES + 1
 
 Head = Callable[[], tuple[int, bytes]]
@@ -50,14 +55,6 @@ PeerConnected = Callable[[bytes], None]
 class InvalidPeerMessage(Exception):
     """Raised by the node's on_message for a message no honest peer sends (a bad
     signature, a block that does not verify): the peer is banned and dropped."""
-
-
-class _Disconnect(Exception):
-    """Ends one connection; str() is the one-line reason, ban what to ban for it."""
-
-    def __init__(self, reason: str, ban: bytes | str | None = None):
-        super().__init__(reason)
-        self.ban = ban
 
 
 @dataclasses.dataclass
@@ -102,7 +99,10 @@ class PeerNetwork:
         self._inbound_tasks: set[asyncio.Task] = set()
         self._dials: dict[str, asyncio.Task] = {}
         self._bans = BanList()
+        self._hosts = HostLimits(trusted_hosts)
+        self._requests = Requests()
         self._seen = SeenCache()
+        self._decoder = FrameDecoder()
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
 
@@ -128,13 +128,13 @@ class PeerNetwork:
         frame = encode_message(message)
         if isinstance(message, GOSSIP_TYPES):
             self._seen.add(message_id(frame))
-        return sum(peer.enqueue(frame) for peer in list(self._peers.values())
+        return sum(self._enqueue(peer, frame, message) for peer in list(self._peers.values())
                    if peer.key != exclude)
 
     def send(self, peer_key: bytes, message: Record) -> bool:
         """Queue message to one peer; False if it is not connected."""
         peer = self._peers.get(peer_key)
-        return peer is not None and peer.enqueue(encode_message(message))
+        return peer is not None and self._enqueue(peer, encode_message(message), message)
 
     def peer_keys(self) -> list[bytes]:
         """The public keys of every established peer."""
@@ -159,6 +159,14 @@ class PeerNetwork:
             await asyncio.wait(list(self._inbound_tasks))
         if self._session is not None:
             await self._session.close()
+        await self._decoder.close()
+
+    def _enqueue(self, peer: PeerLink, frame: bytes, message: Record) -> bool:
+        if not peer.enqueue(frame):
+            return False
+        if isinstance(message, GetBlocks):
+            self._requests.sent(peer.key)  # it owes one Blocks answer
+        return True
 
     # --- accepting and dialing --------------------------------------------------------
 
@@ -168,16 +176,20 @@ class PeerNetwork:
             raise web.HTTPForbidden(text="banned")
         if self._closing or len(self._sockets) >= MAX_CONNECTIONS:
             raise web.HTTPServiceUnavailable(text="no room for another peer")
-        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, compress=False,
-                                   heartbeat=HEARTBEAT_S, timeout=CLOSE_TIMEOUT_S)
-        await ws.prepare(request)
+        if refusal := self._hosts.admit(host, self._now()):
+            log.debug("refused a connection: %s", refusal)
+            raise web.HTTPServiceUnavailable(text=refusal)
         task = asyncio.current_task()
         assert task is not None
         self._inbound_tasks.add(task)
         try:
+            ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, compress=False,
+                                       heartbeat=HEARTBEAT_S, timeout=CLOSE_TIMEOUT_S)
+            await ws.prepare(request)
             outcome = await self._run(ws, host, outbound=False)
         finally:
             self._inbound_tasks.discard(task)
+            self._hosts.release(host)
         if not outcome.served:
             log.info("refused peer from %s: %s", host, outcome.reason)
         return ws
@@ -250,7 +262,7 @@ class PeerNetwork:
             if exc.misbehaving:
                 # Its key is not proven before the handshake ends: ban its host.
                 banned = self._ban(host, outcome.reason)
-        except _Disconnect as exc:
+        except Disconnect as exc:
             outcome.reason = str(exc)
             if exc.ban is not None:
                 banned = self._ban(exc.ban, outcome.reason)
@@ -267,6 +279,7 @@ class PeerNetwork:
             if peer is not None:
                 if self._peers.get(peer.key) is peer:
                     del self._peers[peer.key]
+                    self._requests.forget(peer.key)
                 peer.closed.set()
                 # Our own reason for closing it (too slow, replaced) says more than
                 # the socket's end that followed.
@@ -284,15 +297,17 @@ class PeerNetwork:
         async with asyncio.timeout(self.handshake_timeout):
             await ws.send_bytes(encode_message(handshake.start()))
             while handshake.state is not HandshakeState.ESTABLISHED:
-                frame = await self._next_frame(ws, rate, ban=host)
+                frame = await receive_frame(ws, rate, ban=host)
                 if frame is None:
-                    raise _Disconnect("closed during the handshake")
-                replies = handshake.receive(self._decode(frame, ban=host))
+                    raise Disconnect("closed during the handshake")
+                if (kind := frame_type(frame, ban=host)) not in HANDSHAKE_TYPES:
+                    raise Disconnect(f"{kind.__name__} during the handshake", ban=host)
+                replies = handshake.receive(await self._decoder.decode(frame, ban=host))
                 if (handshake.peer_hello is not None
                         and self._bans.is_banned(handshake.peer_key, self._now())):
                     # Refused before answering, so the banned peer's dialer counts a
                     # failure and backs off instead of reconnecting at once.
-                    raise _Disconnect("banned")
+                    raise Disconnect("banned")
                 for reply in replies:
                     await ws.send_bytes(encode_message(reply))
         return handshake
@@ -309,7 +324,7 @@ class PeerNetwork:
             new_dialer = ours if outbound else key
             old_dialer = ours if existing.outbound else key
             if new_dialer != old_dialer and new_dialer != min(ours, key):
-                raise _Disconnect("duplicate connection")
+                raise Disconnect("duplicate connection")
         peer = PeerLink(key=key, address=handshake.peer_hello.listen_address, ws=ws,
                         outbound=outbound)
         self._peers[key] = peer  # before closing the old one, so it never looks gone
@@ -327,49 +342,29 @@ class PeerNetwork:
             self._on_connect(peer.key)
         writer = asyncio.create_task(peer.write(), name="p2p writer")
         try:
-            while (frame := await self._next_frame(peer.ws, rate, ban=peer.key)) is not None:
+            while (frame := await receive_frame(peer.ws, rate, ban=peer.key)) is not None:
                 await self._dispatch(peer, frame)
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
 
     async def _dispatch(self, peer: PeerLink, frame: bytes) -> None:
-        message = self._decode(frame, ban=peer.key)
-        name = type(message).__name__
-        if isinstance(message, HANDSHAKE_TYPES):
-            raise _Disconnect(f"{name} after the handshake", ban=peer.key)
+        kind = frame_type(frame, ban=peer.key)
+        name = kind.__name__
+        if kind in HANDSHAKE_TYPES:
+            raise Disconnect(f"{name} after the handshake", ban=peer.key)
+        if kind is Blocks and not self._requests.answered(peer.key):
+            raise Disconnect("unrequested Blocks", ban=peer.key)
+        message = await self._decoder.decode(frame, ban=peer.key)
         if isinstance(message, GOSSIP_TYPES) and not self._seen.add(message_id(frame)):
             return  # a copy of a message we already have
         try:
             await self._on_message(peer.key, message)
         except InvalidPeerMessage as exc:
-            raise _Disconnect(f"invalid {name}: {exc}", ban=peer.key) from None
+            raise Disconnect(f"invalid {name}: {exc}", ban=peer.key) from None
         except Exception:
             # The node failed on a well-formed message: its bug, not the peer's fault.
             log.exception("handling %s from peer %s failed", name, peer.key.hex()[:16])
-
-    async def _next_frame(self, ws: Socket, rate: PeerRate, ban: bytes | str) -> bytes | None:
-        """The next binary frame within the peer's rate; None once we closed the socket."""
-        msg = await ws.receive()
-        if msg.type is WSMsgType.CLOSE:
-            raise _Disconnect(f"closed by the peer ({msg.extra})" if msg.extra
-                              else "closed by the peer")
-        if msg.type is WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError) \
-                and msg.data.code == WSCloseCode.MESSAGE_TOO_BIG:
-            raise _Disconnect(f"frame over the cap of {MAX_FRAME_BYTES} bytes", ban=ban)
-        if msg.type is WSMsgType.TEXT:
-            raise _Disconnect("text frame", ban=ban)
-        if msg.type is not WSMsgType.BINARY:
-            return None
-        if not rate.allow(self._now(), len(msg.data)):
-            raise _Disconnect("flooding: over its message rate", ban=ban)
-        return msg.data
-
-    def _decode(self, frame: bytes, ban: bytes | str) -> Record:
-        try:
-            return decode_message(frame)
-        except DecodeError as exc:
-            raise _Disconnect(f"undecodable frame: {exc}", ban=ban) from None
 
     def _ban(self, subject: bytes | str, reason: str) -> bool:
         """Ban a peer key or a host; False for a trusted host, which is only dropped."""

@@ -1,5 +1,5 @@
-"""The peer protocol without I/O: the handshake state machine, rate limiting, bans and
-the gossip seen-cache.
+"""The peer protocol without I/O: the handshake state machine, rate limiting, bans,
+per-host connection limits, the Blocks answers peers owe us and the gossip seen-cache.
 
 Nothing here reads a socket or a clock: frames and the current time are passed in,
 messages to send are handed back, so every edge case is a unit test (the approach of
@@ -14,6 +14,17 @@ from node.types.codec import Record
 from node.types.crypto import SigningKey
 from node.net.wire import MAX_ADDRESS, Hello, HelloAck, handshake_signature_valid, sign_handshake
 from node.storage.config import parse_host_port
+
+
+# Inbound connections per remote host, handshaking or established, and new ones per
+# second.  Trusted hosts (those of the configured peers) get more, still bounded: on a
+# devnet every peer is 127.0.0.1, and restarts make them all redial at once.
+HOST_CONNECTIONS = 8
+HOST_CONNECTS_PER_S = 2.0
+HOST_CONNECT_BURST = 8.0
+TRUSTED_HOST_CONNECTIONS = 64
+TRUSTED_HOST_CONNECTS_PER_S = 20.0
+TRUSTED_HOST_CONNECT_BURST = 64.0
 
 
 class HandshakeError(Exception):
@@ -192,6 +203,81 @@ class BanList:
 
     def banned_until(self, subject: bytes | str) -> float | None:
         return self._until.get(subject)
+
+
+class Requests:
+    """The Blocks answers each peer owes: one for every GetBlocks sent to it.  A Blocks
+    frame from a peer that owes none was never asked for, so it is refused unread."""
+
+    def __init__(self) -> None:
+        self._owed: dict[bytes, int] = {}
+
+    def sent(self, peer: bytes) -> None:
+        self._owed[peer] = self._owed.get(peer, 0) + 1
+
+    def answered(self, peer: bytes) -> bool:
+        """Settle one answer from peer; False if it owed none."""
+        owed = self._owed.get(peer, 0)
+        if owed == 0:
+            return False
+        if owed == 1:
+            del self._owed[peer]
+        else:
+            self._owed[peer] = owed - 1
+        return True
+
+    def forget(self, peer: bytes) -> None:
+        """The peer is gone: what it was asked on its old connections will not come."""
+        self._owed.pop(peer, None)
+
+
+class HostLimits:
+    """Inbound connections per remote host: how many at once (handshaking or established)
+    and how many new ones per second, so that a host cannot fill our slots, nor walk back
+    in with a fresh key per connection at line rate once its keys are banned.
+
+    Trusted hosts get larger but still bounded limits.  Bounded: the buckets of the hosts
+    seen least recently are forgotten first."""
+
+    def __init__(self, trusted: frozenset[str], *, per_host: int = HOST_CONNECTIONS,
+                 trusted_per_host: int = TRUSTED_HOST_CONNECTIONS,
+                 rate_per_s: float = HOST_CONNECTS_PER_S, burst: float = HOST_CONNECT_BURST,
+                 trusted_rate_per_s: float = TRUSTED_HOST_CONNECTS_PER_S,
+                 trusted_burst: float = TRUSTED_HOST_CONNECT_BURST, capacity: int = 10_000):
+        self.trusted = trusted
+        self.per_host = per_host
+        self.trusted_per_host = trusted_per_host
+        self._rates = {False: (rate_per_s, burst), True: (trusted_rate_per_s, trusted_burst)}
+        self.capacity = capacity
+        self._open: dict[str, int] = {}
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def admit(self, host: str, now: float) -> str | None:
+        """Count a new connection from host; None, or the one-line reason it is refused."""
+        trusted = host in self.trusted
+        limit = self.trusted_per_host if trusted else self.per_host
+        if self._open.get(host, 0) >= limit:
+            return f"{limit} connections from {host} already"
+        if not self._bucket(host, trusted).allow(now):
+            return f"too many new connections from {host}; try again later"
+        self._open[host] = self._open.get(host, 0) + 1
+        return None
+
+    def release(self, host: str) -> None:
+        """A connection admit() counted has ended."""
+        if self._open[host] == 1:
+            del self._open[host]
+        else:
+            self._open[host] -= 1
+
+    def _bucket(self, host: str, trusted: bool) -> TokenBucket:
+        bucket = self._buckets.get(host)
+        if bucket is None:
+            bucket = self._buckets[host] = TokenBucket(*self._rates[trusted])
+            if len(self._buckets) > self.capacity:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(host)
+        return bucket
 
 
 class SeenCache:

@@ -1,18 +1,85 @@
-"""One established peer connection's outgoing side: a bounded send queue and the task
-that writes it, so that a slow peer never blocks the node (node.net.p2p runs one per
-peer)."""
+"""One peer connection's plumbing beneath the protocol rules (node.net.p2p runs one per
+peer): reading its frames within its rate and their caps, decoding large ones off the
+event loop, and the bounded send queue with the task that writes it, so that a slow
+peer never blocks the node."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 
 import aiohttp
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-SEND_QUEUE_BYTES = 64 * 1024 * 1024  # a peer this far behind on reading is dropped
+from node.types.codec import DecodeError, Record
+from node.net.p2p_protocol import PeerRate
+from node.net.wire import MAX_FRAME_BYTES, check_frame_size, decode_message
+
+# A peer this far behind on reading is dropped: room for a few frames at the cap (a
+# proposal, block-sync answers of half a frame) besides the gossip, and with at most
+# MAX_CONNECTIONS peers a bound on what all the queues together may hold.
+SEND_QUEUE_BYTES = 32 * 1024 * 1024
 CLOSE_REASON_BYTES = 120  # a WebSocket close reason holds at most 123 bytes
+# Decoding runs at roughly 10 MB/s: a frame this small holds the loop for a few tens of
+# milliseconds at most, a larger one (up to a second at the frame cap) goes to a thread.
+DECODE_INLINE_BYTES = 256 * 1024
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+class Disconnect(Exception):
+    """Ends one connection; str() is the one-line reason, ban what to ban for it."""
+
+    def __init__(self, reason: str, ban: bytes | str | None = None):
+        super().__init__(reason)
+        self.ban = ban
+
+
+async def receive_frame(ws: Socket, rate: PeerRate, ban: bytes | str) -> bytes | None:
+    """The next binary frame within the peer's rate; None once we closed the socket."""
+    msg = await ws.receive()
+    if msg.type is WSMsgType.CLOSE:
+        raise Disconnect(f"closed by the peer ({msg.extra})" if msg.extra else "closed by the peer")
+    if msg.type is WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError) \
+            and msg.data.code == WSCloseCode.MESSAGE_TOO_BIG:
+        raise Disconnect(f"frame over the cap of {MAX_FRAME_BYTES} bytes", ban=ban)
+    if msg.type is WSMsgType.TEXT:
+        raise Disconnect("text frame", ban=ban)
+    if msg.type is not WSMsgType.BINARY:
+        return None
+    if not rate.allow(asyncio.get_running_loop().time(), len(msg.data)):
+        raise Disconnect("flooding: over its message rate", ban=ban)
+    return msg.data
+
+
+def frame_type(frame: bytes, ban: bytes | str) -> type[Record]:
+    """The type frame's tag names, refused unread if the frame is over that type's cap."""
+    try:
+        return check_frame_size(frame)
+    except DecodeError as exc:
+        raise Disconnect(f"undecodable frame: {exc}", ban=ban) from None
+
+
+class FrameDecoder:
+    """Decodes peer frames: small ones at once, large ones on one worker thread, so the
+    event loop keeps its timers while a frame at the cap decodes, and at most one such
+    decode (of all the peers') runs at a time."""
+
+    def __init__(self) -> None:
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="p2p decode")
+
+    async def decode(self, frame: bytes, ban: bytes | str) -> Record:
+        try:
+            if len(frame) <= DECODE_INLINE_BYTES:
+                return decode_message(frame)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._worker, decode_message, frame)
+        except DecodeError as exc:
+            raise Disconnect(f"undecodable frame: {exc}", ban=ban) from None
+
+    async def close(self) -> None:
+        """Wait, off the loop, for a decode a cancelled connection may have left running."""
+        await asyncio.to_thread(self._worker.shutdown, cancel_futures=True)
 
 
 @dataclasses.dataclass

@@ -1,8 +1,9 @@
 """Every message peers exchange, as one tagged union of codec records.
 
 A frame is exactly one encoded PEER_MESSAGE: a one-byte tag, then the record.
-Frames are capped at MAX_FRAME_BYTES and the cap is checked before decoding, so
-a peer cannot make us parse (or allocate for) more than that.  Gossiped messages
+Each message type has its own frame cap (FRAME_CAPS, at most MAX_FRAME_BYTES), checked
+from the tag and the length before anything is decoded, so a peer cannot make us parse
+(or allocate for) more than the type it names can hold.  Gossiped messages
 are identified by the SHA-256 of their frame; the encoding is canonical, so every
 copy of one vote (or proposal, or transaction) has the same id on every node.
 """
@@ -14,13 +15,16 @@ from typing import Any
 from node.types import crypto
 from node.types.blocks import MAX_CHAIN_ID, Block, CommitCertificate
 from node.types.votes import Vote
-from node.types.codec import (HASH, PUBKEY, SIGNATURE, U64, DecodeError, ListOf, Nested, Reader,
-                        Record, Tagged, Text, UInt)
+from node.types.codec import (HASH, PUBKEY, SIGNATURE, U64, Codec, DecodeError, FixedBytes,
+                              ListOf, Nested, Reader, Record, Tagged, Text, UInt, VarBytes)
 from node.types.proposal import Proposal
 from node.types.transactions import SignedTx
 
 HANDSHAKE_DOMAIN = "handshake"
 MAX_FRAME_BYTES = 8 * 1024 * 1024
+# The largest consensus.max_tx_bytes a genesis may set (node.types.genesis): no chain
+# accepts a bigger transaction, so no honest peer gossips one.
+MAX_TX_BYTES = 1_048_576
 MAX_ADDRESS = 261  # a 255-byte DNS name, ":" and a 5-digit port
 MAX_BLOCKS_PER_MESSAGE = 100
 
@@ -129,21 +133,65 @@ HANDSHAKE_TYPES = (Hello, HelloAck)
 GOSSIP_TYPES = (Proposal, Vote, TxMessage)  # flooded to every peer, deduplicated by frame id
 
 
+def max_encoded_size(codec: Codec | type[Record]) -> int:
+    """The most bytes any value of codec (or of a record type) can encode to."""
+    if isinstance(codec, type):
+        return sum(max_encoded_size(field) for _, field in codec.SCHEMA)
+    if isinstance(codec, (UInt, FixedBytes)):
+        return codec.size
+    if isinstance(codec, VarBytes):
+        return 4 + codec.max_len
+    if isinstance(codec, Text):
+        return max_encoded_size(codec.raw)
+    if isinstance(codec, ListOf):
+        return 4 + codec.max_items * max_encoded_size(codec.item)
+    if isinstance(codec, Nested):
+        return max_encoded_size(codec.cls)
+    if isinstance(codec, Tagged):
+        return 1 + max(max_encoded_size(cls) for cls in codec.by_cls)
+    raise TypeError(f"no size bound for {type(codec).__name__}")
+
+
+def _frame_cap(cls: type[Record]) -> int:
+    # The schema's own bound (a few hundred bytes for a vote or a handshake message),
+    # within what the protocol lets that type carry at all.
+    limit = 1 + MAX_TX_BYTES if cls is TxMessage else MAX_FRAME_BYTES
+    return min(1 + max_encoded_size(cls), limit)
+
+
+FRAME_CAPS: dict[type[Record], int] = {cls: _frame_cap(cls) for cls in PEER_MESSAGE.by_cls}
+
+
+def check_frame_size(frame: bytes) -> type[Record]:
+    """The message type a frame's tag names, once its length is within that type's cap;
+    DecodeError with a one-line reason otherwise.  Nothing past the tag is read."""
+    if not isinstance(frame, (bytes, bytearray, memoryview)):
+        raise DecodeError("expected bytes")
+    if len(frame) == 0:
+        raise DecodeError("empty frame")
+    cls = PEER_MESSAGE.by_tag.get(frame[0])
+    if cls is None:
+        raise DecodeError(f"unknown tag {frame[0]}")
+    if len(frame) > FRAME_CAPS[cls]:
+        raise DecodeError(f"{cls.__name__} frame of {len(frame)} bytes exceeds the cap of "
+                          f"{FRAME_CAPS[cls]}")
+    return cls
+
+
 def encode_message(message: Record) -> bytes:
-    """The frame for message; ValueError if it is not a peer message or exceeds the cap."""
+    """The frame for message; ValueError if it is not a peer message or exceeds its
+    type's cap (peers would refuse it, and ban us for it)."""
     frame = PEER_MESSAGE.encode(message)
-    if len(frame) > MAX_FRAME_BYTES:
+    cap = FRAME_CAPS[type(message)]
+    if len(frame) > cap:
         raise ValueError(f"{type(message).__name__} of {len(frame)} bytes exceeds the frame "
-                         f"cap of {MAX_FRAME_BYTES}")
+                         f"cap of {cap}")
     return frame
 
 
 def decode_message(frame: bytes) -> Record:
     """Strictly decode one frame; DecodeError for anything else, oversize refused unread."""
-    if not isinstance(frame, (bytes, bytearray, memoryview)):
-        raise DecodeError("expected bytes")
-    if len(frame) > MAX_FRAME_BYTES:
-        raise DecodeError(f"frame of {len(frame)} bytes exceeds the cap of {MAX_FRAME_BYTES}")
+    check_frame_size(frame)
     return PEER_MESSAGE.decode(frame)
 
 

@@ -1,5 +1,6 @@
 """Peers over real aiohttp servers on 127.0.0.1: the handshake, gossip exactly once,
-and bans for every kind of misbehaviour while the honest peers stay connected.
+bans for every kind of misbehaviour while the honest peers stay connected, per-host
+connection limits, and an event loop that keeps its timers while a large frame decodes.
 
 Misbehaving peers are played by a bare WebSocket client ("mallory") that speaks the
 wire format by hand.  Every test stops every server, network and client it started."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -17,14 +19,16 @@ import pytest
 import pytest_asyncio
 from aiohttp import WSMsgType, web
 
+from node.types.blocks import EMPTY_COMMIT, Block, BlockHeader
 from node.types.votes import PREVOTE, Vote, VoteBody, sign_vote
 from node.types.codec import Record
 from node.types.crypto import SigningKey
 from node.net.p2p import InvalidPeerMessage, PeerNetwork
-from node.net.p2p_protocol import Handshake, HandshakeState
+from node.net.p2p_protocol import (HOST_CONNECT_BURST, HOST_CONNECTIONS, HOST_CONNECTS_PER_S,
+                                   Handshake, HandshakeState)
 from node.types.transactions import Transfer, sign_tx
-from node.net.wire import (GOSSIP_TYPES, MAX_FRAME_BYTES, HelloAck, Status, TxMessage,
-                       decode_message, encode_message)
+from node.net.wire import (FRAME_CAPS, GOSSIP_TYPES, MAX_FRAME_BYTES, Blocks, BlockWithCommit,
+                           GetBlocks, HelloAck, Status, TxMessage, decode_message, encode_message)
 
 CHAIN = "p2p-test"
 GENESIS = bytes([0x61]) * 32
@@ -130,6 +134,14 @@ async def assert_host_banned(session: aiohttp.ClientSession, node: Node) -> None
     with pytest.raises(aiohttp.WSServerHandshakeError) as info:
         await dial(session, node)
     assert info.value.status == 403
+
+
+async def assert_key_banned(session: aiohttp.ClientSession, node: Node, key: SigningKey) -> None:
+    """The key is refused when it comes back, before the node answers its Hello."""
+    ws = await dial(session, node)
+    hello = Handshake(key, CHAIN, GENESIS, "127.0.0.1:9", 0, os.urandom(32)).start()
+    await ws.send_bytes(encode_message(hello))
+    assert await close_reason(ws) == "banned"
 
 
 def vote(key: SigningKey, height: int = 1) -> Vote:
@@ -380,3 +392,157 @@ async def test_a_silent_peer_times_out_without_a_ban(started, session):
     ws = await dial(session, target)  # not banned: it may try again
     await handshake_as(ws, SigningKey(os.urandom(32)))
     await ws.close()
+
+
+async def established(session: aiohttp.ClientSession, node: Node) -> tuple[
+        aiohttp.ClientWebSocketResponse, SigningKey]:
+    """A bare client connected to node under a fresh key, once node counts it a peer."""
+    key = SigningKey(os.urandom(32))
+    ws = await dial(session, node)
+    await handshake_as(ws, key)
+    await wait_for(lambda: key.public_key in node.net.peer_keys())
+    return ws, key
+
+
+async def receive_until(ws: aiohttp.ClientWebSocketResponse, cls: type) -> Record:
+    """The first message of type cls the node sends, skipping the others."""
+    async with asyncio.timeout(5):
+        while not isinstance(message := decode_message((await ws.receive()).data), cls):
+            pass
+    return message
+
+
+def blocks_near_the_cap() -> Blocks:
+    """A Blocks answer just under the frame cap, all small transactions: the slowest kind
+    of frame to decode (most of a second, or more on a slow machine)."""
+    key = SigningKey(bytes([3]) * 32)
+    tx = sign_tx(key, CHAIN, 0, Transfer(key.public_key, 1), 0)
+    header = BlockHeader(chain_id=CHAIN, height=1, round=0, time_ms=1, prev_hash=bytes(32),
+                         last_commit_hash=EMPTY_COMMIT.hash, tx_root=bytes(32),
+                         close_hash=bytes(32), state_root=bytes(32), proposer=key.public_key)
+    count = (MAX_FRAME_BYTES - 4096) // len(tx.encode())
+    block = Block(header=header, txs=(tx,) * count, last_commit=EMPTY_COMMIT)
+    return Blocks((BlockWithCommit(block, EMPTY_COMMIT),))
+
+
+@pytest.mark.asyncio
+async def test_a_frame_over_its_types_cap_bans_the_peer_key(started, session):
+    target, *honest = await honest_pair(started)
+    ws, key = await established(session, target)
+    frame = encode_message(vote(key)) + bytes(1000)  # a vote of a kilobyte
+    await ws.send_bytes(frame)
+    assert await close_reason(ws) == (f"undecodable frame: Vote frame of {len(frame)} bytes "
+                                      f"exceeds the cap of {FRAME_CAPS[Vote]}")
+    await assert_key_banned(session, target, key)
+    await assert_honest_still_served(target, honest)
+
+
+@pytest.mark.asyncio
+async def test_a_non_handshake_frame_during_the_handshake_bans_the_host(started, session):
+    target, *honest = await honest_pair(started)
+    ws = await dial(session, target)
+    await ws.send_bytes(bytes([8]) + bytes(1000))  # a Blocks tag: refused by the tag alone
+    assert await close_reason(ws) == "Blocks during the handshake"
+    await assert_host_banned(session, target)
+    await assert_honest_still_served(target, honest)
+
+
+@pytest.mark.asyncio
+async def test_unrequested_blocks_ban_the_peer_before_decoding(started, session):
+    target, *honest = await honest_pair(started)
+    ws, key = await established(session, target)
+    await ws.send_bytes(bytes([8]) + b"not even a Blocks record")
+    assert await close_reason(ws) == "unrequested Blocks"  # not "undecodable": unread
+    assert target.got(Blocks) == []
+    await assert_key_banned(session, target, key)
+    await assert_honest_still_served(target, honest)
+
+
+@pytest.mark.asyncio
+async def test_each_get_blocks_earns_one_blocks_answer(started, session):
+    target = await started()
+    ws, key = await established(session, target)
+    assert target.net.send(key.public_key, GetBlocks(1, 1))
+    assert await receive_until(ws, GetBlocks) == GetBlocks(1, 1)
+    await ws.send_bytes(encode_message(Blocks(())))
+    await wait_for(lambda: target.got(Blocks) == [Blocks(())])
+    await ws.send_bytes(encode_message(Blocks(())))  # a second answer to one request
+    assert await close_reason(ws) == "unrequested Blocks"
+    assert target.got(Blocks) == [Blocks(())]
+
+
+@pytest.mark.asyncio
+async def test_the_loop_keeps_its_timers_while_a_frame_at_the_cap_decodes(started, session):
+    """A maximum-size frame takes most of a second to decode: on the event loop, it
+    would hold back every timer (heartbeats, handshake and consensus timeouts) as long."""
+    target = await started()
+    ws, key = await established(session, target)
+    assert target.net.send(key.public_key, GetBlocks(1, 1))
+    sent = blocks_near_the_cap()
+    frame = encode_message(sent)
+    loop = asyncio.get_running_loop()
+    lateness: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            start = loop.time()
+            await asyncio.sleep(0.01)
+            lateness.append(loop.time() - start - 0.01)
+
+    # The collector's pauses (longer the more the whole test run holds) stop the loop
+    # wherever they fall; what is measured here is what the decode itself does to it.
+    gc.disable()
+    ticker = asyncio.create_task(tick())
+    began = loop.time()
+    try:
+        await ws.send_bytes(frame)
+        await wait_for(lambda: target.got(Blocks), timeout=120)
+    finally:
+        ticker.cancel()
+        gc.enable()
+    took = loop.time() - began
+    assert len(target.got(Blocks)[0].items[0].block.txs) == len(sent.items[0].block.txs)
+    # Decoded inline, one timer would be late by nearly all of `took`; decoded on a
+    # worker thread, the loop waits only for its turn at the GIL, a few ms at a time.
+    # A bound relative to `took` holds on a slow or busy machine as well.
+    assert max(lateness) < took / 4, f"a timer {max(lateness):.3f} s late in {took:.3f} s"
+
+
+@pytest.mark.asyncio
+async def test_an_untrusted_host_holds_only_a_few_connections(started, session):
+    target = await started()
+    held = [await dial(session, target) for _ in range(HOST_CONNECTIONS)]
+    async with session.get(f"http://{target.address}/p2p") as response:
+        assert response.status == 503
+        assert await response.text() == f"{HOST_CONNECTIONS} connections from 127.0.0.1 already"
+    await held[0].close()
+    async with asyncio.timeout(5):  # the slot is free again, once a new one may be opened
+        while (await session.get(f"http://{target.address}/p2p")).status != 400:
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.asyncio
+async def test_fresh_connections_from_an_untrusted_host_are_throttled(started, session):
+    """So that a host whose keys get banned cannot come back with a fresh key per
+    connection at line rate."""
+    target = await started()
+    began = asyncio.get_running_loop().time()
+    answers = []
+    for _ in range(30):
+        async with session.get(f"http://{target.address}/p2p") as response:
+            answers.append((response.status, await response.text()))
+    took = asyncio.get_running_loop().time() - began
+    admitted = sum(status == 400 for status, _ in answers)  # not a WebSocket: let in, then refused
+    assert HOST_CONNECT_BURST <= admitted <= HOST_CONNECT_BURST + HOST_CONNECTS_PER_S * took + 1
+    assert (503, "too many new connections from 127.0.0.1; try again later") in answers
+
+
+@pytest.mark.asyncio
+async def test_a_trusted_host_holds_many_connections_and_opens_them_fast(started, session):
+    """On a devnet every peer is 127.0.0.1: the untrusted limits would cut them off."""
+    target = await started(trusted_hosts=frozenset({"127.0.0.1"}))
+    held = [await dial(session, target) for _ in range(2 * HOST_CONNECTIONS)]
+    assert all(not ws.closed for ws in held)
+    for _ in range(2 * HOST_CONNECTIONS):
+        async with session.get(f"http://{target.address}/p2p") as response:
+            assert response.status == 400  # let in: only then refused as no WebSocket

@@ -1,10 +1,11 @@
-"""The peer protocol's pure pieces: every handshake outcome, rate limits, bans, seen-cache."""
+"""The peer protocol's pure pieces: every handshake outcome, rate limits, bans, per-host
+connection limits, owed Blocks answers, seen-cache."""
 import pytest
 
 from node.types.crypto import SigningKey
-from node.net.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, PeerRate,
-                               SeenCache, SelfConnection, TokenBucket, backoff_delay,
-                               parse_address)
+from node.net.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, HostLimits,
+                                   PeerRate, Requests, SeenCache, SelfConnection, TokenBucket,
+                                   backoff_delay, parse_address)
 from node.net.wire import HelloAck, Status, sign_handshake
 
 CHAIN = "test-chain"
@@ -259,3 +260,68 @@ def test_backoff_doubles_up_to_a_cap():
     delays = [backoff_delay(n) for n in range(1, 10)]
     assert delays[:3] == [0.5, 1.0, 2.0]
     assert delays[-1] == 30.0 and backoff_delay(10_000) == 30.0
+
+
+def test_a_peer_owes_one_blocks_answer_per_request():
+    requests, peer, other = Requests(), bytes([1]) * 32, bytes([2]) * 32
+    assert not requests.answered(peer)  # never asked
+    requests.sent(peer)
+    requests.sent(peer)
+    assert requests.answered(peer) and requests.answered(peer)
+    assert not requests.answered(peer)  # both answers settled: a third is unrequested
+    requests.sent(other)
+    assert not requests.answered(peer) and requests.answered(other)
+
+
+def test_a_peer_gone_owes_nothing():
+    requests, peer = Requests(), bytes([1]) * 32
+    requests.sent(peer)
+    requests.forget(peer)
+    assert not requests.answered(peer)
+    requests.forget(peer)  # forgetting a peer that owes nothing is harmless
+
+
+def test_an_untrusted_host_holds_a_few_connections_at_once():
+    hosts = HostLimits(frozenset(), per_host=2, burst=100)
+    assert hosts.admit("10.0.0.1", 0.0) is None and hosts.admit("10.0.0.1", 0.0) is None
+    assert hosts.admit("10.0.0.1", 0.0) == "2 connections from 10.0.0.1 already"
+    assert hosts.admit("10.0.0.2", 0.0) is None  # another host has its own count
+    hosts.release("10.0.0.1")
+    assert hosts.admit("10.0.0.1", 0.0) is None
+
+
+def test_a_trusted_host_holds_more_but_still_bounded():
+    hosts = HostLimits(frozenset({"127.0.0.1"}))
+    assert all(hosts.admit("127.0.0.1", 0.0) is None for _ in range(hosts.trusted_per_host))
+    assert hosts.admit("127.0.0.1", 0.0) == f"{hosts.trusted_per_host} connections from 127.0.0.1 already"
+    assert hosts.trusted_per_host > hosts.per_host
+
+
+def test_new_connections_are_throttled_per_host():
+    hosts = HostLimits(frozenset(), rate_per_s=2, burst=3)
+    for _ in range(3):
+        assert hosts.admit("h", 0.0) is None
+        hosts.release("h")  # each closes at once: only the rate stops the next
+    assert hosts.admit("h", 0.0) == "too many new connections from h; try again later"
+    assert hosts.admit("h", 0.2) is not None  # 0.4 of a token so far
+    assert hosts.admit("h", 0.5) is None  # one token back after half a second
+
+
+def test_a_trusted_host_is_throttled_generously():
+    hosts = HostLimits(frozenset({"127.0.0.1"}), rate_per_s=1, burst=1, trusted_rate_per_s=10,
+                       trusted_burst=20)
+    admitted = 0
+    while hosts.admit("127.0.0.1", 0.0) is None:
+        hosts.release("127.0.0.1")
+        admitted += 1
+    assert admitted == 20
+    assert hosts.admit("127.0.0.1", 0.1) is None  # 10 per second
+
+
+def test_host_limits_remember_a_bounded_number_of_hosts():
+    hosts = HostLimits(frozenset(), rate_per_s=1, burst=1, capacity=2)
+    assert hosts.admit("a", 0.0) is None and hosts.admit("b", 0.0) is None
+    assert hosts.admit("a", 0.0) is not None  # a's bucket is empty, and now the most recent
+    assert hosts.admit("c", 0.0) is None  # forgets b, the host seen least recently
+    assert hosts.admit("a", 0.0) is not None  # a is still remembered
+    assert hosts.admit("b", 0.0) is None  # b was forgotten: a full bucket again

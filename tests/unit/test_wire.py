@@ -1,16 +1,20 @@
-"""Peer frames: one tagged union, strict decoding, a size cap checked before decoding."""
+"""Peer frames: one tagged union, strict decoding, a size cap per message type checked
+before decoding."""
+import dataclasses
+
 import pytest
 
 from node.types.blocks import EMPTY_COMMIT, Block, BlockHeader
-from node.types.votes import PREVOTE, VoteBody, sign_vote
-from node.types.codec import DecodeError
-from node.types.proposal import sign_proposal
+from node.types.votes import PRECOMMIT, PREVOTE, Vote, VoteBody, sign_vote
+from node.types.codec import U8, DecodeError, Record
+from node.types.proposal import Proposal, sign_proposal
 from node.types.crypto import SigningKey
 from node.types.transactions import Transfer, WorkCommitment, sign_tx
-from node.net.wire import (MAX_BLOCKS_PER_MESSAGE, MAX_FRAME_BYTES, PEER_MESSAGE, Blocks,
-                       BlockWithCommit, GetBlocks, Hello, HelloAck, Status, TxMessage,
-                       decode_message, encode_message, handshake_signature_valid, message_id,
-                       sign_handshake)
+from node.net.wire import (FRAME_CAPS, MAX_BLOCKS_PER_MESSAGE, MAX_FRAME_BYTES, MAX_TX_BYTES,
+                           PEER_MESSAGE, Blocks, BlockWithCommit, GetBlocks, Hello, HelloAck,
+                           Status, TxMessage, check_frame_size, decode_message, encode_message,
+                           handshake_signature_valid, max_encoded_size, message_id,
+                           sign_handshake)
 
 CHAIN = "test-chain"
 KEY = SigningKey(bytes([5]) * 32)
@@ -107,3 +111,62 @@ def test_a_message_id_is_the_same_for_every_copy():
     assert message_id(encode_message(vote)) == message_id(encode_message(decode_message(
         encode_message(vote))))
     assert message_id(encode_message(vote)) != message_id(encode_message(MESSAGES[4]))
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_every_message_fits_its_types_cap(message):
+    frame = encode_message(message)
+    assert check_frame_size(frame) is type(message)
+    assert len(frame) <= FRAME_CAPS[type(message)]
+
+
+def test_small_messages_have_small_caps():
+    """Derived from their schemas: a vote is a few hundred bytes, not megabytes."""
+    assert FRAME_CAPS[Status] == 1 + 8 + 32 and FRAME_CAPS[GetBlocks] == 1 + 8 + 2
+    assert FRAME_CAPS[HelloAck] == 1 + 64
+    assert FRAME_CAPS[Vote] == 1 + max_encoded_size(Vote) < 300
+    assert FRAME_CAPS[Hello] < 500
+    assert FRAME_CAPS[TxMessage] <= 1 + MAX_TX_BYTES
+    assert FRAME_CAPS[Proposal] == FRAME_CAPS[Blocks] == MAX_FRAME_BYTES
+
+
+def test_the_largest_vote_is_exactly_at_its_cap():
+    # a precommit for a block carries the full-size beacon
+    frame = encode_message(sign_vote(KEY, CHAIN, VoteBody(PRECOMMIT, 1, 0, bytes([1]) * 32)))
+    assert len(frame) == FRAME_CAPS[Vote]
+    assert check_frame_size(frame) is Vote
+
+
+@pytest.mark.parametrize("cls", list(FRAME_CAPS), ids=lambda c: c.__name__)
+def test_a_frame_one_byte_over_its_types_cap_is_refused_unread(cls):
+    tag = bytes([PEER_MESSAGE.by_cls[cls]])
+    assert check_frame_size(tag + bytes(FRAME_CAPS[cls] - 1)) is cls  # at the cap: let through
+    with pytest.raises(DecodeError, match=f"^{cls.__name__} frame of {FRAME_CAPS[cls] + 1} bytes "
+                                          f"exceeds the cap of {FRAME_CAPS[cls]}$"):
+        check_frame_size(tag + bytes(FRAME_CAPS[cls]))
+
+
+def test_a_padded_vote_is_refused_before_decoding():
+    frame = encode_message(MESSAGES[3]) + bytes(1000)
+    with pytest.raises(DecodeError, match="Vote frame of .* exceeds the cap of"):
+        decode_message(frame)
+
+
+@pytest.mark.parametrize("frame, reason", [(b"", "empty frame"), (b"\x00", "unknown tag 0"),
+                                           (bytes([99]) + bytes(10), "unknown tag 99"),
+                                           ("text", "expected bytes")])
+def test_frames_naming_no_type_are_refused(frame, reason):
+    with pytest.raises(DecodeError, match=f"^{reason}$"):
+        check_frame_size(frame)
+
+
+def test_max_encoded_size_follows_the_schema():
+    @dataclasses.dataclass(frozen=True)
+    class Sample(Record):
+        kind: int
+        SCHEMA = (("kind", U8),)
+
+    assert max_encoded_size(Sample) == 1
+    assert max_encoded_size(PEER_MESSAGE) == 1 + max(max_encoded_size(c) for c in FRAME_CAPS)
+    with pytest.raises(TypeError, match="no size bound"):
+        max_encoded_size(object())
