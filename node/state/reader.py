@@ -10,16 +10,17 @@ from __future__ import annotations
 from typing import TypeVar
 
 from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, AUDITOR_KEY_LEN, AUDITOR_PREFIX, COMMITMENT_KEY_LEN,
-                                COMMITMENT_PREFIX, COMMITTEE_KEY, COMMITTEE_PREV_KEY, DELTA_CLAIM_KEY_LEN,
+                                COMMITMENT_PREFIX, COMMITTEE_HISTORY_KEY, COMMITTEE_KEY, DELTA_CLAIM_KEY_LEN,
                                 DELTA_CLAIM_PREFIX, DISPUTE_KEY_LEN, DISPUTE_PREFIX, MODEL_KEY, SUPPLY_KEY,
                                 WITHHELD_KEY_LEN, WITHHELD_PREFIX, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX,
                                 AccountRecord, AuditorRecord, ChallengeRecord, Committee, CommitteeChange,
-                                DisputeRecord, FraudRecord, MinerRecord, ModelRecord, RoundSeed, Supply, WorkCount,
+                                CommitteeHistory, DisputeRecord, EquivocationRecord, FraudRecord, MinerRecord,
+                                ModelRecord, RoundSeed, Supply, WorkCount,
                                 account_key, audit_key, auditor_key, challenge_key, commitment_key, dispute_key,
                                 equivocation_key, fraud_key, miner_key, round_bytes, round_seed_key, split_audit_key,
                                 split_unit_key, work_count_key)
 from node.types.codec import Record
-from node.types.transactions import AuditReport, DoubleSignEvidence, WorkCommitment
+from node.types.transactions import AuditReport, WorkCommitment
 
 R = TypeVar("R", bound=Record)
 
@@ -51,9 +52,22 @@ class StateReader:
     def committee(self) -> Committee:
         return self.record(COMMITTEE_KEY, Committee)
 
+    def committee_changes(self) -> tuple[CommitteeChange, ...]:
+        """The committee changes of the last evidence window (at least), oldest first."""
+        history = self.record(COMMITTEE_HISTORY_KEY, CommitteeHistory)
+        return history.changes if history is not None else ()
+
     def previous_committee(self) -> CommitteeChange | None:
-        """The committee before the latest rotation, with the height of that rotation."""
-        return self.record(COMMITTEE_PREV_KEY, CommitteeChange)
+        """The committee before the latest change, with the height of the block that made it."""
+        changes = self.committee_changes()
+        return changes[-1] if changes else None
+
+    def committee_at(self, height: int) -> Committee:
+        """The committee that decided the block at height: the one before the first change
+        made at or after it, else the current one.  Answers for the heights of the
+        evidence window up to the next block's."""
+        change = next((c for c in self.committee_changes() if c.height >= height), None)
+        return change.committee if change is not None else self.committee()
 
     def supply(self) -> Supply:
         return self.record(SUPPLY_KEY, Supply)
@@ -130,10 +144,9 @@ class StateReader:
     def fraud_record(self, round_: int, miner: bytes, unit: int) -> FraudRecord | None:
         return self.record(fraud_key(round_, miner, unit), FraudRecord)
 
-    def equivocation(self, validator: bytes, height: int, round_: int,
-                     kind: int) -> DoubleSignEvidence | None:
-        """The evidence that punished validator's double vote at this step, if any."""
-        return self.record(equivocation_key(validator, height, round_, kind), DoubleSignEvidence)
+    def equivocation(self, validator: bytes) -> EquivocationRecord | None:
+        """When validator was last punished for equivocation, if ever."""
+        return self.record(equivocation_key(validator), EquivocationRecord)
 
     def work_count(self, epoch: int, miner: bytes) -> int:
         """miner's accepted units in epoch."""

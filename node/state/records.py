@@ -1,10 +1,11 @@
 """What the chain state holds: its key layout and the records stored under each key.
 
 The state is a map from keys to canonical encodings: accounts, miners, auditors,
-the committee, the supply counters, the model, each round's seeds, work
-commitments, audits and fraud records, equivocation evidence, and the verified
-work of each epoch, each kind under its own key prefix.  Commitments, audit
-reports and equivocation evidence are stored as the transactions' own payloads.
+the committee and the committees of the last evidence window, the supply counters,
+the model, each round's seeds, work commitments, audits and fraud records, the
+validators punished for equivocation, and the verified work of each epoch, each kind
+under its own key prefix.  Commitments and audit reports are stored as the
+transactions' own payloads.
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from node.uPoW.assignment import UnitChallenge, chooser_seed, unit_challenge
 
 U64_MAX = (1 << 64) - 1  # the cap of every balance, bond and supply counter
 MAX_COMMITTEE = 1000
+# The evidence window spans at most one epoch, so at most two rotations; every other
+# change removes a member seated within the window, and a removed member cannot return
+# within it: at most a committee and the entrants of those two rotations.
+MAX_COMMITTEE_CHANGES = 3 * MAX_COMMITTEE + 2
 MAX_ELIGIBLE_AUDITORS = 1 << 20  # committee members and registered auditors at a challenge
 UNMEASURED_LOSS = 0x7FC00000  # float32 NaN: the genesis model's eval loss is not measured
 
@@ -36,7 +41,7 @@ WITHHELD_PREFIX = b"x"
 DELTA_CLAIM_PREFIX = b"y"
 DISPUTE_PREFIX = b"v"
 COMMITTEE_KEY = b"committee"
-COMMITTEE_PREV_KEY = b"committee_prev"
+COMMITTEE_HISTORY_KEY = b"committee_history"
 SUPPLY_KEY = b"supply"
 MODEL_KEY = b"model"
 COMMITMENT_KEY_LEN = 1 + 8 + 32 + 4
@@ -81,14 +86,34 @@ class Committee(Record):
     def total_power(self) -> int:
         return sum(m.power for m in self.members)
 
+    def without(self, pub_key: bytes) -> Committee:
+        """This committee less the member pub_key, unless it is the last one: a chain
+        without a committee could never decide another block."""
+        kept = tuple(m for m in self.members if m.pub_key != pub_key)
+        return Committee(kept) if kept else self
+
 
 @dataclasses.dataclass(frozen=True)
 class CommitteeChange(Record):
-    """The committee before the rotation at `height`: it signed that block's commit,
-    which the next block carries."""
+    """The committee before the change made by the block at `height` (a rotation, or a
+    member removed for equivocation): it decided the blocks after the change before
+    this one, up to and including `height`, and signed that block's commit, which the
+    next block carries."""
     height: int
     members: tuple[CommitteeMember, ...]
     SCHEMA = (("height", U64), ("members", ListOf(Nested(CommitteeMember), MAX_COMMITTEE)))
+
+    @property
+    def committee(self) -> Committee:
+        return Committee(self.members)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitteeHistory(Record):
+    """The committee changes of the last evidence window, oldest first, one per height:
+    what says which committee decided any height that evidence may still name."""
+    changes: tuple[CommitteeChange, ...]
+    SCHEMA = (("changes", ListOf(Nested(CommitteeChange), MAX_COMMITTEE_CHANGES)),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +206,15 @@ class DisputeRecord(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class EquivocationRecord(Record):
+    """A validator punished for equivocation by the block at `height`: that pays for every
+    double vote it cast up to that height, and it may not re-enter the committee until
+    the evidence window after it has passed."""
+    height: int
+    SCHEMA = (("height", U64),)
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkCount(Record):
     """A miner's accepted units in one epoch: what ranks the next committee."""
     units: int
@@ -241,10 +275,8 @@ def work_count_key(epoch: int, miner: bytes) -> bytes:
     return WORK_COUNT_PREFIX + round_bytes(epoch) + miner
 
 
-def equivocation_key(validator: bytes, height: int, round_: int, kind: int) -> bytes:
-    """One key per (validator, step) punished, so that a step is punished once."""
-    return (EQUIVOCATION_PREFIX + validator + height.to_bytes(8, "big") + round_.to_bytes(4, "big")
-            + bytes([kind]))
+def equivocation_key(validator: bytes) -> bytes:
+    return EQUIVOCATION_PREFIX + validator
 
 
 def split_unit_key(key: bytes) -> tuple[bytes, int]:

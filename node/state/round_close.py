@@ -14,8 +14,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from node.state.records import (COMMITTEE_KEY, COMMITTEE_PREV_KEY, MODEL_KEY, ChallengeRecord, Committee,
-                                CommitteeChange, ModelRecord, WorkCount, work_count_key)
+from node.state.equivocation import barred_from_committee
+from node.state.records import MODEL_KEY, ChallengeRecord, Committee, ModelRecord, WorkCount, work_count_key
 from node.state.transition import BlockError, Transition, TxError
 from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED, SLASHED,
                                WITHHELD, CommitteeMember, Payment, RoundClose, UnitOutcome)
@@ -55,7 +55,7 @@ def close_round(t: Transition) -> tuple[RoundClose, ...]:
         t.put(work_count_key(epoch, miner), WorkCount(t.work_count(epoch, miner) + 1))
     next_committee = _next_committee(t, round_)
     if next_committee:
-        _seat(t, next_committee)
+        t.change_committee(Committee(next_committee))
     try:
         for payment in payments:
             t.emit(payment.to, payment.amount)
@@ -174,7 +174,8 @@ def _next_committee(t: Transition, round_: int) -> tuple[CommitteeMember, ...]:
     """The committee after round_ if it ends an epoch: members and bonded accounts that
     did verified work in the epoch, ranked by (work, bond) with ties to the smaller key;
     at most a third of the seats (at least one) change hands, an entrant taking a
-    leaver's power.  () if round_ ends no epoch or nothing changes."""
+    leaver's power.  A validator punished for equivocation within the evidence window
+    cannot enter.  () if round_ ends no epoch or nothing changes."""
     if (round_ + 1) % t.consensus.epoch_rounds:
         return ()
     epoch = round_ // t.consensus.epoch_rounds
@@ -182,7 +183,8 @@ def _next_committee(t: Transition, round_: int) -> tuple[CommitteeMember, ...]:
     seated_keys = {m.pub_key for m in seated}
     work = t.epoch_work(epoch)
     candidates = seated_keys | {k for k, units in work.items()
-                                if units > 0 and t.account(k).bond >= t.economics.min_miner_bond}
+                                if units > 0 and t.account(k).bond >= t.economics.min_miner_bond
+                                and not barred_from_committee(t, k)}
     ranked = sorted(candidates, key=lambda k: (-work.get(k, 0), -t.account(k).bond, k))
     desired = set(ranked[:t.consensus.committee_size])
     entering = [k for k in ranked if k in desired and k not in seated_keys]
@@ -192,9 +194,3 @@ def _next_committee(t: Transition, round_: int) -> tuple[CommitteeMember, ...]:
         return ()
     replaced = dict(zip(leaving[:swaps], entering[:swaps]))
     return tuple(CommitteeMember(replaced.get(m.pub_key, m.pub_key), m.power) for m in seated)
-
-
-def _seat(t: Transition, seats: tuple[CommitteeMember, ...]) -> None:
-    old = t.committee()
-    t.put(COMMITTEE_PREV_KEY, CommitteeChange(height=t.height, members=old.members))
-    t.put(COMMITTEE_KEY, Committee(seats))

@@ -17,7 +17,8 @@ from typing import Iterator
 
 from node.state.chain_state import ChainState
 from node.state.reader import R, StateReader
-from node.state.records import (SUPPLY_KEY, U64_MAX, AccountRecord, ChallengeRecord, RoundSeed, account_key,
+from node.state.records import (COMMITTEE_HISTORY_KEY, COMMITTEE_KEY, SUPPLY_KEY, U64_MAX, AccountRecord,
+                                ChallengeRecord, Committee, CommitteeChange, CommitteeHistory, RoundSeed, account_key,
                                 challenge_key, round_seed_key)
 from node.types.blocks import CommitCertificate
 from node.types.codec import Record
@@ -102,6 +103,18 @@ class Transition(StateReader):
 
     def put_account(self, address: bytes, account: AccountRecord) -> None:
         self.put(account_key(address), account)
+
+    def change_committee(self, committee: Committee) -> None:
+        """Seat committee from the next block on.  The block's first change records the
+        committee that decided it, and drops the changes older than the evidence window:
+        no evidence or unbonding asks about their heights any more."""
+        changes = self.committee_changes()
+        if not changes or changes[-1].height != self.height:
+            oldest = self.height - self.consensus.evidence_window_blocks
+            kept = tuple(c for c in changes if c.height >= oldest)
+            change = CommitteeChange(self.height, self.committee().members)
+            self.put(COMMITTEE_HISTORY_KEY, CommitteeHistory(kept + (change,)))
+        self.put(COMMITTEE_KEY, committee)
 
     @contextlib.contextmanager
     def all_or_nothing(self) -> Iterator[None]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable
 
+from node.state.equivocation import double_sign, require_unbondable
 from node.state.records import (SUPPLY_KEY, U64_MAX, AuditorRecord, DisputeRecord, FraudRecord, MinerRecord,
-                                audit_key, auditor_key, commitment_key, delta_claim_key, dispute_key, equivocation_key,
-                                fraud_key, miner_key, withheld_key)
+                                audit_key, auditor_key, commitment_key, delta_claim_key, dispute_key, fraud_key,
+                                miner_key, withheld_key)
 from node.state.transition import Transition, TxError
 from node.types.genesis import BPS
 from node.types.merkle import verify_inclusion
@@ -91,8 +92,7 @@ def _unbond(t: Transition, sender: bytes, p: Unbond) -> None:
     account = t.account(sender)
     if p.amount > account.bond:
         raise TxError("insufficient_bond", f"bond {account.bond} < amount {p.amount}")
-    if t.committee().power_of(sender):
-        raise TxError("committee_member", "a committee member cannot unbond while seated")
+    require_unbondable(t, sender)
     remaining = account.bond - p.amount
     miner = t.miner(sender)
     if miner is not None and remaining < miner.units * t.economics.min_miner_bond:
@@ -302,24 +302,6 @@ def _burn_deposit(t: Transition, sender: bytes) -> None:
     t.put(SUPPLY_KEY, dataclasses.replace(supply, burned=supply.burned + deposit))
 
 
-def _double_sign(t: Transition, sender: bytes, p: DoubleSignEvidence) -> None:
-    a, b = p.first, p.second
-    if a.validator != b.validator:
-        raise TxError("not_equivocation", "the votes are from different validators")
-    if (a.body.kind, a.body.height, a.body.round) != (b.body.kind, b.body.height, b.body.round):
-        raise TxError("not_equivocation", "the votes are for different steps")
-    if a.body.block_hash == b.body.block_hash:
-        raise TxError("not_equivocation", "the votes are for the same block")
-    if not (a.signature_valid(t.chain_id) and b.signature_valid(t.chain_id)):
-        raise TxError("bad_proof", "a vote's signature does not verify")
-    if not t.committee().power_of(a.validator):
-        raise TxError("not_in_committee", "the validator is not in the committee")
-    if t.equivocation(a.validator, a.body.height, a.body.round, a.body.kind) is not None:
-        raise TxError("duplicate_evidence", "this equivocation was already punished")
-    t.put(equivocation_key(a.validator, a.body.height, a.body.round, a.body.kind), p)
-    t.slash(a.validator, t.economics.fraud_slash_bps, sender, t.economics.fraud_bounty_bps)
-
-
 def _require_positive(amount: int) -> None:
     if amount <= 0:
         raise TxError("zero_amount", "the amount must be positive")
@@ -359,7 +341,7 @@ _RULES = {
     WorkCommitment: _work_commitment,
     AuditReport: _audit_report,
     FraudProof: _fraud_proof,
-    DoubleSignEvidence: _double_sign,
+    DoubleSignEvidence: double_sign,
     WithheldClaim: _withheld_claim,
     DeltaWithheld: _delta_withheld,
     EvidenceDispute: _evidence_dispute,

@@ -14,15 +14,11 @@ import math
 import pathlib
 from typing import Any
 
-import nacl.bindings
-
+from node.types.genesis_fields import (GenesisError, check_keys, check_unique, read_array, read_int,
+                                      read_public_key)
 from node.types.penalty import BPS, penalty_shortfall
 
 DEFAULT_GENESIS = pathlib.Path(__file__).resolve().parents[2] / "genesis" / "devnet.json"
-
-
-class GenesisError(ValueError):
-    """A genesis file that cannot be used; the message names the bad field."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +97,7 @@ class EconomicsConfig:
     fraud_proof_deposit: int  # paid with a fraud proof, burned if it proves nothing
     min_tx_fee: int  # the least fee a transaction may pay: what makes traffic cost something
     fee_burn_bps: int  # share of each fee burned; the rest goes to the block's proposer
+    double_sign_slash_bps: int  # share of an equivocator's bond taken; fraud_bounty_bps of it to the reporter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +110,11 @@ class ConsensusConfig:
     max_tx_bytes: int
     block_interval_ms: int
     max_clock_drift_ms: int  # how far ahead of a validator's clock a proposed block's time may be
+    evidence_window_blocks: int  # how many blocks after a double vote its evidence is accepted
+
+    @property
+    def epoch_blocks(self) -> int:
+        return self.epoch_rounds * self.round_blocks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +168,7 @@ _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
     "economics.fraud_proof_deposit": (0, MAX_AMOUNT),
     "economics.min_tx_fee": (0, MAX_AMOUNT),
     "economics.fee_burn_bps": (0, BPS),
+    "economics.double_sign_slash_bps": (0, BPS),
     "consensus.round_blocks": (4, 10**6),  # train, challenge, audit and closing blocks
     "consensus.commit_blocks": (1, 10**6),
     "consensus.committee_size": (1, MAX_VALIDATORS),
@@ -174,6 +177,7 @@ _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
     "consensus.max_tx_bytes": (256, 1_048_576),
     "consensus.block_interval_ms": (10, 600_000),
     "consensus.max_clock_drift_ms": (0, 3_600_000),
+    "consensus.evidence_window_blocks": (1, 10**12),  # at most one epoch: _check_rounds
 }
 _FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
     "training.learning_rate": (0.0, 10.0),
@@ -198,32 +202,9 @@ _SECTIONS = {
 }
 
 
-def _check_keys(obj: Any, where: str, expected: list[str]) -> None:
-    if not isinstance(obj, dict):
-        raise GenesisError(f"{where or 'genesis'}: expected a JSON object")
-    for key in obj:
-        if key not in expected:
-            # an unknown key can hold any character; JSON quoting keeps the error on one line
-            shown = key if key.isidentifier() else json.dumps(key)
-            name = f"{where}.{shown}" if where else shown
-            raise GenesisError(f"{name}: unknown key")
-    for key in expected:
-        if key not in obj:
-            name = f"{where}.{key}" if where else key
-            raise GenesisError(f"{name}: missing")
-
-
-def _int(name: str, value: Any, lo: int, hi: int | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise GenesisError(f"{name}: expected an integer, got {json.dumps(value)}")
-    if value < lo or (hi is not None and value > hi):
-        raise GenesisError(f"{name}: {value} is out of range [{lo}, {hi}]")
-    return value
-
-
 def _field(name: str, value: Any, kind: type) -> Any:
     if kind is int:
-        return _int(name, value, *_INT_BOUNDS[name])
+        return read_int(name, value, *_INT_BOUNDS[name])
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise GenesisError(f"{name}: expected a number, got {json.dumps(value)}")
@@ -238,7 +219,7 @@ def _field(name: str, value: Any, kind: type) -> Any:
 
 def _section(raw: dict, name: str, cls: type) -> Any:
     fields = dataclasses.fields(cls)
-    _check_keys(raw, name, [f.name for f in fields])
+    check_keys(raw, name, [f.name for f in fields])
     kinds = {"int": int, "float": float, "str": str}
     return cls(**{f.name: _field(f"{name}.{f.name}", raw[f.name], kinds[f.type]) for f in fields})
 
@@ -266,6 +247,10 @@ def _check_rounds(consensus: ConsensusConfig) -> None:
     if consensus.commit_blocks > consensus.round_blocks - 3:
         raise GenesisError(f"consensus.commit_blocks: {consensus.commit_blocks} leaves no room for "
                            f"the audit phase in consensus.round_blocks {consensus.round_blocks}")
+    # the committee history the state keeps covers at most two rotations (node.state.records)
+    if consensus.evidence_window_blocks > consensus.epoch_blocks:
+        raise GenesisError(f"consensus.evidence_window_blocks: {consensus.evidence_window_blocks} is longer "
+                           f"than an epoch (epoch_rounds x round_blocks = {consensus.epoch_blocks} blocks)")
 
 
 def _check_corpus(corpus: CorpusConfig, directory: pathlib.Path) -> None:
@@ -284,64 +269,28 @@ def _check_corpus(corpus: CorpusConfig, directory: pathlib.Path) -> None:
             f"corpus.sha256: {path} has sha256 {digest}, the genesis pins {corpus.sha256}")
 
 
-def is_valid_public_key(key: bytes) -> bool:
-    """True for the canonical encoding of an ed25519 point of prime order.
-
-    libsodium's check refuses what a bare length check lets through: points off
-    the curve, non-canonical encodings, and small-order points such as all zeros,
-    for which a signature can verify without the private key.
-    """
-    return len(key) == 32 and bool(nacl.bindings.crypto_core_ed25519_is_valid_point(key))
-
-
-def _public_key(name: str, value: Any) -> bytes:
-    if (not isinstance(value, str) or len(value) != 64
-            or any(c not in "0123456789abcdef" for c in value)):
-        raise GenesisError(f"{name}: expected 64 lowercase hex digits")
-    key = bytes.fromhex(value)
-    if not is_valid_public_key(key):
-        raise GenesisError(f"{name}: not a valid ed25519 public key")
-    return key
-
-
-def _entries(raw: Any, name: str, lo: int, hi: int) -> list:
-    if not isinstance(raw, list):
-        raise GenesisError(f"{name}: expected a JSON array")
-    if not lo <= len(raw) <= hi:
-        raise GenesisError(f"{name}: expected {lo} to {hi} entries, got {len(raw)}")
-    return raw
-
-
-def _check_unique(keys: list[bytes], name: str, key_field: str) -> None:
-    first_index: dict[bytes, int] = {}
-    for i, key in enumerate(keys):
-        if key in first_index:
-            raise GenesisError(f"{name}[{i}].{key_field}: duplicate of {name}[{first_index[key]}]")
-        first_index[key] = i
-
-
 def _validators(raw: Any) -> tuple[Validator, ...]:
     validators = []
-    for i, entry in enumerate(_entries(raw, "validators", 1, MAX_VALIDATORS)):
+    for i, entry in enumerate(read_array(raw, "validators", 1, MAX_VALIDATORS)):
         where = f"validators[{i}]"
-        _check_keys(entry, where, ["pub_key", "power"])
+        check_keys(entry, where, ["pub_key", "power"])
         validators.append(Validator(
-            pub_key=_public_key(f"{where}.pub_key", entry["pub_key"]),
-            power=_int(f"{where}.power", entry["power"], 1, MAX_VALIDATOR_POWER)))
-    _check_unique([v.pub_key for v in validators], "validators", "pub_key")
+            pub_key=read_public_key(f"{where}.pub_key", entry["pub_key"]),
+            power=read_int(f"{where}.power", entry["power"], 1, MAX_VALIDATOR_POWER)))
+    check_unique([v.pub_key for v in validators], "validators", "pub_key")
     return tuple(validators)
 
 
 def _accounts(raw: Any) -> tuple[Account, ...]:
     accounts = []
-    for i, entry in enumerate(_entries(raw, "accounts", 0, MAX_ACCOUNTS)):
+    for i, entry in enumerate(read_array(raw, "accounts", 0, MAX_ACCOUNTS)):
         where = f"accounts[{i}]"
-        _check_keys(entry, where, ["address", "balance", "bond"])
+        check_keys(entry, where, ["address", "balance", "bond"])
         accounts.append(Account(
-            address=_public_key(f"{where}.address", entry["address"]),
-            balance=_int(f"{where}.balance", entry["balance"], 0, MAX_AMOUNT),
-            bond=_int(f"{where}.bond", entry["bond"], 0, MAX_AMOUNT)))
-    _check_unique([a.address for a in accounts], "accounts", "address")
+            address=read_public_key(f"{where}.address", entry["address"]),
+            balance=read_int(f"{where}.balance", entry["balance"], 0, MAX_AMOUNT),
+            bond=read_int(f"{where}.bond", entry["bond"], 0, MAX_AMOUNT)))
+    check_unique([a.address for a in accounts], "accounts", "address")
     supply = sum(a.balance + a.bond for a in accounts)
     if supply > MAX_AMOUNT:
         raise GenesisError(f"accounts: balances and bonds total {supply}, above {MAX_AMOUNT}")
@@ -375,7 +324,7 @@ def parse_genesis(raw_bytes: bytes, directory: pathlib.Path) -> Genesis:
         raise GenesisError(f"genesis: not valid JSON: {exc}") from None
     except RecursionError:
         raise GenesisError("genesis: not valid JSON: nested too deeply") from None
-    _check_keys(raw, "", ["chain_id", *_SECTIONS, "validators", "accounts"])
+    check_keys(raw, "", ["chain_id", *_SECTIONS, "validators", "accounts"])
     chain_id = _field("chain_id", raw["chain_id"], str)
     sections = {name: _section(raw[name], name, cls) for name, cls in _SECTIONS.items()}
     _check_model(sections["model"])

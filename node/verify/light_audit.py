@@ -29,8 +29,8 @@ from node.types.codec import DecodeError
 from node.storage.home import NodeHome
 from node.state.records import ChallengeRecord, Committee
 from node.storage.blobstore import BlobStore
-from node.types.transactions import (Bond, EvidenceDispute, FraudProof, RegisterAuditor, SignedTx, WithheldClaim,
-                                     WorkCommitment, sign_tx)
+from node.types.transactions import (Bond, DoubleSignEvidence, EvidenceDispute, FraudProof, RegisterAuditor,
+                                     SignedTx, WithheldClaim, WorkCommitment, sign_tx)
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import UnitCompute
@@ -66,6 +66,19 @@ def _read_block(url: str, reply: Any) -> Block:
         return Block.decode(read_block(url, reply))
     except DecodeError as exc:
         raise RpcError(f"{url}: the block does not decode: {exc}") from None
+
+
+def committee_after(committee: Committee, block: Block) -> Committee:
+    """The committee a finalized block leaves, proposed under committee: less each double
+    signer it proves (every transaction of a finalized block applied, so the ledger
+    removed them: node.state.equivocation), then the next committee its round close seats."""
+    for tx in block.txs:
+        if isinstance(tx.body.payload, DoubleSignEvidence):
+            committee = committee.without(tx.body.payload.first.validator)
+    for close in block.close:
+        if close.next_committee:
+            committee = Committee(close.next_committee)
+    return committee
 
 
 class LightAuditor:
@@ -220,6 +233,7 @@ class LightAuditor:
             elif isinstance(payload, EvidenceDispute):
                 self._round(payload.round).claims.append(
                     (payload.miner, payload.unit, payload.segment, payload.auditor))
+        proposed_under, self.committee = self.committee, committee_after(self.committee, block)
         self.height, self.head_hash = height, block.hash
         round_ = self.schedule.round_of(height)
         view = self._round(round_)
@@ -229,13 +243,10 @@ class LightAuditor:
         elif height > self.schedule.challenge_height(round_):
             # the ledger's choosers, with the committee this block was proposed under
             if height == self.schedule.challenge_height(round_) + 1:
-                view.challenge = ChallengeRecord.snapshot(view.eligible, self.committee)
+                view.challenge = ChallengeRecord.snapshot(view.eligible, proposed_under)
             if view.challenge is not None:
                 view.challenge = view.challenge.after_block(self.genesis.chain_id, block.last_commit,
-                                                            block.header.proposer, self.committee)
-        for close in block.close:
-            if close.next_committee:
-                self.committee = Committee(close.next_committee)
+                                                            block.header.proposer, proposed_under)
         if height == self.schedule.close_height(round_):
             self._round(round_ + 1).start_hash = block.hash
             # the round's audits are over: its checkpoints need not stay here

@@ -1,6 +1,7 @@
 """Random sequences of valid and invalid transactions (and rewards, slashes, work
-commitments, audits, fraud proofs and round closes), each paying a fee (some below
-the minimum), never break supply conservation or nonce monotonicity.
+commitments, audits, fraud proofs, double-sign evidence and round closes), each paying
+a fee (some below the minimum), never break supply conservation or nonce monotonicity,
+never empty the committee, and never seat a validator punished within the evidence window.
 
 Operations are grouped into blocks; a round is five blocks (commitments in its
 first two, the challenge in its third, audits and fraud proofs in its fourth, the
@@ -21,8 +22,9 @@ from node.state.round_close import close_round
 from node.state.transition import Transition, TxError
 from node.state.tx_rules import apply_tx
 from node.types.merkle import inclusion_proof, merkle_root
-from node.types.transactions import (AuditReport, Bond, DeltaWithheld, EvidenceDispute, FraudProof, RegisterAuditor,
-                                     RegisterMiner, Transfer, Unbond, WithheldClaim, WorkCommitment, sign_tx)
+from node.types.transactions import (AuditReport, Bond, DeltaWithheld, DoubleSignEvidence, EvidenceDispute, FraudProof,
+                                     RegisterAuditor, RegisterMiner, Transfer, Unbond, WithheldClaim, WorkCommitment,
+                                     sign_tx)
 from node.uPoW.evidence import evidence_lock
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION
@@ -41,14 +43,14 @@ GENESIS = dataclasses.replace(
     training=dataclasses.replace(BASE.training, steps_per_unit=2, checkpoint_every=1,
                                  audit_segments=1, auditors_per_unit=1),
     consensus=dataclasses.replace(BASE.consensus, round_blocks=5, commit_blocks=2, committee_size=1,
-                                  epoch_rounds=1),
+                                  epoch_rounds=1, evidence_window_blocks=4),
     economics=dataclasses.replace(BASE.economics, min_miner_bond=150, min_auditor_bond=150))
 SCHEDULE = RoundSchedule.from_genesis(GENESIS)
 SEGMENTS = 2
 
 OPERATION = st.tuples(
     st.sampled_from(["transfer", "bond", "unbond", "register", "register_auditor", "emit", "slash",
-                     "work", "work", "work", "work"]),
+                     "equivocate", "work", "work", "work", "work"]),
     st.integers(0, 3), st.integers(0, 3),           # sender, other party
     st.integers(0, 5000),                            # amount
     st.sampled_from([0, 0, 0, -1, 1]),               # nonce offset: mostly valid
@@ -114,6 +116,9 @@ def _signed(t: Transition, state: ChainState, kind, sender, other, amount, nonce
         payload = RegisterMiner(1 + amount % 3)
     elif kind == "register_auditor":
         payload = RegisterAuditor()
+    elif kind == "equivocate":  # half of them by the member seated now
+        signer = BY_KEY[t.committee().members[0].pub_key] if amount % 2 else KEYS[other]
+        payload = _double_vote(signer, max(t.height - amount % 8, 1))
     elif SCHEDULE.phase(t.height) == TRAIN:
         payload = _commitment(key.public_key, round_, t.model().root)
     elif SCHEDULE.phase(t.height) == AUDIT and amount % 3 == 0:
@@ -136,6 +141,12 @@ def _signed(t: Transition, state: ChainState, kind, sender, other, amount, nonce
     fee = GENESIS.economics.min_tx_fee - 20 + amount % 150
     tx = sign_tx(key, GENESIS.chain_id, max(t.account(key.public_key).nonce + nonce_offset, 0), payload, fee)
     return key, dataclasses.replace(tx, signature=bytes(64)) if forge else tx
+
+
+def _double_vote(key: SigningKey, height: int) -> DoubleSignEvidence:
+    """key's precommits for two blocks at height (seated then or not, recent or not)."""
+    first, second = (sign_vote(key, GENESIS.chain_id, VoteBody(PRECOMMIT, height, 0, sha256(b))) for b in (b"1", b"2"))
+    return DoubleSignEvidence(first, second)
 
 
 def _genesis_with_miners() -> ChainState:
@@ -185,12 +196,15 @@ def test_supply_is_conserved_and_nonces_only_grow(operations):
             except TxError:
                 assert t.writes == before
             assert nonces == {k.public_key: t.account(k.public_key).nonce for k in KEYS}
-        closed = close_round(t)
+        seated_before = {m.pub_key for m in state.committee().members}
+        close_round(t)
         state.apply_writes(t.writes)
         assert total_holdings(state) == expected_total(state.supply())
         assert state.model().round == height // SCHEDULE.round_blocks
-        if closed:
-            assert len(state.committee().members) == 1
+        assert len(state.committee().members) == 1  # the last member is never removed
+        for entrant in {m.pub_key for m in state.committee().members} - seated_before:
+            punished = state.equivocation(entrant)
+            assert punished is None or height - punished.height > GENESIS.consensus.evidence_window_blocks
         for k in KEYS:
             account = state.account(k.public_key)
             assert account.balance >= 0 and account.bond >= 0

@@ -67,8 +67,11 @@ def test_limits_are_accepted_at_their_bounds():
         g["validators"][0]["power"] = 10**9
         g["accounts"] = [_account(balance=2**63 - 2, bond=1)]
         g["economics"].update(reward_units_bps=10_000, reward_audits_bps=0, reward_proposer_bps=0,
-                              fraud_slash_bps=10_000, fraud_bounty_bps=0, emission_per_round=0)
-        g["consensus"].update(round_blocks=4, commit_blocks=1, max_tx_bytes=1_048_576, block_interval_ms=10)
+                              fraud_slash_bps=10_000, fraud_bounty_bps=0, emission_per_round=0,
+                              double_sign_slash_bps=10_000)
+        # an evidence window of a whole epoch: 5 rounds of 4 blocks
+        g["consensus"].update(round_blocks=4, commit_blocks=1, max_tx_bytes=1_048_576, block_interval_ms=10,
+                              evidence_window_blocks=20)
     _parse(at_bounds)
     _parse(lambda g: g.update(accounts=[]))
 
@@ -169,6 +172,15 @@ def test_limits_are_accepted_at_their_bounds():
     (lambda g: g["consensus"].update(block_interval_ms=9), "consensus.block_interval_ms: 9 is out"),
     (lambda g: g["consensus"].update(block_interval_ms="500"),
      "consensus.block_interval_ms: expected an integer"),
+    (lambda g: g["consensus"].pop("evidence_window_blocks"), "consensus.evidence_window_blocks: missing"),
+    (lambda g: g["consensus"].update(evidence_window_blocks=0), "consensus.evidence_window_blocks: 0 is out"),
+    (lambda g: g["consensus"].update(evidence_window_blocks=151),
+     "consensus.evidence_window_blocks: 151 is longer than an epoch (epoch_rounds x round_blocks = 150 blocks)"),
+    (lambda g: g["consensus"].update(epoch_rounds=1),
+     "consensus.evidence_window_blocks: 60 is longer than an epoch"),
+    (lambda g: g["economics"].pop("double_sign_slash_bps"), "economics.double_sign_slash_bps: missing"),
+    (lambda g: g["economics"].update(double_sign_slash_bps=10_001),
+     "economics.double_sign_slash_bps: 10001 is out"),
 ])
 def test_bad_field_is_named(mutate, field):
     with pytest.raises(GenesisError) as err:

@@ -648,22 +648,24 @@ def test_the_root_is_recomputable_from_the_entries(state):
 # -- equivocation evidence
 
 
-def _votes(key=CAROL, second_hash=b"\x02" * 32, second_round=0, signer2=None):
-    first = sign_vote(key, CHAIN, VoteBody(PRECOMMIT, 9, 0, b"\x01" * 32))
-    second = sign_vote(signer2 or key, CHAIN, VoteBody(PRECOMMIT, 9, second_round, second_hash))
+def _votes(key=CAROL, second_hash=b"\x02" * 32, second_round=0, signer2=None, height=9):
+    first = sign_vote(key, CHAIN, VoteBody(PRECOMMIT, height, 0, b"\x01" * 32))
+    second = sign_vote(signer2 or key, CHAIN, VoteBody(PRECOMMIT, height, second_round, second_hash))
     return DoubleSignEvidence(first, second)
 
 
 def test_double_sign_evidence_slashes_the_validator_and_pays_the_reporter(state):
-    _apply(state, tx(ALICE, _votes(), state))
+    _apply(state, tx(ALICE, _votes(), state), height=10)
     economics = GENESIS.economics
-    taken = 1000 * economics.fraud_slash_bps // 10_000
+    taken = 1000 * economics.double_sign_slash_bps // 10_000
     bounty = taken * economics.fraud_bounty_bps // 10_000
     assert state.account(CAROL.public_key).bond == 1000 - taken
     assert state.account(ALICE.public_key).balance == 1000 + bounty
     assert state.supply().burned == taken - bounty
     assert total_holdings(state) == expected_total(state.supply())
-    _refused(state, tx(ALICE, _votes(), state), "duplicate_evidence")
+    # the committee's last member keeps its seat: without one no block could be decided
+    assert [m.pub_key for m in state.committee().members] == [CAROL.public_key]
+    _refused(state, tx(ALICE, _votes(), state), "duplicate_evidence", height=11)
 
 
 @pytest.mark.parametrize("evidence,reason", [
@@ -671,12 +673,13 @@ def test_double_sign_evidence_slashes_the_validator_and_pays_the_reporter(state)
     (_votes(second_round=1), "not_equivocation"),
     (_votes(signer2=ALICE), "not_equivocation"),
     (_votes(key=BOB), "not_in_committee"),
+    (_votes(height=11), "evidence_too_new"),
 ])
 def test_bad_double_sign_evidence_is_refused(state, evidence, reason):
-    _refused(state, tx(ALICE, evidence, state), reason)
+    _refused(state, tx(ALICE, evidence, state), reason, height=10)
 
 
 def test_double_sign_evidence_with_a_forged_vote_is_refused(state):
     evidence = _votes()
     forged = dataclasses.replace(evidence, second=dataclasses.replace(evidence.second, signature=bytes(64)))
-    _refused(state, tx(ALICE, forged, state), "bad_proof")
+    _refused(state, tx(ALICE, forged, state), "bad_proof", height=10)

@@ -32,8 +32,10 @@ def test_evidence_becomes_a_transaction_that_slashes_the_equivocator(tmp_path):
         body = VoteBody(PRECOMMIT, 1, 0, block.hash)
         node.chain.finalize(block, certificate_from_precommits([sign_vote(k, chain_id, body) for k in keys]))
         economics = home.genesis.economics
-        taken = bond_before * economics.fraud_slash_bps // 10_000
+        taken = bond_before * economics.double_sign_slash_bps // 10_000
         assert node.chain.state.account(cheat.public_key).bond == bond_before - taken
+        # and it decides no block after the one that punished it
+        assert cheat.public_key not in {m.pub_key for m in node.chain.state.committee().members}
         # the reporter proposed its own transaction: of its fee only the burned share is gone
         assert node.chain.state.account(keys[0].public_key).balance == (
             balance_before + taken * economics.fraud_bounty_bps // 10_000
