@@ -2,9 +2,13 @@
 
 The root is the Merkle root over (key, value) pairs in key order, so every node
 computes the same root from the same entries.  Each entry's leaf hash is kept, so
-a block rehashes only the entries it changes.
+a block rehashes only the entries it changes.  The keys are also kept in order, so
+reading one kind of entry (a round's commitments, say) costs what it returns, not the
+size of the state.
 """
 from __future__ import annotations
+
+import bisect
 
 from node.state.reader import R, StateReader
 from node.state.records import (COMMITTEE_KEY, MODEL_KEY, SUPPLY_KEY, UNMEASURED_LOSS, AccountRecord,
@@ -24,6 +28,7 @@ class ChainState(StateReader):
     def __init__(self, entries: dict[bytes, bytes]):
         self.entries = dict(entries)
         self._hashes = {k: _entry_hash(k, v) for k, v in self.entries.items()}
+        self._sorted_keys = sorted(self.entries)
 
     @classmethod
     def from_genesis(cls, genesis: Genesis, model_root: bytes) -> ChainState:
@@ -46,7 +51,14 @@ class ChainState(StateReader):
         return cls.decode(raw) if raw is not None else None
 
     def keys(self, prefix: bytes, length: int) -> list[bytes]:
-        return sorted(k for k in self.entries if len(k) == length and k.startswith(prefix))
+        found = []
+        for index in range(bisect.bisect_left(self._sorted_keys, prefix), len(self._sorted_keys)):
+            key = self._sorted_keys[index]
+            if not key.startswith(prefix):
+                break
+            if len(key) == length:
+                found.append(key)
+        return found
 
     def root(self) -> bytes:
         return self.root_after({})
@@ -64,8 +76,11 @@ class ChainState(StateReader):
     def apply_writes(self, writes: dict[bytes, bytes | None]) -> None:
         for key, value in writes.items():
             if value is None:
-                self.entries.pop(key, None)
+                if self.entries.pop(key, None) is not None:
+                    del self._sorted_keys[bisect.bisect_left(self._sorted_keys, key)]
                 self._hashes.pop(key, None)
             else:
+                if key not in self.entries:
+                    bisect.insort(self._sorted_keys, key)
                 self.entries[key] = value
                 self._hashes[key] = _entry_hash(key, value)
