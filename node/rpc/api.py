@@ -31,6 +31,7 @@ from node.state.chain import Chain
 from node.types.codec import DecodeError, Reader, Record
 from node.state.mempool import Mempool, MempoolError
 from node.rpc.metrics import CONTENT_TYPE, Metrics
+from node.rpc.rate_limit import RateLimits, retry_header
 from node.rpc.rounds_view import round_view
 from node.rpc.status import NodeStatus, status_json
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
@@ -297,16 +298,26 @@ async def _metrics(api: NodeAPI, request: web.Request) -> web.Response:
     return web.Response(body=api.metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
-def rpc_routes(api: NodeAPI) -> list[web.RouteDef]:
-    """The API's routes over api; bad input gets its 4xx from the route itself."""
+def rpc_routes(api: NodeAPI, limits: RateLimits | None = None) -> list[web.RouteDef]:
+    """The API's routes over api; bad input gets its 4xx from the route itself, and a
+    client over its rate on a costly endpoint a 429 (limits: node.rpc.rate_limit)."""
     # read once, here, so that an install without the page fails at start, not on a visit
     page = importlib.resources.files(__package__).joinpath(DASHBOARD_FILE).read_text("utf-8")
+    limits = limits if limits is not None else RateLimits()
 
     async def dashboard(request: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html")
 
-    def bind(endpoint: Callable[[NodeAPI, web.Request], Awaitable[web.StreamResponse]]):
+    def bind(endpoint: Callable[[NodeAPI, web.Request], Awaitable[web.StreamResponse]],
+             limited: str | None = None):
         async def route(request: web.Request) -> web.StreamResponse:
+            if limited is not None:
+                wait = limits.retry_after(request.remote or "", limited, asyncio.get_running_loop().time())
+                if wait is not None:
+                    return web.json_response(
+                        {"error": f"rate limited: too many {limited} requests from this client; "
+                                  f"retry in {wait:.2f} s"},
+                        status=429, headers={"Retry-After": retry_header(wait)})
             try:
                 return await endpoint(api, request)
             except _ClientError as exc:
@@ -315,13 +326,13 @@ def rpc_routes(api: NodeAPI) -> list[web.RouteDef]:
     return [
         web.get("/", dashboard),
         web.get("/status", bind(_status)),
-        web.get("/blocks/{height}", bind(_block)),
-        web.get("/headers", bind(_headers)),
-        web.post("/txs", bind(_post_tx)),
-        web.post("/fraud_proofs", bind(_post_fraud_proof)),
+        web.get("/blocks/{height}", bind(_block, "blocks")),
+        web.get("/headers", bind(_headers, "headers")),
+        web.post("/txs", bind(_post_tx, "txs")),
+        web.post("/fraud_proofs", bind(_post_fraud_proof, "fraud_proofs")),
         web.get("/accounts/{address}", bind(_account)),
-        web.get("/rounds/{round}", bind(_round)),
-        web.get("/blobs/{digest}", bind(_blob)),
+        web.get("/rounds/{round}", bind(_round, "rounds")),
+        web.get("/blobs/{digest}", bind(_blob, "blobs")),
         web.get("/metrics", bind(_metrics)),
     ]
 

@@ -29,6 +29,7 @@ from node.state.mempool import Mempool, MempoolError
 from node.rpc.metrics import Metrics
 from node.rpc import api as rpc
 from node.rpc.api import MAX_HEADERS, NodeAPI, json_errors, rpc_routes
+from node.rpc.rate_limit import LIMITS, Limit, RateLimits
 from node.rpc.status import NodeStatus
 from node.storage.blobstore import QUARANTINE, BlobStore
 from node.storage.chainstore import ChainStore
@@ -87,15 +88,21 @@ def make_api(chain: Chain, sent: list | None = None, blobs: BlobStore | None = N
                    admit_fraud_proof=admit_fraud_proof or undecidable)
 
 
-def make_app(api: NodeAPI) -> web.Application:
+def make_app(api: NodeAPI, limits: RateLimits | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors])
-    app.add_routes(rpc_routes(api))
+    app.add_routes(rpc_routes(api, limits))
     return app
+
+
+def unlimited() -> RateLimits:
+    """For tests that send a client's worth of requests for other reasons (fuzzing)."""
+    return RateLimits({kind: Limit(1e9, 1e9) for kind in LIMITS})
 
 
 class ServerThread:
     """The API served on 127.0.0.1 from a thread with its own event loop, for tests
-    whose client blocks (hypothesis, subprocesses)."""
+    whose client blocks (hypothesis, subprocesses); without rate limits, since those
+    send far more requests than any one client should."""
 
     def __init__(self, api: NodeAPI):
         self.api = api
@@ -106,7 +113,7 @@ class ServerThread:
 
     def __enter__(self) -> "ServerThread":
         self._thread.start()
-        self._runner = web.AppRunner(make_app(self.api))
+        self._runner = web.AppRunner(make_app(self.api, unlimited()))
         self.call(self._start)
         return self
 
@@ -472,3 +479,19 @@ async def test_corrupted_blob_is_quarantined_and_absent(client, blobs):
     await expect_error(await client.get(f"/blobs/{digest}"), 404, "no blob")
     assert not path.exists() and len(list((blobs.root / QUARANTINE).iterdir())) == 1
     await expect_error(await client.get(f"/blobs/{digest}"), 404, "no blob")
+
+
+async def test_a_client_over_its_rate_gets_429_and_its_cheap_reads_go_on(client):
+    burst = int(LIMITS["rounds"].burst)
+    statuses = []
+    for _ in range(burst + 1):
+        async with client.get("/rounds/0") as reply:
+            statuses.append(reply.status)
+            body = await reply.json()
+            retry = reply.headers.get("Retry-After")
+    assert statuses == [200] * burst + [429]
+    assert "rate limited" in body["error"] and int(retry) >= 1
+    async with client.get("/status") as reply:
+        assert reply.status == 200
+    async with client.get("/headers") as reply:
+        assert reply.status == 200
