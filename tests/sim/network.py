@@ -16,7 +16,8 @@ A crash closes the node's store and loses what was only in memory; the restart r
 both store and guard (an amnesiac node loses its guard as well).
 
 Byzantine behaviour is a property of a node: twins (two nodes with one key, each honest on
-its own), an equivocating proposer, a double voter, and amnesia.
+its own), an equivocating proposer, a double voter, amnesia, a clock further ahead than
+block times may be, and a flood of votes for far-future rounds.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ from tests.sim.chains import CHAIN_ID, ChainDirectory, GenesisOnlyOracle, sim_ge
 from tests.sim.links import LinkFaults, Links, Partition, message_type, pair
 
 GUARD_FILE = "sign_guard"
+FLOOD_VOTES = 30  # far-future-round votes a round flooder sends with each of its votes
 
 
 class Fault(enum.Enum):
@@ -55,6 +57,8 @@ class Fault(enum.Enum):
     EQUIVOCATING_PROPOSER = "equivocating proposer"  # a different block to each half of the peers
     DOUBLE_VOTER = "double voter"  # a second vote for another hash to half of the peers
     AMNESIA = "amnesia"  # restarts forgetting its last signed step and its lock
+    FAST_CLOCK = "fast clock"  # its clock, and so its blocks' times, run past the allowed drift
+    ROUND_FLOODER = "round flooder"  # with each vote, signed votes for far-future rounds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +91,11 @@ class Scenario:
 class SafetyChecker:
     """Every finalized block of every node; two different blocks at one height is a violation."""
     decided: dict[int, dict[bytes, list[int]]] = dataclasses.field(default_factory=dict)
+    proposers: dict[int, bytes] = dataclasses.field(default_factory=dict)  # height -> a proposer
 
     def record(self, node: int, block: Block) -> None:
         self.decided.setdefault(block.header.height, {}).setdefault(block.hash, []).append(node)
+        self.proposers[block.header.height] = block.header.proposer
 
     def violations(self) -> list[tuple[int, dict[bytes, list[int]]]]:
         return [(h, by_hash) for h, by_hash in sorted(self.decided.items()) if len(by_hash) > 1]
@@ -111,6 +117,8 @@ class SimNode:
         self.generation = 0  # timers of an earlier life are stale
         self.alive = False
         self._cheats: dict[bytes, tuple[Proposal | Vote, set[int], set[int]]] = {}
+        self.flood_sent = 0  # far-future-round votes a round flooder sent
+        self.most_held = 0  # the most consensus messages its driver held at once
         self.boot()
 
     @property
@@ -126,9 +134,10 @@ class SimNode:
         self.store = ChainStore.open(self.home / "chain")
         self.chain = Chain(genesis, self.store, GenesisOnlyOracle(genesis))
         # twins build different blocks: their clocks differ
+        skew = 10 * genesis.consensus.max_clock_drift_ms + 1 if self.spec.fault == Fault.FAST_CLOCK else 0
         mempool = Mempool(1, genesis.consensus.max_tx_bytes, genesis.economics)
         view = ConsensusChain(self.chain, mempool,
-                              self.key.public_key, lambda: self.sim.now + self.index, _no_blob)
+                              self.key.public_key, lambda: self.sim.now + self.index + skew, _no_blob)
         self.sync = BlockSync(self.chain, functools.partial(self.sim.safety.record, self.index),
                               _no_blob)
         self.driver = ConsensusDriver(CHAIN_ID, self.key, view, SignGuard(self.home / GUARD_FILE),
@@ -167,6 +176,7 @@ class SimNode:
     def receive(self, src: int, message) -> None:
         if isinstance(message, (Proposal, Vote)):
             self.carry_out(self.driver.receive(peer_id(src), message))
+            self.most_held = max(self.most_held, self.driver.held_messages())
         elif isinstance(message, Status):
             request = self.sync.on_status(peer_id(src), message)
             if request is not None:
@@ -204,6 +214,8 @@ class SimNode:
         signer = message.proposer if isinstance(message, Proposal) else message.validator
         if signer != self.key.public_key:
             return [message]
+        if self.spec.fault == Fault.ROUND_FLOODER and isinstance(message, Vote):
+            return [message] + self._far_future_votes(message)
         key = message.encode()
         if key not in self._cheats:
             twin = self._conflicting(message)
@@ -215,6 +227,13 @@ class SimNode:
             self._cheats[key] = (twin, set(peers[:half]), set(peers[half:] + peers[:1]))
         twin, first, second = self._cheats[key]
         return [m for m, group in ((message, first), (twin, second)) if dst in group]
+
+    def _far_future_votes(self, vote: Vote) -> list[Vote]:
+        """Votes of this one's kind and height for rounds from 2 to 200 past its own."""
+        body = vote.body
+        rounds = [body.round + 2 + self.sim.rng.randrange(199) for _ in range(FLOOD_VOTES)]
+        self.flood_sent += len(rounds)
+        return [sign_vote(self.key, CHAIN_ID, VoteBody(body.kind, body.height, r, NIL_HASH)) for r in rounds]
 
     def _conflicting(self, message: Proposal | Vote) -> Proposal | Vote | None:
         """The second message a faulty node signs alongside an honest one, if it cheats here."""

@@ -4,7 +4,9 @@ Each run is the node's real consensus driver over real chains (tests/sim/network
 seed draws a scenario (tests/sim/scenarios.py): committees of 1 to 7 (4, sometimes weighted,
 the most often), up to one faulty key (twins, an equivocating proposer, a double voter,
 amnesia), an honest node's crash and restart, drops/delays/duplicates per message type and
-link, partitions that heal by GST, and links that come up late or are replaced.
+link, partitions that heal by GST, and links that come up late or are replaced.  Two more
+faults are played on chosen seeds: a proposer whose clock runs past the allowed drift, and
+a validator flooding votes for far-future rounds.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import sys
 import pytest
 
 from node.consensus.core import Evidence
+from node.consensus.pending import PER_SIGNER
 from tests.sim.chains import ChainDirectory
 from tests.sim.links import LinkFaults, Partition
 from tests.sim.network import Fault, NodeSpec, Scenario, Simulation, cached_signature_checks
@@ -215,3 +218,44 @@ def test_many_more_seeds_are_safe_and_live(chains):
 @pytest.mark.slow
 def test_seven_validators_with_two_faulty_keys_are_safe_and_live(chains):
     assert failures(range(1_000), chains, byzantine_keys=2, validators=7) == []
+
+
+def _with_fault(seed: int, fault: Fault) -> Scenario:
+    """seed's scenario with its one faulty validator given fault instead (and no crash)."""
+    scenario = random_scenario(seed)
+    nodes = tuple(dataclasses.replace(n, fault=fault, crash_at_ms=None) if n.fault != Fault.HONEST else n
+                  for n in scenario.nodes)
+    return dataclasses.replace(scenario, nodes=nodes)
+
+
+def _one_faulty_key(seed: int) -> bool:
+    return sum(n.fault not in (Fault.HONEST, Fault.TWIN) for n in random_scenario(seed).nodes) == 1
+
+
+SINGLE_FAULT_SEEDS = [s for s in range(60) if _one_faulty_key(s)][:6]
+
+
+def test_a_proposer_whose_clock_runs_ahead_never_gets_a_block_in(chains):
+    """Its blocks' times are further ahead of every honest clock than the genesis allows:
+    honest validators prevote nil on them, and the next proposer's block is decided."""
+    proposed = 0
+    for seed in SINGLE_FAULT_SEEDS:
+        outcome = run_scenario(_with_fault(seed, Fault.FAST_CLOCK), chains)
+        assert not outcome.violations and outcome.live, seed
+        fast = {outcome.sim.nodes[i].key.public_key for i, n in enumerate(outcome.sim.scenario.nodes)
+                if n.fault == Fault.FAST_CLOCK}
+        assert fast.isdisjoint(outcome.sim.safety.proposers.values()), seed
+        proposed += len(outcome.sim.safety.proposers)
+    assert proposed > 0
+
+
+def test_a_flood_of_far_future_round_votes_costs_one_slot_and_stops_nothing(chains):
+    for seed in SINGLE_FAULT_SEEDS:
+        outcome = run_scenario(_with_fault(seed, Fault.ROUND_FLOODER), chains)
+        assert not outcome.violations and outcome.live, seed
+        nodes = outcome.sim.nodes
+        assert sum(n.flood_sent for n in nodes) >= 500, seed
+        # a few rounds' votes of each validator, and the next height's buffer: kept in
+        # full, the flood alone puts hundreds in every honest node
+        bound = 8 * len(nodes) + 2 * PER_SIGNER
+        assert max(n.most_held for n in nodes if n.honest) <= bound, seed
