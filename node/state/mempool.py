@@ -4,7 +4,9 @@ A transaction is admitted only if it could become applicable: a valid signature
 for this chain, a nonce not yet used and not too far ahead of the sender's
 committed nonce, at least the genesis's minimum fee, a balance that covers what it
 and the sender's other pending transactions spend (fees, amounts moved out,
-deposits), and room in the pool.  So a key without coins cannot park anything.
+deposits), and room in the pool.  So a key without coins cannot park anything, and
+after each block a sender's latest transactions that its balance no longer covers are
+dropped.
 
 A full pool makes room by evicting the least useful transaction it can: a sender's
 last pending nonce (its earlier nonces stay as they were), one that no block can apply
@@ -251,14 +253,21 @@ class Mempool:
             del self._committed_nonce[sender]
 
     def remove_committed(self, state: StateReader) -> None:
-        """After a block: drop every transaction whose nonce the state has used up."""
+        """After a block: drop every transaction whose nonce the state has used up, and
+        each sender's latest ones that its balance no longer covers (it spent through
+        another node, say), so that nothing unpayable stays parked until it expires."""
         for sender in list(self._by_sender):
-            committed = state.account(sender).nonce
+            account = state.account(sender)
             pending = self._by_sender[sender]
-            for nonce in [n for n in pending if n < committed]:
+            for nonce in [n for n in pending if n < account.nonce]:
                 del self._by_hash[pending.pop(nonce)]
+            spends = 0
+            for nonce in sorted(pending):
+                spends += self._spends(self._by_hash[pending[nonce]].tx)
+                if spends > account.balance:
+                    del self._by_hash[pending.pop(nonce)]
             if pending:
-                self._committed_nonce[sender] = committed
+                self._committed_nonce[sender] = account.nonce
             else:
                 del self._by_sender[sender]
                 del self._committed_nonce[sender]

@@ -257,6 +257,19 @@ def test_remove_committed_drops_used_nonces_and_makes_the_rest_ready():
     assert pool.reap(100) == [transfer(ALICE, 4)]
 
 
+def test_what_a_drained_balance_no_longer_covers_is_dropped_after_the_block():
+    """Alice queues transactions spending 10, 40 and 30 here, then spends 80 through
+    another node: her balance of 20 covers the first, and the rest would only sit in the
+    pool until they expire."""
+    pool = Mempool(100, 1000, ECONOMICS)
+    queued = [transfer(ALICE, 1, amount=9), transfer(ALICE, 2, amount=39), transfer(ALICE, 3, amount=29)]
+    for tx in queued:
+        pool.add(tx, state_with(alice=1), CHAIN_ID)
+    drained = ChainState({account_key(ALICE.public_key): AccountRecord(20, 1, 0).encode()})
+    pool.remove_committed(drained)
+    assert [tx.hash in pool for tx in queued] == [True, False, False]
+
+
 def test_remove_committed_makes_a_replayed_transaction_refusable_again():
     pool, tx = Mempool(100, 1000, ECONOMICS), transfer(ALICE, 0)
     pool.add(tx, state_with(), CHAIN_ID)
