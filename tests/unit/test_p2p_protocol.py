@@ -258,8 +258,8 @@ def test_seen_cache_drops_duplicates_and_forgets_the_oldest():
 
 def test_backoff_doubles_up_to_a_cap():
     delays = [backoff_delay(n) for n in range(1, 10)]
-    assert delays[:3] == [0.5, 1.0, 2.0]
-    assert delays[-1] == 30.0 and backoff_delay(10_000) == 30.0
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert delays[-1] == 5.0 and backoff_delay(10_000) == 5.0
 
 
 def test_a_peer_owes_one_blocks_answer_per_request():
