@@ -36,6 +36,7 @@ from node.types.crypto import SigningKey
 from node.types.proposal import Proposal
 from node.types.votes import Vote
 
+
 class ChainView(Protocol):
     """The chain as consensus needs it (node.state.consensus_chain.ConsensusChain)."""
 
@@ -207,7 +208,7 @@ class ConsensusDriver:
             intake = self.gossip.add(message, self.core.round, sender)
             if intake is Intake.KEPT:
                 self._relay()
-            if intake is Intake.KEPT or intake is Intake.NOT_KEPT:  # a round far ahead still counts toward a skip
+            if intake in (Intake.KEPT, Intake.NOT_KEPT):  # new: a round far ahead still counts toward a skip
                 self._process(self.core.receive(message))
             return intake
         if (self.chain.height < height <= self.chain.height + 2
@@ -264,4 +265,3 @@ class ConsensusDriver:
     def _flush(self) -> list[DriverAction]:
         actions, self._actions = self._actions, []
         return actions
-

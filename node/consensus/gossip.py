@@ -104,4 +104,3 @@ def _message_id(message: Proposal | Vote) -> bytes:
     by key and height.  A proposal's signature covers its block's hash, not the block's
     bytes, so the whole message is hashed."""
     return message.signature if isinstance(message, Vote) else sha256(message.encode())
-

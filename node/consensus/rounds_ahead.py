@@ -52,4 +52,3 @@ class RoundsAhead:
             if 3 * reached > total_power:
                 return round_
         return None
-
