@@ -102,6 +102,7 @@ class PeerNetwork:
         self._hosts = HostLimits(trusted_hosts)
         self._requests = Requests()
         self._seen = SeenCache()
+        self._decoding: set[bytes] = set()  # ids of gossip frames being decoded now
         self._decoder = FrameDecoder()
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
@@ -355,9 +356,17 @@ class PeerNetwork:
             raise Disconnect(f"{name} after the handshake", ban=peer.key)
         if kind is Blocks and not self._requests.answered(peer.key):
             raise Disconnect("unrequested Blocks", ban=peer.key)
-        message = await self._decoder.decode(frame, ban=peer.key)
-        if isinstance(message, GOSSIP_TYPES) and not self._seen.add(message_id(frame)):
-            return  # a copy of a message we already have
+        gossip_id = message_id(frame) if kind in GOSSIP_TYPES else b""
+        if gossip_id:
+            if gossip_id in self._seen or gossip_id in self._decoding:
+                return  # a copy of what we have, or are decoding from another peer: not decoded again
+            self._decoding.add(gossip_id)
+        try:
+            message = await self._decoder.decode(frame, ban=peer.key)
+        finally:
+            self._decoding.discard(gossip_id)
+        if gossip_id:
+            self._seen.add(gossip_id)
         try:
             await self._on_message(peer.key, message)
         except InvalidPeerMessage as exc:

@@ -23,6 +23,10 @@ CLOSE_REASON_BYTES = 120  # a WebSocket close reason holds at most 123 bytes
 # Decoding runs at roughly 10 MB/s: a frame this small holds the loop for a few tens of
 # milliseconds at most, a larger one (up to a second at the frame cap) goes to a thread.
 DECODE_INLINE_BYTES = 256 * 1024
+# Large frames waiting for that thread, all peers together: each waits in memory, so
+# without a bound the node's memory grew with the number of peers sending them
+# (+1 GiB from 64 connections sending maximum-size frames).
+MAX_WAITING_BYTES = 4 * MAX_FRAME_BYTES
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
@@ -63,17 +67,27 @@ def frame_type(frame: bytes, ban: bytes | str) -> type[Record]:
 class FrameDecoder:
     """Decodes peer frames: small ones at once, large ones on one worker thread, so the
     event loop keeps its timers while a frame at the cap decodes, and at most one such
-    decode (of all the peers') runs at a time."""
+    decode (of all the peers') runs at a time.  When MAX_WAITING_BYTES of large frames
+    already wait, the peer that brings another is dropped (not banned: an honest peer
+    relaying a big proposal may meet a flood); it redials, and gets what it lacks again."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_waiting_bytes: int = MAX_WAITING_BYTES) -> None:
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="p2p decode")
+        self.max_waiting_bytes = max_waiting_bytes
+        self.waiting_bytes = 0
 
     async def decode(self, frame: bytes, ban: bytes | str) -> Record:
         try:
             if len(frame) <= DECODE_INLINE_BYTES:
                 return decode_message(frame)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._worker, decode_message, frame)
+            if self.waiting_bytes + len(frame) > self.max_waiting_bytes:
+                raise Disconnect(f"busy: {self.waiting_bytes} bytes of large frames wait to be decoded")
+            self.waiting_bytes += len(frame)
+            try:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._worker, decode_message, frame)
+            finally:
+                self.waiting_bytes -= len(frame)
         except DecodeError as exc:
             raise Disconnect(f"undecodable frame: {exc}", ban=ban) from None
 
