@@ -18,13 +18,15 @@ from node.storage.config import parse_host_port
 
 # Inbound connections per remote host, handshaking or established, and new ones per
 # second.  Trusted hosts (those of the configured peers) get more, still bounded: on a
-# devnet every peer is 127.0.0.1, and restarts make them all redial at once.
+# devnet every peer is 127.0.0.1, and restarts make them all redial at once.  Each
+# connection may hold a frame at the cap being received (about twice its size in
+# buffers): 64 flooding connections from one host took 1 GiB, so a host gets 24 at most.
 HOST_CONNECTIONS = 8
 HOST_CONNECTS_PER_S = 2.0
 HOST_CONNECT_BURST = 8.0
-TRUSTED_HOST_CONNECTIONS = 64
+TRUSTED_HOST_CONNECTIONS = 24
 TRUSTED_HOST_CONNECTS_PER_S = 20.0
-TRUSTED_HOST_CONNECT_BURST = 64.0
+TRUSTED_HOST_CONNECT_BURST = 24.0
 
 
 class HandshakeError(Exception):
