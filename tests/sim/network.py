@@ -17,7 +17,8 @@ both store and guard (an amnesiac node loses its guard as well).
 
 Byzantine behaviour is a property of a node: twins (two nodes with one key, each honest on
 its own), an equivocating proposer, a double voter, amnesia, a clock further ahead than
-block times may be, and a flood of votes for far-future rounds.
+block times may be, a proposer backdating its blocks, and a flood of votes for
+far-future rounds.
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class Fault(enum.Enum):
     DOUBLE_VOTER = "double voter"  # a second vote for another hash to half of the peers
     AMNESIA = "amnesia"  # restarts forgetting its last signed step and its lock
     FAST_CLOCK = "fast clock"  # its clock, and so its blocks' times, run past the allowed drift
+    BACKDATING_PROPOSER = "backdating proposer"  # proposes blocks timed no later than their parent
     ROUND_FLOODER = "round flooder"  # with each vote, signed votes for far-future rounds
 
 
@@ -216,6 +218,8 @@ class SimNode:
             return [message]
         if self.spec.fault == Fault.ROUND_FLOODER and isinstance(message, Vote):
             return [message] + self._far_future_votes(message)
+        if self.spec.fault == Fault.BACKDATING_PROPOSER and isinstance(message, Proposal):
+            return [self._backdated(message)]
         key = message.encode()
         if key not in self._cheats:
             twin = self._conflicting(message)
@@ -227,6 +231,14 @@ class SimNode:
             self._cheats[key] = (twin, set(peers[:half]), set(peers[half:] + peers[:1]))
         twin, first, second = self._cheats[key]
         return [m for m, group in ((message, first), (twin, second)) if dst in group]
+
+    def _backdated(self, proposal: Proposal) -> Proposal:
+        """The proposal with its block timed at its parent's time (the genesis' for the first)."""
+        parent = self.chain.block(proposal.height - 1) if proposal.height > 1 else None
+        header = dataclasses.replace(proposal.block.header,
+                                     time_ms=parent.header.time_ms if parent is not None else 0)
+        return sign_proposal(self.key, CHAIN_ID, proposal.height, proposal.round, proposal.pol_round,
+                             dataclasses.replace(proposal.block, header=header))
 
     def _far_future_votes(self, vote: Vote) -> list[Vote]:
         """Votes of this one's kind and height for rounds from 2 to 200 past its own."""

@@ -4,9 +4,9 @@ Each run is the node's real consensus driver over real chains (tests/sim/network
 seed draws a scenario (tests/sim/scenarios.py): committees of 1 to 7 (4, sometimes weighted,
 the most often), up to one faulty key (twins, an equivocating proposer, a double voter,
 amnesia), an honest node's crash and restart, drops/delays/duplicates per message type and
-link, partitions that heal by GST, and links that come up late or are replaced.  Two more
-faults are played on chosen seeds: a proposer whose clock runs past the allowed drift, and
-a validator flooding votes for far-future rounds.
+link, partitions that heal by GST, and links that come up late or are replaced.  Three more
+faults are played on chosen seeds: a proposer whose clock runs past the allowed drift, one
+that backdates its blocks, and a validator flooding votes for far-future rounds.
 """
 from __future__ import annotations
 
@@ -235,16 +235,18 @@ def _one_faulty_key(seed: int) -> bool:
 SINGLE_FAULT_SEEDS = [s for s in range(60) if _one_faulty_key(s)][:6]
 
 
-def test_a_proposer_whose_clock_runs_ahead_never_gets_a_block_in(chains):
-    """Its blocks' times are further ahead of every honest clock than the genesis allows:
-    honest validators prevote nil on them, and the next proposer's block is decided."""
+@pytest.mark.parametrize("fault", [Fault.FAST_CLOCK, Fault.BACKDATING_PROPOSER])
+def test_a_proposer_that_breaks_the_time_rules_never_gets_a_block_in(fault, chains):
+    """Its blocks are timed further ahead of every honest clock than the genesis allows,
+    or no later than their parent: honest validators prevote nil on them, and the next
+    proposer's block is decided."""
     proposed = 0
     for seed in SINGLE_FAULT_SEEDS:
-        outcome = run_scenario(_with_fault(seed, Fault.FAST_CLOCK), chains)
+        outcome = run_scenario(_with_fault(seed, fault), chains)
         assert not outcome.violations and outcome.live, seed
-        fast = {outcome.sim.nodes[i].key.public_key for i, n in enumerate(outcome.sim.scenario.nodes)
-                if n.fault == Fault.FAST_CLOCK}
-        assert fast.isdisjoint(outcome.sim.safety.proposers.values()), seed
+        faulty = {outcome.sim.nodes[i].key.public_key for i, n in enumerate(outcome.sim.scenario.nodes)
+                  if n.fault == fault}
+        assert faulty.isdisjoint(outcome.sim.safety.proposers.values()), seed
         proposed += len(outcome.sim.safety.proposers)
     assert proposed > 0
 
