@@ -12,6 +12,9 @@ from tests.sim.links import LinkFaults, Partition
 from tests.sim.network import Fault, NodeSpec, Scenario
 
 BYZANTINE_FAULTS = (Fault.TWIN, Fault.EQUIVOCATING_PROPOSER, Fault.DOUBLE_VOTER, Fault.AMNESIA)
+# played on chosen seeds only (tests/sim/test_sim_safety_liveness.py): drawing them here
+# would change the scenario of every seed, and the regression seeds with it
+CHOSEN_FAULTS = (Fault.FAST_CLOCK, Fault.BACKDATING_PROPOSER, Fault.ROUND_FLOODER)
 MESSAGE_TYPES = ("proposal", "prevote", "precommit", "sync")
 COMMITTEE_SIZES = (1, 2, 3, 4, 4, 4, 5, 6, 7)  # 4 the most: the smallest with a faulty key
 

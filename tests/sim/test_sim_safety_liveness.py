@@ -23,7 +23,7 @@ from node.consensus.pending import PER_SIGNER
 from tests.sim.chains import ChainDirectory
 from tests.sim.links import LinkFaults, Partition
 from tests.sim.network import Fault, NodeSpec, Scenario, Simulation, cached_signature_checks
-from tests.sim.scenarios import random_scenario
+from tests.sim.scenarios import CHOSEN_FAULTS, random_scenario
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NEW_HEIGHTS = 2  # every honest node decides this many heights after GST ...
@@ -130,7 +130,7 @@ def test_every_committee_size_and_fault_is_drawn():
     scenarios = [random_scenario(seed) for seed in SEEDS]
     assert {len(s.powers) for s in scenarios} == set(range(1, 8))
     faults = {spec.fault for s in scenarios for spec in s.nodes}
-    assert faults == set(Fault)
+    assert faults == set(Fault) - set(CHOSEN_FAULTS)
     assert sum(1 for s in scenarios if s.late_links) > 500
     assert sum(1 for s in scenarios if s.replaced_links) > 500
     assert sum(1 for s in scenarios if any(n.fault == Fault.HONEST and n.crash_at_ms is not None
