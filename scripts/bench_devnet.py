@@ -40,7 +40,7 @@ from node.types.transactions import Transfer, sign_tx  # noqa: E402
 DEVNET = [sys.executable, str(ROOT / "scripts" / "devnet.py")]
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
@@ -111,7 +111,7 @@ async def _load(urls: list[str], directory: pathlib.Path, senders: int, rate: in
             "finalized": len(latencies),
             "sustained_finalized_tx_per_s": round(len(latencies) / (ended - started), 1),
             "finality_latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
-            "finality_latency_p99_s": round(_percentile(latencies, 0.99), 3) if latencies else None}
+            "finality_latency_p99_s": round(percentile(latencies, 0.99), 3) if latencies else None}
 
 
 async def _sync_speed(urls: list[str], directory: pathlib.Path, port: int) -> dict:

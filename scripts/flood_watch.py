@@ -23,6 +23,7 @@ import time
 import aiohttp
 
 from node.storage.home import read_key_file
+from scripts.bench_devnet import percentile
 from node.types.crypto import SigningKey
 from node.types.transactions import Transfer, sign_tx
 
@@ -235,7 +236,7 @@ class HonestProbe:
         blocks = [b for b in self.blocks if start <= b[0] <= end]
         return {
             "finality_p50_s": round(statistics.median(latencies), 3) if latencies else None,
-            "finality_p99_s": round(_percentile(latencies, 0.99), 3) if latencies else None,
+            "finality_p99_s": round(percentile(latencies, 0.99), 3) if latencies else None,
             "blocks_finalized": len(blocks),
             "honest_submitted": sum(start <= t <= end for t in self.submitted.values()),
             "honest_landed": len(latencies),
@@ -243,11 +244,6 @@ class HonestProbe:
             "honest_rate_limited": sum(start <= t <= end for t in self.rate_limited),
             "work_commitments": sum(b[2] for b in blocks),
         }
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 async def units_by_round(session: aiohttp.ClientSession, url: str, rounds: range,

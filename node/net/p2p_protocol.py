@@ -162,6 +162,28 @@ class TokenBucket:
         return True
 
 
+class TokenBuckets:
+    """A token bucket per key (a host, a client and a kind of request), made on first
+    use; bounded: the buckets of the keys seen least recently are forgotten first."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._buckets: OrderedDict[object, TokenBucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def get(self, key: object, rate_per_s: float, burst: float) -> TokenBucket:
+        """key's bucket; a new one, full, with this rate and burst if it has none."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(rate_per_s, burst)
+            if len(self._buckets) > self.capacity:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key)
+        return bucket
+
+
 class PeerRate:
     """What one peer may send: a number of frames and a number of bytes per second,
     each with its burst (the byte burst must admit one frame of the largest size)."""
@@ -250,9 +272,8 @@ class HostLimits:
         self.per_host = per_host
         self.trusted_per_host = trusted_per_host
         self._rates = {False: (rate_per_s, burst), True: (trusted_rate_per_s, trusted_burst)}
-        self.capacity = capacity
         self._open: dict[str, int] = {}
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._buckets = TokenBuckets(capacity)
 
     def admit(self, host: str, now: float) -> str | None:
         """Count a new connection from host; None, or the one-line reason it is refused."""
@@ -260,7 +281,7 @@ class HostLimits:
         limit = self.trusted_per_host if trusted else self.per_host
         if self._open.get(host, 0) >= limit:
             return f"{limit} connections from {host} already"
-        if not self._bucket(host, trusted).allow(now):
+        if not self._buckets.get(host, *self._rates[trusted]).allow(now):
             return f"too many new connections from {host}; try again later"
         self._open[host] = self._open.get(host, 0) + 1
         return None
@@ -272,14 +293,6 @@ class HostLimits:
         else:
             self._open[host] -= 1
 
-    def _bucket(self, host: str, trusted: bool) -> TokenBucket:
-        bucket = self._buckets.get(host)
-        if bucket is None:
-            bucket = self._buckets[host] = TokenBucket(*self._rates[trusted])
-            if len(self._buckets) > self.capacity:
-                self._buckets.popitem(last=False)
-        self._buckets.move_to_end(host)
-        return bucket
 
 
 class SeenCache:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import OrderedDict
 
-from node.net.p2p_protocol import TokenBucket
+from node.net.p2p_protocol import TokenBuckets
 
 MAX_CLIENTS = 10_000
 
@@ -40,8 +39,7 @@ LIMITS = {
 class RateLimits:
     def __init__(self, limits: dict[str, Limit] = LIMITS, max_clients: int = MAX_CLIENTS):
         self.limits = limits
-        self.max_clients = max_clients
-        self._buckets: OrderedDict[tuple[str, str], TokenBucket] = OrderedDict()
+        self._buckets = TokenBuckets(max_clients)
 
     def __len__(self) -> int:
         """(client, kind) buckets held."""
@@ -51,12 +49,7 @@ class RateLimits:
         """None if client may make a request of kind now (and count it), else the seconds
         until it may."""
         limit = self.limits[kind]
-        bucket = self._buckets.get((client, kind))
-        if bucket is None:
-            bucket = self._buckets[(client, kind)] = TokenBucket(limit.per_s, limit.burst)
-            if len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
-        self._buckets.move_to_end((client, kind))
+        bucket = self._buckets.get((client, kind), limit.per_s, limit.burst)
         if bucket.allow(now):
             return None
         return (1 - bucket.tokens) / limit.per_s
