@@ -38,7 +38,7 @@ from node.rpc.status import NodeStatus
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
 from node.storage.config import parse_host_port
-from node.types.transactions import DoubleSignEvidence, FraudProof, SignedTx, sign_tx
+from node.types.transactions import DoubleSignEvidence, FraudProof, SignedTx, Transfer, sign_tx
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.backends import backend_named
 from node.uPoW.fraud_question import FraudQuestion
@@ -166,9 +166,10 @@ class Node:
             return
         self._sign_and_queue(proof, shows_fraud)
 
-    def _sign_and_queue(self, payload, shows_fraud: bool | None = None) -> None:
+    def _sign_and_queue(self, payload, shows_fraud: bool | None = None, nonce: int | None = None) -> None:
         me = self.key.public_key
-        nonce = self.mempool.next_nonce(me, self.chain.state.account(me).nonce)
+        if nonce is None:
+            nonce = self.mempool.next_nonce(me, self.chain.state.account(me).nonce)
         tx = sign_tx(self.key, self.genesis.chain_id, nonce, payload, self.genesis.economics.min_tx_fee)
         try:
             self.mempool.add(tx, self.chain.state, self.genesis.chain_id, shows_fraud, own=True)
@@ -207,11 +208,22 @@ class Node:
         expired = self.mempool.expire(self.chain.height)
         if expired:
             log.info("dropped %d transactions that waited %d blocks", expired, EXPIRY_BLOCKS)
+        self._fill_own_nonce_gaps()
         self.work.on_block()
         self.metrics.set("uponode_height", self.chain.height)
         self.metrics.inc("uponode_blocks_finalized_total")
         log.info("finalized height %d %s with %d txs", block.header.height,
                  block.hash.hex()[:16], len(block.txs))
+
+    def _fill_own_nonce_gaps(self) -> None:
+        """A transaction of ours that no block will take (a fraud proof another prover beat,
+        say) leaves a gap that holds back our later ones, audit reports among them: fill
+        each gap with a transfer of 1 to ourselves, which costs only its fee."""
+        me = self.key.public_key
+        for nonce in self.mempool.gaps(me, self.chain.state.account(me).nonce):
+            log.info("our transaction with nonce %d was dropped; filling its place so that our "
+                     "later ones can be included", nonce)
+            self._sign_and_queue(Transfer(to=me, amount=1), nonce=nonce)
 
     def _cancel_timers(self) -> None:
         for timer in self._timers:

@@ -77,6 +77,11 @@ def _is_fraud_proof(tx: SignedTx) -> bool:
     return isinstance(tx.body.payload, FraudProof)
 
 
+def _proves_proven_unit(tx: SignedTx, state: StateReader) -> bool:
+    proof = tx.body.payload
+    return isinstance(proof, FraudProof) and state.fraud_record(proof.round, proof.miner, proof.unit) is not None
+
+
 class Mempool:
     def __init__(self, max_txs: int, max_tx_bytes: int, economics: EconomicsConfig):
         self.max_txs = max_txs
@@ -207,6 +212,12 @@ class Mempool:
             nonce += 1
         return nonce
 
+    def gaps(self, sender: bytes, committed: int) -> list[int]:
+        """The nonces missing before sender's last pending transaction (from its committed
+        nonce on): what holds its later transactions back from every block."""
+        pending = self._by_sender.get(sender, {})
+        return [n for n in range(committed, max(pending, default=committed)) if n not in pending]
+
     def reap(self, max_txs: int) -> list[SignedTx]:
         """Up to max_txs transactions a block can apply in order, without removing them;
         at most FRAUD_PROOFS_PER_BLOCK of them fraud proofs (a sender's run stops at a
@@ -253,13 +264,17 @@ class Mempool:
             del self._committed_nonce[sender]
 
     def remove_committed(self, state: StateReader) -> None:
-        """After a block: drop every transaction whose nonce the state has used up, and
-        each sender's latest ones that its balance no longer covers (it spent through
-        another node, say), so that nothing unpayable stays parked until it expires."""
+        """After a block: drop every transaction whose nonce the state has used up, each
+        fraud proof of a unit the state already records as proven (another prover was
+        first; no block can take it), and each sender's latest transactions that its
+        balance no longer covers (it spent through another node, say), so that nothing
+        unpayable stays parked until it expires.  Every node drops the same proofs at the
+        same height, so the sender's next transaction at that nonce finds room anywhere."""
         for sender in list(self._by_sender):
             account = state.account(sender)
             pending = self._by_sender[sender]
-            for nonce in [n for n in pending if n < account.nonce]:
+            for nonce in [n for n in pending if n < account.nonce or _proves_proven_unit(
+                    self._by_hash[pending[n]].tx, state)]:
                 del self._by_hash[pending.pop(nonce)]
             spends = 0
             for nonce in sorted(pending):

@@ -5,7 +5,7 @@ import pytest
 
 from node.state.chain_state import ChainState
 from node.state.mempool import Mempool, MempoolError
-from node.state.records import AccountRecord, account_key
+from node.state.records import AccountRecord, FraudRecord, account_key, fraud_key
 from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK
 from node.types.crypto import SigningKey, sha256
 from node.types.transactions import FraudProof, SignedTx, sign_tx
@@ -87,3 +87,22 @@ def test_a_fraud_proof_finds_room_in_a_pool_full_of_transfers():
     pool.add(proof(KEYS[0], 0), state, CHAIN_ID, shows_fraud=True)
     assert len(pool) == 2 and transfers[1].hash not in pool
     assert pool.reap(10)[0] == proof(KEYS[0], 0)
+
+
+def test_a_proof_of_a_unit_another_prover_proved_is_dropped_after_the_block_leaving_a_gap():
+    """Two provers race; the block takes one.  The loser's proof can never be included,
+    and its later transactions (its audit reports) would wait behind it for good: every
+    pool drops it at that block, and gaps names the nonce its sender must fill."""
+    pool, state = Mempool(10, 1000, ECONOMICS), accounts([ALICE])
+    pool.add(proof(ALICE, 0), state, CHAIN_ID, shows_fraud=True)
+    later = transfer(ALICE, 1)
+    pool.add(later, state, CHAIN_ID)
+    pool.remove_committed(state)
+    assert len(pool) == 2 and pool.gaps(ALICE.public_key, 0) == []
+    proven = ChainState({**state.entries, fraud_key(0, TO, 0): FraudRecord(KEYS[0].public_key, 0).encode()})
+    pool.remove_committed(proven)
+    assert proof(ALICE, 0).hash not in pool and later.hash in pool
+    assert pool.reap(10) == [] and pool.gaps(ALICE.public_key, 0) == [0]
+    filler = transfer(ALICE, 0)
+    pool.add(filler, proven, CHAIN_ID)
+    assert pool.gaps(ALICE.public_key, 0) == [] and pool.reap(10) == [filler, later]
