@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import dataclasses
 import multiprocessing
 import os
 import pathlib
+import signal
+import sys
 import threading
 import time
 from typing import Callable, TypeVar
@@ -167,21 +170,34 @@ _Result = TypeVar("_Result")
 
 
 PARENT_CHECK_S = 1.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _exit_with(parent: int) -> None:
-    """End this worker once its node is gone: a node killed with SIGKILL cannot shut the
-    pool down, and its worker would otherwise wait on the call queue for good."""
     while os.getppid() == parent:
         time.sleep(PARENT_CHECK_S)
     os._exit(0)
 
 
-def _init_worker(genesis_path: str, blob_root: str, backend: str,
+def _die_with(parent: int) -> None:
+    """End this worker once its node is gone, however it went: a node killed with SIGKILL
+    cannot shut the pool down, and its worker would otherwise wait on the call queue for
+    good (or train on for minutes)."""
+    if sys.platform == "linux":
+        # the kernel kills us with the node, even inside a kernel that holds the GIL.  It
+        # watches the thread that spawned us: the one that made the ComputeWorker, the
+        # node's main thread
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the node died before prctl
+        os._exit(0)
+    # elsewhere, and should prctl fail: look between kernel calls
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="exit-with-node").start()
+
+
+def _init_worker(parent: int, genesis_path: str, blob_root: str, backend: str,
                  unit_trainer: UnitTrainer) -> None:
     global _compute
-    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True,
-                     name="exit-with-node").start()
+    _die_with(parent)
     _compute = UnitCompute(load_genesis(genesis_path), BlobStore(pathlib.Path(blob_root)),
                            backend_named(backend), unit_trainer)
 
@@ -204,7 +220,7 @@ class ComputeWorker:
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(str(genesis_path), str(blob_root), backend, unit_trainer))
+            initargs=(os.getpid(), str(genesis_path), str(blob_root), backend, unit_trainer))
         # a process starts (imports, kernels) in seconds: not at the first call, which may be
         # a restarted miner's answer to a challenge, due within the audit window
         self._pool.submit(_nothing)
@@ -241,4 +257,9 @@ class ComputeWorker:
         return await self._run(UnitCompute.confirm_fraud, question)
 
     def close(self) -> None:
+        """Stop the worker now, even mid-unit: the pool's own shutdown lets the running call
+        end first, and the node's exit waits for it (minutes for a unit)."""
+        processes = list((self._pool._processes or {}).values())  # no public way before 3.14
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
