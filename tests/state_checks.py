@@ -3,7 +3,8 @@ from typing import Iterable
 
 from node.state.chain_state import ChainState
 from node.state.records import ACCOUNT_PREFIX, AccountRecord, Supply
-from node.types.merkle import leaf_hash, root_of_leaf_hashes
+from node.types.merkle import leaf_hash, node_hash
+from node.types.crypto import sha256
 
 
 def total_holdings(state: ChainState) -> int:
@@ -18,6 +19,19 @@ def expected_total(supply: Supply) -> int:
 
 
 def state_digest(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The state root over (key, value) entries, from scratch: the Merkle root over
-    length-prefixed key and value, in key order."""
-    return root_of_leaf_hashes([leaf_hash(len(k).to_bytes(2, "big") + k + v) for k, v in sorted(entries)])
+    """The state root over (key, value) entries, from scratch: the compact sparse Merkle
+    tree over SHA-256 of each key (zeros for an empty subtree, an entry's leaf hash for
+    a subtree holding only it), split by one path bit at a time."""
+    leaves = sorted((format(int.from_bytes(sha256(k), "big"), "0256b"), leaf_hash(len(k).to_bytes(2, "big") + k + v))
+                    for k, v in entries)
+    return _subtree(leaves, 0)
+
+
+def _subtree(leaves: list[tuple[str, bytes]], depth: int) -> bytes:
+    if not leaves:
+        return bytes(32)
+    if len(leaves) == 1:
+        return leaves[0][1]
+    left = [leaf for leaf in leaves if leaf[0][depth] == "0"]
+    right = [leaf for leaf in leaves if leaf[0][depth] == "1"]
+    return node_hash(_subtree(left, depth + 1), _subtree(right, depth + 1))

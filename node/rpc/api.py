@@ -30,6 +30,7 @@ from node.types.blocks import Block, BlockHeader, CommitCertificate, RoundClose
 from node.state.chain import Chain
 from node.types.codec import DecodeError, Reader, Record
 from node.state.mempool import Mempool, MempoolError
+from node.state.records import account_key
 from node.rpc.metrics import CONTENT_TYPE, Metrics
 from node.rpc.rate_limit import RateLimits, retry_header
 from node.rpc.rounds_view import round_view
@@ -250,12 +251,21 @@ async def _admit(api: NodeAPI,
 
 async def _account(api: NodeAPI, request: web.Request) -> web.Response:
     address = _address(request.match_info["address"])
+    wants_proof = request.query.get("proof", "0")
+    if wants_proof not in ("0", "1"):
+        raise _ClientError(400, f"proof must be 0 or 1, got {_quoted(wants_proof)}")
     account = api.chain.state.account(address)
-    return web.json_response({
-        "address": address.hex(), "balance": account.balance, "nonce": account.nonce,
-        "bond": account.bond,
-        # the nonce to sign a new transaction with, counting those already pending
-        "pending_nonce": api.mempool.next_nonce(address, account.nonce)})
+    reply = {"address": address.hex(), "balance": account.balance, "nonce": account.nonce,
+             "bond": account.bond,
+             # the nonce to sign a new transaction with, counting those already pending
+             "pending_nonce": api.mempool.next_nonce(address, account.nonce)}
+    if wants_proof == "1":
+        # against the state root in the header at this height; an account never
+        # written is proven absent (its balance, nonce and bond are zero)
+        head = api.chain.head
+        reply["proof"] = {"height": head.height, "state_root": head.state_root.hex(),
+                          **api.chain.state.prove(account_key(address)).to_json()}
+    return web.json_response(reply)
 
 
 def _round_close(chain: Chain, schedule: RoundSchedule, round_: int) -> RoundClose | None:

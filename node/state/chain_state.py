@@ -1,25 +1,22 @@
 """The committed chain state: its entries and the root over them.
 
-The root is the Merkle root over (key, value) pairs in key order, so every node
-computes the same root from the same entries.  Each entry's leaf hash is kept, so
-a block rehashes only the entries it changes.  The keys are also kept in order, so
-reading one kind of entry (a round's commitments, say) costs what it returns, not the
-size of the state.
+The root is the root of a sparse Merkle tree over the entries (node.state.state_tree),
+so every node computes the same root from the same entries, a block rehashes only
+the paths of the entries it changes, and any entry can be proven to a light client.
+The keys are also kept in order, so reading one kind of entry (a round's
+commitments, say) costs what it returns, not the size of the state.
 """
 from __future__ import annotations
 
-import bisect
+from sortedcontainers import SortedList
 
 from node.state.reader import R, StateReader
+from node.state.state_tree import StateTree
 from node.state.records import (COMMITTEE_KEY, MODEL_KEY, SUPPLY_KEY, UNMEASURED_LOSS, AccountRecord,
                                 Committee, ModelRecord, Supply, account_key)
 from node.types.blocks import CommitteeMember
 from node.types.genesis import Genesis
-from node.types.merkle import leaf_hash, root_of_leaf_hashes
-
-
-def _entry_hash(key: bytes, value: bytes) -> bytes:
-    return leaf_hash(len(key).to_bytes(2, "big") + key + value)
+from node.types.state_proof import StateProof
 
 
 class ChainState(StateReader):
@@ -27,8 +24,11 @@ class ChainState(StateReader):
 
     def __init__(self, entries: dict[bytes, bytes]):
         self.entries = dict(entries)
-        self._hashes = {k: _entry_hash(k, v) for k, v in self.entries.items()}
-        self._sorted_keys = sorted(self.entries)
+        self._tree = StateTree.of(self.entries.items())
+        self._sorted_keys = SortedList(self.entries)
+        # the tree root_after last computed, and from what: a block's writes are checked
+        # before they are applied, so applying them need not hash their paths again
+        self._after: tuple[StateTree, dict, StateTree] | None = None
 
     @classmethod
     def from_genesis(cls, genesis: Genesis, model_root: bytes) -> ChainState:
@@ -52,8 +52,7 @@ class ChainState(StateReader):
 
     def keys(self, prefix: bytes, length: int) -> list[bytes]:
         found = []
-        for index in range(bisect.bisect_left(self._sorted_keys, prefix), len(self._sorted_keys)):
-            key = self._sorted_keys[index]
+        for key in self._sorted_keys.irange(minimum=prefix):
             if not key.startswith(prefix):
                 break
             if len(key) == length:
@@ -61,26 +60,30 @@ class ChainState(StateReader):
         return found
 
     def root(self) -> bytes:
-        return self.root_after({})
+        return self._tree.root
 
     def root_after(self, writes: dict[bytes, bytes | None]) -> bytes:
         """The root this state would have with writes applied (None deletes)."""
-        hashes = dict(self._hashes)
-        for key, value in writes.items():
-            if value is None:
-                hashes.pop(key, None)
-            else:
-                hashes[key] = _entry_hash(key, value)
-        return root_of_leaf_hashes([hashes[k] for k in sorted(hashes)])
+        return self._tree_after(writes).root
+
+    def _tree_after(self, writes: dict[bytes, bytes | None]) -> StateTree:
+        if self._after is not None and self._after[0] is self._tree and self._after[1] == writes:
+            return self._after[2]
+        tree = self._tree.with_writes(writes)
+        self._after = (self._tree, dict(writes), tree)
+        return tree
+
+    def prove(self, key: bytes) -> StateProof:
+        """A proof of key's entry (or of its absence) against root()."""
+        return self._tree.prove(key, self.entries.__getitem__)
 
     def apply_writes(self, writes: dict[bytes, bytes | None]) -> None:
+        self._tree = self._tree_after(writes)
         for key, value in writes.items():
             if value is None:
                 if self.entries.pop(key, None) is not None:
-                    del self._sorted_keys[bisect.bisect_left(self._sorted_keys, key)]
-                self._hashes.pop(key, None)
+                    self._sorted_keys.remove(key)
             else:
                 if key not in self.entries:
-                    bisect.insort(self._sorted_keys, key)
+                    self._sorted_keys.add(key)
                 self.entries[key] = value
-                self._hashes[key] = _entry_hash(key, value)

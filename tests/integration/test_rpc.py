@@ -33,6 +33,8 @@ from node.rpc.rate_limit import LIMITS, Limit, RateLimits
 from node.rpc.status import NodeStatus
 from node.storage.blobstore import QUARANTINE, BlobStore
 from node.storage.chainstore import ChainStore
+from node.state.records import AccountRecord, account_key
+from node.types.state_proof import StateProof, verify_state_proof
 from node.types.transactions import Bond, RegisterMiner, SignedTx, Transfer, WorkCommitment, sign_tx
 from node.uPoW.assignment import assign_unit
 from node.uPoW.oracle import KERNEL_VERSION
@@ -292,6 +294,32 @@ async def test_unknown_account_is_all_zeros(client):
     async with client.get("/accounts/" + "ab" * 32) as reply:
         assert await reply.json() == {"address": "ab" * 32, "balance": 0, "nonce": 0, "bond": 0,
                                       "pending_nonce": 0}
+
+
+@pytest.mark.parametrize("address", [USER.public_key.hex(), "ab" * 32])
+async def test_an_account_comes_with_a_proof_against_the_header_s_state_root(client, chain, address):
+    """A light client checks the reply against a header it trusts: the account's record,
+    or its absence for an account never written (all zeros)."""
+    async with client.get(f"/accounts/{address}?proof=1") as reply:
+        assert reply.status == 200
+        body = await reply.json()
+    proof = StateProof.from_json(body["proof"])
+    header = chain.block(body["proof"]["height"]).header
+    assert body["proof"]["state_root"] == header.state_root.hex()
+    key = account_key(bytes.fromhex(address))
+    value = chain.state.entries.get(key)
+    assert (value is None) == (address != USER.public_key.hex())
+    assert verify_state_proof(header.state_root, key, value, proof)
+    if value is not None:
+        assert AccountRecord.decode(value) == AccountRecord(body["balance"], body["nonce"], body["bond"])
+    # the same proof does not vouch for another balance
+    forged = AccountRecord(body["balance"] + 1, body["nonce"], body["bond"]).encode()
+    assert not verify_state_proof(header.state_root, key, forged, proof)
+
+
+@pytest.mark.parametrize("value", ["yes", "2", "", "1" * 50])
+async def test_account_bad_proof_flag(client, value):
+    await expect_error(await client.get(f"/accounts/{USER.public_key.hex()}?proof={value}"), 400, "proof must be")
 
 
 @pytest.mark.parametrize("address", ["ab" * 31, "ab" * 33, "zz" * 32, "ab" * 31 + "a", "-"])
