@@ -29,6 +29,8 @@ from node.consensus.guard import SignGuard
 from node.types.proposal import Proposal
 from node.storage.home import GENESIS_FILE, NodeHome
 from node.state.mempool import EXPIRY_BLOCKS, Mempool, MempoolError
+from node.state.snapshot_store import SnapshotStore
+from node.verify.state_sync import StateSync
 from node.rpc.metrics import Metrics
 from node.net.p2p import InvalidPeerMessage, PeerNetwork
 from node.work.fraud_intake import FraudIntake
@@ -42,6 +44,7 @@ from node.types.transactions import DoubleSignEvidence, FraudProof, SignedTx, Tr
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.backends import backend_named
 from node.uPoW.fraud_question import FraudQuestion
+from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker, UnitTrainer
 from node.uPoW.work import train_unit
 from node.uPoW.work_oracle import BlobWorkOracle
@@ -52,6 +55,7 @@ log = logging.getLogger("uponode.node")
 STATUS_INTERVAL_S = 1.0  # also how often consensus re-gossips what peers lack
 MEMPOOL_TXS = 20_000
 GUARD_FILE = "sign_guard"
+SNAPSHOTS_FILE = "snapshots.json"
 # Tendermint's defaults: timeouts only matter when a round fails, and they must leave
 # a loaded node time to build, send and check a full block
 TIMEOUTS = TimeoutConfig(propose_ms=3000, prevote_ms=1000, precommit_ms=1000, delta_ms=500)
@@ -59,12 +63,14 @@ TIMEOUTS = TimeoutConfig(propose_ms=3000, prevote_ms=1000, precommit_ms=1000, de
 
 class Node:
     def __init__(self, home: NodeHome, listen: str, peers: tuple[str, ...], mine: bool = True,
-                 backend: str = "cpu", unit_trainer: UnitTrainer = train_unit):
+                 backend: str = "cpu", unit_trainer: UnitTrainer = train_unit, state_sync: bool = False):
         self.home = home
         self.mine = mine
+        self.state_sync = state_sync  # begin an empty home from a peer's snapshot
         self.backend = backend  # where training, replays and round closes compute
         self.unit_trainer = unit_trainer  # how the compute worker trains a unit
         self.genesis = home.genesis
+        self.schedule = RoundSchedule.from_genesis(self.genesis)
         self.key = home.key
         self.listen = listen
         self.peer_addresses = peers
@@ -72,6 +78,7 @@ class Node:
         self.chain: Chain | None = None
         self.mempool = Mempool(MEMPOOL_TXS, self.genesis.consensus.max_tx_bytes, self.genesis.economics)
         self.metrics = Metrics()
+        home.data_dir.mkdir(exist_ok=True)  # a home whose chain was deleted begins a new one
         self.guard = SignGuard(home.data_dir / GUARD_FILE)
         self.driver: ConsensusDriver | None = None
         self.sync: BlockSync | None = None
@@ -87,12 +94,16 @@ class Node:
                                      replay_elsewhere=self._replay_soon)
         self.work: RoundWork | None = None
         self.intake: FraudIntake | None = None
+        self.snapshots = SnapshotStore(home.data_dir / SNAPSHOTS_FILE, self.blobs)
+        self._snapshotting: asyncio.Task | None = None
 
     # -- lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
         self.store = ChainStore.open(self.home.data_dir / "chain")
         try:
+            if self.state_sync:
+                await self._state_sync()
             self.chain = Chain(self.genesis, self.store, self.oracle)
             log.info("chain %s at height %d; training, replays and round closes on the %s "
                      "backend", self.genesis.chain_id, self.chain.height, self.backend)
@@ -104,7 +115,7 @@ class Node:
             self.intake = FraudIntake(self.chain, self.mempool, self.oracle, worker, self.work.fetch)
             api = NodeAPI(chain=self.chain, mempool=self.mempool, metrics=self.metrics,
                           node_status=self._node_status, on_tx=self._gossip_tx, blobs=self.blobs,
-                          admit_fraud_proof=self.intake.admit)
+                          admit_fraud_proof=self.intake.admit, snapshots=lambda: self.snapshots.kept)
             view = ConsensusChain(self.chain, self.mempool, self.key.public_key,
                                   lambda: int(time.time() * 1000), self.work.fetch_soon)
             self.sync = BlockSync(self.chain, self._after_finalize, self.work.fetch_soon)
@@ -130,12 +141,31 @@ class Node:
                 self._cancel_timers()
                 self.intake.close()
                 self.work.close()
+                if self._snapshotting is not None:
+                    await asyncio.wait([self._snapshotting])  # a snapshot half written is not kept
                 worker.close()
                 await fetcher.close()
                 await self.network.close()
                 await runner.cleanup()
         finally:
             self.store.close()
+
+    async def _state_sync(self) -> None:
+        head = self.store.head()
+        if head is not None:
+            log.info("--state-sync: this home already holds the chain to height %d; going on from there",
+                     head.height)
+            return
+        await StateSync(self.genesis, self.store, self.blobs, list(self.peer_addresses)).run()
+
+    def _snapshot_soon(self, block: Block) -> None:
+        """At a round's close, keep the state as a snapshot for nodes that state-sync: the
+        entries copied here, the encoding and writing off the loop."""
+        if self.sync.syncing or self._snapshotting is not None and not self._snapshotting.done():
+            return
+        state = self.chain.state
+        self._snapshotting = asyncio.create_task(asyncio.to_thread(
+            self.snapshots.take, dict(state.entries), state.tree, block.header.height, block.hash))
 
     def _head(self) -> tuple[int, bytes]:
         return self.chain.height, self.chain.head.block_hash
@@ -209,6 +239,8 @@ class Node:
         if expired:
             log.info("dropped %d transactions that waited %d blocks", expired, EXPIRY_BLOCKS)
         self._fill_own_nonce_gaps()
+        if self.schedule.is_close(block.header.height):
+            self._snapshot_soon(block)
         self.work.on_block()
         self.metrics.set("uponode_height", self.chain.height)
         self.metrics.inc("uponode_blocks_finalized_total")

@@ -10,7 +10,9 @@ Starts a devnet (scripts/devnet.py) with funded sender accounts, then:
 2. sustained throughput: finalized transfers per second over the load window;
 3. block sync: on a second devnet that makes empty blocks fast (10 ms apart), a
    fresh non-validator node joins once --sync-blocks exist and syncs them all from
-   genesis; blocks per second from its first answer to reaching the head.
+   genesis; blocks per second from its first answer to reaching the head;
+4. state sync: then another fresh node joins with --state-sync (a snapshot, the chain's
+   commits checked from genesis, then block sync); seconds to reach the head.
 Prints one JSON object per line and stops everything it started.
 """
 from __future__ import annotations
@@ -114,8 +116,8 @@ async def _load(urls: list[str], directory: pathlib.Path, senders: int, rate: in
             "finality_latency_p99_s": round(percentile(latencies, 0.99), 3) if latencies else None}
 
 
-async def _sync_speed(urls: list[str], directory: pathlib.Path, port: int) -> dict:
-    home = directory / "late"
+async def _sync_speed(urls: list[str], directory: pathlib.Path, port: int, state_sync: bool) -> dict:
+    home = directory / ("late-state-sync" if state_sync else "late")
     home.mkdir()
     (home / "config.toml").write_text(render_config(NodeConfig(
         listen=f"127.0.0.1:{port}", peers=tuple(u.removeprefix("http://") for u in urls))))
@@ -124,7 +126,8 @@ async def _sync_speed(urls: list[str], directory: pathlib.Path, port: int) -> di
         head = (await _status(session, urls[0]))["height"]
         log = open(home / "node.log", "ab")
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "node.cli", "start", "--home", str(home)],
+        process = subprocess.Popen([sys.executable, "-m", "node.cli", "start", "--home", str(home),
+                                    *(["--state-sync"] if state_sync else [])],
                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
@@ -143,7 +146,7 @@ async def _sync_speed(urls: list[str], directory: pathlib.Path, port: int) -> di
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
             log.close()
-    return {"bench": "block_sync", "blocks": head, "seconds_from_process_start": round(ended - started, 2),
+    return {"bench": "state_sync" if state_sync else "block_sync", "blocks": head, "seconds_from_process_start": round(ended - started, 2),
             "blocks_per_s_from_first_answer": round(head / max(ended - answered, 1e-9), 1)}
 
 
@@ -162,8 +165,9 @@ def main() -> None:
                                                 args.seconds))), flush=True)
         with _devnet(pathlib.Path(tmp) / "sync", args, 0, 10) as (directory, urls):
             _wait_for_height(urls[0], args.sync_blocks)
-            port = args.base_port + args.validators + 1
-            print(json.dumps(asyncio.run(_sync_speed(urls, directory, port))), flush=True)
+            for offset, state_sync in ((1, False), (2, True)):
+                port = args.base_port + args.validators + offset
+                print(json.dumps(asyncio.run(_sync_speed(urls, directory, port, state_sync))), flush=True)
 
 
 def _wait_for_height(url: str, height: int) -> None:

@@ -29,10 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a peer to connect to (repeatable; replaces the config's peers)")
     parser.add_argument("--listen", metavar="HOST:PORT",
                         help="address of the HTTP and peer server (default: the config's)")
+    parser.add_argument("--state-sync", action="store_true",
+                        help="begin an empty home from a peer's recent snapshot, checked against "
+                             "the chain's commits from genesis, instead of replaying every block")
 
 
 def run(args: argparse.Namespace, build_node: Callable[..., FullNode]) -> int:
-    """Run the full node that build_node(home, listen, peers, mine=, backend=) wires."""
+    """Run the full node that build_node(home, listen, peers, mine=, backend=, state_sync=) wires."""
     from node.storage.home import load_home
     if args.gpu:
         from node.uPoW.backends import backend_for
@@ -40,11 +43,17 @@ def run(args: argparse.Namespace, build_node: Callable[..., FullNode]) -> int:
     home = load_home(pathlib.Path(args.home))
     listen = address_argument(args.listen, "--listen") if args.listen else home.config.listen
     peers = tuple(address_argument(p, "--peer") for p in args.peer) if args.peer else home.config.peers
+    if args.state_sync and not peers:
+        raise CommandError("--state-sync needs a peer to take the snapshot from (--peer HOST:PORT, "
+                           "or peers in the config)")
     log_to_stderr()
     node = build_node(home, listen, peers, mine=home.config.mine and not args.no_mine,
-                      backend="cuda" if args.gpu else "cpu")
+                      backend="cuda" if args.gpu else "cpu", state_sync=args.state_sync)
+    from node.storage.chainstore import StoreError
     try:
         run_until_signalled(node.run)
+    except StoreError as exc:  # the chain's store is locked, missing or corrupted
+        raise CommandError(str(exc)) from None
     except OSError as exc:
         raise CommandError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     return 0

@@ -31,6 +31,7 @@ from node.state.chain import Chain
 from node.types.codec import DecodeError, Reader, Record
 from node.state.mempool import Mempool, MempoolError
 from node.state.records import account_key
+from node.state.snapshot_store import SnapshotRef
 from node.rpc.metrics import CONTENT_TYPE, Metrics
 from node.rpc.rate_limit import RateLimits, retry_header
 from node.rpc.rounds_view import round_view
@@ -61,6 +62,8 @@ class NodeAPI:
     # puts a fraud proof in the mempool once its replay is decided (with its start
     # checkpoint, if sent), or raises MempoolError
     admit_fraud_proof: Callable[[SignedTx, bytes | None], Awaitable[None]]
+    # the snapshots this node keeps for state sync, oldest first
+    snapshots: Callable[[], list[SnapshotRef]] = list
 
 
 class _ClientError(Exception):
@@ -163,8 +166,9 @@ async def _status(api: NodeAPI, request: web.Request) -> web.Response:
 
 async def _block(api: NodeAPI, request: web.Request) -> web.Response:
     height = _height(request.match_info["height"], "height")
-    if not 1 <= height <= api.chain.height:
-        raise _ClientError(404, f"no block at height {height} (blocks are 1..{api.chain.height})")
+    if not api.chain.base <= height <= api.chain.height:
+        raise _ClientError(404, f"no block at height {height} (this node keeps blocks "
+                                f"{api.chain.base}..{api.chain.height})")
     raw = api.chain.encoded_block(height)
     block = Block.decode(raw)
     return web.json_response({
@@ -186,6 +190,9 @@ async def _headers(api: NodeAPI, request: web.Request) -> web.Response:
         raise _ClientError(400, "from must be 1 or more (genesis has no header)")
     if last < first:
         raise _ClientError(400, f"to ({last}) is below from ({first})")
+    if first < api.chain.base:
+        raise _ClientError(404, f"this node keeps headers from height {api.chain.base} (it began "
+                                f"from a snapshot there)")
     if "to" in request.query and last - first + 1 > MAX_HEADERS:
         raise _ClientError(400, f"{last - first + 1} headers asked for, at most {MAX_HEADERS} "
                                 f"per request")
@@ -268,6 +275,11 @@ async def _account(api: NodeAPI, request: web.Request) -> web.Response:
     return web.json_response(reply)
 
 
+async def _snapshots(api: NodeAPI, request: web.Request) -> web.Response:
+    """The snapshots kept, the newest first: their chunks and manifests are blobs."""
+    return web.json_response({"snapshots": [ref.to_json() for ref in reversed(api.snapshots())]})
+
+
 def _round_close(chain: Chain, schedule: RoundSchedule, round_: int) -> RoundClose | None:
     """What round_'s closing block decided; None while it is not finalized."""
     if chain.height < schedule.close_height(round_):
@@ -283,6 +295,9 @@ async def _round(api: NodeAPI, request: web.Request) -> web.Response:
     if schedule.start_height(round_) > chain.height:
         raise _ClientError(404, f"round {round_} has not started (the chain is at height "
                                 f"{chain.height}, in round {schedule.round_of(chain.height + 1)})")
+    if schedule.close_height(round_) < chain.base <= chain.height:
+        raise _ClientError(404, f"round {round_} closed at height {schedule.close_height(round_)}, before "
+                                f"the first block this node keeps ({chain.base})")
     state = chain.state
     commitments = state.round_commitments(round_)
     frauds = {(miner, unit): fraud for miner, unit, _ in commitments
@@ -341,6 +356,7 @@ def rpc_routes(api: NodeAPI, limits: RateLimits | None = None) -> list[web.Route
         web.post("/txs", bind(_post_tx, "txs")),
         web.post("/fraud_proofs", bind(_post_fraud_proof, "fraud_proofs")),
         web.get("/accounts/{address}", bind(_account)),
+        web.get("/snapshots", bind(_snapshots)),
         web.get("/rounds/{round}", bind(_round, "rounds")),
         web.get("/blobs/{digest}", bind(_blob, "blobs")),
         web.get("/metrics", bind(_metrics)),

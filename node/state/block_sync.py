@@ -62,6 +62,8 @@ class BlockSync:
         """Up to request.count finalized blocks from request.from_height, as many as fit
         half a frame."""
         items, size = [], 0
+        if request.from_height < self.chain.base:
+            return Blocks(())  # begun from a snapshot: the blocks before it are not here
         last = min(request.from_height + min(request.count, self.batch), self.chain.height + 1)
         for height in range(request.from_height, last):
             block, commit = self.chain.encoded_block(height), self.chain.encoded_commit(height)

@@ -71,6 +71,11 @@ class Chain:
     def height(self) -> int:
         return self.head.height
 
+    @property
+    def base(self) -> int:
+        """The first height whose block this node keeps: 1, or where a snapshot began it."""
+        return self.store.base()
+
     def _time_of(self, height: int) -> int:
         """The time of the finalized block at height (0 for the genesis)."""
         return Block.decode(self.store.block(height)).header.time_ms if height else 0

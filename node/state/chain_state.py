@@ -59,6 +59,11 @@ class ChainState(StateReader):
                 found.append(key)
         return found
 
+    @property
+    def tree(self) -> StateTree:
+        """The committed entries' tree: immutable, so it stays as it is while blocks go on."""
+        return self._tree
+
     def root(self) -> bytes:
         return self._tree.root
 

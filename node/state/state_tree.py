@@ -64,6 +64,16 @@ class StateTree:
                 top = _insert(top, _Leaf(path, key, entry_hash(key, value)), 0)
         return StateTree(top)
 
+    def subtree_root(self, depth: int, prefix: int) -> bytes:
+        """The hash of the subtree holding the paths that start with prefix (depth bits)."""
+        node, at = self._top, 0
+        while isinstance(node, _Inner) and at < depth:
+            node = node.right if (prefix >> (depth - 1 - at)) & 1 else node.left
+            at += 1
+        if isinstance(node, _Leaf) and node.path >> (PATH_BITS - depth) != prefix:
+            return EMPTY  # the one entry up here lies outside the prefix
+        return _hash_of(node)
+
     def prove(self, key: bytes, value_of) -> StateProof:
         """The proof for key; value_of(key) gives the value of the entry the path ends at."""
         path, node, siblings = key_path(key), self._top, []

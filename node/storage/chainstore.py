@@ -5,12 +5,14 @@ the layout and the all-or-nothing write of each block.
 
 Key schema (heights are u64 big-endian, so key order is height order):
 
-    b"b" + height8      -> block bytes                 (heights 1..head)
-    b"c" + height8      -> commit certificate bytes    (heights 1..head)
+    b"b" + height8      -> block bytes                 (heights base..head)
+    b"c" + height8      -> commit certificate bytes    (heights base..head)
     b"h" + block_hash32 -> height8                     (block hash index; genesis -> 0)
     b"t" + tx_hash32    -> height8 + index4            (tx location index)
     b"s" + state_key    -> state value
     b"\\x00head"         -> height8 + block_hash32 + state_root32 + sha256(those 72 bytes)
+    b"\\x00base"         -> height8: the first height with a block (absent: 1); a store
+                           begun from a snapshot holds the blocks from the snapshot's on
 
 A block, its commit, its index entries, every state change it causes and the new
 head marker are written in one synced write batch, so after a crash at any instant
@@ -35,6 +37,7 @@ BLOCK_HASH = b"h"
 TX = b"t"
 STATE = b"s"
 HEAD = b"\x00head"
+BASE = b"\x00base"
 
 _HEAD_BODY = 8 + HASH_SIZE + HASH_SIZE
 
@@ -103,6 +106,8 @@ class ChainStore:
         except plyvel.CorruptionError as e:
             raise StoreCorrupted(f"store at {path} is corrupted: "
                                  f"{_plyvel_message(e)}") from None
+        except plyvel.Error as e:
+            raise StoreError(f"cannot open store at {path}: {_plyvel_message(e)}") from None
         store = cls(db, path)
         try:
             store.check_consistency()
@@ -161,6 +166,35 @@ class ChainStore:
                 batch.put(BLOCK_HASH + genesis_hash, _h8(0))
                 batch.put(HEAD, Head(0, genesis_hash, state_root).encode())
 
+    def base(self) -> int:
+        """The first height whose block is stored: 1, or the height of the snapshot the
+        store was begun from."""
+        value = self._db.get(BASE)
+        return 1 if value is None else int.from_bytes(value, "big")
+
+    def install_snapshot(self, state: dict[bytes, bytes], state_root: bytes, height: int, block_hash: bytes,
+                         block: bytes, commit: bytes, genesis_hash: bytes) -> None:
+        """Begin an empty store at height from a verified snapshot: its state, the block
+        there and its commit (what the next block builds on), in one synced batch."""
+        _check_hash("state_root", state_root)
+        _check_hash("block_hash", block_hash)
+        _check_hash("genesis_hash", genesis_hash)
+        if height < 1:
+            raise ValueError("a snapshot starts above the genesis")
+        with self._write_lock:
+            with self._db.iterator(include_value=False) as it:
+                if next(it, None) is not None:
+                    raise ValueError("store is not empty; a snapshot can only begin a new store")
+            with self._db.write_batch(sync=True, transaction=True) as batch:
+                for key, value in state.items():
+                    batch.put(STATE + key, value)
+                batch.put(BLOCK + _h8(height), block)
+                batch.put(COMMIT + _h8(height), commit)
+                batch.put(BLOCK_HASH + block_hash, _h8(height))
+                batch.put(BLOCK_HASH + genesis_hash, _h8(0))
+                batch.put(BASE, _h8(height))
+                batch.put(HEAD, Head(height, block_hash, state_root).encode())
+
     def commit_block(self, height: int, block_hash: bytes, block: bytes, commit: bytes,
                      tx_hashes: list[bytes], state_writes: dict[bytes, bytes | None],
                      state_root: bytes) -> None:
@@ -212,17 +246,20 @@ class ChainStore:
                 raise StoreCorrupted(f"store has data (first key {first[:9].hex()}) "
                                      f"but no head marker")
             return None
+        base = self.base()
+        if not 1 <= base <= max(head.height, 1):
+            raise StoreCorrupted(f"the first stored height {base} is not within 1..{head.height}")
         for prefix, kind in ((BLOCK, "block"), (COMMIT, "commit")):
-            _check_heights(self._db, prefix, kind, head.height)
+            _check_heights(self._db, prefix, kind, base, head.height)
         if self.height_of(head.block_hash) != head.height:
             raise StoreCorrupted(f"hash index does not map head block "
                                  f"{head.block_hash.hex()} to height {head.height}")
         return head
 
 
-def _check_heights(db: plyvel.DB, prefix: bytes, kind: str, head_height: int) -> None:
-    """The keys under prefix must be exactly heights 1..head_height."""
-    expected = 1
+def _check_heights(db: plyvel.DB, prefix: bytes, kind: str, base: int, head_height: int) -> None:
+    """The keys under prefix must be exactly heights base..head_height."""
+    expected = base
     with db.iterator(prefix=prefix, include_value=False) as it:
         for key in it:
             if len(key) != len(prefix) + 8:
@@ -233,6 +270,8 @@ def _check_heights(db: plyvel.DB, prefix: bytes, kind: str, head_height: int) ->
                                      f"{head_height} (partial write)")
             if height == 0:
                 raise StoreCorrupted(f"{kind} at height 0 (genesis has none)")
+            if height < base:
+                raise StoreCorrupted(f"{kind} at height {height}, below the first kept height {base}")
             if height != expected:
                 raise StoreCorrupted(f"{kind} at height {expected} is missing "
                                      f"(head is {head_height})")

@@ -3,7 +3,7 @@
 It keeps no chain state.  It follows the chain block by block from full nodes' HTTP
 APIs, checks that each block links to the one before and that its commit (carried
 by the next block) holds precommits of more than 2/3 of the committee's power,
-which it tracks from the genesis and the round closes.  From the verified blocks it
+which it tracks from the genesis and the round closes (node.verify.chain_follow).  From the verified blocks it
 learns the rounds' commitments, auditors, model roots and challenge blocks, so it
 derives its own audit assignments exactly as the ledger does, fetches the
 challenged checkpoints, re-executes them on the CPU, and submits signed audit
@@ -24,18 +24,18 @@ from node.net.blob_fetch import MAX_BLOB_BYTES, BlobFetcher
 from node.net.rpc_client import (FRAUD_PROOFS_PATH, TXS_PATH, AccountReply, AsyncRpcClient, RpcError,
                                  account_path, block_path, encode_fraud_proof_upload, read_account,
                                  read_block)
-from node.types.blocks import Block, CommitteeMember, close_hash, tx_root
+from node.types.blocks import Block
 from node.types.codec import DecodeError
 from node.storage.home import NodeHome
-from node.state.records import ChallengeRecord, Committee
+from node.state.records import ChallengeRecord
 from node.storage.blobstore import BlobStore
-from node.types.transactions import (Bond, DoubleSignEvidence, EvidenceDispute, FraudProof, RegisterAuditor,
+from node.types.transactions import (Bond, EvidenceDispute, FraudProof, RegisterAuditor,
                                      SignedTx, WithheldClaim, WorkCommitment, sign_tx)
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import UnitCompute
 from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
-from node.consensus.commits import InvalidCommit, verify_commit
+from node.verify.chain_follow import ChainFollowError, FollowedChain
 
 log = logging.getLogger("uponode.light")
 
@@ -44,10 +44,6 @@ REQUEST_TIMEOUT_S = 10.0
 # a full node answers a fraud proof once it has replayed it, perhaps behind other compute
 FRAUD_PROOF_TIMEOUT_S = 120.0
 _Read = TypeVar("_Read")
-
-
-class ChainFollowError(Exception):
-    """A block from a full node that does not verify."""
 
 
 @dataclasses.dataclass
@@ -68,19 +64,6 @@ def _read_block(url: str, reply: Any) -> Block:
         raise RpcError(f"{url}: the block does not decode: {exc}") from None
 
 
-def committee_after(committee: Committee, block: Block) -> Committee:
-    """The committee a finalized block leaves, proposed under committee: less each double
-    signer it proves (every transaction of a finalized block applied, so the ledger
-    removed them: node.state.equivocation), then the next committee its round close seats."""
-    for tx in block.txs:
-        if isinstance(tx.body.payload, DoubleSignEvidence):
-            committee = committee.without(tx.body.payload.first.validator)
-    for close in block.close:
-        if close.next_committee:
-            committee = Committee(close.next_committee)
-    return committee
-
-
 class LightAuditor:
     """Follows the chain and audits through the full nodes named in peers (host:port).
     Nothing a full node answers stops it: a peer that fails, sends what does not read
@@ -96,12 +79,9 @@ class LightAuditor:
         self.blobs.put(genesis_model_blob(self.genesis))
         self.fetcher = BlobFetcher(self.blobs)
         self.compute: UnitCompute | None = None
-        self.committee = Committee(tuple(CommitteeMember(v.pub_key, v.power)
-                                         for v in self.genesis.validators))
+        self.followed = FollowedChain(self.genesis)
         self.auditors: set[bytes] = set()
-        self.height = 0
-        self.head_hash = bytes.fromhex(self.genesis.hash)
-        self.rounds: dict[int, RoundView] = {0: RoundView(start_hash=self.head_hash)}
+        self.rounds: dict[int, RoundView] = {0: RoundView(start_hash=self.followed.head_hash)}
         self.nonce: int | None = None
         self.registered = False
         self.auditor: Auditor | None = None
@@ -198,25 +178,11 @@ class LightAuditor:
         while self._outbox:
             payload = self._outbox.pop(0)
             if (not await self._submit(payload) and isinstance(payload, FraudProof)
-                    and self.height + 1 in self.schedule.audit_window(payload.round)):
+                    and self.followed.height + 1 in self.schedule.audit_window(payload.round)):
                 kept.append(payload)
         self._outbox = kept
 
     # -- following the chain
-
-    def _verify(self, block: Block, commit_carrier: Block) -> None:
-        h = block.header
-        if h.height != self.height + 1 or h.prev_hash != self.head_hash:
-            raise ChainFollowError(f"block {h.height} does not extend height {self.height}")
-        if h.chain_id != self.genesis.chain_id:
-            raise ChainFollowError(f"block {h.height} is for chain {h.chain_id!r}")
-        if h.tx_root != tx_root(block.txs) or h.close_hash != close_hash(block.close):
-            raise ChainFollowError(f"block {h.height}'s body does not match its header")
-        try:
-            verify_commit(commit_carrier.last_commit, self.committee, self.genesis.chain_id,
-                          h.height, block.hash)
-        except InvalidCommit as exc:
-            raise ChainFollowError(f"block {h.height}'s commit: {exc}") from None
 
     def _apply(self, block: Block) -> None:
         """Learn what the auditor needs from a verified block."""
@@ -233,13 +199,12 @@ class LightAuditor:
             elif isinstance(payload, EvidenceDispute):
                 self._round(payload.round).claims.append(
                     (payload.miner, payload.unit, payload.segment, payload.auditor))
-        proposed_under, self.committee = self.committee, committee_after(self.committee, block)
-        self.height, self.head_hash = height, block.hash
+        proposed_under = self.followed.advance(block)
         round_ = self.schedule.round_of(height)
         view = self._round(round_)
         if height == self.schedule.challenge_height(round_):
             # the ledger's snapshot: committee and auditors as this block leaves them
-            view.eligible = self.auditors | {m.pub_key for m in self.committee.members}
+            view.eligible = self.auditors | {m.pub_key for m in self.followed.committee.members}
         elif height > self.schedule.challenge_height(round_):
             # the ledger's choosers, with the committee this block was proposed under
             if height == self.schedule.challenge_height(round_) + 1:
@@ -259,15 +224,15 @@ class LightAuditor:
     async def _follow(self) -> bool:
         """Verify and apply the next block; False when there is none yet, or none that
         verifies (then the next peer is asked first)."""
-        block = self._next or await self._ask("blocks", block_path(self.height + 1), _read_block)
-        carrier = (await self._ask("blocks", block_path(self.height + 2), _read_block)
+        block = self._next or await self._ask("blocks", block_path(self.followed.height + 1), _read_block)
+        carrier = (await self._ask("blocks", block_path(self.followed.height + 2), _read_block)
                    if block is not None else None)
         if block is None or carrier is None:
             self._next = block
             return False
         (peer, verified), (carrier_peer, carrier_block) = block, carrier
         try:
-            self._verify(verified, carrier_block)
+            self.followed.verify(verified, carrier_block)
         except ChainFollowError as exc:
             self._next = None
             commit_from = f" (the commit from {carrier_peer})" if carrier_peer != peer else ""
@@ -293,11 +258,11 @@ class LightAuditor:
         view = self.rounds.get(round_)
         if view is None or view.challenge is None or view.start_hash is None:
             return
-        if self.height >= self.schedule.close_height(round_) - 1:
+        if self.followed.height >= self.schedule.close_height(round_) - 1:
             return  # the window has closed (the closing block takes no audits)
         tasks = assigned_tasks(self.genesis, self.key.public_key, round_, view.start_hash, view.challenge,
                                view.commitments, view.claims)
-        may_claim = self.height + 1 in self.schedule.claim_window(round_)
+        may_claim = self.followed.height + 1 in self.schedule.claim_window(round_)
         for task in tasks:
             if (task.round, task.miner, task.unit) in self.reported:
                 continue
@@ -344,7 +309,7 @@ class LightAuditor:
                     advanced = await self._follow()
                     if not advanced:
                         await self._register(at_head=True)
-                        await self._audit_round(self.schedule.round_of(self.height + 1))
+                        await self._audit_round(self.schedule.round_of(self.followed.height + 1))
                         await self._send_outbox()
                         try:
                             await asyncio.wait_for(stop.wait(), POLL_S)

@@ -113,6 +113,13 @@ def test_accounts(server, segment, query, headers):
 
 
 @EXAMPLES
+@given(segment=SEGMENTS, value=st.text(max_size=30) | st.sampled_from(["0", "1"]), headers=HEADERS)
+def test_accounts_with_proof(server, segment, value, headers):
+    address = segment if len(segment) == 64 else "ab" * 32
+    _check(server, "GET", f"/accounts/{_path(address)}?proof={_path(value)}", headers=headers)
+
+
+@EXAMPLES
 @given(segment=SEGMENTS | st.integers(0, 5).map(str), query=QUERIES, headers=HEADERS)
 def test_rounds(server, segment, query, headers):
     _check(server, "GET", f"/rounds/{_path(segment)}?{query}", headers=headers)
@@ -132,7 +139,7 @@ def test_post_txs(server, body, query, headers):
 
 
 @EXAMPLES
-@given(path=st.sampled_from(["/", "/status", "/metrics"]), query=QUERIES, headers=HEADERS,
+@given(path=st.sampled_from(["/", "/status", "/metrics", "/snapshots"]), query=QUERIES, headers=HEADERS,
        body=st.none() | st.binary(max_size=100))
 def test_fixed_endpoints(server, path, query, headers, body):
     assert _check(server, "GET", f"{path}?{query}", body=body, headers=headers) == 200

@@ -34,6 +34,7 @@ from node.rpc.status import NodeStatus
 from node.storage.blobstore import QUARANTINE, BlobStore
 from node.storage.chainstore import ChainStore
 from node.state.records import AccountRecord, account_key
+from node.state.snapshot_store import SnapshotRef
 from node.types.state_proof import StateProof, verify_state_proof
 from node.types.transactions import Bond, RegisterMiner, SignedTx, Transfer, WorkCommitment, sign_tx
 from node.uPoW.assignment import assign_unit
@@ -315,6 +316,30 @@ async def test_an_account_comes_with_a_proof_against_the_header_s_state_root(cli
     # the same proof does not vouch for another balance
     forged = AccountRecord(body["balance"] + 1, body["nonce"], body["bond"]).encode()
     assert not verify_state_proof(header.state_root, key, forged, proof)
+
+
+async def test_snapshots_are_listed_newest_first(chain, blobs):
+    kept = [SnapshotRef(30, sha256(b"first")), SnapshotRef(60, sha256(b"second"))]
+    api = dataclasses.replace(make_api(chain, blobs=blobs), snapshots=lambda: kept)
+    async with aiohttp.ClientSession() as session:
+        runner = web.AppRunner(make_app(api))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            host, port = runner.addresses[0][:2]
+            async with session.get(f"http://{host}:{port}/snapshots") as reply:
+                assert reply.status == 200
+                body = await reply.json()
+        finally:
+            await runner.cleanup()
+    assert body == {"snapshots": [{"height": 60, "manifest": sha256(b"second").hex()},
+                                  {"height": 30, "manifest": sha256(b"first").hex()}]}
+
+
+async def test_a_node_without_snapshots_lists_none(client):
+    async with client.get("/snapshots") as reply:
+        assert await reply.json() == {"snapshots": []}
 
 
 @pytest.mark.parametrize("value", ["yes", "2", "", "1" * 50])

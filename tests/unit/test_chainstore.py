@@ -268,6 +268,35 @@ def test_unusable_path_is_a_store_error(tmp_path):
         ChainStore.open(tmp_path / "file")
 
 
+def test_a_missing_parent_directory_is_a_store_error(tmp_path):
+    with pytest.raises(StoreError, match="cannot open store at"):
+        ChainStore.open(tmp_path / "deleted" / "chain")
+
+
+def test_a_store_begun_from_a_snapshot_holds_its_block_on_and_reopens(tmp_path):
+    with ChainStore.open(tmp_path / "db") as store:
+        store.install_snapshot({b"alice": b"100"}, h("root500"), 500, h("block500"), b"block-500",
+                               b"commit-500", h("genesis"))
+        assert store.base() == 500 and store.head() == Head(500, h("block500"), h("root500"))
+        assert store.block(500) == b"block-500" and store.commit(500) == b"commit-500"
+        assert store.block(499) is None and store.height_of(h("genesis")) == 0
+        commit(store, 501)
+        with pytest.raises(ValueError, match="not empty"):
+            store.install_snapshot({}, h("r"), 9, h("b"), b"b", b"c", h("genesis"))
+    with ChainStore.open(tmp_path / "db") as store:  # the open-time check counts from the base
+        assert store.head().height == 501 and dict(store.state_items()) == {b"alice": b"100"}
+    with ChainStore.open(tmp_path / "fresh") as store:
+        assert store.base() == 1
+
+
+def test_a_block_below_the_base_is_corruption(tmp_path):
+    with ChainStore.open(tmp_path / "db") as store:
+        store.install_snapshot({}, h("root"), 500, h("block500"), b"b", b"c", h("genesis"))
+    _raw(tmp_path / "db", {BLOCK + (499).to_bytes(8, "big"): b"x"})
+    with pytest.raises(StoreCorrupted, match="block at height 499, below the first kept height 500"):
+        ChainStore.open(tmp_path / "db")
+
+
 _keys = st.binary(max_size=4)
 _blocks = st.lists(st.dictionaries(_keys, st.none() | st.binary(max_size=8), max_size=6),
                    max_size=8)

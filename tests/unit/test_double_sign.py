@@ -28,7 +28,7 @@ from node.types.transactions import (AuditReport, DoubleSignEvidence, RegisterMi
 from node.types.votes import PRECOMMIT, PREVOTE, VoteBody, sign_vote
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION
-from node.verify.light_audit import committee_after
+from node.verify.chain_follow import committee_after
 from tests.challenges import drawn_challenge
 from tests.state_checks import expected_total, total_holdings
 

@@ -1,0 +1,227 @@
+"""State sync: begin an empty node from a peer's recent snapshot instead of genesis.
+
+The node asks its peers (their HTTP APIs) which snapshots they keep, and takes the
+highest.  It follows the chain's blocks from genesis up to the snapshot's height
+without executing them (node.verify.chain_follow: links, bodies, commits, committee
+changes), so the header there and its state root are as sure as the committee's
+signatures.  The snapshot's manifest must name that block and that root; each chunk
+must hash to its place in the manifest and its entries to their subtree root; the
+model the state records is fetched by its digest.  Then the state, the block and its
+commit begin the store in one write, and block sync takes it on from there.
+
+A snapshot that does not match is refused with one line naming what is wrong (the
+manifest, a chunk, the model) and where it came from, and the next peer's snapshot is
+tried; nothing a peer sends can stop the sync or get into the store unverified.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from node.net.blob_fetch import MAX_BLOB_BYTES, fetch_blob
+from node.net.rpc_client import AsyncRpcClient, RpcError, block_path, read_block
+from node.state.records import MODEL_KEY, ModelRecord
+from node.state.snapshot import SnapshotError, SnapshotManifest, read_chunk
+from node.state.snapshot_store import KEPT
+from node.storage.blobstore import BlobStore
+from node.storage.chainstore import ChainStore
+from node.types.blocks import Block
+from node.types.codec import DecodeError
+from node.types.genesis import Genesis
+from node.verify.chain_follow import ChainFollowError, FollowedChain
+
+log = logging.getLogger("uponode.state_sync")
+
+SNAPSHOTS_PATH = "/snapshots"
+RETRY_S = 2.0
+FETCH_AHEAD = 16  # block requests in flight while following the chain
+MAX_TRIES = 5  # per block and peer before the next peer is asked
+OFFERS_PER_PEER = KEPT
+
+
+@dataclasses.dataclass(frozen=True)
+class Offer:
+    peer: str  # host:port, HTTP and blobs
+    height: int
+    manifest: bytes
+
+
+def read_offers(peer: str, reply: Any) -> list[Offer]:
+    """GET /snapshots: the snapshots a peer keeps; RpcError if the reply does not read."""
+    try:
+        offers = [Offer(peer, item["height"], bytes.fromhex(item["manifest"])) for item in reply["snapshots"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RpcError(f"{peer}{SNAPSHOTS_PATH}: not a list of snapshots ({exc!r})") from None
+    for offer in offers:
+        if type(offer.height) is not int or not 1 <= offer.height < 1 << 63 or len(offer.manifest) != 32:
+            raise RpcError(f"{peer}{SNAPSHOTS_PATH}: a snapshot needs a height of 1 or more and a "
+                           f"32-byte manifest digest")
+    return offers
+
+
+class StateSync:
+    def __init__(self, genesis: Genesis, store: ChainStore, blobs: BlobStore, peers: list[str]):
+        self.genesis = genesis
+        self.store = store
+        self.blobs = blobs
+        self.peers = peers
+        self.followed = FollowedChain(genesis)
+        # the verified block at each offered height passed, and the block carrying its commit
+        self.finalized: dict[int, tuple[Block, Block]] = {}
+        self._pending: dict[int, asyncio.Task[Block]] = {}
+
+    async def run(self) -> int:
+        """Sync the store from the best snapshot a peer offers, retrying until one
+        verifies; returns its height."""
+        async with aiohttp.ClientSession() as session:
+            clients = {peer: AsyncRpcClient(f"http://{peer}", session) for peer in self.peers}
+            try:
+                while True:
+                    offers = await self._offers(clients)
+                    for offer in offers:
+                        started = time.monotonic()
+                        try:
+                            await self._sync_from(offer, clients, session, {o.height for o in offers})
+                        except SnapshotError as exc:
+                            log.warning("state sync: the snapshot at height %d from %s is refused: %s",
+                                        offer.height, offer.peer, exc)
+                            continue
+                        log.info("state sync: state at height %d from %s installed in %.1f s",
+                                 offer.height, offer.peer, time.monotonic() - started)
+                        return offer.height
+                    log.info("state sync: no snapshot to sync from yet; asking again in %g s", RETRY_S)
+                    await asyncio.sleep(RETRY_S)
+            finally:
+                for task in self._pending.values():
+                    task.cancel()
+                await asyncio.gather(*self._pending.values(), return_exceptions=True)
+
+    async def _offers(self, clients: dict[str, AsyncRpcClient]) -> list[Offer]:
+        """Every peer's snapshots (its OFFERS_PER_PEER highest: what an honest node
+        keeps, so a peer listing thousands costs no more), the highest first."""
+        offers = []
+        for peer, client in clients.items():
+            try:
+                listed = read_offers(peer, await client.get(SNAPSHOTS_PATH))
+                offers += sorted(listed, key=lambda o: -o.height)[:OFFERS_PER_PEER]
+            except RpcError as exc:
+                log.info("state sync: %s", exc)
+        return sorted(offers, key=lambda o: -o.height)
+
+    async def _sync_from(self, offer: Offer, clients: dict[str, AsyncRpcClient],
+                         session: aiohttp.ClientSession, offered: set[int]) -> None:
+        # the snapshot first, while its peer still keeps it, each chunk checked against
+        # the manifest; then the manifest against the chain
+        sources = [offer.peer] + [p for p in self.peers if p != offer.peer]
+        raw = await fetch_blob(session, sources, offer.manifest, MAX_BLOB_BYTES)
+        if raw is None:
+            raise SnapshotError(f"no peer serves its manifest {offer.manifest.hex()[:16]}")
+        try:
+            manifest = SnapshotManifest.decode(raw)
+        except (DecodeError, ValueError) as exc:
+            raise SnapshotError(f"the manifest does not decode: {exc}") from None
+        if manifest.height != offer.height:
+            raise SnapshotError(f"the manifest is for height {manifest.height}")
+        manifest.check_shape()
+        entries: dict[bytes, bytes] = {}
+        for index, subtree in enumerate(manifest.subtrees):
+            if not subtree.entries:
+                continue
+            chunk = await fetch_blob(session, sources, subtree.digest, MAX_BLOB_BYTES)
+            if chunk is None:
+                raise SnapshotError(f"no peer serves chunk {index} ({subtree.digest.hex()[:16]})")
+            entries.update(read_chunk(manifest, index, chunk))
+        block, carrier = await self._follow_to(offer.height, clients, offered)
+        if manifest.block_hash != block.hash:
+            raise SnapshotError(f"the manifest names block {manifest.block_hash.hex()[:16]} at height "
+                                f"{offer.height}, the chain has {block.hash.hex()[:16]}")
+        if manifest.state_root != block.header.state_root:
+            raise SnapshotError(f"the manifest's state root {manifest.state_root.hex()[:16]} is not the one "
+                                f"in the chain's header at height {offer.height}, "
+                                f"{block.header.state_root.hex()[:16]}")
+        await self._fetch_model(entries, sources, session)
+        self.store.install_snapshot(entries, manifest.state_root, offer.height, block.hash, block.encode(),
+                                    carrier.last_commit.encode(), bytes.fromhex(self.genesis.hash))
+
+    async def _fetch_model(self, entries: dict[bytes, bytes], sources: list[str],
+                           session: aiohttp.ClientSession) -> None:
+        """The model the state records, by its digest (which the state root commits to)."""
+        try:
+            model = ModelRecord.decode(entries[MODEL_KEY])
+        except (KeyError, DecodeError, ValueError):
+            raise SnapshotError("the state holds no model record") from None
+        if self.blobs.has(model.root.hex()):
+            return
+        blob = await fetch_blob(session, sources, model.root, MAX_BLOB_BYTES)
+        if blob is None:
+            raise SnapshotError(f"no peer serves the model {model.root.hex()[:16]} of round {model.round}")
+        self.blobs.put(blob)
+
+    async def _follow_to(self, height: int, clients: dict[str, AsyncRpcClient],
+                         offered: set[int]) -> tuple[Block, Block]:
+        """Follow the chain to height (from where it was left); the block there and the
+        block after it, whose last commit finalized it.  The pair is kept for each
+        offered height passed on the way, in case that snapshot is tried next.  A block
+        that does not verify is asked of the next peer, up to every peer."""
+        if height < self.followed.height and height not in self.finalized:
+            self.followed, self.finalized = FollowedChain(self.genesis), {}  # start over
+        while self.followed.height < height:
+            next_height = self.followed.height + 1
+            for attempt in range(len(self.peers)):
+                block = await self._block(next_height, clients, attempt)
+                carrier = await self._block(next_height + 1, clients, attempt)
+                try:
+                    self.followed.verify(block, carrier)
+                    break
+                except ChainFollowError as exc:
+                    problem = exc
+                    log.warning("state sync: %s (from %s)", exc, self._peer_for(next_height, attempt))
+            else:
+                raise SnapshotError(f"following the chain: {problem}")
+            self.followed.advance(block)
+            if next_height in offered:
+                self.finalized[next_height] = (block, carrier)
+            if next_height % 1000 == 0:
+                log.info("state sync: chain verified to height %d of %d", next_height, height)
+        return self.finalized[height]
+
+    def _peer_for(self, height: int, attempt: int) -> str:
+        # blocks are spread over the peers: each limits the rate of one client's requests
+        return self.peers[(height + attempt) % len(self.peers)]
+
+    async def _block(self, height: int, clients: dict[str, AsyncRpcClient], attempt: int = 0) -> Block:
+        """The block at height, fetched with the next FETCH_AHEAD ones in flight; a
+        later attempt asks another peer first."""
+        if attempt:
+            self._pending.pop(height, None)
+        for ahead in range(height, height + FETCH_AHEAD):
+            task = self._pending.get(ahead)
+            # a fetch that failed (a block not made yet, say) is asked again when needed
+            if task is None or task.done() and (task.cancelled() or task.exception() is not None):
+                self._pending[ahead] = asyncio.create_task(
+                    self._fetch_block(ahead, clients, self._peer_for(ahead, attempt)))
+        return await self._pending.pop(height)
+
+    async def _fetch_block(self, height: int, clients: dict[str, AsyncRpcClient], first: str) -> Block:
+        order = [first] + [p for p in self.peers if p != first]
+        problems = []
+        for name in order:
+            client = clients[name]
+            for _ in range(MAX_TRIES):
+                try:
+                    return Block.decode(read_block(client.base_url, await client.get(block_path(height))))
+                except RpcError as exc:
+                    if exc.status == 429:  # over the peer's rate: it says when to come back
+                        await asyncio.sleep(0.2)
+                        continue
+                    problems.append(str(exc))
+                    break
+                except (DecodeError, ValueError) as exc:
+                    problems.append(f"{name}: block {height} does not decode: {exc}")
+                    break
+        raise SnapshotError(f"no peer serves block {height}: {'; '.join(problems)[:300]}")

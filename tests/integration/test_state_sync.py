@@ -1,0 +1,196 @@
+"""State sync with real processes: a validator whose home was wiped comes back with
+`uponode start --state-sync`, takes a snapshot from a peer instead of replaying the
+chain, then validates (its precommits finalize blocks) and mines (its units land in a
+round).  A peer that serves a tampered snapshot is refused with a line naming the
+chunk, and the sync completes from an honest one."""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import pytest
+from aiohttp import web
+
+from node.state.snapshot import Chunk, Entry, SnapshotManifest
+from node.types.crypto import sha256
+from tests.integration.test_devnet import DEVNET, ROOT, _free_base_port, _get, _height, _wait
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _up(directory: pathlib.Path, *flags: str) -> dict:
+    subprocess.run([*DEVNET, "up", "--validators", "4", "--dir", str(directory),
+                    "--base-port", str(_free_base_port(5)), *flags], check=True, capture_output=True, timeout=600)
+    return json.loads((directory / "devnet.json").read_text())
+
+
+def _down(directory: pathlib.Path) -> None:
+    subprocess.run([*DEVNET, "down", "--dir", str(directory)], capture_output=True, timeout=60)
+
+
+def _wipe_and_restart(node: dict, *flags: str) -> subprocess.Popen:
+    """Stop a validator, delete its chain and blobs (its key, config and genesis stay) and
+    start it again with --state-sync."""
+    os.kill(node["pid"], signal.SIGTERM)
+    _wait(lambda: not pathlib.Path(f"/proc/{node['pid']}").exists(), 30, "the validator to stop")
+    home = pathlib.Path(node["home"])
+    shutil.rmtree(home / "data")
+    shutil.rmtree(home / "blobs")
+    with open(home / "node.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "node.cli", "start", "--home", str(home), "--state-sync",
+                                 *flags], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, NUMBA_NUM_THREADS="1"))
+
+
+def _signed_by(url: str, key: str, after: int) -> bool:
+    """Whether a block above `after` carries a commit that key's precommit is part of."""
+    head = _height(url)
+    for height in range(max(after + 1, head - 20), head + 1):
+        block = _get(url, f"/blocks/{height}")
+        if block and key in block["last_commit"]["signers"]:
+            return True
+    return False
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_a_wiped_validator_state_syncs_past_1000_blocks_and_validates_again(tmp_path):
+    directory = tmp_path / "devnet"
+    state = _up(directory, "--no-mine", "--block-interval-ms", "10")
+    try:
+        nodes = state["nodes"]
+        url, synced = nodes[0]["url"], nodes[3]
+        _wait(lambda: _height(url) >= 1000, 600, "height 1000")
+        node = _wipe_and_restart(synced, "--no-mine")
+        try:
+            target = _height(url)
+            _wait(lambda: _height(synced["url"]) >= target, 120, f"the synced node to reach height {target}")
+            log = (pathlib.Path(synced["home"]) / "node.log").read_text()
+            assert "state sync: state at height" in log, log[-2000:]
+            # it did not replay the chain: its first block is the snapshot's
+            assert _get(synced["url"], "/blocks/1") is None
+            assert _get(synced["url"], f"/blocks/{target}")["header"] == _get(url, f"/blocks/{target}")["header"]
+            # and it validates: its precommits are in the commits of new blocks
+            _wait(lambda: _signed_by(url, synced["public_key"], target), 60, "a commit with the synced node's precommit")
+        finally:
+            _stop(node)
+    finally:
+        _down(directory)
+
+
+class _TamperingPeer:
+    """A peer's HTTP API that lists a snapshot whose first chunk has one entry changed,
+    with a manifest to match (so the chunk's digest checks out, and only its entries'
+    subtree root can catch it), and passes every other request to an honest node."""
+
+    def __init__(self, honest_url: str, port: int):
+        self.honest_url = honest_url
+        self.port = port
+        self.blobs: dict[str, bytes] = {}
+        self.served_tampered = threading.Event()
+
+    def _honest(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.honest_url + path, timeout=5) as reply:
+            return reply.read()
+
+    def _tamper(self, manifest_hex: str) -> str:
+        manifest = SnapshotManifest.decode(self._honest(f"/blobs/{manifest_hex}"))
+        index = next(i for i, s in enumerate(manifest.subtrees) if s.entries)
+        chunk = Chunk.decode(self._honest(f"/blobs/{manifest.subtrees[index].digest.hex()}"))
+        first = chunk.entries[0]
+        forged = Chunk((Entry(first.key, first.value + b"\x00"), *chunk.entries[1:])).encode()
+        subtrees = list(manifest.subtrees)
+        subtrees[index] = type(subtrees[index])(sha256(forged), subtrees[index].root, subtrees[index].entries)
+        tampered = SnapshotManifest(manifest.height, manifest.block_hash, manifest.state_root, manifest.depth,
+                                    tuple(subtrees)).encode()
+        self.blobs[sha256(forged).hex()] = forged
+        self.blobs[sha256(tampered).hex()] = tampered
+        return sha256(tampered).hex()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        path = request.path_qs
+        if request.path == "/snapshots":
+            listed = json.loads(self._honest(path))
+            for item in listed["snapshots"]:
+                item["manifest"] = self._tamper(item["manifest"])
+            return web.json_response(listed)
+        name = request.path.removeprefix("/blobs/")
+        if name in self.blobs:
+            self.served_tampered.set()
+            return web.Response(body=self.blobs[name])
+        try:
+            return web.Response(body=self._honest(path), content_type="application/json")
+        except OSError:
+            return web.json_response({"error": "not here"}, status=404)
+
+    def run(self, stop: threading.Event) -> None:
+        import asyncio
+
+        async def serve() -> None:
+            app = web.Application()
+            app.router.add_get("/{tail:.*}", self._handle)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            while not stop.is_set():
+                await asyncio.sleep(0.1)
+            await runner.cleanup()
+
+        asyncio.run(serve())
+
+
+def test_a_tampered_snapshot_is_refused_and_the_node_syncs_from_an_honest_peer_then_mines(tmp_path):
+    directory = tmp_path / "devnet"
+    state = _up(directory)
+    stop = threading.Event()
+    try:
+        nodes = state["nodes"]
+        url, synced = nodes[0]["url"], nodes[3]
+        liar = _TamperingPeer(url, _free_base_port(1))
+        server = threading.Thread(target=liar.run, args=(stop,), daemon=True)
+        server.start()
+        _wait(lambda: (_get(url, "/snapshots") or {}).get("snapshots"), 240, "a first snapshot")
+        honest = [n["url"].removeprefix("http://") for n in nodes[:3]]
+        node = _wipe_and_restart(synced, "--peer", f"127.0.0.1:{liar.port}",
+                                 *[flag for peer in honest for flag in ("--peer", peer)])
+        try:
+            _wait(lambda: _height(synced["url"]) > 0, 120, "the synced node to answer")
+            log = (pathlib.Path(synced["home"]) / "node.log").read_text()
+            assert liar.served_tampered.is_set()
+            refusals = [line for line in log.splitlines() if "is refused" in line]
+            assert refusals and "chunk" in refusals[0] and "subtree root" in refusals[0], refusals
+            assert f"127.0.0.1:{liar.port}" in refusals[0]
+            # the state it holds is the chain's: the same root at a height both have
+            height = _height(synced["url"])
+            _wait(lambda: _height(url) >= height, 30, "node-0 to pass the synced height")
+            assert _get(synced["url"], f"/blocks/{height}")["header"] == _get(url, f"/blocks/{height}")["header"]
+
+            def mined_round():
+                head = _height(url)
+                first = (height - 1) // 30 + 1  # the first round that starts after the sync
+                for r in range(first, max(first, head // 30)):
+                    view = _get(url, f"/rounds/{r}") or {"units": []}
+                    if any(u["miner"] == synced["public_key"] for u in view["units"]):
+                        return view
+                return None
+
+            view = _wait(mined_round, 240, "a round with a unit of the synced node")
+            unit = next(u for u in view["units"] if u["miner"] == synced["public_key"])
+            assert unit["status"] in ("committed", "accepted"), unit
+        finally:
+            _stop(node)
+    finally:
+        stop.set()
+        _down(directory)
