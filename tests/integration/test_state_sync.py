@@ -3,6 +3,7 @@
 chain, then validates (its precommits finalize blocks) and mines (its units land in a
 round).  A peer that serves a tampered snapshot is refused with a line naming the
 chunk, and the sync completes from an honest one."""
+import dataclasses
 import json
 import os
 import pathlib
@@ -16,7 +17,8 @@ import urllib.request
 import pytest
 from aiohttp import web
 
-from node.state.snapshot import Chunk, Entry, SnapshotManifest
+from node.state.snapshot import Chunk, Entry, SnapshotManifest, combined_root
+from node.state.state_tree import StateTree
 from node.types.crypto import sha256
 from tests.integration.test_devnet import DEVNET, ROOT, _free_base_port, _get, _height, _wait
 
@@ -91,13 +93,16 @@ def test_a_wiped_validator_state_syncs_past_1000_blocks_and_validates_again(tmp_
 
 
 class _TamperingPeer:
-    """A peer's HTTP API that lists a snapshot whose first chunk has one entry changed,
-    with a manifest to match (so the chunk's digest checks out, and only its entries'
-    subtree root can catch it), and passes every other request to an honest node."""
+    """A peer's HTTP API that lists snapshots with one entry of a chunk changed and a
+    manifest to match, and passes every other request to an honest node.  It lies one
+    of two ways: "entry" keeps the chunk's subtree root (only the chunk's own check can
+    catch it); "root" recomputes the subtree root and the state root too, so the
+    manifest holds together and only the chain's header can catch it."""
 
-    def __init__(self, honest_url: str, port: int):
+    def __init__(self, honest_url: str, port: int, lie: str):
         self.honest_url = honest_url
         self.port = port
+        self.lie = lie
         self.blobs: dict[str, bytes] = {}
         self.served_tampered = threading.Event()
 
@@ -110,11 +115,16 @@ class _TamperingPeer:
         index = next(i for i, s in enumerate(manifest.subtrees) if s.entries)
         chunk = Chunk.decode(self._honest(f"/blobs/{manifest.subtrees[index].digest.hex()}"))
         first = chunk.entries[0]
-        forged = Chunk((Entry(first.key, first.value + b"\x00"), *chunk.entries[1:])).encode()
+        entries = (Entry(first.key, first.value + b"\x00"), *chunk.entries[1:])
+        forged = Chunk(entries).encode()
+        root = manifest.subtrees[index].root
+        if self.lie == "root":
+            tree = StateTree.of((e.key, e.value) for e in entries)
+            root = tree.subtree_root(manifest.depth, index)
         subtrees = list(manifest.subtrees)
-        subtrees[index] = type(subtrees[index])(sha256(forged), subtrees[index].root, subtrees[index].entries)
-        tampered = SnapshotManifest(manifest.height, manifest.block_hash, manifest.state_root, manifest.depth,
-                                    tuple(subtrees)).encode()
+        subtrees[index] = dataclasses.replace(subtrees[index], digest=sha256(forged), root=root)
+        state_root = combined_root(subtrees) if self.lie == "root" else manifest.state_root
+        tampered = dataclasses.replace(manifest, subtrees=tuple(subtrees), state_root=state_root).encode()
         self.blobs[sha256(forged).hex()] = forged
         self.blobs[sha256(tampered).hex()] = tampered
         return sha256(tampered).hex()
@@ -151,28 +161,30 @@ class _TamperingPeer:
         asyncio.run(serve())
 
 
-def test_a_tampered_snapshot_is_refused_and_the_node_syncs_from_an_honest_peer_then_mines(tmp_path):
+def test_tampered_snapshots_are_refused_and_the_node_syncs_from_an_honest_peer_then_mines(tmp_path):
     directory = tmp_path / "devnet"
     state = _up(directory)
     stop = threading.Event()
     try:
         nodes = state["nodes"]
         url, synced = nodes[0]["url"], nodes[3]
-        liar = _TamperingPeer(url, _free_base_port(1))
-        server = threading.Thread(target=liar.run, args=(stop,), daemon=True)
-        server.start()
+        base = _free_base_port(2)
+        liars = [_TamperingPeer(url, base + i, lie) for i, lie in enumerate(("entry", "root"))]
+        for liar in liars:
+            threading.Thread(target=liar.run, args=(stop,), daemon=True).start()
         _wait(lambda: (_get(url, "/snapshots") or {}).get("snapshots"), 240, "a first snapshot")
-        honest = [n["url"].removeprefix("http://") for n in nodes[:3]]
-        node = _wipe_and_restart(synced, "--peer", f"127.0.0.1:{liar.port}",
-                                 *[flag for peer in honest for flag in ("--peer", peer)])
+        peers = [f"127.0.0.1:{liar.port}" for liar in liars] + [n["url"].removeprefix("http://") for n in nodes[:3]]
+        node = _wipe_and_restart(synced, *[flag for peer in peers for flag in ("--peer", peer)])
         try:
             _wait(lambda: _height(synced["url"]) > 0, 120, "the synced node to answer")
             log = (pathlib.Path(synced["home"]) / "node.log").read_text()
-            assert liar.served_tampered.is_set()
             refusals = [line for line in log.splitlines() if "is refused" in line]
-            assert refusals and "chunk" in refusals[0] and "subtree root" in refusals[0], refusals
-            assert f"127.0.0.1:{liar.port}" in refusals[0]
-            # the state it holds is the chain's: the same root at a height both have
+            assert all(liar.served_tampered.is_set() for liar in liars)
+            entry_lie = next(line for line in refusals if f"127.0.0.1:{liars[0].port}" in line)
+            assert "chunk" in entry_lie and "subtree root" in entry_lie, refusals
+            root_lie = next(line for line in refusals if f"127.0.0.1:{liars[1].port}" in line)
+            assert "state root" in root_lie and "chain's header" in root_lie, refusals
+            # the state it holds is the chain's: the same header at a height both have
             height = _height(synced["url"])
             _wait(lambda: _height(url) >= height, 30, "node-0 to pass the synced height")
             assert _get(synced["url"], f"/blocks/{height}")["header"] == _get(url, f"/blocks/{height}")["header"]
