@@ -102,8 +102,8 @@ class Node:
     async def run(self, stop: asyncio.Event) -> None:
         self.store = ChainStore.open(self.home.data_dir / "chain")
         try:
-            if self.state_sync:
-                await self._state_sync()
+            if self.state_sync and not await self._state_sync(stop):
+                return  # stopped before a snapshot was in
             self.chain = Chain(self.genesis, self.store, self.oracle)
             log.info("chain %s at height %d; training, replays and round closes on the %s "
                      "backend", self.genesis.chain_id, self.chain.height, self.backend)
@@ -150,13 +150,23 @@ class Node:
         finally:
             self.store.close()
 
-    async def _state_sync(self) -> None:
+    async def _state_sync(self, stop: asyncio.Event) -> bool:
+        """Begin the store from a snapshot; False if stop came first."""
         head = self.store.head()
         if head is not None:
             log.info("--state-sync: this home already holds the chain to height %d; going on from there",
                      head.height)
-            return
-        await StateSync(self.genesis, self.store, self.blobs, list(self.peer_addresses)).run()
+            return True
+        sync = asyncio.create_task(StateSync(self.genesis, self.store, self.blobs, list(self.peer_addresses)).run())
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([sync, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if sync not in done:
+            sync.cancel()
+            await asyncio.gather(sync, return_exceptions=True)
+            return False
+        sync.result()  # what went wrong in it, if anything, stops the node
+        return True
 
     def _snapshot_soon(self, block: Block) -> None:
         """At a round's close, keep the state as a snapshot for nodes that state-sync: the

@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from node.storage.home import BLOBS_DIR, DATA_DIR, read_key_file  # noqa: E402
 from scripts.bench_devnet import DEVNET, percentile  # noqa: E402
-from scripts.flood_watch import HonestProbe, node_rss_mb  # noqa: E402
+from scripts.flood_watch import HonestProbe, node_rss_mb, vm_rss_kb  # noqa: E402
 
 VALIDATORS, AUDITORS = 4, 1
 DEFAULT_SKIP_ROUNDS = 4
@@ -227,16 +227,6 @@ def tree_bytes(path: pathlib.Path) -> int:
     return total
 
 
-def _vm_rss_kb(pid: int) -> int:
-    try:
-        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0  # gone
-
-
 class LogTail:
     """The 'finalized height' times of a node's log, read on from where it was last read."""
 
@@ -268,7 +258,7 @@ def sample_node(node: dict, log: LogTail, close_height: int) -> NodeSample:
     # only what the record needs: a soak keeps every round's sample until its summary
     near = {h: finalized[h] for h in (close_height - 1, close_height) if h in finalized}
     return NodeSample(home_bytes=tree_bytes(home), blobs_bytes=tree_bytes(home / BLOBS_DIR),
-                      data_bytes=tree_bytes(home / DATA_DIR), rss_kb=_vm_rss_kb(node["pid"]),
+                      data_bytes=tree_bytes(home / DATA_DIR), rss_kb=vm_rss_kb(node["pid"]),
                       tree_rss_kb=round(tree_mb * 1024), finalized=near)
 
 

@@ -46,7 +46,7 @@ def _children() -> dict[int, list[int]]:
     return children
 
 
-def _vm_rss_kb(pid: int) -> int:
+def vm_rss_kb(pid: int) -> int:
     try:
         for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -61,7 +61,7 @@ def node_rss_mb(pid: int) -> float:
     children, total, todo = _children(), 0, [pid]
     while todo:
         current = todo.pop()
-        total += _vm_rss_kb(current)
+        total += vm_rss_kb(current)
         todo += children.get(current, [])
     return total / 1024
 

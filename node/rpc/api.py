@@ -184,7 +184,7 @@ async def _headers(api: NodeAPI, request: web.Request) -> web.Response:
         if len(request.query.getall(name)) > 1:
             raise _ClientError(400, f"query parameter {name} is given more than once")
     head = api.chain.height
-    first = _height(request.query["from"], "from") if "from" in request.query else 1
+    first = _height(request.query["from"], "from") if "from" in request.query else api.chain.base
     last = _height(request.query["to"], "to") if "to" in request.query else head
     if first < 1:
         raise _ClientError(400, "from must be 1 or more (genesis has no header)")

@@ -156,15 +156,8 @@ class ChainStore:
         """Write the genesis state and a head marker at height 0 into an empty store."""
         _check_hash("state_root", state_root)
         _check_hash("genesis_hash", genesis_hash)
-        with self._write_lock:
-            with self._db.iterator(include_value=False) as it:
-                if next(it, None) is not None:
-                    raise ValueError("store is not empty; genesis can only be written once")
-            with self._db.write_batch(sync=True, transaction=True) as batch:
-                for key, value in state_writes.items():
-                    batch.put(STATE + key, value)
-                batch.put(BLOCK_HASH + genesis_hash, _h8(0))
-                batch.put(HEAD, Head(0, genesis_hash, state_root).encode())
+        self._begin(state_writes, {BLOCK_HASH + genesis_hash: _h8(0)}, Head(0, genesis_hash, state_root),
+                    "genesis can only be written once")
 
     def base(self) -> int:
         """The first height whose block is stored: 1, or the height of the snapshot the
@@ -181,19 +174,23 @@ class ChainStore:
         _check_hash("genesis_hash", genesis_hash)
         if height < 1:
             raise ValueError("a snapshot starts above the genesis")
+        self._begin(state, {BLOCK + _h8(height): block, COMMIT + _h8(height): commit,
+                            BLOCK_HASH + block_hash: _h8(height), BLOCK_HASH + genesis_hash: _h8(0),
+                            BASE: _h8(height)},
+                    Head(height, block_hash, state_root), "a snapshot can only begin a new store")
+
+    def _begin(self, state: dict[bytes, bytes], puts: dict[bytes, bytes], head: Head, why: str) -> None:
+        """Write a first state, other keys and the head into an empty store, in one batch."""
         with self._write_lock:
             with self._db.iterator(include_value=False) as it:
                 if next(it, None) is not None:
-                    raise ValueError("store is not empty; a snapshot can only begin a new store")
+                    raise ValueError(f"store is not empty; {why}")
             with self._db.write_batch(sync=True, transaction=True) as batch:
                 for key, value in state.items():
                     batch.put(STATE + key, value)
-                batch.put(BLOCK + _h8(height), block)
-                batch.put(COMMIT + _h8(height), commit)
-                batch.put(BLOCK_HASH + block_hash, _h8(height))
-                batch.put(BLOCK_HASH + genesis_hash, _h8(0))
-                batch.put(BASE, _h8(height))
-                batch.put(HEAD, Head(height, block_hash, state_root).encode())
+                for key, value in puts.items():
+                    batch.put(key, value)
+                batch.put(HEAD, head.encode())
 
     def commit_block(self, height: int, block_hash: bytes, block: bytes, commit: bytes,
                      tx_hashes: list[bytes], state_writes: dict[bytes, bytes | None],
