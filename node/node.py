@@ -30,7 +30,7 @@ from node.types.proposal import Proposal
 from node.storage.home import GENESIS_FILE, NodeHome
 from node.state.mempool import EXPIRY_BLOCKS, Mempool, MempoolError
 from node.state.snapshot_store import SnapshotStore
-from node.verify.state_sync import StateSync
+from node.verify.state_sync import AUTO_STATE_SYNC_BLOCKS, StateSync, offered_height
 from node.rpc.metrics import Metrics
 from node.net.p2p import InvalidPeerMessage, PeerNetwork
 from node.work.fraud_intake import FraudIntake
@@ -63,10 +63,12 @@ TIMEOUTS = TimeoutConfig(propose_ms=3000, prevote_ms=1000, precommit_ms=1000, de
 
 class Node:
     def __init__(self, home: NodeHome, listen: str, peers: tuple[str, ...], mine: bool = True,
-                 backend: str = "cpu", unit_trainer: UnitTrainer = train_unit, state_sync: bool = False):
+                 backend: str = "cpu", unit_trainer: UnitTrainer = train_unit, state_sync: bool = False,
+                 archive: bool = False):
         self.home = home
         self.mine = mine
         self.state_sync = state_sync  # begin an empty home from a peer's snapshot
+        self.archive = archive  # replay the chain from genesis, never begin from a snapshot
         self.backend = backend  # where training, replays and round closes compute
         self.unit_trainer = unit_trainer  # how the compute worker trains a unit
         self.genesis = home.genesis
@@ -102,7 +104,7 @@ class Node:
     async def run(self, stop: asyncio.Event) -> None:
         self.store = ChainStore.open(self.home.data_dir / "chain")
         try:
-            if self.state_sync and not await self._state_sync(stop):
+            if await self._wants_snapshot() and not await self._state_sync(stop):
                 return  # stopped before a snapshot was in
             self.chain = Chain(self.genesis, self.store, self.oracle)
             log.info("chain %s at height %d; training, replays and round closes on the %s "
@@ -149,6 +151,20 @@ class Node:
                 await runner.cleanup()
         finally:
             self.store.close()
+
+    async def _wants_snapshot(self) -> bool:
+        """--state-sync; or, for an empty home that is not an archive, peers that offer a
+        snapshot AUTO_STATE_SYNC_BLOCKS or more up the chain."""
+        if self.state_sync:
+            return True
+        if self.archive or self.store.head() is not None or not self.peer_addresses:
+            return False
+        height = await offered_height(list(self.peer_addresses))
+        if height < AUTO_STATE_SYNC_BLOCKS:
+            return False
+        log.info("the chain is past height %d: beginning from a peer's snapshot (start with --archive to "
+                 "replay it from genesis instead)", height)
+        return True
 
     async def _state_sync(self, stop: asyncio.Event) -> bool:
         """Begin the store from a snapshot; False if stop came first."""

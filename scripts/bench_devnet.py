@@ -10,7 +10,7 @@ Starts a devnet (scripts/devnet.py) with funded sender accounts, then:
 2. sustained throughput: finalized transfers per second over the load window;
 3. block sync: on a second devnet that makes empty blocks fast (10 ms apart), a
    fresh non-validator node joins once --sync-blocks exist and syncs them all from
-   genesis; blocks per second from its first answer to reaching the head;
+   genesis (--archive); blocks per second from its first answer to reaching the head;
 4. state sync: then another fresh node joins with --state-sync (a snapshot, the chain's
    commits checked from genesis, then block sync); seconds to reach the head.
 Prints one JSON object per line and stops everything it started.
@@ -127,7 +127,7 @@ async def _sync_speed(urls: list[str], directory: pathlib.Path, port: int, state
         log = open(home / "node.log", "ab")
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "node.cli", "start", "--home", str(home),
-                                    *(["--state-sync"] if state_sync else [])],
+                                    "--state-sync" if state_sync else "--archive"],
                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"

@@ -31,11 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address of the HTTP and peer server (default: the config's)")
     parser.add_argument("--state-sync", action="store_true",
                         help="begin an empty home from a peer's recent snapshot, checked against "
-                             "the chain's commits from genesis, instead of replaying every block")
+                             "the chain's commits from genesis, instead of replaying every block "
+                             "(a new node does so by itself when the chain is past height 1,000)")
+    parser.add_argument("--archive", action="store_true",
+                        help="replay the whole chain from genesis, never begin from a snapshot")
 
 
 def run(args: argparse.Namespace, build_node: Callable[..., FullNode]) -> int:
-    """Run the full node that build_node(home, listen, peers, mine=, backend=, state_sync=) wires."""
+    """Run the full node that build_node(home, listen, peers, mine=, backend=, state_sync=,
+    archive=) wires."""
     from node.storage.home import load_home
     if args.gpu:
         from node.uPoW.backends import backend_for
@@ -43,12 +47,16 @@ def run(args: argparse.Namespace, build_node: Callable[..., FullNode]) -> int:
     home = load_home(pathlib.Path(args.home))
     listen = address_argument(args.listen, "--listen") if args.listen else home.config.listen
     peers = tuple(address_argument(p, "--peer") for p in args.peer) if args.peer else home.config.peers
+    if args.state_sync and args.archive:
+        raise CommandError("--state-sync and --archive exclude each other: an archive replays the "
+                           "chain from genesis")
     if args.state_sync and not peers:
         raise CommandError("--state-sync needs a peer to take the snapshot from (--peer HOST:PORT, "
                            "or peers in the config)")
     log_to_stderr()
     node = build_node(home, listen, peers, mine=home.config.mine and not args.no_mine,
-                      backend="cuda" if args.gpu else "cpu", state_sync=args.state_sync)
+                      backend="cuda" if args.gpu else "cpu", state_sync=args.state_sync,
+                      archive=args.archive)
     from node.storage.chainstore import StoreError
     try:
         run_until_signalled(node.run)

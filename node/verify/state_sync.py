@@ -42,6 +42,9 @@ RETRY_S = 2.0
 FETCH_AHEAD = 16  # block requests in flight while following the chain
 MAX_TRIES = 5  # per block and peer before the next peer is asked
 OFFERS_PER_PEER = KEPT
+# a new node whose peers offer a snapshot this far up takes it rather than replay the chain
+AUTO_STATE_SYNC_BLOCKS = 1_000
+PROBE_TIMEOUT_S = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +65,19 @@ def read_offers(peer: str, reply: Any) -> list[Offer]:
             raise RpcError(f"{peer}{SNAPSHOTS_PATH}: a snapshot needs a height of 1 or more and a "
                            f"32-byte manifest digest")
     return offers
+
+
+async def offered_height(peers: list[str], timeout_s: float = PROBE_TIMEOUT_S) -> int:
+    """The highest snapshot any of peers offers now; 0 if none answers within timeout_s
+    (peers starting at the same moment as this node, say)."""
+    async with aiohttp.ClientSession() as session:
+        async def ask(peer: str) -> int:
+            try:
+                offers = read_offers(peer, await AsyncRpcClient(f"http://{peer}", session, timeout_s).get(SNAPSHOTS_PATH))
+            except RpcError:
+                return 0
+            return max((o.height for o in offers), default=0)
+        return max(await asyncio.gather(*(ask(p) for p in peers)), default=0)
 
 
 class StateSync:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from node.state.snapshot import Chunk, Entry, SnapshotManifest, combined_root
 from node.state.state_tree import StateTree
+from node.storage.home import init_home
 from node.types.crypto import sha256
 from tests.integration.test_devnet import DEVNET, ROOT, _free_base_port, _get, _height, _wait
 
@@ -37,15 +38,19 @@ def _down(directory: pathlib.Path) -> None:
 
 def _wipe_and_restart(node: dict, *flags: str) -> subprocess.Popen:
     """Stop a validator, delete its chain and blobs (its key, config and genesis stay) and
-    start it again with --state-sync."""
+    start it again with flags."""
     os.kill(node["pid"], signal.SIGTERM)
     _wait(lambda: not pathlib.Path(f"/proc/{node['pid']}").exists(), 30, "the validator to stop")
     home = pathlib.Path(node["home"])
     shutil.rmtree(home / "data")
     shutil.rmtree(home / "blobs")
+    return _start(home, *flags)
+
+
+def _start(home: pathlib.Path, *flags: str) -> subprocess.Popen:
     with open(home / "node.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "node.cli", "start", "--home", str(home), "--state-sync",
-                                 *flags], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        return subprocess.Popen([sys.executable, "-m", "node.cli", "start", "--home", str(home), *flags],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 env=dict(os.environ, NUMBA_NUM_THREADS="1"))
 
 
@@ -68,26 +73,40 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def test_a_wiped_validator_state_syncs_past_1000_blocks_and_validates_again(tmp_path):
+def test_a_wiped_validator_state_syncs_past_1000_blocks_by_itself_and_validates_again(tmp_path):
+    """Past height 1,000 a node with an empty home takes a snapshot without being told;
+    one started with --archive replays the chain from genesis instead."""
     directory = tmp_path / "devnet"
     state = _up(directory, "--no-mine", "--block-interval-ms", "10")
     try:
         nodes = state["nodes"]
         url, synced = nodes[0]["url"], nodes[3]
-        _wait(lambda: _height(url) >= 1000, 600, "height 1000")
+        _wait(lambda: max([s["height"] for s in (_get(url, "/snapshots") or {}).get("snapshots", [])], default=0)
+              >= 1000, 600, "a snapshot at height 1000 or more")
         node = _wipe_and_restart(synced, "--no-mine")
+        archive_port = _free_base_port(1)
+        archive_home = tmp_path / "archive"
+        init_home(archive_home, directory / "genesis.json")
+        archive = _start(archive_home, "--no-mine", "--archive", "--listen", f"127.0.0.1:{archive_port}",
+                         "--peer", url.removeprefix("http://"))
         try:
             target = _height(url)
             _wait(lambda: _height(synced["url"]) >= target, 120, f"the synced node to reach height {target}")
             log = (pathlib.Path(synced["home"]) / "node.log").read_text()
-            assert "state sync: state at height" in log, log[-2000:]
+            assert "beginning from a peer's snapshot" in log and "state sync: state at height" in log, log[-2000:]
             # it did not replay the chain: its first block is the snapshot's
             assert _get(synced["url"], "/blocks/1") is None
             assert _get(synced["url"], f"/blocks/{target}")["header"] == _get(url, f"/blocks/{target}")["header"]
             # and it validates: its precommits are in the commits of new blocks
             _wait(lambda: _signed_by(url, synced["public_key"], target), 60, "a commit with the synced node's precommit")
+            # the archive replayed every block
+            archive_url = f"http://127.0.0.1:{archive_port}"
+            _wait(lambda: _height(archive_url) >= target, 180, f"the archive node to reach height {target}")
+            assert _get(archive_url, "/blocks/1")["header"] == _get(url, "/blocks/1")["header"]
+            assert "snapshot" not in (archive_home / "node.log").read_text()
         finally:
             _stop(node)
+            _stop(archive)
     finally:
         _down(directory)
 
@@ -174,7 +193,7 @@ def test_tampered_snapshots_are_refused_and_the_node_syncs_from_an_honest_peer_t
             threading.Thread(target=liar.run, args=(stop,), daemon=True).start()
         _wait(lambda: (_get(url, "/snapshots") or {}).get("snapshots"), 240, "a first snapshot")
         peers = [f"127.0.0.1:{liar.port}" for liar in liars] + [n["url"].removeprefix("http://") for n in nodes[:3]]
-        node = _wipe_and_restart(synced, *[flag for peer in peers for flag in ("--peer", peer)])
+        node = _wipe_and_restart(synced, "--state-sync", *[flag for peer in peers for flag in ("--peer", peer)])
         try:
             _wait(lambda: _height(synced["url"]) > 0, 120, "the synced node to answer")
             log = (pathlib.Path(synced["home"]) / "node.log").read_text()
