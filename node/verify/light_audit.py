@@ -40,6 +40,7 @@ from node.verify.chain_follow import ChainFollowError, FollowedChain
 log = logging.getLogger("uponode.light")
 
 POLL_S = 0.5
+ALREADY_PROVEN = "already_proven"  # the ledger's reason for a proof of a unit proven before
 REQUEST_TIMEOUT_S = 10.0
 # a full node answers a fraud proof once it has replayed it, perhaps behind other compute
 FRAUD_PROOF_TIMEOUT_S = 120.0
@@ -153,31 +154,34 @@ class LightAuditor:
                     self._failed(peer, "txs", str(exc))
         return "; ".join(errors) or "no full node answered"
 
-    async def _submit(self, payload) -> bool:
-        """Sign and send payload; whether a full node took it."""
+    async def _submit(self, payload) -> str | None:
+        """Sign and send payload; None if a full node took it, else why not."""
         if self.nonce is None:
             account = await self._account()
             if account is None:
                 log.warning("cannot read this auditor's account; %s not sent", type(payload).__name__)
-                return False
-            self.nonce = account.nonce
+                return "no account"
+            # counting what it has pending: the reports sent before a refusal are still on their way
+            self.nonce = account.pending_nonce
         tx = sign_tx(self.key, self.genesis.chain_id, self.nonce, payload, self.genesis.economics.min_tx_fee)
         error = await self._post_tx(tx)
         if error is None:
             self.nonce += 1
             log.info("sent %s (nonce %d)", type(payload).__name__, tx.body.nonce)
-            return True
+            return None
         self.nonce = None  # re-read on the next send
         log.warning("%s refused: %s", type(payload).__name__, error)
-        return False
+        return error
 
     async def _send_outbox(self) -> None:
         """Send what the auditor produced.  A fraud proof no full node took (each may be
-        busy deciding others) is kept for the next poll while its audit window is open."""
+        busy deciding others) is kept for the next poll while its audit window is open,
+        unless the unit is proven already (another prover was first)."""
         kept = []
         while self._outbox:
             payload = self._outbox.pop(0)
-            if (not await self._submit(payload) and isinstance(payload, FraudProof)
+            error = await self._submit(payload)
+            if (error is not None and isinstance(payload, FraudProof) and ALREADY_PROVEN not in error
                     and self.followed.height + 1 in self.schedule.audit_window(payload.round)):
                 kept.append(payload)
         self._outbox = kept

@@ -1,0 +1,68 @@
+"""The light auditor's sending: after a refusal it signs with the nonce that counts its
+pending transactions (its earlier reports are still on their way, and reusing their
+nonce would lose the rest), and it drops a fraud proof of a unit proven already
+instead of sending it again every poll."""
+import asyncio
+
+import aiohttp
+from aiohttp import web
+
+from node.net.rpc_client import AsyncRpcClient
+from node.storage.home import init_home
+from node.types.crypto import sha256
+from node.types.transactions import AuditReport, FraudProof, decode_tx
+from node.verify.light_audit import LightAuditor
+
+REPORT = AuditReport(round=0, miner=sha256(b"miner"), unit=0, segment=3, result_hash=sha256(b"end"), result_proof=(),
+                     evidence=sha256(b"evidence"))
+PROOF = FraudProof(0, sha256(b"miner"), 0, 39, sha256(b"a"), (), sha256(b"b"), (), sha256(b"c"))
+
+
+class FullNode:
+    """Committed nonce 2 with one transaction pending (so the next is 3); refuses fraud
+    proofs as proven already and takes everything else, recording the nonces."""
+
+    def __init__(self):
+        self.nonces: list[int] = []
+        self.address = ""
+
+    async def _account(self, request: web.Request) -> web.Response:
+        return web.json_response({"balance": 10**9, "nonce": 2, "bond": 0, "pending_nonce": 3 + len(self.nonces)})
+
+    async def _txs(self, request: web.Request) -> web.Response:
+        tx = decode_tx(bytes.fromhex(await request.text()), 1 << 20)
+        if isinstance(tx.body.payload, FraudProof):
+            return web.json_response({"error": "already_proven: this unit is already proven fraudulent",
+                                      "reason": "already_proven"}, status=422)
+        self.nonces.append(tx.body.nonce)
+        return web.json_response({"hash": tx.hash.hex()})
+
+    async def start(self) -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/accounts/{address}", self._account)
+        app.router.add_post("/txs", self._txs)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self.address = "127.0.0.1:%d" % runner.addresses[0][1]
+        return runner
+
+
+def test_a_refused_proof_neither_costs_the_reports_after_it_nor_comes_back(tmp_path):
+    node = FullNode()
+
+    async def main() -> list:
+        runner = await node.start()
+        try:
+            auditor = LightAuditor(init_home(tmp_path / "home"), [node.address])
+            auditor._outbox = [REPORT, PROOF, REPORT, REPORT]
+            async with aiohttp.ClientSession() as session:
+                auditor._clients = [(node.address, AsyncRpcClient(f"http://{node.address}", session))]
+                await auditor._send_outbox()
+                return list(auditor._outbox)
+        finally:
+            await runner.cleanup()
+
+    kept = asyncio.run(main())
+    assert node.nonces == [3, 4, 5]  # no nonce used twice after the refused proof
+    assert kept == []
