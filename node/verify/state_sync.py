@@ -67,17 +67,27 @@ def read_offers(peer: str, reply: Any) -> list[Offer]:
     return offers
 
 
+async def gather_offers(clients: dict[str, AsyncRpcClient]) -> tuple[list[Offer], list[str]]:
+    """Every peer's snapshots, asked at once (each peer's OFFERS_PER_PEER highest: what an
+    honest node keeps, so a peer listing thousands costs no more), the highest first;
+    and why the peers that gave none did not."""
+    async def ask(peer: str, client: AsyncRpcClient) -> list[Offer] | str:
+        try:
+            listed = read_offers(peer, await client.get(SNAPSHOTS_PATH))
+        except RpcError as exc:
+            return str(exc)
+        return sorted(listed, key=lambda o: -o.height)[:OFFERS_PER_PEER]
+    answers = await asyncio.gather(*(ask(peer, client) for peer, client in clients.items()))
+    offers = [o for answer in answers if isinstance(answer, list) for o in answer]
+    return sorted(offers, key=lambda o: -o.height), [a for a in answers if isinstance(a, str)]
+
+
 async def offered_height(peers: list[str], timeout_s: float = PROBE_TIMEOUT_S) -> int:
     """The highest snapshot any of peers offers now; 0 if none answers within timeout_s
     (peers starting at the same moment as this node, say)."""
     async with aiohttp.ClientSession() as session:
-        async def ask(peer: str) -> int:
-            try:
-                offers = read_offers(peer, await AsyncRpcClient(f"http://{peer}", session, timeout_s).get(SNAPSHOTS_PATH))
-            except RpcError:
-                return 0
-            return max((o.height for o in offers), default=0)
-        return max(await asyncio.gather(*(ask(p) for p in peers)), default=0)
+        offers, _ = await gather_offers({p: AsyncRpcClient(f"http://{p}", session, timeout_s) for p in peers})
+    return max((o.height for o in offers), default=0)
 
 
 class StateSync:
@@ -118,22 +128,20 @@ class StateSync:
                 await asyncio.gather(*self._pending.values(), return_exceptions=True)
 
     async def _offers(self, clients: dict[str, AsyncRpcClient]) -> list[Offer]:
-        """Every peer's snapshots (its OFFERS_PER_PEER highest: what an honest node
-        keeps, so a peer listing thousands costs no more), the highest first."""
-        offers = []
-        for peer, client in clients.items():
-            try:
-                listed = read_offers(peer, await client.get(SNAPSHOTS_PATH))
-                offers += sorted(listed, key=lambda o: -o.height)[:OFFERS_PER_PEER]
-            except RpcError as exc:
-                log.info("state sync: %s", exc)
-        return sorted(offers, key=lambda o: -o.height)
+        offers, problems = await gather_offers(clients)
+        for problem in problems:
+            log.info("state sync: %s", problem)
+        return offers
+
+    def _first(self, peer: str) -> list[str]:
+        """Every peer, peer first."""
+        return [peer] + [p for p in self.peers if p != peer]
 
     async def _sync_from(self, offer: Offer, clients: dict[str, AsyncRpcClient],
                          session: aiohttp.ClientSession, offered: set[int]) -> None:
         # the snapshot first, while its peer still keeps it, each chunk checked against
         # the manifest; then the manifest against the chain
-        sources = [offer.peer] + [p for p in self.peers if p != offer.peer]
+        sources = self._first(offer.peer)
         raw = await fetch_blob(session, sources, offer.manifest, MAX_BLOB_BYTES)
         if raw is None:
             raise SnapshotError(f"no peer serves its manifest {offer.manifest.hex()[:16]}")
@@ -224,9 +232,8 @@ class StateSync:
         return await self._pending.pop(height)
 
     async def _fetch_block(self, height: int, clients: dict[str, AsyncRpcClient], first: str) -> Block:
-        order = [first] + [p for p in self.peers if p != first]
         problems = []
-        for name in order:
+        for name in self._first(first):
             client = clients[name]
             for _ in range(MAX_TRIES):
                 try:
