@@ -40,7 +40,8 @@ log = logging.getLogger("uponode.state_sync")
 SNAPSHOTS_PATH = "/snapshots"
 RETRY_S = 2.0
 FETCH_AHEAD = 16  # block requests in flight while following the chain
-MAX_TRIES = 5  # per block and peer before the next peer is asked
+MAX_TRIES = 12  # per block and peer before the next peer is asked
+RETRY_BLOCK_S = 0.25
 OFFERS_PER_PEER = KEPT
 # a new node whose peers offer a snapshot this far up takes it rather than replay the chain
 AUTO_STATE_SYNC_BLOCKS = 1_000
@@ -239,8 +240,10 @@ class StateSync:
                 try:
                     return Block.decode(read_block(client.base_url, await client.get(block_path(height))))
                 except RpcError as exc:
-                    if exc.status == 429:  # over the peer's rate: it says when to come back
-                        await asyncio.sleep(0.2)
+                    # over the peer's rate, or a block not made yet (the one after a snapshot
+                    # taken at the head carries its commit): both come within a block or two
+                    if exc.status in (404, 429):
+                        await asyncio.sleep(RETRY_BLOCK_S)
                         continue
                     problems.append(str(exc))
                     break
