@@ -30,9 +30,10 @@ from node.types.proposal import Proposal
 from node.storage.home import GENESIS_FILE, NodeHome
 from node.state.mempool import EXPIRY_BLOCKS, Mempool, MempoolError
 from node.state.snapshot_store import SnapshotStore
-from node.verify.state_sync import AUTO_STATE_SYNC_BLOCKS, StateSync, offered_height
+from node.verify.store_start import Stopped, open_chain_store
 from node.rpc.metrics import Metrics
 from node.net.p2p import InvalidPeerMessage, PeerNetwork
+from node.work.blob_retention import prune_forgotten_round
 from node.work.fraud_intake import FraudIntake
 from node.work.round_work import RoundWork
 from node.rpc.api import NodeAPI, json_errors, rpc_routes
@@ -102,10 +103,12 @@ class Node:
     # -- lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.store = ChainStore.open(self.home.data_dir / "chain")
         try:
-            if await self._wants_snapshot() and not await self._state_sync(stop):
-                return  # stopped before a snapshot was in
+            self.store = await open_chain_store(self.home.data_dir / "chain", self.genesis, self.blobs,
+                                                list(self.peer_addresses), self.state_sync, self.archive, stop)
+        except Stopped:
+            return  # stopped before a snapshot was in
+        try:
             self.chain = Chain(self.genesis, self.store, self.oracle)
             log.info("chain %s at height %d; training, replays and round closes on the %s "
                      "backend", self.genesis.chain_id, self.chain.height, self.backend)
@@ -151,38 +154,6 @@ class Node:
                 await runner.cleanup()
         finally:
             self.store.close()
-
-    async def _wants_snapshot(self) -> bool:
-        """--state-sync; or, for an empty home that is not an archive, peers that offer a
-        snapshot AUTO_STATE_SYNC_BLOCKS or more up the chain."""
-        if self.state_sync:
-            return True
-        if self.archive or self.store.head() is not None or not self.peer_addresses:
-            return False
-        height = await offered_height(list(self.peer_addresses))
-        if height < AUTO_STATE_SYNC_BLOCKS:
-            return False
-        log.info("the chain is past height %d: beginning from a peer's snapshot (start with --archive to "
-                 "replay it from genesis instead)", height)
-        return True
-
-    async def _state_sync(self, stop: asyncio.Event) -> bool:
-        """Begin the store from a snapshot; False if stop came first."""
-        head = self.store.head()
-        if head is not None:
-            log.info("--state-sync: this home already holds the chain to height %d; going on from there",
-                     head.height)
-            return True
-        sync = asyncio.create_task(StateSync(self.genesis, self.store, self.blobs, list(self.peer_addresses)).run())
-        stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([sync, stopping], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if sync not in done:
-            sync.cancel()
-            await asyncio.gather(sync, return_exceptions=True)
-            return False
-        sync.result()  # what went wrong in it, if anything, stops the node
-        return True
 
     def _snapshot_soon(self, block: Block) -> None:
         """At a round's close, keep the state as a snapshot for nodes that state-sync: the
@@ -267,6 +238,8 @@ class Node:
         self._fill_own_nonce_gaps()
         if self.schedule.is_close(block.header.height):
             self._snapshot_soon(block)
+            if not self.archive:
+                prune_forgotten_round(self.chain, self.blobs)
         self.work.on_block()
         self.metrics.set("uponode_height", self.chain.height)
         self.metrics.inc("uponode_blocks_finalized_total")

@@ -62,6 +62,8 @@ class Chain:
         # the whole block's bytes, since the header hash alone does not pin the body
         # until the tx root has been checked
         self._checked: dict[bytes, Transition] = {}
+        # the entries the last finalized block deleted, as they were: what pruning reads
+        self.forgotten: dict[bytes, bytes] = {}
 
     @property
     def genesis_hash(self) -> bytes:
@@ -202,6 +204,8 @@ class Chain:
         except InvalidCommit as exc:
             raise InvalidBlock(f"commit: {exc}") from None
         writes = transition.writes
+        entries = self.state.entries
+        self.forgotten = {k: entries[k] for k, v in writes.items() if v is None and k in entries}
         self.store.commit_block(block.header.height, block.hash, block.encode(), commit.encode(),
                                 [tx.hash for tx in block.txs], writes, block.header.state_root)
         self.state.apply_writes(writes)

@@ -7,7 +7,8 @@ stands, rejected otherwise), slashes auditors whose passes were disproven or who
 evidence was disputed, steps the
 model over the accepted deltas, pays the round's emission to the accepted units'
 miners, their auditors and the proposer, counts each miner's accepted work, and
-at an epoch's end rotates the committee by that work.
+at an epoch's end rotates the committee by that work; the round that leaves the
+retention window is forgotten (node.state.retention).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import dataclasses
 
 from node.state.equivocation import barred_from_committee
 from node.state.records import MODEL_KEY, ChallengeRecord, Committee, ModelRecord, WorkCount, work_count_key
+from node.state.retention import forget_old_round
 from node.state.transition import BlockError, Transition, TxError
 from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED, SLASHED,
                                WITHHELD, CommitteeMember, Payment, RoundClose, UnitOutcome)
@@ -62,6 +64,7 @@ def close_round(t: Transition) -> tuple[RoundClose, ...]:
     except TxError as exc:
         raise BlockError(f"round close: {exc}") from None
     t.put(MODEL_KEY, ModelRecord(round_ + 1, root, loss_bits))
+    forget_old_round(t, round_)
     return (RoundClose(round=round_, units=tuple(u.outcome for u in units), model_root=root,
                        eval_loss_bits=loss_bits, payments=payments, next_committee=next_committee),)
 

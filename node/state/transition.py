@@ -97,6 +97,12 @@ class Transition(StateReader):
     # -- writes
 
     def put(self, key: bytes, record: Record) -> None:
+        self._write(key, record)
+
+    def delete(self, key: bytes) -> None:
+        self._write(key, None)
+
+    def _write(self, key: bytes, record: Record | None) -> None:
         if key not in self._undo:
             self._undo[key] = self._pending.get(key, _ABSENT)
         self._pending[key] = record

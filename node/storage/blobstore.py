@@ -115,6 +115,15 @@ class BlobStore:
         except FileNotFoundError:
             raise BlobNotFound(digest_hex) from None
 
+    def starts_with(self, digest_hex: str, prefix: bytes) -> bool:
+        """Whether the stored blob begins with prefix (its kind's magic), reading only that
+        far and not verifying the rest; False if it is not stored."""
+        try:
+            with open(self._path(digest_hex), "rb") as f:
+                return f.read(len(prefix)) == prefix
+        except FileNotFoundError:
+            return False
+
     def delete(self, digest_hex: str) -> None:
         """Remove a blob; deleting one that is not stored is not an error."""
         self._path(digest_hex).unlink(missing_ok=True)

@@ -111,6 +111,7 @@ class ConsensusConfig:
     block_interval_ms: int
     max_clock_drift_ms: int  # how far ahead of a validator's clock a proposed block's time may be
     evidence_window_blocks: int  # how many blocks after a double vote its evidence is accepted
+    retention_rounds: int  # closed rounds whose records, deltas and models nodes keep (DESIGN.md §5)
 
     @property
     def epoch_blocks(self) -> int:
@@ -178,6 +179,8 @@ _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
     "consensus.block_interval_ms": (10, 600_000),
     "consensus.max_clock_drift_ms": (0, 3_600_000),
     "consensus.evidence_window_blocks": (1, 10**12),  # at most one epoch: _check_rounds
+    # at least 2: a round's checkpoints are pruned, from its records, at the next round's close
+    "consensus.retention_rounds": (2, 10**6),
 }
 _FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
     "training.learning_rate": (0.0, 10.0),

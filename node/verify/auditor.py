@@ -27,10 +27,10 @@ from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.types.transactions import AuditReport, FraudProof, WithheldClaim, WorkCommitment
 from node.uPoW.assignment import assign_unit
 from node.uPoW.evidence import evidence_lock, report_evidence
-from node.uPoW.model_state import BlobFormatError
+from node.uPoW.model_state import MODEL_MAGIC, BlobFormatError
 from node.uPoW.state import STATE_DOMAIN
 from node.uPoW.unit_compute import SegmentReplay
-from node.uPoW.work import decode_leaves
+from node.uPoW.work import DELTA_MAGIC, LEAVES_MAGIC, decode_leaves
 
 log = logging.getLogger("uponode.audit")
 
@@ -218,14 +218,23 @@ def prune_checkpoints(store: BlobStore, commitments: list[WorkCommitment],
         kept.update(leaves[i] for i in keep.get(commitment.leaves_hash, ()) if i < len(leaves))
     removed = 0
     for leaf in sorted(named - kept):
-        if _is_checkpoint(store, leaf):
+        if store.starts_with(leaf.hex(), STATE_DOMAIN):
             store.delete(leaf.hex())
             removed += 1
     return removed
 
 
-def _is_checkpoint(store: BlobStore, digest: bytes) -> bool:
-    try:
-        return store.get(digest.hex()).startswith(STATE_DOMAIN)
-    except (BlobNotFound, BlobCorrupted):
-        return False
+def prune_unit_blobs(store: BlobStore, commitments: list[WorkCommitment], kept: set[bytes]) -> int:
+    """Delete everything stored for commitments (checkpoints, leaves, deltas, start
+    models) except the digests in kept; returns how many blobs were deleted.  Each
+    digest is deleted only if its blob is of the kind the commitment names it as, so a
+    commitment cannot name another kind of blob (a snapshot's chunk, say) for deletion."""
+    removed = prune_checkpoints(store, commitments, {})
+    named = {(digest, magic) for c in commitments
+             for digest, magic in ((c.delta_hash, DELTA_MAGIC), (c.leaves_hash, LEAVES_MAGIC),
+                                   (c.start_root, MODEL_MAGIC))}
+    for digest, magic in sorted(named):
+        if digest not in kept and store.starts_with(digest.hex(), magic):
+            store.delete(digest.hex())
+            removed += 1
+    return removed

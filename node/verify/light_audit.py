@@ -34,7 +34,7 @@ from node.types.transactions import (Bond, EvidenceDispute, FraudProof, Register
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import UnitCompute
-from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
+from node.verify.auditor import Auditor, assigned_tasks, prune_unit_blobs
 from node.verify.chain_follow import ChainFollowError, FollowedChain
 
 log = logging.getLogger("uponode.light")
@@ -218,9 +218,11 @@ class LightAuditor:
                                                             block.header.proposer, proposed_under)
         if height == self.schedule.close_height(round_):
             self._round(round_ + 1).start_hash = block.hash
-            # the round's audits are over: its checkpoints need not stay here
+            # the round's audits are over: what they fetched need not stay here, but for
+            # the model the next round trains from
             done = self.rounds.pop(round_)
-            prune_checkpoints(self.blobs, [c for _, _, c in done.commitments], {})
+            prune_unit_blobs(self.blobs, [c for _, _, c in done.commitments],
+                             {close.model_root for close in block.close})
 
     def _round(self, round_: int) -> RoundView:
         return self.rounds.setdefault(round_, RoundView())

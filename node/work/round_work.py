@@ -146,8 +146,9 @@ class RoundWork:
 
     def _prune_checkpoints(self, state, round_: int) -> None:
         """Delete the checkpoints of a round whose challenge window closed a round ago
-        (DESIGN.md §5).  Deltas and models stay: a node syncing later re-checks every
-        round close from them.  So do the starts of proven frauds, which it re-checks too."""
+        (DESIGN.md §5).  Deltas and models stay for the retention window: a node syncing
+        within it re-checks the round closes from them.  So do the starts of proven frauds,
+        which it re-checks too."""
         commitments = state.round_commitments(round_)
         keep = {c.leaves_hash: (f.segment,) for m, u, c in commitments
                 if (f := state.fraud_record(round_, m, u)) is not None}
