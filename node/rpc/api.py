@@ -31,6 +31,7 @@ from node.state.chain import Chain
 from node.types.codec import DecodeError, Reader, Record
 from node.state.mempool import Mempool, MempoolError
 from node.state.records import account_key
+from node.state.retention import first_kept_round
 from node.state.snapshot_store import SnapshotRef
 from node.rpc.metrics import CONTENT_TYPE, Metrics
 from node.rpc.rate_limit import RateLimits, retry_header
@@ -298,6 +299,11 @@ async def _round(api: NodeAPI, request: web.Request) -> web.Response:
     if schedule.close_height(round_) < chain.base <= chain.height:
         raise _ClientError(404, f"round {round_} closed at height {schedule.close_height(round_)}, before "
                                 f"the first block this node keeps ({chain.base})")
+    kept = first_kept_round(chain.genesis.consensus, chain.height)
+    if round_ < kept:
+        raise _ClientError(404, f"round {round_} has left the retention window: the state keeps rounds "
+                                f"from {kept} on (consensus.retention_rounds "
+                                f"{chain.genesis.consensus.retention_rounds})")
     state = chain.state
     commitments = state.round_commitments(round_)
     frauds = {(miner, unit): fraud for miner, unit, _ in commitments

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Mapping, Sequence
 
+from node.types.blocks import RoundClose
+
 BPS = 10_000
 DEVNET = "devnet"  # the node name of a failure of the whole devnet (liveness)
 HASH_CHARS = 16  # enough of a hash to tell two apart in a failure line
@@ -130,9 +132,10 @@ def burned_fees(blocks: Iterable[Mapping], fee_burn_bps: int) -> int:
     return sum(tx["fee"] * fee_burn_bps // BPS for block in blocks for tx in block["txs"])
 
 
-def emitted(closed_rounds: Iterable[Mapping]) -> int:
-    """Everything the round closes paid out."""
-    return sum(reward["amount"] for view in closed_rounds for reward in view["rewards"])
+def emitted(closes: Iterable[RoundClose]) -> int:
+    """Everything the round closes paid out (read from the blocks: /rounds/{r} of a round
+    past the retention window is gone)."""
+    return sum(payment.amount for close in closes for payment in close.payments)
 
 
 def check_supply(node: str, height: int, holdings: int, genesis_supply: int, emission: int,

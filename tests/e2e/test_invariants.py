@@ -1,6 +1,7 @@
 """The e2e invariant checker fails when it should: fed made-up API snapshots of a fork,
 a height going backwards, a stall, an unaudited unit and a leak of coins, it names
 the invariant, the height and the node in exactly one line each."""
+from node.types.blocks import PAID_AS_PROPOSER, Payment, RoundClose
 from tests.e2e.invariants import (ChainObserver, Failure, burned_fees, check_audits,
                                   check_liveness, check_round_closes, check_supply, emitted)
 
@@ -96,8 +97,9 @@ def test_mining_validators_whose_units_are_never_accepted():
 
 def test_supply_off_by_a_coin():
     blocks = [{"txs": [{"fee": 100}, {"fee": 101}]}, {"txs": []}, {"txs": [{"fee": 300}]}]
-    views = [_round(0, [], [{"to": "01" * 32, "reason": "proposer", "amount": 100_000}])]
-    burned, emission = burned_fees(blocks, 5000), emitted(views)
+    closes = [RoundClose(round=0, units=(), model_root=bytes(32), eval_loss_bits=0,
+                         payments=(Payment(bytes([1]) * 32, PAID_AS_PROPOSER, 100_000),), next_committee=())]
+    burned, emission = burned_fees(blocks, 5000), emitted(closes)
     assert (burned, emission) == (50 + 50 + 150, 100_000)
     assert check_supply("node-0", 60, 1_000_000 + 100_000 - 250, 1_000_000, emission, burned) == []
     assert check_supply("node-0", 60, 1_000_000 + 100_000 - 249, 1_000_000, emission, burned) == [

@@ -99,29 +99,30 @@ def test_a_poisoning_miner_leaves_the_model_agreed_finite_and_learning(mining_de
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.poisoning_miner", "--home", poisoner["home"]],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, NUMBA_NUM_THREADS="1"))
+    honest = urls[:3]
+    poisoned = 0
+    losses = []
     try:
         # the poisoner commits from the next round on
         first = schedule.round_of(max(_min_height(urls), 1)) + 1
         last = first + POISONED_ROUNDS - 1
-        _wait(lambda: _min_height(urls) >= schedule.close_height(last), 900,
-              f"rounds {first}..{last} closed on every node")
+        # each round read as it closes: past the retention window its records are forgotten
+        for round_ in range(first - 1, last + 1):
+            _wait(lambda: _min_height(honest) >= schedule.close_height(round_), 900,
+                  f"round {round_} closed on every honest node")
+            views = [_get(u, f"/rounds/{round_}") for u in honest]
+            roots = {v["model_root"] for v in views}
+            assert len(roots) == 1 and None not in roots, f"round {round_}: model roots {roots}"
+            view = views[0]
+            loss = view["eval_loss"]
+            assert loss is not None and math.isfinite(loss), f"round {round_}: eval loss {loss}"
+            losses.append(loss)
+            poisoned += round_ >= first and any(u["miner"] == poisoner["public_key"] and u["status"] == "accepted"
+                                                for u in view["units"])
     finally:
         process.terminate()
         process.wait(timeout=30)
 
-    honest = urls[:3]  # the poisoner's own node is stopped by now
-    poisoned = 0
-    losses = [_get(honest[0], f"/rounds/{first - 1}")["eval_loss"]]
-    for round_ in range(first, last + 1):
-        views = [_get(u, f"/rounds/{round_}") for u in honest]
-        roots = {v["model_root"] for v in views}
-        assert len(roots) == 1 and None not in roots, f"round {round_}: model roots {roots}"
-        view = views[0]
-        loss = view["eval_loss"]
-        assert loss is not None and math.isfinite(loss), f"round {round_}: eval loss {loss}"
-        losses.append(loss)
-        poisoned += any(u["miner"] == poisoner["public_key"] and u["status"] == "accepted"
-                        for u in view["units"])
     assert poisoned >= 2, "the poison never reached a close: the test played nothing"
     assert losses[-1] < losses[0], f"the eval loss did not fall under poison: {losses}"
 

@@ -501,6 +501,17 @@ async def test_round_bad_or_not_started(client, round_, status):
     await expect_error(await client.get(f"/rounds/{round_}"), status, "round")
 
 
+async def test_a_round_past_the_retention_window_is_404_and_a_kept_one_is_not(client, chain):
+    schedule = RoundSchedule.from_genesis(chain.genesis)
+    window = chain.genesis.consensus.retention_rounds
+    while chain.height < schedule.close_height(window):  # round `window` closes: round 0 leaves
+        finalize_next(chain, [])
+    await expect_error(await client.get("/rounds/0"), 404, "round 0 has left the retention window: "
+                       f"the state keeps rounds from 1 on (consensus.retention_rounds {window})")
+    async with client.get("/rounds/1") as reply:
+        assert reply.status == 200 and (await reply.json())["phase"] == "closed"
+
+
 BLOB = b"delta bytes " * 10_000
 
 
