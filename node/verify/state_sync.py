@@ -101,14 +101,18 @@ class StateSync:
         # the verified block at each offered height passed, and the block carrying its commit
         self.finalized: dict[int, tuple[Block, Block]] = {}
         self._pending: dict[int, asyncio.Task[Block]] = {}
+        self._top = 0  # the highest snapshot offered: only blocks above it may not be made yet
 
-    async def run(self) -> int:
+    async def run(self, passes: int | None = None) -> int | None:
         """Sync the store from the best snapshot a peer offers, retrying until one
-        verifies; returns its height."""
+        verifies; returns its height.  With passes, give up (None) after asking the
+        peers that many times without a snapshot that verifies."""
         async with aiohttp.ClientSession() as session:
             clients = {peer: AsyncRpcClient(f"http://{peer}", session) for peer in self.peers}
             try:
-                while True:
+                asked = 0
+                while passes is None or asked < passes:
+                    asked += 1
                     offers = await self._offers(clients)
                     for offer in offers:
                         started = time.monotonic()
@@ -123,6 +127,7 @@ class StateSync:
                         return offer.height
                     log.info("state sync: no snapshot to sync from yet; asking again in %g s", RETRY_S)
                     await asyncio.sleep(RETRY_S)
+                return None
             finally:
                 for task in self._pending.values():
                     task.cancel()
@@ -195,6 +200,7 @@ class StateSync:
         that does not verify is asked of the next peer, up to every peer."""
         if height < self.followed.height and height not in self.finalized:
             self.followed, self.finalized = FollowedChain(self.genesis), {}  # start over
+        self._top = max(offered)
         while self.followed.height < height:
             next_height = self.followed.height + 1
             for attempt in range(len(self.peers)):
@@ -241,8 +247,9 @@ class StateSync:
                     return Block.decode(read_block(client.base_url, await client.get(block_path(height))))
                 except RpcError as exc:
                     # over the peer's rate, or a block not made yet (the one after a snapshot
-                    # taken at the head carries its commit): both come within a block or two
-                    if exc.status in (404, 429):
+                    # taken at the head carries its commit): both come within a block or two;
+                    # any lower block a peer lacks, it began from a snapshot: the next is asked
+                    if exc.status == 429 or exc.status == 404 and height > self._top:
                         await asyncio.sleep(RETRY_BLOCK_S)
                         continue
                     problems.append(str(exc))

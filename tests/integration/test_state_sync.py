@@ -104,11 +104,37 @@ def test_a_wiped_validator_state_syncs_past_1000_blocks_by_itself_and_validates_
             _wait(lambda: _height(archive_url) >= target, 180, f"the archive node to reach height {target}")
             assert _get(archive_url, "/blocks/1")["header"] == _get(url, "/blocks/1")["header"]
             assert "snapshot" not in (archive_home / "node.log").read_text()
+            _a_validator_back_from_past_the_window_state_syncs(state, directory)
         finally:
             _stop(node)
             _stop(archive)
     finally:
         _down(directory)
+
+
+def _a_validator_back_from_past_the_window_state_syncs(state: dict, directory: pathlib.Path) -> None:
+    """A validator stopped for longer than the retention window, its home kept: the deltas
+    of the rounds it missed are pruned, so on restart it replaces its store from a snapshot."""
+    url, behind = state["nodes"][0]["url"], state["nodes"][2]
+    genesis = json.loads((directory / "genesis.json").read_text())["consensus"]
+    window = genesis["retention_rounds"] * genesis["round_blocks"]
+    os.kill(behind["pid"], signal.SIGTERM)
+    _wait(lambda: not pathlib.Path(f"/proc/{behind['pid']}").exists(), 30, "the validator to stop")
+    home = pathlib.Path(behind["home"])
+    stopped_at = max(int(line.split("finalized height ")[1].split()[0])
+                     for line in (home / "node.log").read_text().splitlines() if "finalized height " in line)
+    _wait(lambda: max([s["height"] for s in (_get(url, "/snapshots") or {}).get("snapshots", [])], default=0)
+          > stopped_at + window, 300, "a snapshot past the stopped validator's retention window")
+    node = _start(home, "--no-mine")
+    try:
+        target = _height(url)
+        _wait(lambda: _height(behind["url"]) >= target, 120, f"the validator to reach height {target}")
+        log = (home / "node.log").read_text()
+        assert "more than the retention window" in log and log.count("state sync: state at height") == 1, log[-2000:]
+        assert _get(behind["url"], "/blocks/1") is None  # its store is the snapshot's now
+        _wait(lambda: _signed_by(url, behind["public_key"], target), 60, "a commit with its precommit")
+    finally:
+        _stop(node)
 
 
 class _TamperingPeer:
