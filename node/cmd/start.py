@@ -32,9 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-sync", action="store_true",
                         help="begin an empty home from a peer's recent snapshot, checked against "
                              "the chain's commits from genesis, instead of replaying every block "
-                             "(a new node does so by itself when the chain is past height 1,000)")
+                             "(a new node does so by itself when the chain is past height 1,000, and "
+                             "a node more than the retention window behind)")
     parser.add_argument("--archive", action="store_true",
-                        help="replay the whole chain from genesis, never begin from a snapshot")
+                        help="replay the whole chain from genesis, never begin from a snapshot, and "
+                             "keep every round's deltas and models")
 
 
 def run(args: argparse.Namespace, build_node: Callable[..., FullNode]) -> int:

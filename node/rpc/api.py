@@ -326,6 +326,7 @@ async def _blob(api: NodeAPI, request: web.Request) -> web.Response:
 async def _metrics(api: NodeAPI, request: web.Request) -> web.Response:
     api.metrics.set("uponode_height", api.chain.height)
     api.metrics.set("uponode_mempool_txs", len(api.mempool))
+    api.metrics.set("uponode_state_entries", len(api.chain.state.entries))
     return web.Response(body=api.metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -63,6 +63,8 @@ NODE_METRICS = (
     ("gauge", "uponode_height", "Height of the last finalized block."),
     ("gauge", "uponode_peers", "Connected peers."),
     ("gauge", "uponode_mempool_txs", "Transactions in the mempool."),
+    ("gauge", "uponode_state_entries",
+     "Entries in the chain state: accounts and bonds, and the rounds the retention window keeps."),
     ("counter", "uponode_txs_received_total", "Transactions accepted into the mempool over RPC."),
     ("counter", "uponode_txs_refused_total",
      "Transactions refused over RPC: not decodable, or refused by the mempool."),

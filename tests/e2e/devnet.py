@@ -124,7 +124,7 @@ def _write_genesis(spec: DevnetSpec, directory: pathlib.Path, accounts: int) -> 
     for section, values in SMALL_MODEL.items():
         raw[section].update(values)
     raw["consensus"].update(round_blocks=spec.round_blocks, commit_blocks=spec.commit_blocks,
-                            block_interval_ms=spec.block_interval_ms)
+                            block_interval_ms=spec.block_interval_ms, retention_rounds=spec.retention_rounds)
     path.write_text(json.dumps(raw, indent=2) + "\n")
     return path
 

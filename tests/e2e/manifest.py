@@ -8,6 +8,7 @@
     block_interval_ms = 500     the genesis's pause between blocks
     round_blocks = 20           the genesis's training round length, in blocks
     commit_blocks = 10          ... and its train phase (commitments accepted)
+    retention_rounds = 4        ... and its retention window, in closed rounds
     max_stall_s = 30            the longest wait for a block while a quorum can meet
     settle_s = 90               after the last heal, time for a round to close everywhere
                                 (and the longest an `at` perturbation waits for its moment)
@@ -69,6 +70,7 @@ class DevnetSpec:
     block_interval_ms: int = 500
     round_blocks: int = 20
     commit_blocks: int = 10
+    retention_rounds: int = 4
     max_stall_s: float = 30.0
     settle_s: float = 90.0
 
@@ -149,6 +151,7 @@ def _devnet(raw: Any) -> DevnetSpec:
         "block_interval_ms": lambda w, v: _integer(w, v, 10, 60_000),
         "round_blocks": lambda w, v: _integer(w, v, 4, 10_000),
         "commit_blocks": lambda w, v: _integer(w, v, 1, 10_000),
+        "retention_rounds": lambda w, v: _integer(w, v, 2, 10_000),
         "max_stall_s": lambda w, v: _seconds(w, v, 1.0),
         "settle_s": lambda w, v: _seconds(w, v, 1.0),
     }

@@ -41,7 +41,7 @@ def test_the_shipped_manifests_load():
      "perturbation[0].within_blocks: only with at = \"round_close\""),
     ("[devnet]\nvalidatorz = 4\n[[perturbation]]\nkind = \"restart\"\nnode = 1\nstart_s = 1\n",
      "devnet.validatorz: unknown key (expected one of validators, auditors, mine, transfers_per_s, "
-     "block_interval_ms, round_blocks, commit_blocks, max_stall_s, settle_s)"),
+     "block_interval_ms, round_blocks, commit_blocks, retention_rounds, max_stall_s, settle_s)"),
     ("[devnet]\nround_blocks = 10\ncommit_blocks = 8\n", "devnet.commit_blocks: 8 leaves no audit "
                                                          "phase in devnet.round_blocks 10"),
     (DEVNET, "perturbation: expected one or more [[perturbation]] tables"),
