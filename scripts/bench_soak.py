@@ -27,9 +27,11 @@ it prints one JSON line, read from the public HTTP API and the filesystem only:
         close_s                         between its node.log's 'finalized height' lines
                                         for the close's predecessor and the close
 
-The API does not expose the number of state entries, so no line has it.  At the end
+        state_entries                   its chain state's entries (GET /metrics), null for
+                                        the auditor, which keeps no state
+At the end
 (--minutes of load, Ctrl-C or SIGTERM) one summary line: the least-squares slopes, per
-round and per hour, of each node's blobs, data and RSS over the rounds after the first
+round and per hour, of each node's blobs, data, RSS and state entries over the rounds after the first
 --skip-rounds (default: the genesis's retention window in rounds if it has one, else
 4), and the block interval and finality over the same rounds.  Progress goes to
 stderr, one line per round.  Stops the devnet whatever happens.
@@ -51,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from typing import Callable, Sequence
 
 import aiohttp
@@ -73,7 +76,7 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
 GET_TRIES = 3
 # logging's default asctime, as node/cmd/service.py configures it
 _FINALIZED = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?finalized height (\d+) ")
-_SUMMARY_FIELDS = ("blobs_bytes", "data_bytes", "rss_mb")
+_SUMMARY_FIELDS = ("blobs_bytes", "data_bytes", "rss_mb", "state_entries")
 
 
 # -- pure computation (tests/unit/test_bench_soak.py)
@@ -124,6 +127,7 @@ class NodeSample:
     data_bytes: int
     rss_kb: int  # the node process alone
     tree_rss_kb: int  # with its descendants
+    state_entries: int | None  # None for a node without a state (the light auditor)
     finalized: dict[int, float]  # height -> when its log says it finalized it
 
 
@@ -169,6 +173,7 @@ def round_record(sample: RoundSample, round_blocks: int) -> dict:
             "data_bytes": node.data_bytes,
             "rss_mb": round(node.tree_rss_kb / 1024, 1), "node_rss_mb": round(node.rss_kb / 1024, 1),
             "children_rss_mb": round(max(0, node.tree_rss_kb - node.rss_kb) / 1024, 1),
+            "state_entries": node.state_entries,
             "close_s": _round3(close - before) if close is not None and before is not None else None}
     return {
         "round": sample.round, "close_height": sample.close_height,
@@ -195,9 +200,10 @@ def summarize(records: Sequence[dict], samples: Sequence[RoundSample], skip_roun
     for name in (used[0][0]["nodes"] if used else {}):
         per_node = {}
         for field in _SUMMARY_FIELDS:
-            values = [r["nodes"][name][field] for r, _ in used]
-            per_node[f"{field}_per_round"] = _round3(slope(rounds, values))
-            per_node[f"{field}_per_hour"] = _round3(slope(hours, values))
+            points = [(x, h, r["nodes"][name][field]) for x, h, (r, _) in zip(rounds, hours, used)
+                      if r["nodes"][name][field] is not None]
+            per_node[f"{field}_per_round"] = _round3(slope([x for x, _, _ in points], [y for _, _, y in points]))
+            per_node[f"{field}_per_hour"] = _round3(slope([h for _, h, _ in points], [y for _, _, y in points]))
         slopes[name] = per_node
     intervals = [i for _, s in used for i in block_intervals(s)]
     latencies = [t for _, s in used for t in s.latencies_s]
@@ -259,7 +265,18 @@ def sample_node(node: dict, log: LogTail, close_height: int) -> NodeSample:
     near = {h: finalized[h] for h in (close_height - 1, close_height) if h in finalized}
     return NodeSample(home_bytes=tree_bytes(home), blobs_bytes=tree_bytes(home / BLOBS_DIR),
                       data_bytes=tree_bytes(home / DATA_DIR), rss_kb=vm_rss_kb(node["pid"]),
-                      tree_rss_kb=round(tree_mb * 1024), finalized=near)
+                      tree_rss_kb=round(tree_mb * 1024),
+                      state_entries=state_entries(node["url"]) if node["url"] else None, finalized=near)
+
+
+def state_entries(url: str) -> int | None:
+    """uponode_state_entries from the node's /metrics; None if it does not answer."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as reply:
+            found = re.search(r"^uponode_state_entries (\d+)$", reply.read().decode(), re.M)
+    except (OSError, ValueError):
+        return None
+    return int(found.group(1)) if found else None
 
 
 # -- the run

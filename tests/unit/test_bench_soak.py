@@ -19,9 +19,9 @@ def _stamp(seconds: float) -> str:
 
 
 def _node(blobs: int = 100, data: int = 50, rss_kb: int = 2048, tree_kb: int = 3072,
-          finalized: dict | None = None) -> NodeSample:
+          finalized: dict | None = None, entries: int | None = None) -> NodeSample:
     return NodeSample(home_bytes=blobs + data + 7, blobs_bytes=blobs, data_bytes=data,
-                      rss_kb=rss_kb, tree_rss_kb=tree_kb, finalized=finalized or {})
+                      rss_kb=rss_kb, tree_rss_kb=tree_kb, state_entries=entries, finalized=finalized or {})
 
 
 def _sample(round_: int, start_ms: int = 0, interval_ms: int = 1000, nodes: dict | None = None,
@@ -50,7 +50,7 @@ def test_slope_needs_two_distinct_xs():
 def test_a_round_record_from_its_raw_samples():
     finalized = {7: 1000.0, 8: 1001.25}
     sample = _sample(1, start_ms=10_000, interval_ms=500,
-                     nodes={"node-0": _node(finalized=finalized), "auditor-0": _node(tree_kb=2048)},
+                     nodes={"node-0": _node(finalized=finalized, entries=61), "auditor-0": _node(tree_kb=2048)},
                      latencies=[0.5, 0.25, 1.0, 0.75])
     sample.header_times_ms[-1] += 1500  # a slow close: 2 s after its predecessor, not 0.5
     record = round_record(sample, R)
@@ -65,7 +65,7 @@ def test_a_round_record_from_its_raw_samples():
     assert record["transfers_landed"] == 4 and record["transfers_refused"] == 1
     assert record["nodes"]["node-0"] == {
         "home_bytes": 157, "blobs_bytes": 100, "data_bytes": 50, "rss_mb": 3.0,
-        "node_rss_mb": 2.0, "children_rss_mb": 1.0, "close_s": 1.25}
+        "node_rss_mb": 2.0, "children_rss_mb": 1.0, "state_entries": 61, "close_s": 1.25}
     # no child process, and no 'finalized height' lines (the light auditor)
     assert record["nodes"]["auditor-0"]["children_rss_mb"] == 0.0
     assert record["nodes"]["auditor-0"]["close_s"] is None
@@ -86,14 +86,19 @@ def test_the_summary_fits_slopes_after_the_warm_up_rounds():
         growth = r if r >= 2 else 100
         samples.append(_sample(r, start_ms=r * R * 1000, latencies=[0.1 * (r + 1)],
                                nodes={"node-0": _node(blobs=1000 + 10 * growth, data=500 + 3 * growth,
-                                                      tree_kb=1024 * (200 + growth))}))
+                                                      tree_kb=1024 * (200 + growth), entries=50 + 2 * growth),
+                                      # the auditor keeps no state; a round it did not answer has none
+                                      "auditor-0": _node(entries=None),
+                                      "node-1": _node(entries=None if r == 3 else 70)}))
     records = [round_record(s, R) for s in samples]
     summary = summarize(records, samples, skip_rounds=2)
     assert summary["summary"] is True and summary["rounds_recorded"] == 6
     assert summary["rounds_used"] == [2, 3, 4, 5] and summary["skip_rounds"] == 2
     slopes = summary["slopes"]["node-0"]
     assert slopes["blobs_bytes_per_round"] == 10.0 and slopes["data_bytes_per_round"] == 3.0
-    assert slopes["rss_mb_per_round"] == 1.0
+    assert slopes["rss_mb_per_round"] == 1.0 and slopes["state_entries_per_round"] == 2.0
+    assert summary["slopes"]["auditor-0"]["state_entries_per_round"] is None
+    assert summary["slopes"]["node-1"]["state_entries_per_round"] == 0.0
     # a round is 4 blocks of 1 s: 900 rounds an hour
     assert slopes["blobs_bytes_per_hour"] == pytest.approx(9000, rel=1e-6)
     assert slopes["rss_mb_per_hour"] == pytest.approx(900, rel=1e-6)
@@ -159,10 +164,10 @@ def test_a_node_sample_reads_its_home_its_memory_and_the_close_from_its_log(tmp_
              for h in range(1, 9)]
     (tmp_path / "node.log").write_text("".join(lines))
     # this test's own process stands in for a node
-    sample = sample_node({"home": str(tmp_path), "pid": os.getpid()}, LogTail(tmp_path / "node.log"), 8)
+    sample = sample_node({"home": str(tmp_path), "pid": os.getpid(), "url": None}, LogTail(tmp_path / "node.log"), 8)
     assert sample.blobs_bytes == 10 and sample.data_bytes == 0
     assert sample.home_bytes == 10 + (tmp_path / "node.log").stat().st_size
-    assert 0 < sample.rss_kb <= sample.tree_rss_kb
+    assert 0 < sample.rss_kb <= sample.tree_rss_kb and sample.state_entries is None
     assert sample.finalized == {7: pytest.approx(3007.0), 8: pytest.approx(3008.0)}
 
 
