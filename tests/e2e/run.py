@@ -78,15 +78,18 @@ async def _wait_ready(devnet: Devnet, apis: Sequence[NodeApi]) -> None:
 
 
 async def _closed_rounds(api: NodeApi, upto_height: int, consensus: ConsensusConfig) -> list[dict] | None:
-    """/rounds/{r} of every round closed at or below upto_height that the state still keeps
-    (and one round more: a round may close meanwhile); None if the node stops answering."""
+    """/rounds/{r} of every round closed at or below upto_height that the state still keeps;
+    None if the node stops answering."""
     status = await api.status()
     if status is None:
         return None
     views = []
-    round_ = first_kept_round(consensus, status["height"]) + 1
+    first = round_ = first_kept_round(consensus, status["height"])
     while True:
         view = await api.round(round_)
+        if view is None and round_ == first:  # forgotten by a close since the status read
+            round_ += 1
+            continue
         if view is None:
             return None
         if view["close_height"] > upto_height:
