@@ -104,7 +104,7 @@ def test_a_poisoning_miner_leaves_the_model_agreed_finite_and_learning(mining_de
     losses = []
     try:
         # the poisoner commits from the next round on
-        first = schedule.round_of(max(_min_height(urls), 1)) + 1
+        first = schedule.round_of(max(_min_height(honest), 1)) + 1
         last = first + POISONED_ROUNDS - 1
         # each round read as it closes: past the retention window its records are forgotten
         for round_ in range(first - 1, last + 1):
