@@ -1,8 +1,9 @@
 """State sync with real processes: a validator whose home was wiped comes back with
 `uponode start --state-sync`, takes a snapshot from a peer instead of replaying the
 chain, then validates (its precommits finalize blocks) and mines (its units land in a
-round).  A peer that serves a tampered snapshot is refused with a line naming the
-chunk, and the sync completes from an honest one."""
+round).  A validator kept down past the retention window replaces its store from a
+snapshot when it comes back.  A peer that serves a tampered snapshot is refused with a
+line naming the chunk, and the sync completes from an honest one."""
 import dataclasses
 import json
 import os
