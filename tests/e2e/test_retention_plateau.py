@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WINDOW = 2
 LAST_ROUND = 3 * WINDOW + 1
-SPEC = DevnetSpec(validators=4, auditors=1, mine=True, block_interval_ms=500, round_blocks=20,
-                  commit_blocks=10, retention_rounds=WINDOW)
+SPEC = DevnetSpec(validators=4, auditors=1, mine=True, block_interval_ms=500, round_blocks=12,
+                  commit_blocks=6, retention_rounds=WINDOW)
 PLATEAU_SLACK = {"entries": 1.25, "blobs": 1.5}  # blob bytes vary with the units in flight
 ROUND_TIMEOUT_S = 120
 MAGICS = {"delta": DELTA_MAGIC, "leaves": LEAVES_MAGIC, "model": MODEL_MAGIC, "checkpoint": STATE_DOMAIN}
