@@ -30,7 +30,7 @@ def prune_forgotten_round(chain: Chain, blobs: BlobStore) -> int:
     if not schedule.is_close(height):
         return 0
     forgotten_round = schedule.round_of(height) - chain.genesis.consensus.retention_rounds
-    commitments = [WorkCommitment.decode(v) for k, v in sorted(chain.forgotten.items())
+    commitments = [WorkCommitment.decode(v) for k, v in chain.forgotten.items()
                    if k[:1] == COMMITMENT_PREFIX and len(k) == COMMITMENT_KEY_LEN]
     if forgotten_round < 0 or not commitments:
         return 0
