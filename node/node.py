@@ -29,6 +29,7 @@ from node.consensus.guard import SignGuard
 from node.types.proposal import Proposal
 from node.storage.home import GENESIS_FILE, NodeHome
 from node.state.mempool import EXPIRY_BLOCKS, Mempool, MempoolError
+from node.state.retention import first_kept_block
 from node.state.snapshot_store import SnapshotStore
 from node.verify.store_start import Stopped, open_chain_store
 from node.rpc.metrics import Metrics
@@ -240,11 +241,21 @@ class Node:
             self._snapshot_soon(block)
             if not self.archive:
                 prune_forgotten_round(self.chain, self.blobs)
+                self._prune_blocks()
         self.work.on_block()
         self.metrics.set("uponode_height", self.chain.height)
         self.metrics.inc("uponode_blocks_finalized_total")
         log.info("finalized height %d %s with %d txs", block.header.height,
                  block.hash.hex()[:16], len(block.txs))
+
+    def _prune_blocks(self) -> None:
+        """Blocks older than the retention window and the kept snapshots go, but the
+        landmarks that chain following needs (node.state.retention.first_kept_block)."""
+        new_base = first_kept_block(self.genesis.consensus, self.chain.height,
+                                    [ref.height for ref in self.snapshots.kept])
+        pruned = self.chain.prune_blocks(new_base)
+        if pruned:
+            log.info("pruned %d blocks below height %d (past the retention window)", pruned, new_base)
 
     def _fill_own_nonce_gaps(self) -> None:
         """A transaction of ours that no block will take (a fraud proof another prover beat,

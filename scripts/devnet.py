@@ -1,7 +1,7 @@
 """A local devnet: N validators (each its own `uponode start` process) on 127.0.0.1.
 
     python scripts/devnet.py up --validators N [--auditors M] [--dir DIR] [--base-port P]
-                                [--accounts K] [--block-interval-ms MS] [--no-mine]
+                                [--accounts K] [--block-interval-ms MS] [--no-mine] [--archives A]
     python scripts/devnet.py status --dir DIR
     python scripts/devnet.py down --dir DIR
 
@@ -10,7 +10,9 @@ home DIR/node-<i> (its own ports, LevelDB and log file node.log), starts them, a
 returns once every node answers its HTTP API, printing each URL.  The validators
 mine.  With --auditors M it also starts M light-audit nodes (`uponode audit`, homes
 DIR/auditor-<j>, each with a funded account that bonds itself and registers as an
-auditor) that follow the validators.  `down` stops
+auditor) that follow the validators.  With --archives A the first A validators keep
+every block (`uponode start --archive`), so that a new node can replay the chain from
+genesis past the retention window.  `down` stops
 exactly the processes `up` started (their pids are in DIR/devnet.json, checked
 against their command lines) and nothing else.
 """
@@ -80,9 +82,12 @@ def _compile_kernels(genesis_path: pathlib.Path) -> None:
 
 
 def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: int,
-       n_accounts: int = 0, block_interval_ms: int | None = None, mine: bool = True) -> dict:
+       n_accounts: int = 0, block_interval_ms: int | None = None, mine: bool = True,
+       n_archives: int = 0) -> dict:
     if n_validators < 1:
         raise DevnetError("--validators must be 1 or more")
+    if not 0 <= n_archives <= n_validators:
+        raise DevnetError(f"--archives must be 0..{n_validators} (the validators)")
     if n_auditors < 0:
         raise DevnetError("--auditors must be 0 or more")
     if (directory / STATE_FILE).exists():
@@ -104,7 +109,7 @@ def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: i
         key = read_key_file(directory / "keys" / f"validator-{i}.json")
         init_home(home, genesis_path, key=key)
         nodes.append({"name": f"node-{i}", "home": str(home), "url": _url(port),
-                      "public_key": key.public_key.hex()})
+                      "public_key": key.public_key.hex(), "archive": i < n_archives})
     auditors = []
     for j in range(n_auditors):
         home = directory / f"auditor-{j}"
@@ -119,7 +124,8 @@ def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: i
     if mine or n_auditors:
         _compile_kernels(genesis_path)
     for node in nodes:
-        node["pid"] = _start_process(pathlib.Path(node["home"]), ["start"], threads)
+        node["pid"] = _start_process(pathlib.Path(node["home"]), ["start"] + ["--archive"] * node["archive"],
+                                     threads)
     for auditor in auditors:
         auditor["pid"] = _start_process(pathlib.Path(auditor["home"]), ["audit"], threads)
     state = {"nodes": nodes + auditors}
@@ -194,6 +200,8 @@ def main() -> int:
                       help="pause between blocks (default: the genesis's)")
     p_up.add_argument("--no-mine", action="store_true",
                       help="validators only finalize blocks (for network benchmarks)")
+    p_up.add_argument("--archives", type=int, default=0,
+                      help="how many validators keep every block (uponode start --archive)")
     for name in ("status", "down"):
         p = commands.add_parser(name)
         p.add_argument("--dir", type=pathlib.Path, default=pathlib.Path("devnet"))
@@ -201,7 +209,8 @@ def main() -> int:
     try:
         if args.command == "up":
             state = up(args.validators, args.auditors, args.dir, args.base_port, args.accounts,
-                       args.block_interval_ms, mine=not args.no_mine)
+                       args.block_interval_ms, mine=not args.no_mine,
+                       n_archives=args.archives)
             for node in state["nodes"]:
                 print(f"{node['name']}  {node['url'] or 'light-audit'}  pid {node['pid']}")
         elif args.command == "status":

@@ -32,11 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-sync", action="store_true",
                         help="begin an empty home from a peer's recent snapshot, checked against "
                              "the chain's commits from genesis, instead of replaying every block "
-                             "(a new node does so by itself when the chain is past height 1,000, and "
-                             "a node more than the retention window behind)")
+                             "(a node more than the retention window behind does so by itself, a new "
+                             "one included)")
     parser.add_argument("--archive", action="store_true",
                         help="replay the whole chain from genesis, never begin from a snapshot, and "
-                             "keep every round's deltas and models")
+                             "keep every block and every round's deltas and models (past the "
+                             "retention window it replays only from archive peers)")
 
 
 def run(args: argparse.Namespace, build_node: Callable[..., FullNode]) -> int:

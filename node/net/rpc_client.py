@@ -154,10 +154,19 @@ def read_account(url: str, reply: Any) -> AccountReply:
 
 def read_block(url: str, reply: Any) -> bytes:
     """GET /blocks/{height}: the block's encoding (its "raw" hex)."""
+    return _hex_field(url, reply, "raw")
+
+
+def read_block_and_commit(url: str, reply: Any) -> tuple[bytes, bytes]:
+    """GET /blocks/{height}: the block's encoding and that of the commit that finalized it."""
+    return _hex_field(url, reply, "raw"), _hex_field(url, reply, "commit_raw")
+
+
+def _hex_field(url: str, reply: Any, name: str) -> bytes:
     try:
-        return bytes.fromhex(_field(url, reply, "raw", str))
+        return bytes.fromhex(_field(url, reply, name, str))
     except ValueError:
-        raise RpcError(f"{url}: the block's raw is not hex") from None
+        raise RpcError(f"{url}: the block's {name} is not hex") from None
 
 
 class RpcClient:

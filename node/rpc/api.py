@@ -167,15 +167,22 @@ async def _status(api: NodeAPI, request: web.Request) -> web.Response:
 
 async def _block(api: NodeAPI, request: web.Request) -> web.Response:
     height = _height(request.match_info["height"], "height")
-    if not api.chain.base <= height <= api.chain.height:
-        raise _ClientError(404, f"no block at height {height} (this node keeps blocks "
-                                f"{api.chain.base}..{api.chain.height})")
-    raw = api.chain.encoded_block(height)
+    chain = api.chain
+    raw = chain.encoded_block(height) if 1 <= height <= chain.height else None
+    if raw is None:
+        raise _ClientError(404, f"no block at height {height} (this node keeps blocks {chain.base}.."
+                                f"{chain.height}, and below them those that changed the committee)")
     block = Block.decode(raw)
     return web.json_response({
         "header": _header_json(block.header),
         "txs": [_tx_json(tx) for tx in block.txs], "last_commit": _commit_json(block.last_commit),
-        "raw": raw.hex()})
+        "raw": raw.hex(), "commit_raw": chain.encoded_commit(height).hex()})
+
+
+async def _committee_changes(api: NodeAPI, request: web.Request) -> web.Response:
+    """The heights of the blocks that changed the committee: what a node following the
+    chain from genesis without executing it must read (each is kept however old)."""
+    return web.json_response({"heights": api.chain.landmarks()})
 
 
 async def _headers(api: NodeAPI, request: web.Request) -> web.Response:
@@ -192,8 +199,8 @@ async def _headers(api: NodeAPI, request: web.Request) -> web.Response:
     if last < first:
         raise _ClientError(400, f"to ({last}) is below from ({first})")
     if first < api.chain.base:
-        raise _ClientError(404, f"this node keeps headers from height {api.chain.base} (it began "
-                                f"from a snapshot there)")
+        raise _ClientError(404, f"this node keeps headers from height {api.chain.base} (older blocks "
+                                f"are pruned, or it began from a snapshot there)")
     if "to" in request.query and last - first + 1 > MAX_HEADERS:
         raise _ClientError(400, f"{last - first + 1} headers asked for, at most {MAX_HEADERS} "
                                 f"per request")
@@ -296,14 +303,14 @@ async def _round(api: NodeAPI, request: web.Request) -> web.Response:
     if schedule.start_height(round_) > chain.height:
         raise _ClientError(404, f"round {round_} has not started (the chain is at height "
                                 f"{chain.height}, in round {schedule.round_of(chain.height + 1)})")
-    if schedule.close_height(round_) < chain.base <= chain.height:
-        raise _ClientError(404, f"round {round_} closed at height {schedule.close_height(round_)}, before "
-                                f"the first block this node keeps ({chain.base})")
     kept = first_kept_round(chain.genesis.consensus, chain.height)
     if round_ < kept:
         raise _ClientError(404, f"round {round_} has left the retention window: the state keeps rounds "
                                 f"from {kept} on (consensus.retention_rounds "
                                 f"{chain.genesis.consensus.retention_rounds})")
+    if schedule.close_height(round_) < chain.base <= chain.height:
+        raise _ClientError(404, f"round {round_} closed at height {schedule.close_height(round_)}, before "
+                                f"the first block this node keeps ({chain.base})")
     state = chain.state
     commitments = state.round_commitments(round_)
     frauds = {(miner, unit): fraud for miner, unit, _ in commitments
@@ -364,6 +371,7 @@ def rpc_routes(api: NodeAPI, limits: RateLimits | None = None) -> list[web.Route
         web.post("/fraud_proofs", bind(_post_fraud_proof, "fraud_proofs")),
         web.get("/accounts/{address}", bind(_account)),
         web.get("/snapshots", bind(_snapshots)),
+        web.get("/committee_changes", bind(_committee_changes)),
         web.get("/rounds/{round}", bind(_round, "rounds")),
         web.get("/blobs/{digest}", bind(_blob, "blobs")),
         web.get("/metrics", bind(_metrics)),

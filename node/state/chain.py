@@ -100,6 +100,22 @@ class Chain:
         """The commit that finalized the block at height, as stored."""
         return self.store.commit(height)
 
+    def landmarks(self) -> list[int]:
+        """The heights of the blocks that changed the committee, kept however old."""
+        return self.store.landmarks()
+
+    def prune_blocks(self, new_base: int) -> int:
+        """Delete the blocks below new_base but the landmarks; returns how many went."""
+        if new_base <= self.base:
+            return 0
+        landmarks = set(self.store.landmarks())
+        index_keys = {}
+        for height in range(self.base, new_base):
+            if height not in landmarks:
+                block = Block.decode(self.store.block(height))
+                index_keys[height] = (block.hash, [tx.hash for tx in block.txs])
+        return self.store.prune_below(new_base, index_keys)
+
     def propose(self, txs: Iterable[SignedTx], proposer: bytes, time_ms: int,
                 round_: int = 0) -> tuple[Block, list[tuple[SignedTx, TxError]]]:
         """Build the next block at time_ms (the proposer's clock), or just after its parent's
@@ -206,8 +222,10 @@ class Chain:
         writes = transition.writes
         entries = self.state.entries
         self.forgotten = {k: entries[k] for k, v in writes.items() if v is None and k in entries}
+        change = transition.previous_committee()
         self.store.commit_block(block.header.height, block.hash, block.encode(), commit.encode(),
-                                [tx.hash for tx in block.txs], writes, block.header.state_root)
+                                [tx.hash for tx in block.txs], writes, block.header.state_root,
+                                is_landmark=change is not None and change.height == block.header.height)
         self.state.apply_writes(writes)
         self.head = Head(block.header.height, block.hash, block.header.state_root)
         self.head_time_ms = block.header.time_ms

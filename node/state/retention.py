@@ -6,7 +6,8 @@ disputes), and, when that round ended an epoch, the epoch's work counts, which i
 rotation has used.  No rule reads them after the round's close, so the state holds
 the records of at most retention_rounds closed rounds and the open one, however long
 the chain runs.  Deltas and models of forgotten rounds are pruned from disk by each
-node (node.work.blob_retention), not by this rule.
+node (node.work.blob_retention), and old blocks by each node too (first_kept_block),
+not by this rule.
 """
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ def first_kept_round(consensus: ConsensusConfig, height: int) -> int:
     """The oldest round whose records the state keeps after the block at height."""
     closed_rounds = height // consensus.round_blocks
     return max(0, closed_rounds - consensus.retention_rounds)
+
+
+def first_kept_block(consensus: ConsensusConfig, height: int, snapshot_heights: list[int]) -> int:
+    """The lowest height whose block a pruning node keeps after the block at height: the
+    block that seeds the oldest round the state keeps (a node no further behind can still
+    block-sync and replay the rounds since), or a kept snapshot's block if lower (a node
+    that state-syncs from it block-syncs on from there)."""
+    seed = first_kept_round(consensus, height) * consensus.round_blocks
+    return max(1, min([seed, *snapshot_heights]))
 
 
 def forget_old_round(t: Transition, closed_round: int) -> None:

@@ -5,14 +5,20 @@ the layout and the all-or-nothing write of each block.
 
 Key schema (heights are u64 big-endian, so key order is height order):
 
-    b"b" + height8      -> block bytes                 (heights base..head)
-    b"c" + height8      -> commit certificate bytes    (heights base..head)
+    b"b" + height8      -> block bytes                 (heights base..head, and landmarks)
+    b"c" + height8      -> commit certificate bytes    (heights base..head, and landmarks)
+    b"k" + height8      -> b""                         (landmark: the block changed the committee)
     b"h" + block_hash32 -> height8                     (block hash index; genesis -> 0)
     b"t" + tx_hash32    -> height8 + index4            (tx location index)
     b"s" + state_key    -> state value
     b"\\x00head"         -> height8 + block_hash32 + state_root32 + sha256(those 72 bytes)
-    b"\\x00base"         -> height8: the first height with a block (absent: 1); a store
-                           begun from a snapshot holds the blocks from the snapshot's on
+    b"\\x00base"         -> height8: the first height of the unbroken run of blocks up to the
+                           head (absent: 1); raised by a snapshot that began the store or
+                           by pruning, which keeps only the landmarks below it
+
+Landmarks are what a node following the chain from genesis without executing it
+needs of the pruned past: the blocks whose committee it must learn (node.verify.
+chain_follow), with their commits.
 
 A block, its commit, its index entries, every state change it causes and the new
 head marker are written in one synced write batch, so after a crash at any instant
@@ -33,6 +39,7 @@ HASH_SIZE = 32
 
 BLOCK = b"b"
 COMMIT = b"c"
+LANDMARK = b"k"
 BLOCK_HASH = b"h"
 TX = b"t"
 STATE = b"s"
@@ -160,24 +167,61 @@ class ChainStore:
                     "genesis can only be written once")
 
     def base(self) -> int:
-        """The first height whose block is stored: 1, or the height of the snapshot the
-        store was begun from."""
+        """The first height of the unbroken run of stored blocks up to the head: 1, the
+        height of the snapshot the store was begun from, or where pruning left it."""
         value = self._db.get(BASE)
         return 1 if value is None else int.from_bytes(value, "big")
 
+    def landmarks(self) -> list[int]:
+        """The heights of the blocks that changed the committee, in order (kept when
+        older blocks are pruned)."""
+        return [int.from_bytes(key[len(LANDMARK):], "big")
+                for key in self._db.iterator(prefix=LANDMARK, include_value=False)]
+
     def install_snapshot(self, state: dict[bytes, bytes], state_root: bytes, height: int, block_hash: bytes,
-                         block: bytes, commit: bytes, genesis_hash: bytes) -> None:
+                         block: bytes, commit: bytes, genesis_hash: bytes,
+                         landmarks: dict[int, tuple[bytes, bytes]], is_landmark: bool) -> None:
         """Begin an empty store at height from a verified snapshot: its state, the block
-        there and its commit (what the next block builds on), in one synced batch."""
+        there and its commit (what the next block builds on), and the verified landmark
+        blocks below it (height -> block, commit), in one synced batch."""
         _check_hash("state_root", state_root)
         _check_hash("block_hash", block_hash)
         _check_hash("genesis_hash", genesis_hash)
         if height < 1:
             raise ValueError("a snapshot starts above the genesis")
-        self._begin(state, {BLOCK + _h8(height): block, COMMIT + _h8(height): commit,
-                            BLOCK_HASH + block_hash: _h8(height), BLOCK_HASH + genesis_hash: _h8(0),
-                            BASE: _h8(height)},
-                    Head(height, block_hash, state_root), "a snapshot can only begin a new store")
+        if any(not 1 <= h < height for h in landmarks):
+            raise ValueError(f"a landmark below a snapshot at height {height} is out of 1..{height - 1}")
+        puts = {BLOCK + _h8(height): block, COMMIT + _h8(height): commit,
+                BLOCK_HASH + block_hash: _h8(height), BLOCK_HASH + genesis_hash: _h8(0), BASE: _h8(height)}
+        for landmark, (landmark_block, landmark_commit) in landmarks.items():
+            puts.update({BLOCK + _h8(landmark): landmark_block, COMMIT + _h8(landmark): landmark_commit,
+                         LANDMARK + _h8(landmark): b""})
+        if is_landmark:
+            puts[LANDMARK + _h8(height)] = b""
+        self._begin(state, puts, Head(height, block_hash, state_root), "a snapshot can only begin a new store")
+
+    def prune_below(self, new_base: int, index_keys: dict[int, tuple[bytes, list[bytes]]]) -> int:
+        """Delete the blocks below new_base, with their commits, except the landmarks, and
+        raise the base to it, in one synced batch; index_keys gives each deleted height's
+        block hash and tx hashes, whose index entries go too.  Returns how many blocks went."""
+        with self._write_lock:
+            head, base = self.head(), self.base()
+            if head is None or not base <= new_base <= head.height:
+                raise ValueError(f"cannot prune below {new_base}: the blocks kept are {base}.."
+                                 f"{None if head is None else head.height}")
+            landmarks = set(self.landmarks())
+            doomed = [h for h in range(base, new_base) if h not in landmarks]
+            if sorted(index_keys) != doomed:
+                raise ValueError(f"pruning below {new_base} needs the index keys of heights {doomed[:3]}..., "
+                                 f"got {sorted(index_keys)[:3]}...")
+            with self._db.write_batch(sync=True, transaction=True) as batch:
+                for height in doomed:
+                    block_hash, tx_hashes = index_keys[height]
+                    for key in (BLOCK + _h8(height), COMMIT + _h8(height), BLOCK_HASH + block_hash,
+                                *(TX + tx_hash for tx_hash in tx_hashes)):
+                        batch.delete(key)
+                batch.put(BASE, _h8(new_base))
+            return len(doomed)
 
     def _begin(self, state: dict[bytes, bytes], puts: dict[bytes, bytes], head: Head, why: str) -> None:
         """Write a first state, other keys and the head into an empty store, in one batch."""
@@ -194,10 +238,11 @@ class ChainStore:
 
     def commit_block(self, height: int, block_hash: bytes, block: bytes, commit: bytes,
                      tx_hashes: list[bytes], state_writes: dict[bytes, bytes | None],
-                     state_root: bytes) -> None:
+                     state_root: bytes, is_landmark: bool = False) -> None:
         """Finalize one block: everything it brings and the new head in one synced batch.
 
-        state_writes maps a state key to its new value, or to None to delete it.
+        state_writes maps a state key to its new value, or to None to delete it;
+        is_landmark says the block changed the committee.
         """
         _check_hash("block_hash", block_hash)
         _check_hash("state_root", state_root)
@@ -220,6 +265,8 @@ class ChainStore:
                 batch.put(BLOCK + _h8(height), block)
                 batch.put(COMMIT + _h8(height), commit)
                 batch.put(BLOCK_HASH + block_hash, _h8(height))
+                if is_landmark:
+                    batch.put(LANDMARK + _h8(height), b"")
                 for index, tx_hash in enumerate(tx_hashes):
                     batch.put(TX + tx_hash, _h8(height) + index.to_bytes(4, "big"))
                 for key, value in state_writes.items():
@@ -246,17 +293,20 @@ class ChainStore:
         base = self.base()
         if not 1 <= base <= max(head.height, 1):
             raise StoreCorrupted(f"the first stored height {base} is not within 1..{head.height}")
+        landmarks = set(self.landmarks())
         for prefix, kind in ((BLOCK, "block"), (COMMIT, "commit")):
-            _check_heights(self._db, prefix, kind, base, head.height)
+            _check_heights(self._db, prefix, kind, base, head.height, landmarks)
         if self.height_of(head.block_hash) != head.height:
             raise StoreCorrupted(f"hash index does not map head block "
                                  f"{head.block_hash.hex()} to height {head.height}")
         return head
 
 
-def _check_heights(db: plyvel.DB, prefix: bytes, kind: str, base: int, head_height: int) -> None:
-    """The keys under prefix must be exactly heights base..head_height."""
+def _check_heights(db: plyvel.DB, prefix: bytes, kind: str, base: int, head_height: int,
+                   landmarks: set[int]) -> None:
+    """The keys under prefix must be exactly the landmarks below base and heights base..head_height."""
     expected = base
+    below = sorted(h for h in landmarks if h < base)
     with db.iterator(prefix=prefix, include_value=False) as it:
         for key in it:
             if len(key) != len(prefix) + 8:
@@ -268,11 +318,16 @@ def _check_heights(db: plyvel.DB, prefix: bytes, kind: str, base: int, head_heig
             if height == 0:
                 raise StoreCorrupted(f"{kind} at height 0 (genesis has none)")
             if height < base:
-                raise StoreCorrupted(f"{kind} at height {height}, below the first kept height {base}")
+                if not below or below.pop(0) != height:
+                    raise StoreCorrupted(f"{kind} at height {height}, below the first kept height {base}, "
+                                         f"is no landmark")
+                continue
             if height != expected:
                 raise StoreCorrupted(f"{kind} at height {expected} is missing "
                                      f"(head is {head_height})")
             expected += 1
+    if below:
+        raise StoreCorrupted(f"the landmark {kind} at height {below[0]} is missing")
     if expected != head_height + 1:
         raise StoreCorrupted(f"{kind} at height {expected} is missing "
                              f"(head is {head_height})")

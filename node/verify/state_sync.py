@@ -1,10 +1,11 @@
 """State sync: begin an empty node from a peer's recent snapshot instead of genesis.
 
 The node asks its peers (their HTTP APIs) which snapshots they keep, and takes the
-highest.  It follows the chain's blocks from genesis up to the snapshot's height
-without executing them (node.verify.chain_follow: links, bodies, commits, committee
-changes), so the header there and its state root are as sure as the committee's
-signatures.  The snapshot's manifest must name that block and that root; each chunk
+highest.  It follows the chain from genesis up to the snapshot's height without
+executing it, from one committee-changing block to the next (node.verify.chain_follow:
+bodies, commits, committee changes), so the header there and its state root are as
+sure as the committee's signatures.  The committee-changing blocks it passed are
+stored with the state, so that it serves them in turn.  The snapshot's manifest must name that block and that root; each chunk
 must hash to its place in the manifest and its entries to their subtree root; the
 model the state records is fetched by its digest.  Then the state, the block and its
 commit begin the store in one write, and block sync takes it on from there.
@@ -24,13 +25,13 @@ from typing import Any
 import aiohttp
 
 from node.net.blob_fetch import MAX_BLOB_BYTES, fetch_blob
-from node.net.rpc_client import AsyncRpcClient, RpcError, block_path, read_block
+from node.net.rpc_client import AsyncRpcClient, RpcError, block_path, read_block_and_commit
 from node.state.records import MODEL_KEY, ModelRecord
 from node.state.snapshot import SnapshotError, SnapshotManifest, read_chunk
 from node.state.snapshot_store import KEPT
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
-from node.types.blocks import Block
+from node.types.blocks import Block, CommitCertificate
 from node.types.codec import DecodeError
 from node.types.genesis import Genesis
 from node.verify.chain_follow import ChainFollowError, FollowedChain
@@ -38,13 +39,13 @@ from node.verify.chain_follow import ChainFollowError, FollowedChain
 log = logging.getLogger("uponode.state_sync")
 
 SNAPSHOTS_PATH = "/snapshots"
+COMMITTEE_CHANGES_PATH = "/committee_changes"
+# at most one a block of the evidence window and one an epoch: far more than a chain makes
+MAX_COMMITTEE_CHANGES = 1_000_000
 RETRY_S = 2.0
-FETCH_AHEAD = 16  # block requests in flight while following the chain
 MAX_TRIES = 12  # per block and peer before the next peer is asked
 RETRY_BLOCK_S = 0.25
 OFFERS_PER_PEER = KEPT
-# a new node whose peers offer a snapshot this far up takes it rather than replay the chain
-AUTO_STATE_SYNC_BLOCKS = 1_000
 PROBE_TIMEOUT_S = 3.0
 
 
@@ -97,11 +98,6 @@ class StateSync:
         self.store = store
         self.blobs = blobs
         self.peers = peers
-        self.followed = FollowedChain(genesis)
-        # the verified block at each offered height passed, and the block carrying its commit
-        self.finalized: dict[int, tuple[Block, Block]] = {}
-        self._pending: dict[int, asyncio.Task[Block]] = {}
-        self._top = 0  # the highest snapshot offered: only blocks above it may not be made yet
 
     async def run(self, passes: int | None = None) -> int | None:
         """Sync the store from the best snapshot a peer offers, retrying until one
@@ -109,29 +105,24 @@ class StateSync:
         peers that many times without a snapshot that verifies."""
         async with aiohttp.ClientSession() as session:
             clients = {peer: AsyncRpcClient(f"http://{peer}", session) for peer in self.peers}
-            try:
-                asked = 0
-                while passes is None or asked < passes:
-                    asked += 1
-                    offers = await self._offers(clients)
-                    for offer in offers:
-                        started = time.monotonic()
-                        try:
-                            await self._sync_from(offer, clients, session, {o.height for o in offers})
-                        except SnapshotError as exc:
-                            log.warning("state sync: the snapshot at height %d from %s is refused: %s",
-                                        offer.height, offer.peer, exc)
-                            continue
-                        log.info("state sync: state at height %d from %s installed in %.1f s",
-                                 offer.height, offer.peer, time.monotonic() - started)
-                        return offer.height
-                    log.info("state sync: no snapshot to sync from yet; asking again in %g s", RETRY_S)
-                    await asyncio.sleep(RETRY_S)
-                return None
-            finally:
-                for task in self._pending.values():
-                    task.cancel()
-                await asyncio.gather(*self._pending.values(), return_exceptions=True)
+            asked = 0
+            while passes is None or asked < passes:
+                asked += 1
+                offers = await self._offers(clients)
+                for offer in offers:
+                    started = time.monotonic()
+                    try:
+                        await self._sync_from(offer, clients, session)
+                    except SnapshotError as exc:
+                        log.warning("state sync: the snapshot at height %d from %s is refused: %s",
+                                    offer.height, offer.peer, exc)
+                        continue
+                    log.info("state sync: state at height %d from %s installed in %.1f s",
+                             offer.height, offer.peer, time.monotonic() - started)
+                    return offer.height
+                log.info("state sync: no snapshot to sync from yet; asking again in %g s", RETRY_S)
+                await asyncio.sleep(RETRY_S)
+            return None
 
     async def _offers(self, clients: dict[str, AsyncRpcClient]) -> list[Offer]:
         offers, problems = await gather_offers(clients)
@@ -144,7 +135,7 @@ class StateSync:
         return [peer] + [p for p in self.peers if p != peer]
 
     async def _sync_from(self, offer: Offer, clients: dict[str, AsyncRpcClient],
-                         session: aiohttp.ClientSession, offered: set[int]) -> None:
+                         session: aiohttp.ClientSession) -> None:
         # the snapshot first, while its peer still keeps it, each chunk checked against
         # the manifest; then the manifest against the chain
         sources = self._first(offer.peer)
@@ -166,7 +157,7 @@ class StateSync:
             if chunk is None:
                 raise SnapshotError(f"no peer serves chunk {index} ({subtree.digest.hex()[:16]})")
             entries.update(read_chunk(manifest, index, chunk))
-        block, carrier = await self._follow_to(offer.height, clients, offered)
+        block, commit, landmarks, is_landmark = await self._follow_to(offer.height, clients, offer.peer)
         if manifest.block_hash != block.hash:
             raise SnapshotError(f"the manifest names block {manifest.block_hash.hex()[:16]} at height "
                                 f"{offer.height}, the chain has {block.hash.hex()[:16]}")
@@ -176,7 +167,7 @@ class StateSync:
                                 f"{block.header.state_root.hex()[:16]}")
         await self._fetch_model(entries, sources, session)
         self.store.install_snapshot(entries, manifest.state_root, offer.height, block.hash, block.encode(),
-                                    carrier.last_commit.encode(), bytes.fromhex(self.genesis.hash))
+                                    commit.encode(), bytes.fromhex(self.genesis.hash), landmarks, is_landmark)
 
     async def _fetch_model(self, entries: dict[bytes, bytes], sources: list[str],
                            session: aiohttp.ClientSession) -> None:
@@ -193,66 +184,52 @@ class StateSync:
         self.blobs.put(blob)
 
     async def _follow_to(self, height: int, clients: dict[str, AsyncRpcClient],
-                         offered: set[int]) -> tuple[Block, Block]:
-        """Follow the chain to height (from where it was left); the block there and the
-        block after it, whose last commit finalized it.  The pair is kept for each
-        offered height passed on the way, in case that snapshot is tried next.  A block
-        that does not verify is asked of the next peer, up to every peer."""
-        if height < self.followed.height and height not in self.finalized:
-            self.followed, self.finalized = FollowedChain(self.genesis), {}  # start over
-        self._top = max(offered)
-        while self.followed.height < height:
-            next_height = self.followed.height + 1
-            for attempt in range(len(self.peers)):
-                block = await self._block(next_height, clients, attempt)
-                carrier = await self._block(next_height + 1, clients, attempt)
-                try:
-                    self.followed.verify(block, carrier)
-                    break
-                except ChainFollowError as exc:
-                    problem = exc
-                    log.warning("state sync: %s (from %s)", exc, self._peer_for(next_height, attempt))
-            else:
-                raise SnapshotError(f"following the chain: {problem}")
-            self.followed.advance(block)
-            if next_height in offered:
-                self.finalized[next_height] = (block, carrier)
-            if next_height % 1000 == 0:
-                log.info("state sync: chain verified to height %d of %d", next_height, height)
-        return self.finalized[height]
+                         peer: str) -> tuple[Block, CommitCertificate, dict[int, tuple[bytes, bytes]], bool]:
+        """Follow the chain from genesis to height by its committee changes, as peer lists
+        them: the block there and its commit, the landmark blocks passed (height -> block,
+        commit encodings) and whether the block at height is one too.  Each block is
+        asked of peer first, then of the others."""
+        listed = await self._committee_changes(clients[peer], height)
+        followed, landmarks = FollowedChain(self.genesis), {}
+        for landmark in [h for h in listed if h < height] + [height]:
+            block, commit = await self._fetch_block(landmark, clients, peer)
+            try:
+                followed.verify_ahead(block, commit)
+            except ChainFollowError as exc:
+                raise SnapshotError(f"following the chain: {exc} (from {peer})") from None
+            before = followed.advance(block)
+            if followed.committee != before and landmark < height:
+                landmarks[landmark] = (block.encode(), commit.encode())
+        return block, commit, landmarks, followed.committee != before
 
-    def _peer_for(self, height: int, attempt: int) -> str:
-        # blocks are spread over the peers: each limits the rate of one client's requests
-        return self.peers[(height + attempt) % len(self.peers)]
+    async def _committee_changes(self, client: AsyncRpcClient, below: int) -> list[int]:
+        """The committee-changing heights up to below that the peer lists, in order."""
+        try:
+            reply = await client.get(COMMITTEE_CHANGES_PATH)
+            heights = reply["heights"]
+            if not isinstance(heights, list) or len(heights) > MAX_COMMITTEE_CHANGES or any(
+                    type(h) is not int or not 1 <= h < 1 << 63 for h in heights):
+                raise ValueError(f"not a list of at most {MAX_COMMITTEE_CHANGES} heights")
+        except (RpcError, KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"{client.base_url}{COMMITTEE_CHANGES_PATH}: {exc}") from None
+        return sorted({h for h in heights if h <= below})
 
-    async def _block(self, height: int, clients: dict[str, AsyncRpcClient], attempt: int = 0) -> Block:
-        """The block at height, fetched with the next FETCH_AHEAD ones in flight; a
-        later attempt asks another peer first."""
-        if attempt:
-            self._pending.pop(height, None)
-        for ahead in range(height, height + FETCH_AHEAD):
-            task = self._pending.get(ahead)
-            # a fetch that failed (a block not made yet, say) is asked again when needed
-            if task is None or task.done() and (task.cancelled() or task.exception() is not None):
-                self._pending[ahead] = asyncio.create_task(
-                    self._fetch_block(ahead, clients, self._peer_for(ahead, attempt)))
-        return await self._pending.pop(height)
-
-    async def _fetch_block(self, height: int, clients: dict[str, AsyncRpcClient], first: str) -> Block:
+    async def _fetch_block(self, height: int, clients: dict[str, AsyncRpcClient],
+                           first: str) -> tuple[Block, CommitCertificate]:
+        """The block at height and its commit, from first or else the next peer that has it."""
         problems = []
         for name in self._first(first):
             client = clients[name]
             for _ in range(MAX_TRIES):
                 try:
-                    return Block.decode(read_block(client.base_url, await client.get(block_path(height))))
+                    raw, commit = read_block_and_commit(client.base_url,
+                                                        await client.get(block_path(height)))
+                    return Block.decode(raw), CommitCertificate.decode(commit)
                 except RpcError as exc:
-                    # over the peer's rate, or a block not made yet (the one after a snapshot
-                    # taken at the head carries its commit): both come within a block or two;
-                    # any lower block a peer lacks, it began from a snapshot: the next is asked
-                    if exc.status == 429 or exc.status == 404 and height > self._top:
+                    if exc.status == 429:  # over the peer's rate: it comes within a block or two
                         await asyncio.sleep(RETRY_BLOCK_S)
                         continue
-                    problems.append(str(exc))
+                    problems.append(str(exc))  # pruned, or begun from a snapshot above it
                     break
                 except (DecodeError, ValueError) as exc:
                     problems.append(f"{name}: block {height} does not decode: {exc}")

@@ -1,14 +1,13 @@
 """Opening a node's chain store, beginning it from a peer's snapshot where that is wanted.
 
 - `--state-sync` on an empty home: sync until a snapshot verifies.
-- An empty home (not `--archive`) whose peers offer a snapshot AUTO_STATE_SYNC_BLOCKS or
-  more up the chain: a few passes over the offers, then, if none verifies, replay the
-  chain from genesis after all, so that peers lying about a snapshot cannot keep a new
-  node from starting.
-- A home whose chain stops more than the retention window behind the peers' snapshots:
-  the deltas to replay the rounds it missed are pruned everywhere, so block sync could
-  never catch up.  It syncs into a side store, which replaces the old one only once a
-  snapshot verified; a peer's claim alone never deletes anything.
+- A home (not `--archive`) whose chain stops more than the retention window behind the
+  peers' snapshots, an empty one included: the blocks and deltas to replay what it
+  missed are pruned everywhere but on archives, so block sync could never catch up.
+  A few passes over the offers, then, if none verifies, block sync after all, so that
+  peers lying about a snapshot cannot keep a node from starting.  A home with a chain
+  syncs into a side store, which replaces the old one only once a snapshot verified;
+  a peer's claim alone never deletes anything.
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ import shutil
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
 from node.types.genesis import Genesis
-from node.verify.state_sync import AUTO_STATE_SYNC_BLOCKS, StateSync, offered_height
+from node.verify.state_sync import StateSync, offered_height
 
 log = logging.getLogger("uponode.state_sync")
 
@@ -50,9 +49,9 @@ async def open_chain_store(path: pathlib.Path, genesis: Genesis, blobs: BlobStor
             return store
         if state_sync:
             await _until_stopped(StateSync(genesis, store, blobs, peers).run(), stop)
-        elif not archive and peers and (offered := await offered_height(peers)) >= AUTO_STATE_SYNC_BLOCKS:
-            log.info("the chain is past height %d: beginning from a peer's snapshot (start with --archive "
-                     "to replay it from genesis instead)", offered)
+        elif not archive and peers and await _far_behind(0, genesis, peers):
+            log.info("beginning from a peer's snapshot (start with --archive to replay the chain from "
+                     "genesis instead, from archive peers)")
             if await _until_stopped(StateSync(genesis, store, blobs, peers).run(AUTO_PASSES), stop) is None:
                 log.warning("no peer's snapshot verified; replaying the chain from genesis instead")
         return store
@@ -67,8 +66,8 @@ async def _far_behind(height: int, genesis: Genesis, peers: list[str]) -> bool:
     if offered - height <= window:
         return False
     log.warning("this home's chain stops at height %d, more than the retention window (%d blocks) behind "
-                "a peer's snapshot at height %d: the rounds it missed can no longer be replayed, so it "
-                "begins again from a snapshot", height, window, offered)
+                "a peer's snapshot at height %d: the blocks and rounds it missed are pruned, so it begins "
+                "from a snapshot", height, window, offered)
     return True
 
 

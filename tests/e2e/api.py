@@ -43,6 +43,11 @@ class NodeApi:
     async def account(self, address: str) -> dict | None:
         return await self.get(f"/accounts/{address}")
 
+    async def first_block(self) -> int | None:
+        """The lowest height of the node's unbroken run of blocks (older ones are pruned)."""
+        reply = await self.get("/headers", timeout=10.0)
+        return reply["headers"][0]["height"] if reply and reply["headers"] else None
+
     async def headers(self, first: int, last: int) -> list[dict] | None:
         """Headers first..last (as far as the node has them), in API-sized requests."""
         headers: list[dict] = []

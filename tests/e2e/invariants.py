@@ -39,7 +39,8 @@ class Failure:
 
 class ChainObserver:
     """Every (node, height, hash) the API reported, from /status heads polled through the
-    run and /headers read at its end: one hash per height across all nodes, and no
+    run and /headers read at its end (from each node's first kept block: older ones are
+    pruned): one hash per height across all nodes, and no
     node's height ever lower than one it reported before."""
 
     def __init__(self) -> None:

@@ -259,7 +259,8 @@ class _Run:
         heights = {}
         for name, api in zip(self.names, self.apis):
             status = await api.status()
-            headers = await api.headers(1, status["height"]) if status else None
+            first = await api.first_block() if status and status["height"] else 1
+            headers = await api.headers(first, status["height"]) if status and first else None
             if headers is None:
                 self.failures.append(Failure(ANSWERS, self.height_of(name), name,
                                              "GET /status or /headers did not answer at the end"))

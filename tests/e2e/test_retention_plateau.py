@@ -9,8 +9,11 @@ The bounds, checked at every round's close on every node and the light auditor:
 - state entries, and blob bytes: after the window has filled (the close of round 2W), no
   more than PLATEAU_SLACK times the most reached in the first window (closes W..2W);
   without retention the entries would grow by a round's records each round.
-The blocks themselves are kept (state sync follows them from genesis), so LevelDB still
-grows by a round's blocks each round."""
+- blocks: every validator keeps (W + 1) rounds of blocks at most (those from the seed of
+  the oldest round the state keeps, or a lower kept snapshot; no committee changes here,
+  so no landmarks), the older ones are 404, and what it keeps on disk in LevelDB after
+  the window has filled stays under LEVELDB_SLACK times its first-window peak plus
+  LevelDB's write buffer (its log file, up to 4 MiB, which this short run never fills)."""
 import asyncio
 import collections
 import functools
@@ -36,6 +39,7 @@ LAST_ROUND = 3 * WINDOW + 1
 SPEC = DevnetSpec(validators=4, auditors=1, mine=True, block_interval_ms=500, round_blocks=12,
                   commit_blocks=6, retention_rounds=WINDOW)
 PLATEAU_SLACK = {"entries": 1.25, "blobs": 1.5}  # blob bytes vary with the units in flight
+LEVELDB_WRITE_BUFFER = 4 << 20  # LevelDB's default: its log grows to this before a table is written
 ROUND_TIMEOUT_S = 120
 MAGICS = {"delta": DELTA_MAGIC, "leaves": LEAVES_MAGIC, "model": MODEL_MAGIC, "checkpoint": STATE_DOMAIN}
 
@@ -59,6 +63,12 @@ async def _state_entries(api: NodeApi) -> int:
         return int(re.search(r"^uponode_state_entries (\d+)$", await reply.text(), re.M).group(1))
 
 
+async def _first_block(api: NodeApi) -> int:
+    """The lowest height of the node's unbroken run of blocks (GET /headers starts there)."""
+    async with api.session.get(api.url + "/headers") as reply:
+        return (await reply.json())["headers"][0]["height"]
+
+
 async def _min_height(apis: list[NodeApi]) -> int:
     statuses = await asyncio.gather(*(api.status() for api in apis))
     return min((s["height"] if s else -1) for s in statuses)
@@ -73,7 +83,8 @@ async def _run(directory: pathlib.Path) -> dict:
             apis = [NodeApi(session, node.url) for node in devnet.validators]
             await _wait_ready(devnet, apis)
             homes = [node.home for node in devnet.validators + devnet.auditors]
-            samples: dict[str, list[tuple[int, int]]] = {"entries": [], "blobs": []}
+            samples: dict[str, list[tuple[int, int]]] = {"entries": [], "blobs": [], "leveldb": []}
+            kept: list[tuple[int, int, list[int]]] = []  # (round, its close, each validator's first block)
             kinds: list[collections.Counter] = []
             losses, payments = [], []
             genesis = devnet.genesis
@@ -88,11 +99,14 @@ async def _run(directory: pathlib.Path) -> dict:
                 payments.append((round_, {(r["to"], r["reason"]): r["amount"] for r in view["rewards"]},
                                  _expected_payments(view, genesis.economics, block["header"]["proposer"])))
                 losses.append(view["eval_loss"])
+                kept.append((round_, close, await asyncio.gather(*(_first_block(api) for api in apis))))
+                samples["leveldb"].append((round_, max(_bytes_under(node.home / "data", "") for node in
+                                                       devnet.validators)))
                 entries = await asyncio.gather(*(_state_entries(api) for api in apis))
                 samples["entries"].append((round_, max(entries)))
                 samples["blobs"].append((round_, max(_bytes_under(h / "blobs", "quarantine") for h in homes)))
                 kinds.append(functools.reduce(lambda a, b: a | b, (_blob_kinds(h / "blobs") for h in homes)))
-            return {"samples": samples, "kinds": kinds, "losses": losses, "payments": payments}
+            return {"samples": samples, "kinds": kinds, "losses": losses, "payments": payments, "kept": kept}
     finally:
         await devnet.close()
 
@@ -107,6 +121,17 @@ def test_disk_and_state_plateau_past_three_windows_while_the_model_learns_and_pa
     for round_, kinds in enumerate(result["kinds"]):
         assert kinds["delta"] <= miners * (WINDOW + 1) and kinds["leaves"] <= miners * (WINDOW + 1), (round_, kinds)
         assert kinds["model"] <= WINDOW + 2, (round_, kinds)
+    for round_, close, firsts in result["kept"]:
+        # pruned at the close: blocks below the seed of round + 1 - W go, but those of the
+        # oldest of the three snapshots kept then (the closes of round - 3 .. round - 1; one
+        # skipped while syncing leaves the next)
+        seed = max(1, (round_ + 1 - WINDOW) * SPEC.round_blocks)
+        oldest_snapshot = (max(0, round_ - 3) + 1) * SPEC.round_blocks if round_ else seed
+        assert all(min(seed, oldest_snapshot) <= first <= seed for first in firsts), (round_, firsts)
+        assert close - min(firsts) + 1 <= (WINDOW + 1) * SPEC.round_blocks + 1, (round_, firsts)
+    series = result["samples"]["leveldb"]
+    bound = PLATEAU_SLACK["blobs"] * max(v for r, v in series if WINDOW <= r <= 2 * WINDOW) + LEVELDB_WRITE_BUFFER
+    assert all(v <= bound for r, v in series if r > 2 * WINDOW), (bound, series)
     for name in ("entries", "blobs"):
         series = result["samples"][name]
         bound = PLATEAU_SLACK[name] * max(value for round_, value in series if WINDOW <= round_ <= 2 * WINDOW)

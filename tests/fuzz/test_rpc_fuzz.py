@@ -139,7 +139,7 @@ def test_post_txs(server, body, query, headers):
 
 
 @EXAMPLES
-@given(path=st.sampled_from(["/", "/status", "/metrics", "/snapshots"]), query=QUERIES, headers=HEADERS,
+@given(path=st.sampled_from(["/", "/status", "/metrics", "/snapshots", "/committee_changes"]), query=QUERIES, headers=HEADERS,
        body=st.none() | st.binary(max_size=100))
 def test_fixed_endpoints(server, path, query, headers, body):
     assert _check(server, "GET", f"{path}?{query}", body=body, headers=headers) == 200

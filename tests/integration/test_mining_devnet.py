@@ -65,6 +65,7 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     schedule = RoundSchedule.from_genesis(genesis)
     emitted = 0
     accepted = 0
+    fees: dict[int, list[int]] = {}  # each block's transaction fees, read as the rounds close
     auditor_key = next(n["public_key"] for n in state["nodes"] if n["url"] is None)
     audited_by_light_node = 0
     for round_ in range(ROUNDS):
@@ -80,6 +81,7 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
                 assert unit["audits"], f"round {round_}: accepted unit without an audit: {unit}"
                 audited_by_light_node += sum(a["auditor"] == auditor_key for a in unit["audits"])
                 accepted += 1
+        _read_fees(urls[0], schedule.close_height(round_), fees)  # before the blocks are pruned
         close = _get(urls[0], f"/blocks/{schedule.close_height(round_)}")
         expected = _expected_payments(view, genesis.economics, close["header"]["proposer"])
         paid = {(r["to"], r["reason"]): r["amount"] for r in view["rewards"]}
@@ -94,8 +96,8 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     genesis_total = sum(a.balance + a.bond for a in genesis.accounts)
     height, holdings = _holdings_at_one_height(urls[0], genesis)
     assert height < schedule.close_height(ROUNDS)  # no later round's emission in it
-    burned = sum(tx["fee"] * genesis.economics.fee_burn_bps // BPS
-                 for h in range(1, height + 1) for tx in _get(urls[0], f"/blocks/{h}")["txs"])
+    _read_fees(urls[0], height, fees)
+    burned = sum(fee * genesis.economics.fee_burn_bps // BPS for h in range(1, height + 1) for fee in fees[h])
     assert burned > 0
     # rewards only go to genesis accounts here: validators, and the auditor's funded account
     assert holdings == genesis_total + emitted - burned
@@ -106,6 +108,12 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     assert final_loss < genesis_loss - 0.5, (genesis_loss, final_loss)
     model = _get(urls[0], "/status")["model"]
     assert model["round"] >= ROUNDS and np.isfinite(model["eval_loss"])
+
+
+def _read_fees(url: str, upto: int, fees: dict[int, list[int]]) -> None:
+    """Add the fees of the blocks up to upto not read yet (pruned past the retention window)."""
+    for height in range(len(fees) + 1, upto + 1):
+        fees[height] = [tx["fee"] for tx in _get(url, f"/blocks/{height}")["txs"]]
 
 
 def _holdings_at_one_height(url: str, genesis) -> tuple[int, int]:

@@ -237,6 +237,18 @@ async def test_block(client, chain):
     commit = body["last_commit"]
     assert commit["height"] == 2 and commit["block_hash"] == chain.block(2).hash.hex()
     assert sorted(commit["signers"]) == sorted(k.public_key.hex() for k in VALIDATORS)
+    assert body["commit_raw"] == chain.encoded_commit(3).hex()  # the commit that finalized it
+
+
+async def test_pruned_blocks_are_404_and_the_committee_changes_are_listed(client, chain):
+    async with client.get("/committee_changes") as reply:
+        assert reply.status == 200 and await reply.json() == {"heights": []}
+    assert chain.prune_blocks(3) == 2
+    await expect_error(await client.get("/blocks/2"), 404, "no block at height 2 (this node keeps blocks 3..3")
+    await expect_error(await client.get("/headers?from=1"), 404, "keeps headers from height 3 (older blocks "
+                                                                 "are pruned")
+    async with client.get("/blocks/3") as reply:
+        assert reply.status == 200
 
 
 async def test_first_block_carries_an_empty_commit(client):

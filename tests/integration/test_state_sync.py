@@ -75,10 +75,12 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def test_a_wiped_validator_state_syncs_past_1000_blocks_by_itself_and_validates_again(tmp_path):
-    """Past height 1,000 a node with an empty home takes a snapshot without being told;
-    one started with --archive replays the chain from genesis instead."""
+    """Past height 1,000 (and the retention window) a node with an empty home takes a
+    snapshot without being told, following the commits of the committee-changing blocks
+    its pruning peers keep; one started with --archive replays the chain from genesis
+    instead, from the devnet's archive validator (node-0)."""
     directory = tmp_path / "devnet"
-    state = _up(directory, "--no-mine", "--block-interval-ms", "10")
+    state = _up(directory, "--no-mine", "--block-interval-ms", "10", "--archives", "1")
     try:
         nodes = state["nodes"]
         url, synced = nodes[0]["url"], nodes[3]

@@ -19,10 +19,14 @@ def h(label: str) -> bytes:
 
 
 def commit(store: ChainStore, height: int, txs: int = 2,
-           writes: dict[bytes, bytes | None] | None = None) -> None:
+           writes: dict[bytes, bytes | None] | None = None, is_landmark: bool = False) -> None:
     store.commit_block(height, h(f"block{height}"), b"block-%d" % height,
-                       b"commit-%d" % height, [h(f"tx{height}.{i}") for i in range(txs)],
-                       writes or {}, h(f"root{height}"))
+                       b"commit-%d" % height, tx_hashes(height, txs),
+                       writes or {}, h(f"root{height}"), is_landmark=is_landmark)
+
+
+def tx_hashes(height: int, txs: int = 2) -> list[bytes]:
+    return [h(f"tx{height}.{i}") for i in range(txs)]
 
 
 def state_value(store: ChainStore, key: bytes) -> bytes | None:
@@ -276,13 +280,15 @@ def test_a_missing_parent_directory_is_a_store_error(tmp_path):
 def test_a_store_begun_from_a_snapshot_holds_its_block_on_and_reopens(tmp_path):
     with ChainStore.open(tmp_path / "db") as store:
         store.install_snapshot({b"alice": b"100"}, h("root500"), 500, h("block500"), b"block-500",
-                               b"commit-500", h("genesis"))
+                               b"commit-500", h("genesis"), {120: (b"block-120", b"commit-120")}, True)
         assert store.base() == 500 and store.head() == Head(500, h("block500"), h("root500"))
         assert store.block(500) == b"block-500" and store.commit(500) == b"commit-500"
         assert store.block(499) is None and store.height_of(h("genesis")) == 0
+        assert store.block(120) == b"block-120" and store.commit(120) == b"commit-120"
+        assert store.landmarks() == [120, 500]
         commit(store, 501)
         with pytest.raises(ValueError, match="not empty"):
-            store.install_snapshot({}, h("r"), 9, h("b"), b"b", b"c", h("genesis"))
+            store.install_snapshot({}, h("r"), 9, h("b"), b"b", b"c", h("genesis"), {}, False)
     with ChainStore.open(tmp_path / "db") as store:  # the open-time check counts from the base
         assert store.head().height == 501 and dict(store.state_items()) == {b"alice": b"100"}
     with ChainStore.open(tmp_path / "fresh") as store:
@@ -291,9 +297,40 @@ def test_a_store_begun_from_a_snapshot_holds_its_block_on_and_reopens(tmp_path):
 
 def test_a_block_below_the_base_is_corruption(tmp_path):
     with ChainStore.open(tmp_path / "db") as store:
-        store.install_snapshot({}, h("root"), 500, h("block500"), b"b", b"c", h("genesis"))
+        store.install_snapshot({}, h("root"), 500, h("block500"), b"b", b"c", h("genesis"), {}, False)
     _raw(tmp_path / "db", {BLOCK + (499).to_bytes(8, "big"): b"x"})
-    with pytest.raises(StoreCorrupted, match="block at height 499, below the first kept height 500"):
+    with pytest.raises(StoreCorrupted, match="block at height 499, below the first kept height 500, is no landmark"):
+        ChainStore.open(tmp_path / "db")
+
+
+def test_a_snapshot_refuses_landmarks_not_below_it(tmp_path):
+    with ChainStore.open(tmp_path / "db") as store:
+        with pytest.raises(ValueError, match="out of 1..499"):
+            store.install_snapshot({}, h("root"), 500, h("block500"), b"b", b"c", h("genesis"),
+                                   {500: (b"b", b"c")}, False)
+        assert store.head() is None
+
+
+def test_pruning_keeps_the_landmarks_and_drops_the_rest_with_their_index_entries(tmp_path):
+    with ChainStore.open(tmp_path / "db") as store:
+        store.store_genesis_state({}, h("root0"), h("genesis"))
+        for height in range(1, 21):
+            commit(store, height, is_landmark=height in (4, 9))
+        assert store.landmarks() == [4, 9]
+        doomed = [x for x in range(1, 12) if x not in (4, 9)]
+        with pytest.raises(ValueError, match="needs the index keys"):
+            store.prune_below(12, {x: (h(f"block{x}"), tx_hashes(x)) for x in doomed[1:]})
+        assert store.prune_below(12, {x: (h(f"block{x}"), tx_hashes(x)) for x in doomed}) == 9
+        assert store.base() == 12 and store.block(11) is None and store.commit(3) is None
+        assert store.height_of(h("block3")) is None and store.tx_location(h("tx3.0")) is None
+        assert store.block(4) == b"block-4" and store.commit(9) == b"commit-9"
+        assert store.tx_location(h("tx12.1")) == (12, 1) and store.height_of(h("genesis")) == 0
+        with pytest.raises(ValueError, match="cannot prune below 21"):
+            store.prune_below(21, {})
+    with ChainStore.open(tmp_path / "db") as store:  # the open-time check allows the landmarks
+        assert store.check_consistency().height == 20 and store.landmarks() == [4, 9]
+    _raw(tmp_path / "db", delete=(COMMIT + (9).to_bytes(8, "big"),))
+    with pytest.raises(StoreCorrupted, match="the landmark commit at height 9 is missing"):
         ChainStore.open(tmp_path / "db")
 
 

@@ -1,0 +1,79 @@
+"""Pruning old blocks (DESIGN.md §5, retention): a node keeps the blocks of the retention
+window and, however old, the landmarks: the blocks that changed the committee.  From
+the landmarks alone a follower (state sync) reaches the head's committee and verifies
+the head; a peer that hides a landmark only makes the head's commit fail to verify.
+
+The chain is test_double_sign's: a rotation at height 7 and two removals by evidence."""
+import pytest
+
+from node.state.chain import Chain
+from node.state.retention import first_kept_block
+from node.storage.chainstore import ChainStore
+from node.types.blocks import Block, CommitCertificate
+from node.verify.chain_follow import ChainFollowError, FollowedChain
+from tests.unit.test_double_sign import (GENESIS, REPORTER, V0, V1, V3, double_vote, net,  # noqa: F401
+                                         play_worker_round)
+
+
+def _changed_chain(net) -> list[int]:
+    """A rotation, then removals: the heights where the committee changed."""
+    play_worker_round(net)
+    net.step()  # the close at height 7 rotates
+    net.step([net.tx(REPORTER, double_vote(V3, 7)), net.tx(REPORTER, double_vote(V1, 7), later=1)])
+    net.step([net.tx(REPORTER, double_vote(V0, 8))])
+    net.step_to(12)
+    return [7, 8, 9]
+
+
+def _stored(chain: Chain, height: int) -> tuple[Block, CommitCertificate]:
+    return Block.decode(chain.encoded_block(height)), CommitCertificate.decode(chain.encoded_commit(height))
+
+
+def _follow(chain: Chain, heights: list[int]) -> FollowedChain:
+    followed = FollowedChain(GENESIS)
+    for height in heights:
+        followed.verify_ahead(*_stored(chain, height))
+        followed.advance(_stored(chain, height)[0])
+    return followed
+
+
+def test_the_blocks_that_change_the_committee_are_landmarks_and_survive_pruning(net, tmp_path):
+    changes = _changed_chain(net)
+    chain = net.validator
+    assert chain.landmarks() == changes
+    assert chain.prune_blocks(11) == 10 - len(changes) and chain.base == 11
+    assert [h for h in range(1, 13) if chain.encoded_block(h) is not None] == changes + [11, 12]
+    net.step()  # the pruned node goes on deciding blocks
+    net.stores[1].close()
+    with ChainStore.open(tmp_path / "validator") as reopened:  # and its store passes the open-time check
+        assert reopened.check_consistency().height == 13 and reopened.landmarks() == changes
+
+
+def test_a_follower_reaches_the_head_from_the_landmarks_alone(net):
+    changes = _changed_chain(net)
+    chain = net.validator
+    chain.prune_blocks(12)
+    followed = _follow(chain, changes + [12])
+    assert followed.committee == chain.state.committee() and followed.head_hash == chain.head.block_hash
+
+
+def test_a_hidden_landmark_leaves_the_head_unverified(net):
+    """A peer hiding the rotation would have the follower check the head against the
+    old committee, which did not sign it."""
+    changes = _changed_chain(net)
+    chain = net.validator
+    with pytest.raises(ChainFollowError, match="block 8's commit: signer .* is not in the committee"):
+        _follow(chain, changes[1:] + [12])
+    with pytest.raises(ChainFollowError, match="block 12's commit"):
+        _follow(chain, [12])
+    with pytest.raises(ChainFollowError, match="not above height 8"):
+        _follow(chain, [7, 8, 8])
+
+
+def test_the_first_kept_block_is_the_oldest_kept_round_s_seed_or_a_lower_snapshot():
+    consensus = GENESIS.consensus  # rounds of 7 blocks
+    window = consensus.retention_rounds
+    close = (window + 3) * consensus.round_blocks  # the close of round window + 2
+    assert first_kept_block(consensus, close, []) == 3 * consensus.round_blocks
+    assert first_kept_block(consensus, close, [2 * consensus.round_blocks]) == 2 * consensus.round_blocks
+    assert first_kept_block(consensus, consensus.round_blocks, []) == 1
