@@ -4,13 +4,23 @@ the landmarks alone a follower (state sync) reaches the head's committee and ver
 the head; a peer that hides a landmark only makes the head's commit fail to verify.
 
 The chain is test_double_sign's: a rotation at height 7 and two removals by evidence."""
-import pytest
+import asyncio
 
+import aiohttp
+import pytest
+from aiohttp import web
+
+from node.net.rpc_client import AsyncRpcClient
+from node.rpc.api import json_errors, rpc_routes
 from node.state.chain import Chain
 from node.state.retention import first_kept_block
+from node.state.snapshot import SnapshotError
+from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
 from node.types.blocks import Block, CommitCertificate
 from node.verify.chain_follow import ChainFollowError, FollowedChain
+from node.verify.state_sync import StateSync
+from tests.integration.test_rpc import make_api, unlimited
 from tests.unit.test_double_sign import (GENESIS, REPORTER, V0, V1, V3, double_vote, net,  # noqa: F401
                                          play_worker_round)
 
@@ -77,3 +87,48 @@ def test_the_first_kept_block_is_the_oldest_kept_round_s_seed_or_a_lower_snapsho
     assert first_kept_block(consensus, close, []) == 3 * consensus.round_blocks
     assert first_kept_block(consensus, close, [2 * consensus.round_blocks]) == 2 * consensus.round_blocks
     assert first_kept_block(consensus, consensus.round_blocks, []) == 1
+
+
+async def _follow_over_http(chain: Chain, height: int, tmp_path):
+    """StateSync's chain following, against chain served by the real API on 127.0.0.1."""
+    api = make_api(chain, blobs=BlobStore(tmp_path / "served-blobs"))
+    app = web.Application(middlewares=[json_errors])
+    app.add_routes(rpc_routes(api, unlimited()))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    peer = "127.0.0.1:%d" % runner.addresses[0][1]
+    try:
+        with ChainStore.open(tmp_path / "syncing") as store:
+            sync = StateSync(GENESIS, store, BlobStore(tmp_path / "blobs"), [peer])
+            async with aiohttp.ClientSession() as session:
+                return await sync._follow_to(height, {peer: AsyncRpcClient(f"http://{peer}", session)}, peer)
+    finally:
+        await runner.cleanup()
+
+
+def test_state_sync_follows_a_pruned_peer_by_its_landmarks_and_keeps_them(net, tmp_path):
+    changes = _changed_chain(net)
+    chain = net.validator
+    chain.prune_blocks(12)
+    block, commit, landmarks, is_landmark = asyncio.run(_follow_over_http(chain, 12, tmp_path))
+    assert block.hash == chain.head.block_hash and commit.encode() == chain.encoded_commit(12)
+    assert sorted(landmarks) == changes and not is_landmark
+    assert landmarks[8] == (chain.encoded_block(8), chain.encoded_commit(8))
+
+
+def test_a_peer_listing_heights_that_changed_nothing_gets_none_of_them_kept(net, tmp_path, monkeypatch):
+    """An archive peer listing every height: each is checked, only real changes are kept."""
+    changes = _changed_chain(net)
+    chain = net.validator
+    monkeypatch.setattr(chain, "landmarks", lambda: list(range(1, 13)))
+    _, _, landmarks, _ = asyncio.run(_follow_over_http(chain, 12, tmp_path))
+    assert sorted(landmarks) == changes
+
+
+def test_a_peer_hiding_the_rotation_has_its_offer_refused(net, tmp_path, monkeypatch):
+    _changed_chain(net)
+    chain = net.validator
+    monkeypatch.setattr(chain, "landmarks", lambda: [8, 9])
+    with pytest.raises(SnapshotError, match="following the chain: block 8's commit"):
+        asyncio.run(_follow_over_http(chain, 12, tmp_path))
