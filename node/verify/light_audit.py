@@ -117,13 +117,27 @@ class LightAuditor:
             try:
                 value = read(client.base_url + path, await client.get(path))
             except RpcError as exc:
-                if exc.status == 404:  # a block not made yet: routine at the head
+                if exc.status == 404 and request == "blocks" and await self._pruned(client):
+                    self._failed(peer, request, f"{exc}: it pruned the blocks this auditor still has to "
+                                                f"follow (a light auditor follows from genesis: point it at "
+                                                f"an archive node, uponode start --archive)")
+                elif exc.status == 404:  # a block not made yet: routine at the head
                     log.debug("full node %s: %s", peer, exc)
                 else:
                     self._failed(peer, request, str(exc))
                 continue
             return peer, value
         return None
+
+    async def _pruned(self, client: AsyncRpcClient) -> bool:
+        """Whether the full node keeps no header at the next height to follow any more
+        (a 404 below its first kept block), rather than not having made it yet."""
+        height = self.followed.height + 1
+        try:
+            await client.get(f"/headers?from={height}&to={height}")
+        except RpcError as exc:
+            return exc.status == 404
+        return False
 
     async def _account(self) -> AccountReply | None:
         answer = await self._ask("accounts", account_path(self.key.public_key), read_account)

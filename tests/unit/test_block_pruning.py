@@ -18,7 +18,9 @@ from node.state.snapshot import SnapshotError
 from node.storage.blobstore import BlobStore
 from node.storage.chainstore import ChainStore
 from node.types.blocks import Block, CommitCertificate
+from node.storage.home import init_home
 from node.verify.chain_follow import ChainFollowError, FollowedChain
+from node.verify.light_audit import LightAuditor
 from node.verify.state_sync import StateSync
 from tests.integration.test_rpc import make_api, unlimited
 from tests.unit.test_double_sign import (GENESIS, REPORTER, V0, V1, V3, double_vote, net,  # noqa: F401
@@ -89,15 +91,20 @@ def test_the_first_kept_block_is_the_oldest_kept_round_s_seed_or_a_lower_snapsho
     assert first_kept_block(consensus, consensus.round_blocks, []) == 1
 
 
-async def _follow_over_http(chain: Chain, height: int, tmp_path):
-    """StateSync's chain following, against chain served by the real API on 127.0.0.1."""
+async def _serve(chain: Chain, tmp_path) -> tuple[web.AppRunner, str]:
+    """chain served by the real API on 127.0.0.1; the runner and its host:port."""
     api = make_api(chain, blobs=BlobStore(tmp_path / "served-blobs"))
     app = web.Application(middlewares=[json_errors])
     app.add_routes(rpc_routes(api, unlimited()))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    peer = "127.0.0.1:%d" % runner.addresses[0][1]
+    return runner, "127.0.0.1:%d" % runner.addresses[0][1]
+
+
+async def _follow_over_http(chain: Chain, height: int, tmp_path):
+    """StateSync's chain following, against chain served by the real API."""
+    runner, peer = await _serve(chain, tmp_path)
     try:
         with ChainStore.open(tmp_path / "syncing") as store:
             sync = StateSync(GENESIS, store, BlobStore(tmp_path / "blobs"), [peer])
@@ -132,3 +139,27 @@ def test_a_peer_hiding_the_rotation_has_its_offer_refused(net, tmp_path, monkeyp
     monkeypatch.setattr(chain, "landmarks", lambda: [8, 9])
     with pytest.raises(SnapshotError, match="following the chain: block 8's commit"):
         asyncio.run(_follow_over_http(chain, 12, tmp_path))
+
+
+def test_a_light_auditor_says_when_its_full_node_pruned_what_it_must_follow(net, tmp_path, caplog):
+    """A light auditor follows from genesis: told of pruned blocks in one line, not left
+    polling in silence as if the next block were not made yet."""
+    _changed_chain(net)
+    net.validator.prune_blocks(12)
+
+    async def follow_from(height: int) -> None:
+        runner, peer = await _serve(net.validator, tmp_path)
+        try:
+            auditor = LightAuditor(init_home(tmp_path / f"auditor-{height}"), [peer])
+            auditor.followed.height = height
+            async with aiohttp.ClientSession() as session:
+                auditor._clients = [(peer, AsyncRpcClient(f"http://{peer}", session))]
+                assert not await auditor._follow()
+        finally:
+            await runner.cleanup()
+
+    caplog.set_level("DEBUG", "uponode.light")
+    asyncio.run(follow_from(12))  # at the head: the next block is not made yet
+    assert "pruned" not in caplog.text
+    asyncio.run(follow_from(0))
+    assert "it pruned the blocks this auditor still has to follow" in caplog.text
