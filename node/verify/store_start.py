@@ -44,14 +44,18 @@ async def open_chain_store(path: pathlib.Path, genesis: Genesis, blobs: BlobStor
             if state_sync:
                 log.info("--state-sync: this home already holds the chain to height %d; going on from "
                          "there", head.height)
-            elif not archive and peers and await _far_behind(head.height, genesis, peers):
+            elif not archive and peers and (offered := await _far_behind(head.height, genesis, peers)):
+                log.warning("this home's chain stops at height %d, more than the retention window behind a "
+                            "peer's snapshot at height %d: the blocks and rounds it missed are pruned, so "
+                            "it begins from a snapshot", head.height, offered)
                 store = await _replace_from_snapshot(store, path, genesis, blobs, peers, stop)
             return store
         if state_sync:
             await _until_stopped(StateSync(genesis, store, blobs, peers).run(), stop)
-        elif not archive and peers and await _far_behind(0, genesis, peers):
-            log.info("beginning from a peer's snapshot (start with --archive to replay the chain from "
-                     "genesis instead, from archive peers)")
+        elif not archive and peers and (offered := await _far_behind(0, genesis, peers)):
+            log.info("a peer's snapshot at height %d is past the retention window, whose blocks are "
+                     "pruned: beginning from a peer's snapshot (start with --archive to replay the chain "
+                     "from genesis instead, from archive peers)", offered)
             if await _until_stopped(StateSync(genesis, store, blobs, peers).run(AUTO_PASSES), stop) is None:
                 log.warning("no peer's snapshot verified; replaying the chain from genesis instead")
         return store
@@ -60,15 +64,12 @@ async def open_chain_store(path: pathlib.Path, genesis: Genesis, blobs: BlobStor
         raise
 
 
-async def _far_behind(height: int, genesis: Genesis, peers: list[str]) -> bool:
+async def _far_behind(height: int, genesis: Genesis, peers: list[str]) -> int:
+    """The height of the peers' best snapshot if it is more than the retention window
+    above height, else 0."""
     window = genesis.consensus.retention_rounds * genesis.consensus.round_blocks
     offered = await offered_height(peers)
-    if offered - height <= window:
-        return False
-    log.warning("this home's chain stops at height %d, more than the retention window (%d blocks) behind "
-                "a peer's snapshot at height %d: the blocks and rounds it missed are pruned, so it begins "
-                "from a snapshot", height, window, offered)
-    return True
+    return offered if offered - height > window else 0
 
 
 async def _replace_from_snapshot(store: ChainStore, path: pathlib.Path, genesis: Genesis, blobs: BlobStore,
