@@ -175,8 +175,8 @@ class ChainStore:
     def landmarks(self) -> list[int]:
         """The heights of the blocks that changed the committee, in order (kept when
         older blocks are pruned)."""
-        return [int.from_bytes(key[len(LANDMARK):], "big")
-                for key in self._db.iterator(prefix=LANDMARK, include_value=False)]
+        with self._db.iterator(prefix=LANDMARK, include_value=False) as it:
+            return [int.from_bytes(key[len(LANDMARK):], "big") for key in it]
 
     def install_snapshot(self, state: dict[bytes, bytes], state_root: bytes, height: int, block_hash: bytes,
                          block: bytes, commit: bytes, genesis_hash: bytes,

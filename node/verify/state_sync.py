@@ -4,11 +4,12 @@ The node asks its peers (their HTTP APIs) which snapshots they keep, and takes t
 highest.  It follows the chain from genesis up to the snapshot's height without
 executing it, from one committee-changing block to the next (node.verify.chain_follow:
 bodies, commits, committee changes), so the header there and its state root are as
-sure as the committee's signatures.  The committee-changing blocks it passed are
-stored with the state, so that it serves them in turn.  The snapshot's manifest must name that block and that root; each chunk
-must hash to its place in the manifest and its entries to their subtree root; the
-model the state records is fetched by its digest.  Then the state, the block and its
-commit begin the store in one write, and block sync takes it on from there.
+sure as the committee's signatures; the committee-changing blocks it passed are stored
+with the state, so that it serves them in turn.  The snapshot's manifest must name
+that block and that root; each chunk must hash to its place in the manifest and its
+entries to their subtree root; the model the state records is fetched by its digest.
+Then the state, the block and its commit begin the store in one write, and block sync
+takes it on from there.
 
 A snapshot that does not match is refused with one line naming what is wrong (the
 manifest, a chunk, the model) and where it came from, and the next peer's snapshot is
@@ -40,7 +41,7 @@ log = logging.getLogger("uponode.state_sync")
 
 SNAPSHOTS_PATH = "/snapshots"
 COMMITTEE_CHANGES_PATH = "/committee_changes"
-# at most one a block of the evidence window and one an epoch: far more than a chain makes
+# a longer list is a lie: the committee changes once an epoch at most, and once a double signer
 MAX_COMMITTEE_CHANGES = 1_000_000
 RETRY_S = 2.0
 MAX_TRIES = 12  # per block and peer before the next peer is asked
@@ -202,8 +203,8 @@ class StateSync:
                 landmarks[landmark] = (block.encode(), commit.encode())
         return block, commit, landmarks, followed.committee != before
 
-    async def _committee_changes(self, client: AsyncRpcClient, below: int) -> list[int]:
-        """The committee-changing heights up to below that the peer lists, in order."""
+    async def _committee_changes(self, client: AsyncRpcClient, upto: int) -> list[int]:
+        """The committee-changing heights up to upto that the peer lists, in order."""
         try:
             reply = await client.get(COMMITTEE_CHANGES_PATH)
             heights = reply["heights"]
@@ -212,7 +213,7 @@ class StateSync:
                 raise ValueError(f"not a list of at most {MAX_COMMITTEE_CHANGES} heights")
         except (RpcError, KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"{client.base_url}{COMMITTEE_CHANGES_PATH}: {exc}") from None
-        return sorted({h for h in heights if h <= below})
+        return sorted({h for h in heights if h <= upto})
 
     async def _fetch_block(self, height: int, clients: dict[str, AsyncRpcClient],
                            first: str) -> tuple[Block, CommitCertificate]:
