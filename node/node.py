@@ -91,6 +91,7 @@ class Node:
                                    on_connect=self._on_peer_connected,
                                    trusted_hosts=frozenset(parse_host_port(p)[0] for p in peers))
         self._timers: list[asyncio.TimerHandle] = []
+        self._told_pruned = -1  # the height at which block sync last found its peers pruned
         self.blobs = BlobStore(home.blobs_dir)
         self.blobs.put(genesis_model_blob(self.genesis))  # what round 0 trains from
         # fraud-proof replays run in the compute worker, never in the event loop
@@ -298,6 +299,11 @@ class Node:
                 self._carry_out(self.driver.synced())
             if step.next_request is not None:
                 self.network.send(peer, step.next_request)
+            if step.pruned and self._told_pruned != self.chain.height:
+                self._told_pruned = self.chain.height
+                log.warning("peer %s keeps no blocks from height %d on: it pruned them past the retention "
+                            "window; restart this node to begin from a snapshot, or give it an archive peer "
+                            "(uponode start --archive)", peer.hex()[:16], self.chain.height + 1)
 
     async def _status_loop(self) -> None:
         while True:

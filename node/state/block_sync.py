@@ -27,9 +27,11 @@ class InvalidSyncedBlock(Exception):
 @dataclasses.dataclass(frozen=True)
 class SyncStep:
     """What applying a peer's Blocks did: whether the head moved, and the next request
-    to send the same peer (None when caught up or waiting for a blob)."""
+    to send the same peer (None when caught up or waiting for a blob); pruned when the
+    peer, though ahead, sent none: it keeps no block from this node's next height on."""
     advanced: bool
     next_request: GetBlocks | None
+    pruned: bool = False
 
 
 class BlockSync:
@@ -77,6 +79,8 @@ class BlockSync:
         if peer != self.asking:
             return SyncStep(False, None)
         self.asking = None
+        if not message.items:
+            return SyncStep(False, None, pruned=self.best_peer_height > self.chain.height)
         advanced = False
         for item in message.items:
             height = item.block.header.height

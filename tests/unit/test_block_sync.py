@@ -84,3 +84,17 @@ def test_serving_stops_at_the_head_and_at_the_batch(chains):
     assert [i.block.header.height for i in serving.serve(GetBlocks(5, 100)).items] == [5, 6, 7]
     assert serving.serve(GetBlocks(8, 10)).items == ()
     assert len(_sync(ahead, batch=2)[0].serve(GetBlocks(1, 10)).items) == 2
+
+
+def test_a_peer_that_pruned_the_blocks_asked_for_is_told_apart(chains):
+    """A node left behind past the retention window gets no blocks from a pruned peer:
+    the step says so (the node tells its operator to restart it from a snapshot)."""
+    ahead, behind = chains
+    ahead.prune_blocks(4)
+    serving, _ = _sync(ahead)
+    sync, _ = _sync(behind)
+    request = sync.on_status(PEER, Status(ahead.height, ahead.head.block_hash))
+    assert sync.on_blocks(PEER, serving.serve(request)) == SyncStep(False, None, pruned=True)
+    _grow(behind, 4)  # a node caught up to the pruned peer's first block syncs on as before
+    request = sync.on_status(PEER, Status(ahead.height, ahead.head.block_hash))
+    assert request == GetBlocks(5, 3) and sync.on_blocks(PEER, serving.serve(request)).advanced
