@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+from node.cmd import passphrase
 from node.cmd.arguments import address_argument
 from node.cmd.service import log_to_stderr, run_until_signalled
 from node.types.errors import CommandError
@@ -15,13 +16,14 @@ DESCRIPTION = ("Follow the chain through full nodes' HTTP APIs, re-execute the t
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", required=True, help="the auditor's home directory")
+    passphrase.add_argument(parser)
     parser.add_argument("--peer", action="append", metavar="HOST:PORT",
                         help="a full node's HTTP address (repeatable; replaces the config's peers)")
 
 
 def run(args: argparse.Namespace) -> int:
     from node.storage.home import load_home
-    home = load_home(pathlib.Path(args.home))
+    home = load_home(pathlib.Path(args.home), passphrase.source(args))
     peers = [address_argument(p, "--peer") for p in args.peer] if args.peer else list(home.config.peers)
     if not peers:
         raise CommandError("--peer: a light-audit node needs at least one full node to follow "

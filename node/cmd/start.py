@@ -9,6 +9,7 @@ import asyncio
 import pathlib
 from typing import Callable, Protocol
 
+from node.cmd import passphrase
 from node.cmd.arguments import address_argument
 from node.cmd.service import log_to_stderr, run_until_signalled
 from node.types.errors import CommandError
@@ -23,6 +24,7 @@ class FullNode(Protocol):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", required=True, help="the node's home directory")
+    passphrase.add_argument(parser)
     parser.add_argument("--gpu", action="store_true", help="mine on the CUDA backend")
     parser.add_argument("--no-mine", action="store_true", help="follow the chain without mining")
     parser.add_argument("--peer", action="append", metavar="HOST:PORT",
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace, build_node: Callable[..., FullNode]) -> int:
     if args.gpu:
         from node.uPoW.backends import backend_for
         backend_for(gpu=True)
-    home = load_home(pathlib.Path(args.home))
+    home = load_home(pathlib.Path(args.home), passphrase.source(args))
     listen = address_argument(args.listen, "--listen") if args.listen else home.config.listen
     peers = tuple(address_argument(p, "--peer") for p in args.peer) if args.peer else home.config.peers
     if args.state_sync and args.archive:

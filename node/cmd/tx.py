@@ -5,6 +5,7 @@ import argparse
 import json
 import pathlib
 
+from node.cmd import passphrase
 from node.cmd.arguments import account_address, amount, fee, rpc_url
 from node.storage.config import parse_host_port
 
@@ -19,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Sign a transfer with the home's key and chain id, with the next nonce "
                     "the node reports, send it to the node and print its hash.")
     transfer.add_argument("--home", required=True, help="the sender's node home")
+    passphrase.add_argument(transfer)
     transfer.add_argument("--to", required=True, type=account_address,
                           help="recipient (64 hex digits)")
     transfer.add_argument("--amount", required=True, type=amount, help="coins to send")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from node.storage.home import load_home
     from node.net.rpc_client import STATUS_PATH, TXS_PATH, RpcClient, RpcError, account_path
     from node.types.transactions import Transfer, sign_tx
-    home = load_home(pathlib.Path(args.home))
+    home = load_home(pathlib.Path(args.home), passphrase.source(args))
     client = RpcClient(args.rpc or _home_rpc_url(home.config.listen))
     chain_id = home.genesis.chain_id
     status = client.get(STATUS_PATH)

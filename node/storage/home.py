@@ -22,7 +22,10 @@ import pathlib
 import secrets
 import stat
 
+from typing import Callable
+
 from node.storage.config import ConfigError, NodeConfig, parse_config, render_config
+from node.storage.keystore import SEALED_FIELDS, KeystoreError, check_sealed, seal, unseal
 from node.types.crypto import SigningKey
 from node.types.errors import CommandError
 from node.types.genesis import DEFAULT_GENESIS, Genesis, GenesisError, parse_genesis
@@ -32,7 +35,7 @@ GENESIS_FILE = "genesis.json"
 KEY_FILE = "node_key.json"
 DATA_DIR = "data"
 BLOBS_DIR = "blobs"
-_KEY_FIELDS = ["type", "public_key", "seed"]
+_KEY_FIELDS = ["type", "public_key"]  # and "seed", or the sealed fields
 
 
 class HomeError(CommandError):
@@ -82,9 +85,11 @@ def write_new_file(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
     _fsync_dir(path.parent)
 
 
-def write_key_file(path: pathlib.Path, key: SigningKey) -> None:
-    """Write key as {"type", "public_key", "seed"} JSON, mode 0600, never over an existing file."""
-    record = {"type": "ed25519", "public_key": key.public_key.hex(), "seed": key.seed.hex()}
+def write_key_file(path: pathlib.Path, key: SigningKey, passphrase: bytes | None = None) -> None:
+    """Write key as {"type", "public_key", "seed"} JSON, or with the seed sealed under
+    passphrase (node.storage.keystore), mode 0600, never over an existing file."""
+    record = {"type": "ed25519", "public_key": key.public_key.hex()}
+    record.update({"seed": key.seed.hex()} if passphrase is None else seal(key.seed, passphrase))
     write_new_file(path, (json.dumps(record, indent=2) + "\n").encode(), mode=0o600)
 
 
@@ -96,8 +101,9 @@ def _hex32(path: pathlib.Path, record: dict, name: str) -> bytes:
     return bytes.fromhex(value)
 
 
-def read_key_file(path: pathlib.Path) -> SigningKey:
-    """Load a key file, refusing one that group or others can read."""
+def _read_key_record(path: pathlib.Path) -> dict:
+    """A key file's fields, checked for their form (clear or sealed), refusing a file
+    that group or others can read."""
     try:
         with open(path, "rb") as file:
             mode = os.fstat(file.fileno()).st_mode
@@ -111,19 +117,54 @@ def read_key_file(path: pathlib.Path) -> SigningKey:
                         f"{stat.S_IMODE(mode):04o}); run: chmod 600 {path}")
     try:
         record = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise HomeError(f"{path}: not valid JSON") from None
     if not isinstance(record, dict):
         raise HomeError(f"{path}: expected a JSON object")
+    sealed = "seed" not in record and any(name in record for name in SEALED_FIELDS)
+    fields = _KEY_FIELDS + (list(SEALED_FIELDS) if sealed else ["seed"])
     for name in record:
-        if name not in _KEY_FIELDS:
+        if name not in fields:
             raise HomeError(f"{path}: {json.dumps(name)}: unknown key")
-    for name in _KEY_FIELDS:
+    for name in fields:
         if name not in record:
             raise HomeError(f"{path}: {name}: missing")
     if record["type"] != "ed25519":
         raise HomeError(f"{path}: type: expected \"ed25519\"")
-    key = SigningKey(_hex32(path, record, "seed"))
+    try:
+        if sealed:
+            check_sealed(record)
+    except KeystoreError as exc:
+        raise HomeError(f"{path}: {exc}") from None
+    return record
+
+
+def is_sealed(path: pathlib.Path) -> bool:
+    """Whether the key file at path holds its seed sealed with a passphrase."""
+    return "seed" not in _read_key_record(path)
+
+
+def read_public_key(path: pathlib.Path) -> bytes:
+    """A key file's public key, without its passphrase if sealed (a clear one is checked
+    against its seed)."""
+    record = _read_key_record(path)
+    return read_key_file(path).public_key if "seed" in record else _hex32(path, record, "public_key")
+
+
+def read_key_file(path: pathlib.Path, passphrase: Callable[[], bytes] | None = None) -> SigningKey:
+    """Load a key file; a sealed one is opened with passphrase(), asked only then."""
+    record = _read_key_record(path)
+    if "seed" in record:
+        seed = _hex32(path, record, "seed")
+    elif passphrase is None:
+        raise HomeError(f"{path}: the key is sealed with a passphrase: give --passphrase-file FILE, "
+                        f"or run in a terminal to be asked")
+    else:
+        try:
+            seed = unseal(record, passphrase())
+        except KeystoreError as exc:
+            raise HomeError(f"{path}: {exc}") from None
+    key = SigningKey(seed)
     if _hex32(path, record, "public_key") != key.public_key:
         raise HomeError(f"{path}: public_key: does not match the seed")
     return key
@@ -171,10 +212,11 @@ def _read_genesis(path: pathlib.Path) -> tuple[bytes, Genesis]:
 
 
 def init_home(home: pathlib.Path, genesis_path: pathlib.Path | None = None,
-              key: SigningKey | None = None) -> NodeHome:
+              key: SigningKey | None = None, passphrase: bytes | None = None) -> NodeHome:
     """Create a node home: copy the genesis and its corpus, write a config and a key.
 
-    The key is a new one unless given (a devnet hands each node its validator key).
+    The key is a new one unless given (a devnet hands each node its validator key),
+    its seed sealed under passphrase if one is given.
     Refuses a home that already holds a key or a genesis: a key is never replaced.
     A config.toml already there is validated and kept.
     """
@@ -199,13 +241,14 @@ def init_home(home: pathlib.Path, genesis_path: pathlib.Path | None = None,
             write_new_file(home / CONFIG_FILE, render_config(NodeConfig()).encode())
         (home / DATA_DIR).mkdir(exist_ok=True)
         (home / BLOBS_DIR).mkdir(exist_ok=True)
-        write_key_file(home / KEY_FILE, key if key is not None else SigningKey.generate())
+        key = key if key is not None else SigningKey.generate()
+        write_key_file(home / KEY_FILE, key, passphrase)
     except FileExistsError as exc:
         # another process is initializing the same home
         raise HomeError(f"{exc.filename}: already exists") from None
     except OSError as exc:
         raise HomeError(f"{exc.filename or home}: {exc.strerror}") from None
-    return load_home(home)
+    return _with_key(home, key)
 
 
 def load_config(path: pathlib.Path) -> NodeConfig:
@@ -220,16 +263,20 @@ def load_config(path: pathlib.Path) -> NodeConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def load_node_key(home: pathlib.Path) -> SigningKey:
-    """The node's key, with a hint when the home was never initialized."""
+def key_path(home: pathlib.Path) -> pathlib.Path:
+    """The home's key file, with a hint when the home was never initialized."""
     if not (home / KEY_FILE).exists():
         raise HomeError(f"{home}: no {KEY_FILE}; create the home with: uponode init --home {home}")
-    return read_key_file(home / KEY_FILE)
+    return home / KEY_FILE
 
 
-def load_home(home: pathlib.Path) -> NodeHome:
-    """Load and validate a home's config, genesis and key; errors name the file and field."""
-    key = load_node_key(home)
+def load_home(home: pathlib.Path, passphrase: Callable[[], bytes] | None = None) -> NodeHome:
+    """Load and validate a home's config, genesis and key (a sealed key opened with
+    passphrase()); errors name the file and field."""
+    return _with_key(home, read_key_file(key_path(home), passphrase))
+
+
+def _with_key(home: pathlib.Path, key: SigningKey) -> NodeHome:
     config = load_config(home / CONFIG_FILE)
     _, genesis = _read_genesis(home / GENESIS_FILE)
     return NodeHome(path=home, config=config, genesis=genesis, key=key)
