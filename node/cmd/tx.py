@@ -1,4 +1,5 @@
-"""`uponode tx transfer`: sign a transfer with the home's key and send it to a node."""
+"""`uponode tx transfer|bond|unbond`: sign a transaction with the home's key and send it
+to a node."""
 from __future__ import annotations
 
 import argparse
@@ -19,16 +20,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "transfer", help="send coins from the node's account",
         description="Sign a transfer with the home's key and chain id, with the next nonce "
                     "the node reports, send it to the node and print its hash.")
-    transfer.add_argument("--home", required=True, help="the sender's node home")
-    passphrase.add_argument(transfer)
     transfer.add_argument("--to", required=True, type=account_address,
                           help="recipient (64 hex digits)")
     transfer.add_argument("--amount", required=True, type=amount, help="coins to send")
-    transfer.add_argument("--fee", type=fee, default=None,
-                          help="fee paid from the account on top of the amount "
-                               "(default: the genesis minimum, economics.min_tx_fee)")
-    transfer.add_argument("--rpc", type=rpc_url, default=None,
-                          help="the node's HTTP API (default: the home's listen address)")
+    bond = commands.add_parser(
+        "bond", help="move coins from the account's balance to its bond",
+        description="Bond coins, as a miner or an auditor must before it registers (a miner's "
+                    "node registers by itself once its bond reaches the genesis minimum); "
+                    "print the transaction's hash.")
+    bond.add_argument("--amount", required=True, type=amount, help="coins to bond")
+    unbond = commands.add_parser(
+        "unbond", help="move coins from the account's bond back to its balance",
+        description="Unbond coins (refused while the account may still be slashed, as the "
+                    "ledger's rules say); print the transaction's hash.")
+    unbond.add_argument("--amount", required=True, type=amount, help="coins to unbond")
+    for command, whose in ((transfer, "sender"), (bond, "account"), (unbond, "account")):
+        command.add_argument("--home", required=True, help=f"the {whose}'s node home")
+        passphrase.add_argument(command)
+        command.add_argument("--fee", type=fee, default=None,
+                             help="fee paid from the account on top of the amount "
+                                  "(default: the genesis minimum, economics.min_tx_fee)")
+        command.add_argument("--rpc", type=rpc_url, default=None,
+                             help="the node's HTTP API (default: the home's listen address)")
 
 
 def _home_rpc_url(listen: str) -> str:
@@ -42,7 +55,7 @@ def _home_rpc_url(listen: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from node.storage.home import load_home
     from node.net.rpc_client import STATUS_PATH, TXS_PATH, RpcClient, RpcError, account_path
-    from node.types.transactions import Transfer, sign_tx
+    from node.types.transactions import Bond, Transfer, Unbond, sign_tx
     home = load_home(pathlib.Path(args.home), passphrase.source(args))
     client = RpcClient(args.rpc or _home_rpc_url(home.config.listen))
     chain_id = home.genesis.chain_id
@@ -58,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(nonce, int) or isinstance(nonce, bool) or not 0 <= nonce < 1 << 64:
         raise RpcError(f"{client.base_url}/accounts/{me.hex()}: the reply holds no nonce")
     tx_fee = home.genesis.economics.min_tx_fee if args.fee is None else args.fee
-    tx = sign_tx(home.key, chain_id, nonce, Transfer(to=args.to, amount=args.amount), tx_fee)
+    payload = {"transfer": lambda: Transfer(to=args.to, amount=args.amount),
+               "bond": lambda: Bond(amount=args.amount),
+               "unbond": lambda: Unbond(amount=args.amount)}[args.tx_command]()
+    tx = sign_tx(home.key, chain_id, nonce, payload, tx_fee)
     reply = client.post_text(TXS_PATH, tx.encode().hex())
     if not isinstance(reply, dict) or reply.get("hash") != tx.hash.hex():
         raise RpcError(f"{client.base_url}/txs: the reply does not acknowledge the transaction")

@@ -1,4 +1,4 @@
-"""`uponode status` and `uponode tx transfer` as real processes against a real API
+"""`uponode status` and `uponode tx transfer|bond|unbond` as real processes against a real API
 server: what they print, and one line with exit code 2 for anything wrong."""
 import json
 import pathlib
@@ -125,6 +125,30 @@ def test_transfer_reaches_the_chain(server, home):
     assert [tx.body.fee for tx in block.txs] == [api.chain.genesis.economics.min_tx_fee, 250]
     recipient = server.call(lambda: api.chain.state.account(VALIDATORS[3].public_key))
     assert recipient.balance == 12
+
+
+def test_bond_then_unbond_reach_the_chain(server, home):
+    api = server.api
+    before = server.call(lambda: api.chain.state.account(USER.public_key))
+    fee = server.call(lambda: api.chain.genesis.economics.min_tx_fee)
+    for command, amount in (("bond", "300"), ("unbond", "120")):
+        proc = uponode("tx", command, "--home", str(home), "--amount", amount, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        tx_hash = bytes.fromhex(proc.stdout.strip())
+
+        def finalize():
+            assert tx_hash in api.mempool
+            block = finalize_next(api.chain, api.mempool.reap(100))
+            api.mempool.remove_committed(api.chain.state)
+            return block
+        assert [tx.hash for tx in server.call(finalize).txs] == [tx_hash]
+    after = server.call(lambda: api.chain.state.account(USER.public_key))
+    assert after.bond == before.bond + 180 and after.balance == before.balance - 180 - 2 * fee
+
+
+@pytest.mark.parametrize("command", ["bond", "unbond"])
+def test_bond_and_unbond_need_a_positive_amount(home, command):
+    assert_one_line_error(uponode("tx", command, "--home", str(home), "--amount", "0", timeout=60), "--amount")
 
 
 @pytest.mark.parametrize("args,needle", [
