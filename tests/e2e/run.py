@@ -41,11 +41,11 @@ from tests.e2e.invariants import (AUDITED, BLOCK_HASH, DEVNET, HEIGHT_MONOTONIC,
 from tests.e2e.load import TransferLoad
 from tests.e2e.manifest import Manifest, ManifestError, load_manifest
 from tests.e2e.perturb import Fired, PerturbationError, Perturber, Topology
+from tests.e2e.block_log import BlockLog
 from tests.e2e.poller import Poller, finality_p50
 
 READY_TIMEOUT_S = 120.0  # seven processes start on two cores
 SENDERS = 4  # funded accounts that send the transfer load
-BLOCK_READS = 32  # concurrent GET /blocks while summing fees
 CONSISTENT_READ_TRIES = 20
 ANSWERS = "answers"  # every validator answers its API at the end of the run
 CHECKED = [BLOCK_HASH, HEIGHT_MONOTONIC, LIVENESS, ROUND_CLOSES, SUPPLY, AUDITED, ANSWERS]
@@ -110,27 +110,19 @@ async def _consistent_holdings(api: NodeApi, addresses: Sequence[str]) -> tuple[
     return None
 
 
-async def _blocks(api: NodeApi, last: int) -> list[dict] | None:
-    blocks: list[dict] = []
-    for start in range(1, last + 1, BLOCK_READS):
-        stop = min(last, start + BLOCK_READS - 1)
-        batch = await asyncio.gather(*(api.block(h) for h in range(start, stop + 1)))
-        if not all(batch):
-            return None
-        blocks += batch
-    return blocks
-
-
-async def _check_supply(api: NodeApi, name: str, devnet: Devnet) -> tuple[list[Failure], int]:
-    """The supply invariant on one node; also returns how many transactions the chain holds."""
+async def _check_supply(api: NodeApi, name: str, devnet: Devnet,
+                        block_log: BlockLog) -> tuple[list[Failure], int]:
+    """The supply invariant on one node, with the blocks read through the run (their hashes
+    are the same on every node: the observer checks it); also returns how many
+    transactions the chain holds."""
     genesis = devnet.genesis
     snapshot = await _consistent_holdings(api, [a.address.hex() for a in genesis.accounts])
     if snapshot is None:
         return [Failure(ANSWERS, -1, name, "no two /status reads at one height around /accounts")], 0
     height, holdings = snapshot
-    blocks = await _blocks(api, height)
-    if blocks is None:
-        return [Failure(ANSWERS, height, name, "stopped answering /blocks")], 0
+    if not await block_log.read_to(height):
+        return [Failure(ANSWERS, height, name, "no validator answered /blocks")], 0
+    blocks = block_log.blocks[:height]
     genesis_supply = sum(a.balance + a.bond for a in genesis.accounts)
     burned = burned_fees(blocks, genesis.economics.fee_burn_bps)
     closes = [close for block in blocks for close in Block.decode(bytes.fromhex(block["raw"])).close]
@@ -163,6 +155,7 @@ class _Run:
         self.start = 0.0
         self.observer = ChainObserver()
         self.poller = Poller(dict(zip(self.names, self.apis)), self.observer, self.clock)
+        self.block_log = BlockLog(self.apis, lambda: self.poller.highest)
         self.topology = Topology(devnet, [v.power for v in devnet.genesis.validators], self.clock)
         self.load = TransferLoad(self.apis, lambda n: not self.topology.is_down(n), devnet.senders,
                                  devnet.genesis.chain_id, devnet.genesis.economics.min_tx_fee,
@@ -181,7 +174,7 @@ class _Run:
         self.start = self.loop.time()
         self.progress(f"{len(self.apis)} validators and {len(self.devnet.auditors)} auditors "
                       f"answering; homes and logs in {self.devnet.directory}")
-        background = [asyncio.create_task(self.poller.run())]
+        background = [asyncio.create_task(self.poller.run()), asyncio.create_task(self.block_log.run())]
         if self.load is not None:
             background.append(asyncio.create_task(self.load.run()))
         try:
@@ -282,7 +275,7 @@ class _Run:
                 continue
             views = node_views
             self.failures += check_audits(name, views, self.spec.mine)
-        supply_failures, txs = await _check_supply(self.apis[0], self.names[0], self.devnet)
+        supply_failures, txs = await _check_supply(self.apis[0], self.names[0], self.devnet, self.block_log)
         self.failures += supply_failures
         rounds_closed = closed_everywhere // self.devnet.genesis.consensus.round_blocks
         return {"heights": heights, "rounds_closed": rounds_closed, "txs_in_blocks": txs,
