@@ -26,6 +26,7 @@ from node.consensus.core import Evidence, Timeout, TimeoutConfig
 from node.consensus.driver import (ConsensusDriver, DriverAction, Finalized, ForgedMessage,
                                    NextHeight, Send, SetTimer)
 from node.consensus.guard import SignGuard
+from node.consensus.step_timing import StepTiming
 from node.types.proposal import Proposal
 from node.storage.home import GENESIS_FILE, NodeHome
 from node.state.mempool import EXPIRY_BLOCKS, Mempool, MempoolError
@@ -88,10 +89,13 @@ class Node:
         self.sync: BlockSync | None = None
         self.network = PeerNetwork(self.key, self.genesis.chain_id, bytes.fromhex(self.genesis.hash),
                                    listen, self._head, self._on_message,
-                                   on_connect=self._on_peer_connected,
+                                   on_connect=self._on_peer_connected, on_traffic=self._count_traffic,
+                                   on_ban=lambda: self.metrics.inc("uponode_peer_bans_total"),
                                    trusted_hosts=frozenset(parse_host_port(p)[0] for p in peers))
         self._timers: list[asyncio.TimerHandle] = []
         self._told_pruned = -1  # the height at which block sync last found its peers pruned
+        self.steps = StepTiming()
+        self._previous_time_ms: int | None = None  # the last finalized block's, for the block interval
         self.blobs = BlobStore(home.blobs_dir)
         self.blobs.put(genesis_model_blob(self.genesis))  # what round 0 trains from
         # fraud-proof replays run in the compute worker, never in the event loop
@@ -118,7 +122,7 @@ class Node:
                                    self.unit_trainer)
             fetcher = BlobFetcher(self.blobs)
             self.work = RoundWork(self.genesis, self.chain, self.key.public_key, self.mine, worker,
-                                  fetcher, self._blob_addresses, self._submit)
+                                  fetcher, self._blob_addresses, self._submit, self.metrics)
             self.intake = FraudIntake(self.chain, self.mempool, self.oracle, worker, self.work.fetch)
             api = NodeAPI(chain=self.chain, mempool=self.mempool, metrics=self.metrics,
                           node_status=self._node_status, on_tx=self._gossip_tx, blobs=self.blobs,
@@ -213,6 +217,8 @@ class Node:
         for action in actions:
             if isinstance(action, Send):
                 self.network.send(action.peer, action.message)
+                if isinstance(action.message, Vote) and action.message.validator == self.key.public_key:
+                    self.steps.voted(action.message.body, time.monotonic())
             elif isinstance(action, SetTimer):
                 loop = asyncio.get_running_loop()
                 self._timers = [t for t in self._timers if t.when() > loop.time()]
@@ -244,10 +250,24 @@ class Node:
                 prune_forgotten_round(self.chain, self.blobs)
                 self._prune_blocks()
         self.work.on_block()
-        self.metrics.set("uponode_height", self.chain.height)
-        self.metrics.inc("uponode_blocks_finalized_total")
+        self._measure(block)
         log.info("finalized height %d %s with %d txs", block.header.height,
                  block.hash.hex()[:16], len(block.txs))
+
+    def _measure(self, block: Block) -> None:
+        metrics, header = self.metrics, block.header
+        metrics.set("uponode_height", header.height)
+        metrics.inc("uponode_blocks_finalized_total")
+        metrics.observe("uponode_consensus_rounds_per_height", header.round)
+        if self._previous_time_ms is not None:
+            metrics.observe("uponode_block_interval_seconds", (header.time_ms - self._previous_time_ms) / 1000)
+        self._previous_time_ms = header.time_ms
+        for step, seconds in self.steps.committed(header.height, time.monotonic()):
+            metrics.observe("uponode_consensus_step_seconds", seconds, {"step": step})
+
+    def _count_traffic(self, direction: str, kind: str, size: int) -> None:
+        name = "uponode_peer_bytes_received_total" if direction == "in" else "uponode_peer_bytes_sent_total"
+        self.metrics.inc(name, size, {"type": kind})
 
     def _prune_blocks(self) -> None:
         """Blocks older than the retention window and the kept snapshots go, but the

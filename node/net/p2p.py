@@ -50,6 +50,11 @@ WS_MAX_MSG_SIZE = MAX_FRAME_BYTES + 1
 Head = Callable[[], tuple[int, bytes]]
 MessageHandler = Callable[[bytes, Record], Awaitable[None]]
 PeerConnected = Callable[[bytes], None]
+Traffic = Callable[[str, str, int], None]  # ("in" or "out", message type, frame bytes)
+
+
+def _uncounted(direction: str, kind: str, size: int) -> None:
+    pass
 
 
 class InvalidPeerMessage(Exception):
@@ -73,7 +78,8 @@ class PeerNetwork:
 
     def __init__(self, key: SigningKey, chain_id: str, genesis_hash: bytes, listen_address: str,
                  head: Head, on_message: MessageHandler, *,
-                 on_connect: PeerConnected | None = None, trusted_hosts: frozenset[str] = frozenset(),
+                 on_connect: PeerConnected | None = None, on_traffic: Traffic = _uncounted,
+                 on_ban: Callable[[], None] = lambda: None, trusted_hosts: frozenset[str] = frozenset(),
                  handshake_timeout: float = HANDSHAKE_TIMEOUT_S, ban_seconds: float = BAN_SECONDS,
                  rate_per_s: float = RATE_PER_S, burst: float = BURST):
         parse_address(listen_address)
@@ -94,6 +100,7 @@ class PeerNetwork:
         self._head = head
         self._on_message = on_message
         self._on_connect = on_connect
+        self._on_traffic, self._on_ban = on_traffic, on_ban
         self._peers: dict[bytes, PeerLink] = {}
         self._sockets: set[Socket] = set()
         self._inbound_tasks: set[asyncio.Task] = set()
@@ -165,6 +172,7 @@ class PeerNetwork:
     def _enqueue(self, peer: PeerLink, frame: bytes, message: Record) -> bool:
         if not peer.enqueue(frame):
             return False
+        self._on_traffic("out", type(message).__name__, len(frame))
         if isinstance(message, GetBlocks):
             self._requests.sent(peer.key)  # it owes one Blocks answer
         return True
@@ -352,6 +360,7 @@ class PeerNetwork:
     async def _dispatch(self, peer: PeerLink, frame: bytes) -> None:
         kind = frame_type(frame, ban=peer.key)
         name = kind.__name__
+        self._on_traffic("in", name, len(frame))
         if kind in HANDSHAKE_TYPES:
             raise Disconnect(f"{name} after the handshake", ban=peer.key)
         if kind is Blocks and not self._requests.answered(peer.key):
@@ -381,6 +390,7 @@ class PeerNetwork:
             log.warning("dropped a connection from configured peer host %s (not banned): %s", subject, reason)
             return False
         self._bans.ban(subject, self._now(), self.ban_seconds)
+        self._on_ban()
         shown = subject.hex()[:16] if isinstance(subject, bytes) else subject
         log.warning("banned %s for %.0f s: %s", shown, self.ban_seconds, reason)
         return True

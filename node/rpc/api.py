@@ -36,6 +36,7 @@ from node.state.snapshot_store import SnapshotRef
 from node.rpc.metrics import CONTENT_TYPE, Metrics
 from node.rpc.rate_limit import RateLimits, retry_header
 from node.rpc.rounds_view import round_view
+from node.rpc.scrape import refresh
 from node.rpc.status import NodeStatus, status_json
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.types.transactions import FraudProof, SignedTx, decode_tx
@@ -331,9 +332,7 @@ async def _blob(api: NodeAPI, request: web.Request) -> web.Response:
 
 
 async def _metrics(api: NodeAPI, request: web.Request) -> web.Response:
-    api.metrics.set("uponode_height", api.chain.height)
-    api.metrics.set("uponode_mempool_txs", len(api.mempool))
-    api.metrics.set("uponode_state_entries", len(api.chain.state.entries))
+    await refresh(api.metrics, api.chain, api.mempool, api.blobs)
     return web.Response(body=api.metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
 

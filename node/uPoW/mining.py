@@ -28,12 +28,13 @@ Submit = Callable[[object], None]
 
 class Miner:
     def __init__(self, genesis: Genesis, me: bytes, worker: ComputeWorker, submit: Submit,
-                 height: Callable[[], int]):
+                 height: Callable[[], int], on_trained: Callable[[float], None] = lambda seconds: None):
         self.genesis = genesis
         self.me = me
         self.worker = worker
         self.submit = submit
         self.height = height  # the chain's finalized height now
+        self.on_trained = on_trained  # told each unit's training time (metrics)
         self.schedule = RoundSchedule.from_genesis(genesis)
         self.started: set[int] = set()  # rounds whose units this miner has begun
         self.published: set[int] = set()  # rounds whose challenged checkpoints are stored
@@ -97,6 +98,7 @@ class Miner:
             except Exception as exc:  # a unit that fails is skipped, never committed
                 log.error("round %d unit %d: training failed: %s", round_, unit, exc)
                 continue
+            self.on_trained(trained.seconds)
             if self._too_late(round_, unit, f"trained in {trained.seconds:.1f} s, not committed"):
                 continue
             log.info("round %d unit %d: trained in %.1f s, final loss %.4f, checkpoints %s, "

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Callable, Sequence
 
 from node.net.blob_fetch import MAX_BLOB_BYTES, BlobFetcher
+from node.rpc.metrics import Metrics
 from node.state.chain import Chain
 from node.types.genesis import Genesis
 from node.uPoW.mining import Miner
 from node.uPoW.rounds import AUDIT, RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker
-from node.types.transactions import DeltaWithheld, RegisterMiner
+from node.types.transactions import DeltaWithheld, FraudProof, RegisterMiner
 from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
 
 log = logging.getLogger("uponode.rounds")
@@ -31,7 +33,8 @@ REGISTER_RETRY_BLOCKS = 10
 class RoundWork:
     def __init__(self, genesis: Genesis, chain: Chain, me: bytes, mine: bool,
                  worker: ComputeWorker, fetcher: BlobFetcher,
-                 addresses: Callable[[], Sequence[str]], submit: Callable[[object], None]):
+                 addresses: Callable[[], Sequence[str]], submit: Callable[[object], None],
+                 metrics: Metrics):
         self.genesis = genesis
         self.chain = chain
         self.me = me
@@ -40,8 +43,9 @@ class RoundWork:
         self.addresses = addresses
         self.submit = submit
         self.schedule = RoundSchedule.from_genesis(genesis)
-        self.miner = Miner(genesis, me, worker, submit, lambda: chain.height)
-        self.auditor = Auditor(genesis, me, fetcher.store, self.fetch, worker.replay, submit)
+        self.metrics = metrics
+        self.miner = Miner(genesis, me, worker, submit, lambda: chain.height, self._trained)
+        self.auditor = Auditor(genesis, me, fetcher.store, self.fetch, worker.replay, self._audit_submit)
         self._registered_at: int | None = None  # height at which we asked to become a miner
         self._auditing: asyncio.Task | None = None
         self._fetching: set[bytes] = set()
@@ -88,10 +92,27 @@ class RoundWork:
 
     async def _audit(self, tasks, may_claim: bool) -> None:
         for task in tasks:
+            started = time.monotonic()
             try:
-                await self.auditor.audit(task, may_claim)
+                reported = await self.auditor.audit(task, may_claim)
             except Exception as exc:  # one unit's trouble must not stop the others
                 log.error("%s: audit failed: %s", task.name, exc)
+                continue
+            if reported:
+                self.metrics.inc("uponode_audits_total")
+                self.metrics.observe("uponode_audit_seconds", time.monotonic() - started)
+
+    def _audit_submit(self, payload) -> None:
+        if isinstance(payload, FraudProof):
+            self.metrics.inc("uponode_frauds_found_total")
+        self.submit(payload)
+
+    def _trained(self, seconds: float) -> None:
+        training = self.genesis.training
+        self.metrics.inc("uponode_units_trained_total")
+        self.metrics.observe("uponode_unit_seconds", seconds)
+        tokens = training.steps_per_unit * training.batch_size * self.genesis.model.context_length
+        self.metrics.set("uponode_training_tokens_per_second", tokens / seconds if seconds > 0 else 0.0)
 
     def _claim_missing_deltas(self, state, round_: int) -> None:
         """As a committee member, claim withheld every attested delta still missing here

@@ -8,9 +8,11 @@ import pathlib
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from node.types.genesis import load_genesis
 from node.uPoW.model_state import genesis_model
@@ -108,6 +110,27 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     assert final_loss < genesis_loss - 0.5, (genesis_loss, final_loss)
     model = _get(urls[0], "/status")["model"]
     assert model["round"] >= ROUNDS and np.isfinite(model["eval_loss"])
+    _check_metrics(urls)
+
+
+def _check_metrics(urls: list[str]) -> None:
+    """What a Prometheus user reads off the validators after the rounds, through
+    Prometheus's own parser: each trained, voted, talked and audited."""
+    scraped = []
+    for url in urls:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as reply:
+            scraped.append({s.name + json.dumps(s.labels, sort_keys=True): s.value
+                            for f in text_string_to_metric_families(reply.read().decode()) for s in f.samples})
+    for sample in scraped:
+        assert sample["uponode_units_trained_total{}"] >= ROUNDS
+        assert sample["uponode_training_tokens_per_second{}"] > 0
+        assert sample['uponode_consensus_step_seconds_count{"step": "precommit"}'] > 0
+        assert sample["uponode_block_interval_seconds_count{}"] > 0
+        assert sample['uponode_peer_bytes_sent_total{"type": "Vote"}'] > 0
+        assert sample['uponode_peer_bytes_received_total{"type": "Proposal"}'] > 0
+        assert sample["uponode_database_bytes{}"] > 0 and sample["uponode_blob_bytes{}"] > 0
+        assert sample["uponode_model_round{}"] >= ROUNDS
+    assert sum(sample["uponode_audits_total{}"] for sample in scraped) > 0
 
 
 def _read_fees(url: str, upto: int, fees: dict[int, list[int]]) -> None:

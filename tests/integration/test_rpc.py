@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import importlib.resources
 import json
+import math
 import re
 import threading
 from typing import Callable
@@ -19,6 +20,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from node.types import genesis as g
 from node.types.blocks import Block, certificate_from_precommits
@@ -26,7 +28,7 @@ from node.types.votes import PRECOMMIT, VoteBody, sign_vote
 from node.state.chain import Chain
 from node.types.crypto import SigningKey, sha256
 from node.state.mempool import Mempool, MempoolError
-from node.rpc.metrics import Metrics
+from node.rpc.metrics import NODE_METRICS, Metrics
 from node.rpc import api as rpc
 from node.rpc.api import MAX_HEADERS, NodeAPI, json_errors, rpc_routes
 from node.rpc.rate_limit import LIMITS, Limit, RateLimits
@@ -442,13 +444,14 @@ async def test_metrics(client):
         assert reply.status == 200
         assert reply.headers["Content-Type"].startswith("text/plain")
         text = await reply.text()
-    assert "# TYPE uponode_height gauge\nuponode_height 3\n" in text
-    for name in ("uponode_peers", "uponode_mempool_txs", "uponode_txs_received_total",
-                 "uponode_blocks_finalized_total"):
-        assert f"# HELP {name} " in text
-    # every line is a HELP, a TYPE or "name value", as a Prometheus scraper expects
-    for line in text.splitlines():
-        assert re.fullmatch(r"# HELP \w+ .+|# TYPE \w+ (counter|gauge)|\w+ -?\d+(\.\d+)?", line), line
+    # read by Prometheus's own parser: every family the node documents, with its type
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for kind, name, *_ in NODE_METRICS:
+        assert families[name.removesuffix("_total")].type == kind, name
+    value = {f.name: f.samples[0].value for f in families.values() if f.samples and not f.samples[0].labels}
+    assert value["uponode_height"] == 3 and value["uponode_model_round"] == 0
+    assert math.isnan(value["uponode_eval_loss"])  # no round has closed
+    assert value["uponode_database_bytes"] > 0 and value["uponode_blob_bytes"] == 0
 
 
 async def test_dashboard(client):
