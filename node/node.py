@@ -25,6 +25,7 @@ from node.state.consensus_chain import ConsensusChain
 from node.consensus.core import Evidence, Timeout, TimeoutConfig
 from node.consensus.driver import (ConsensusDriver, DriverAction, Finalized, ForgedMessage,
                                    NextHeight, Send, SetTimer)
+from node.cmd.malloc import release_free_memory
 from node.consensus.guard import SignGuard
 from node.consensus.step_timing import StepTiming
 from node.types.proposal import Proposal
@@ -249,6 +250,7 @@ class Node:
             if not self.archive:
                 prune_forgotten_round(self.chain, self.blobs)
                 self._prune_blocks()
+            release_free_memory()  # a round's close frees its models and deltas: hand the pages back
         self.work.on_block()
         self._measure(block)
         log.info("finalized height %d %s with %d txs", block.header.height,

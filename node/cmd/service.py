@@ -8,6 +8,8 @@ import signal
 import sys
 from typing import Awaitable, Callable
 
+from node.cmd.malloc import limit_arenas
+
 
 def log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -23,4 +25,5 @@ def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None
             loop.add_signal_handler(sig, stop.set)
         await run(stop)
 
+    limit_arenas()  # before the loop's worker threads exist
     asyncio.run(main())
