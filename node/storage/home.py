@@ -21,7 +21,6 @@ import os
 import pathlib
 import secrets
 import stat
-
 from typing import Callable
 
 from node.storage.config import ConfigError, NodeConfig, parse_config, render_config
@@ -131,17 +130,12 @@ def _read_key_record(path: pathlib.Path) -> dict:
             raise HomeError(f"{path}: {name}: missing")
     if record["type"] != "ed25519":
         raise HomeError(f"{path}: type: expected \"ed25519\"")
-    try:
-        if sealed:
+    if sealed:
+        try:
             check_sealed(record)
-    except KeystoreError as exc:
-        raise HomeError(f"{path}: {exc}") from None
+        except KeystoreError as exc:
+            raise HomeError(f"{path}: {exc}") from None
     return record
-
-
-def is_sealed(path: pathlib.Path) -> bool:
-    """Whether the key file at path holds its seed sealed with a passphrase."""
-    return "seed" not in _read_key_record(path)
 
 
 def read_public_key(path: pathlib.Path) -> bytes:
