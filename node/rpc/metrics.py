@@ -113,7 +113,8 @@ class Histogram(Metric):
 
     def observe(self, value: float, labels: dict[str, str] | None = None) -> None:
         counts, total, count = self.series[key := self._series(labels)]
-        counts[next(i for i, bound in enumerate(self.buckets) if value <= bound)] += 1
+        # NaN fits no bucket but +Inf's, where Prometheus counts it too
+        counts[next((i for i, bound in enumerate(self.buckets) if value <= bound), -1)] += 1
         self.series[key] = [counts, total + value, count + 1]
 
     def _samples(self, values: tuple[str, ...], value: object) -> list[str]:
