@@ -9,8 +9,8 @@ address shows without the passphrase):
 The seed is encrypted with XSalsa20-Poly1305 (libsodium's secretbox) under a key that
 Argon2id (libsodium's crypto_pwhash, version 1.3) derives from the passphrase with that
 salt and those limits, so any program with libsodium can write or read one.  A file's
-limits must lie between libsodium's minimum and its "sensitive" ones: a file cannot
-make unlocking take more than a gigabyte, nor seal a seed with no work at all.
+limits must lie between libsodium's "interactive" and "sensitive" ones: a file cannot
+make unlocking take more than a gigabyte, nor leave a stolen copy cheap to guess at.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ SEED_BYTES = 32
 # what `uponode init --encrypt` uses: libsodium's "moderate" (about a second, 256 MiB)
 OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
 MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
-_OPS = (nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE)
-_MEM = (nacl.pwhash.argon2id.MEMLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE)
+_OPS = (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE, nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE)
+_MEM = (nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE, nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE)
 _HEX_BYTES = {"salt": nacl.pwhash.argon2id.SALTBYTES, "nonce": nacl.secret.SecretBox.NONCE_SIZE,
               "sealed_seed": SEED_BYTES + nacl.secret.SecretBox.MACBYTES}
 
