@@ -106,6 +106,7 @@ class Node:
         self.intake: FraudIntake | None = None
         self.snapshots = SnapshotStore(home.data_dir / SNAPSHOTS_FILE, self.blobs)
         self._snapshotting: asyncio.Task | None = None
+        self._compacting: asyncio.Task | None = None  # LevelDB dropping pruned blocks, off the loop
 
     # -- lifecycle
 
@@ -153,8 +154,10 @@ class Node:
                 self._cancel_timers()
                 self.intake.close()
                 self.work.close()
-                if self._snapshotting is not None:
-                    await asyncio.wait([self._snapshotting])  # a snapshot half written is not kept
+                # a snapshot half written is not kept; a compaction needs the store open
+                pending = [t for t in (self._snapshotting, self._compacting) if t is not None]
+                if pending:
+                    await asyncio.wait(pending)
                 worker.close()
                 await fetcher.close()
                 await self.network.close()
@@ -279,6 +282,8 @@ class Node:
         pruned = self.chain.prune_blocks(new_base)
         if pruned:
             log.info("pruned %d blocks below height %d (past the retention window)", pruned, new_base)
+            if self._compacting is None or self._compacting.done():
+                self._compacting = asyncio.create_task(asyncio.to_thread(self.store.compact_pruned))
 
     def _fill_own_nonce_gaps(self) -> None:
         """A transaction of ours that no block will take (a fraud proof another prover beat,

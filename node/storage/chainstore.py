@@ -43,6 +43,7 @@ LANDMARK = b"k"
 BLOCK_HASH = b"h"
 TX = b"t"
 STATE = b"s"
+TX_END = b"u"  # above every tx index key ("t" + hash)
 HEAD = b"\x00head"
 BASE = b"\x00base"
 
@@ -222,6 +223,16 @@ class ChainStore:
                         batch.delete(key)
                 batch.put(BASE, _h8(new_base))
             return len(doomed)
+
+    def compact_pruned(self) -> None:
+        """Have LevelDB drop what pruning deleted.  Its tables keep deleted entries (and
+        every older version of a key) until a compaction reaches them, and a node's few
+        writes a second would take hours to set one off: meanwhile the disk grows by
+        every block ever written.  Compacting the block, commit and index ranges merges
+        the tables holding them, so the store stays the size of what it keeps.  Slow
+        (it writes tables): run it off the event loop."""
+        for start, stop in ((BLOCK, LANDMARK), (TX, TX_END)):  # blocks, commits, hashes; txs
+            self._db.compact_range(start=start, stop=stop)
 
     def _begin(self, state: dict[bytes, bytes], puts: dict[bytes, bytes], head: Head, why: str) -> None:
         """Write a first state, other keys and the head into an empty store, in one batch."""

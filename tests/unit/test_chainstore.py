@@ -1,5 +1,6 @@
 """ChainStore: one synced batch per block, refusals, reopen, and the open-time check."""
 import hashlib
+import os
 import pathlib
 import subprocess
 import sys
@@ -356,3 +357,30 @@ def test_state_items_match_a_dict_model(genesis, blocks):
             assert list(store.state_items()) == sorted(model.items())
             assert all(state_value(store, k) == v for k, v in model.items())
             assert store.check_consistency().height == len(blocks)
+
+
+def _disk(path: pathlib.Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir())
+
+
+def test_compacting_after_pruning_keeps_the_disk_at_what_is_kept(tmp_path):
+    """LevelDB keeps deleted blocks in its log and tables until a compaction reaches
+    them: without compact_pruned the store would stay the size of every block written.
+    Six rounds of 300 blocks of 3 kB, each pruned to the last 400 and compacted, as a
+    node does at each close."""
+    kept, written = 400, 0
+    with ChainStore.open(tmp_path / "db") as store:
+        store.store_genesis_state({}, h("root0"), h("genesis"))
+        for height in range(1, 1801):
+            store.commit_block(height, h(f"block{height}"), os.urandom(3000), b"commit-%d" % height,
+                               tx_hashes(height), {}, h(f"root{height}"))
+            written += 3000
+            if height % 300 == 0 and height > kept:
+                base = store.base()
+                store.prune_below(height - kept + 1, {x: (h(f"block{x}"), tx_hashes(x))
+                                                      for x in range(base, height - kept + 1)})
+                store.compact_pruned()
+        assert _disk(tmp_path / "db") < 1.5 * kept * 3000 and written == 4.5 * kept * 3000
+        assert store.block(1400) is None and len(store.block(1401)) == 3000
+    with ChainStore.open(tmp_path / "db") as store:
+        assert store.check_consistency().height == 1800
