@@ -44,7 +44,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import pathlib
 import re
 import signal
@@ -61,6 +60,7 @@ import aiohttp
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from node.rpc.scrape import bytes_under  # noqa: E402
 from node.storage.home import BLOBS_DIR, DATA_DIR, read_key_file  # noqa: E402
 from scripts.bench_devnet import DEVNET, percentile  # noqa: E402
 from scripts.flood_watch import HonestProbe, node_rss_mb, vm_rss_kb  # noqa: E402
@@ -221,18 +221,6 @@ def summarize(records: Sequence[dict], samples: Sequence[RoundSample], skip_roun
 
 # -- reading the filesystem and /proc
 
-def tree_bytes(path: pathlib.Path) -> int:
-    """Bytes of the files under path (their sizes, links not followed)."""
-    total = 0
-    for directory, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(directory, name)).st_size
-            except OSError:
-                pass  # removed meanwhile: a pruned blob, a compacted table
-    return total
-
-
 class LogTail:
     """The 'finalized height' times of a node's log, read on from where it was last read."""
 
@@ -263,8 +251,8 @@ def sample_node(node: dict, log: LogTail, close_height: int) -> NodeSample:
     finalized = log.read()
     # only what the record needs: a soak keeps every round's sample until its summary
     near = {h: finalized[h] for h in (close_height - 1, close_height) if h in finalized}
-    return NodeSample(home_bytes=tree_bytes(home), blobs_bytes=tree_bytes(home / BLOBS_DIR),
-                      data_bytes=tree_bytes(home / DATA_DIR), rss_kb=vm_rss_kb(node["pid"]),
+    return NodeSample(home_bytes=bytes_under(home), blobs_bytes=bytes_under(home / BLOBS_DIR),
+                      data_bytes=bytes_under(home / DATA_DIR), rss_kb=vm_rss_kb(node["pid"]),
                       tree_rss_kb=round(tree_mb * 1024),
                       state_entries=state_entries(node["url"]) if node["url"] else None, finalized=near)
 

@@ -7,7 +7,7 @@ import pytest
 
 from scripts.bench_soak import (DEFAULT_SKIP_ROUNDS, LogTail, NodeSample, RoundSample,
                                 default_skip_rounds, landed_latencies, parse_args, parse_finalized,
-                                round_record, sample_node, slope, summarize, tree_bytes)
+                                round_record, sample_node, slope, summarize)
 
 R = 4  # blocks per round in these samples
 
@@ -145,15 +145,6 @@ def test_the_log_tail_reads_on_and_waits_for_a_line_to_end(tmp_path):
     assert list(tail.read()) == [3, 4]
     assert tail.offset == path.stat().st_size
 
-
-def test_tree_bytes_sums_the_files_below(tmp_path):
-    (tmp_path / "blobs" / "ab").mkdir(parents=True)
-    (tmp_path / "blobs" / "ab" / "x").write_bytes(b"1" * 300)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "000001.ldb").write_bytes(b"2" * 40)
-    (tmp_path / "node.log").write_bytes(b"3" * 5)
-    assert tree_bytes(tmp_path / "blobs") == 300 and tree_bytes(tmp_path / "data") == 40
-    assert tree_bytes(tmp_path) == 345 and tree_bytes(tmp_path / "absent") == 0
 
 
 def test_a_node_sample_reads_its_home_its_memory_and_the_close_from_its_log(tmp_path):

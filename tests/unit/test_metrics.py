@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node.consensus.step_timing import StepTiming
 from node.rpc.metrics import MAX_SERIES, NODE_METRICS, Metrics
+from node.rpc.scrape import bytes_under
 from node.types.votes import NIL_HASH, PRECOMMIT, PREVOTE, VoteBody
 
 
@@ -79,3 +80,13 @@ def test_step_timings_of_a_height_this_validator_voted_in():
 def test_the_readme_lists_every_metric():
     readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
     assert [name for _, name, *_ in NODE_METRICS if f"`{name}`" not in readme] == []
+
+
+def test_bytes_under_sums_the_files_below(tmp_path):
+    (tmp_path / "blobs" / "ab").mkdir(parents=True)
+    (tmp_path / "blobs" / "ab" / "x").write_bytes(b"1" * 300)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "000001.ldb").write_bytes(b"2" * 40)
+    (tmp_path / "node.log").write_bytes(b"3" * 5)
+    assert bytes_under(tmp_path / "blobs") == 300 and bytes_under(tmp_path / "data") == 40
+    assert bytes_under(tmp_path) == 345 and bytes_under(tmp_path / "absent") == 0
