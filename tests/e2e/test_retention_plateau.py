@@ -63,12 +63,6 @@ async def _state_entries(api: NodeApi) -> int:
         return int(re.search(r"^uponode_state_entries (\d+)$", await reply.text(), re.M).group(1))
 
 
-async def _first_block(api: NodeApi) -> int:
-    """The lowest height of the node's unbroken run of blocks (GET /headers starts there)."""
-    async with api.session.get(api.url + "/headers") as reply:
-        return (await reply.json())["headers"][0]["height"]
-
-
 async def _min_height(apis: list[NodeApi]) -> int:
     statuses = await asyncio.gather(*(api.status() for api in apis))
     return min((s["height"] if s else -1) for s in statuses)
@@ -99,7 +93,7 @@ async def _run(directory: pathlib.Path) -> dict:
                 payments.append((round_, {(r["to"], r["reason"]): r["amount"] for r in view["rewards"]},
                                  _expected_payments(view, genesis.economics, block["header"]["proposer"])))
                 losses.append(view["eval_loss"])
-                kept.append((round_, close, await asyncio.gather(*(_first_block(api) for api in apis))))
+                kept.append((round_, close, await asyncio.gather(*(api.first_block() for api in apis))))
                 samples["leveldb"].append((round_, max(_bytes_under(node.home / "data", "") for node in
                                                        devnet.validators)))
                 entries = await asyncio.gather(*(_state_entries(api) for api in apis))
