@@ -24,7 +24,8 @@ from node.types.crypto import sha256
 from node.types.genesis import Genesis
 from node.state.block_execution import execute_block
 from node.state.chain_state import ChainState
-from node.state.records import Committee
+from node.state.reader import StateReader
+from node.state.records import Committee, CommitteeChange
 from node.state.round_close import close_round
 from node.state.transition import BlockError, Transition, TxError
 from node.state.tx_rules import FRAUD_PROOFS_PER_BLOCK, apply_tx, fraud_proof_count
@@ -206,10 +207,8 @@ class Chain:
     def head_committee(self) -> Committee:
         """The committee that finalized the head block: the one before a rotation the
         head itself made, else the current one."""
-        change = self.state.previous_committee()
-        if change is not None and change.height == self.head.height:
-            return Committee(change.members)
-        return self.state.committee()
+        change = _committee_changed_at(self.state, self.head.height)
+        return Committee(change.members) if change is not None else self.state.committee()
 
     def finalize(self, block: Block, commit: CommitCertificate) -> None:
         """Check block and its commit, then store both and move the head, atomically."""
@@ -222,14 +221,19 @@ class Chain:
         writes = transition.writes
         entries = self.state.entries
         self.forgotten = {k: entries[k] for k, v in writes.items() if v is None and k in entries}
-        change = transition.previous_committee()
         self.store.commit_block(block.header.height, block.hash, block.encode(), commit.encode(),
                                 [tx.hash for tx in block.txs], writes, block.header.state_root,
-                                is_landmark=change is not None and change.height == block.header.height)
+                                is_landmark=_committee_changed_at(transition, block.header.height) is not None)
         self.state.apply_writes(writes)
         self.head = Head(block.header.height, block.hash, block.header.state_root)
         self.head_time_ms = block.header.time_ms
         self._checked.clear()
+
+
+def _committee_changed_at(state: StateReader, height: int) -> CommitteeChange | None:
+    """The committee change the block at height made (the committee before it), if any."""
+    change = state.previous_committee()
+    return change if change is not None and change.height == height else None
 
 
 def _body_key(block: Block) -> bytes:
