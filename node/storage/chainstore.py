@@ -103,20 +103,7 @@ class ChainStore:
     @classmethod
     def open(cls, path: pathlib.Path) -> ChainStore:
         """Open (or create) the store at path and check it with check_consistency."""
-        try:
-            db = plyvel.DB(str(path), create_if_missing=True)
-        except plyvel.IOError as e:
-            message = _plyvel_message(e)
-            # LevelDB reports a held LOCK file as "IO error: lock <path>/LOCK: ...".
-            if message.startswith("IO error: lock "):
-                raise StoreError(f"another uponode process is using {path}") from None
-            raise StoreError(f"cannot open store at {path}: {message}") from None
-        except plyvel.CorruptionError as e:
-            raise StoreCorrupted(f"store at {path} is corrupted: "
-                                 f"{_plyvel_message(e)}") from None
-        except plyvel.Error as e:
-            raise StoreError(f"cannot open store at {path}: {_plyvel_message(e)}") from None
-        store = cls(db, path)
+        store = cls(_open_leveldb(path), path)
         try:
             store.check_consistency()
         except BaseException:
@@ -126,6 +113,15 @@ class ChainStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def reopen(self) -> None:
+        """Close the store and open it again.  LevelDB starts a new info LOG (keeping one
+        old) and writes a fresh MANIFEST only when it opens a store; in between, both grow
+        with every compaction, without bound in a node that runs for months.  The caller
+        makes sure no other thread is using the store meanwhile."""
+        with self._write_lock:
+            self._db.close()
+            self._db = _open_leveldb(self.path)
 
     def __enter__(self) -> ChainStore:
         return self
@@ -342,6 +338,21 @@ def _check_heights(db: plyvel.DB, prefix: bytes, kind: str, base: int, head_heig
     if expected != head_height + 1:
         raise StoreCorrupted(f"{kind} at height {expected} is missing "
                              f"(head is {head_height})")
+
+
+def _open_leveldb(path: pathlib.Path) -> plyvel.DB:
+    try:
+        return plyvel.DB(str(path), create_if_missing=True)
+    except plyvel.IOError as e:
+        message = _plyvel_message(e)
+        # LevelDB reports a held LOCK file as "IO error: lock <path>/LOCK: ...".
+        if message.startswith("IO error: lock "):
+            raise StoreError(f"another uponode process is using {path}") from None
+        raise StoreError(f"cannot open store at {path}: {message}") from None
+    except plyvel.CorruptionError as e:
+        raise StoreCorrupted(f"store at {path} is corrupted: {_plyvel_message(e)}") from None
+    except plyvel.Error as e:
+        raise StoreError(f"cannot open store at {path}: {_plyvel_message(e)}") from None
 
 
 def _plyvel_message(error: Exception) -> str:

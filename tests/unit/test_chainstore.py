@@ -384,3 +384,34 @@ def test_compacting_after_pruning_keeps_the_disk_at_what_is_kept(tmp_path):
         assert store.block(1400) is None and len(store.block(1401)) == 3000
     with ChainStore.open(tmp_path / "db") as store:
         assert store.check_consistency().height == 1800
+
+
+def _leveldb_own_logs(path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.name.startswith(("LOG", "MANIFEST")))
+
+
+def test_reopening_bounds_leveldbs_own_log_and_manifest(tmp_path):
+    """Every compaction appends to LevelDB's info LOG and MANIFEST, which it rotates and
+    rewrites only at open: reopening the store now and then keeps them bounded, and the
+    store keeps serving what it holds across the reopen."""
+    def cycle(store, height):
+        store.commit_block(height, h(f"block{height}"), os.urandom(300), b"c", tx_hashes(height), {},
+                           h(f"root{height}"))
+        store.prune_below(height, {height - 1: (h(f"block{height - 1}"), tx_hashes(height - 1))})
+        store.compact_pruned()
+
+    grown = {}
+    for reopen_every in (None, 8):
+        with ChainStore.open(tmp_path / f"db{reopen_every}") as store:
+            store.store_genesis_state({}, h("root0"), h("genesis"))
+            store.commit_block(1, h("block1"), b"x", b"c", tx_hashes(1), {}, h("root1"))
+            sizes = []
+            for height in range(2, 130):
+                cycle(store, height)
+                if reopen_every and height % reopen_every == 0:
+                    store.reopen()
+                sizes.append(_leveldb_own_logs(tmp_path / f"db{reopen_every}"))
+            assert store.check_consistency().height == 129 and store.block(129) is not None
+        grown[reopen_every] = sizes
+    assert grown[None][-1] > 3 * grown[None][20]  # without reopening: growing with every compaction
+    assert max(grown[8][40:]) < 1.5 * max(grown[8][:40])  # with it: flat after the first reopens
