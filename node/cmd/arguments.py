@@ -35,10 +35,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-def account_address(text: str) -> bytes:
+def _hex64(text: str, what: str) -> str:
     if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
-        raise argparse.ArgumentTypeError(f"an address is 64 hex digits, got {text!r}")
-    return bytes.fromhex(text)
+        raise argparse.ArgumentTypeError(f"{what} is 64 hex digits, got {text!r}")
+    return text.lower()
+
+
+def account_address(text: str) -> bytes:
+    return bytes.fromhex(_hex64(text, "an address"))
+
+
+def tx_hash(text: str) -> str:
+    """A transaction's hash as the API spells it: 64 lowercase hex digits."""
+    return _hex64(text, "a transaction hash")
 
 
 def amount(text: str) -> int:

@@ -20,26 +20,27 @@ import dataclasses
 import importlib.resources
 import json
 import re
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from node.net.blob_fetch import MAX_BLOB_BYTES
 from node.net.rpc_client import decode_fraud_proof_upload, fraud_proof_upload_cap
-from node.types.blocks import Block, BlockHeader, CommitCertificate, RoundClose
+from node.types.blocks import Block, BlockHeader, RoundClose
 from node.state.chain import Chain
-from node.types.codec import DecodeError, Reader, Record
+from node.types.codec import DecodeError, Reader
 from node.state.mempool import Mempool, MempoolError
 from node.state.records import account_key
 from node.state.retention import first_kept_round
 from node.state.snapshot_store import SnapshotRef
 from node.rpc.metrics import CONTENT_TYPE, Metrics
+from node.rpc.json_views import commit_json, header_json, tx_json
 from node.rpc.rate_limit import RateLimits, retry_header
 from node.rpc.rounds_view import round_view
 from node.rpc.scrape import refresh
 from node.rpc.status import NodeStatus, status_json
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
-from node.types.transactions import FraudProof, SignedTx, decode_tx
+from node.types.transactions import Bond, FraudProof, SignedTx, Transfer, Unbond, decode_tx
 from node.uPoW.rounds import RoundSchedule
 
 MAX_HEADERS = 1000  # per /headers request
@@ -48,7 +49,6 @@ _MAX_HEIGHT_DIGITS = 20  # 2^64 has 20 digits; longer input is refused before in
 _HEX_TX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
 _ADDRESS = re.compile(r"[0-9a-fA-F]{64}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_KIND_WORD = re.compile(r"(?<!^)(?=[A-Z])")
 DASHBOARD_FILE = "dashboard.html"
 
 
@@ -87,38 +87,6 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())[:200]
 
 
-# -- JSON views of chain records
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, tuple):
-        return [_json_value(v) for v in value]
-    if isinstance(value, Record):
-        return _record_fields(value)
-    return value
-
-
-def _record_fields(record: Record) -> dict:
-    return {name: _json_value(getattr(record, name)) for name, _ in record.SCHEMA}
-
-
-def _tx_json(tx: SignedTx) -> dict:
-    payload = tx.body.payload
-    return {"hash": tx.hash.hex(), "sender": tx.body.sender.hex(), "nonce": tx.body.nonce,
-            "fee": tx.body.fee, "kind": _KIND_WORD.sub("_", type(payload).__name__).lower(),
-            "fields": _record_fields(payload)}
-
-
-def _header_json(header: BlockHeader) -> dict:
-    return {"hash": header.hash.hex(), **_record_fields(header)}
-
-
-def _commit_json(commit: CommitCertificate) -> dict:
-    return {"height": commit.height, "round": commit.round, "block_hash": commit.block_hash.hex(),
-            "signers": [s.validator.hex() for s in commit.signatures]}
-
-
 # -- input parsing
 
 def _height(text: str, name: str) -> int:
@@ -133,9 +101,9 @@ def _address(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-def _digest(text: str) -> str:
+def _digest(text: str, what: str) -> str:
     if not _DIGEST.fullmatch(text):
-        raise _ClientError(400, f"a blob digest is 64 lowercase hex digits, got {_quoted(text)}")
+        raise _ClientError(400, f"{what} is 64 lowercase hex digits, got {_quoted(text)}")
     return text
 
 
@@ -175,8 +143,8 @@ async def _block(api: NodeAPI, request: web.Request) -> web.Response:
                                 f"{chain.height}, and below them those that changed the committee)")
     block = Block.decode(raw)
     return web.json_response({
-        "header": _header_json(block.header),
-        "txs": [_tx_json(tx) for tx in block.txs], "last_commit": _commit_json(block.last_commit),
+        "header": header_json(block.header),
+        "txs": [tx_json(tx) for tx in block.txs], "last_commit": commit_json(block.last_commit),
         "raw": raw.hex(), "commit_raw": chain.encoded_commit(height).hex()})
 
 
@@ -209,7 +177,7 @@ async def _headers(api: NodeAPI, request: web.Request) -> web.Response:
     headers = []
     for height in range(first, last + 1):
         # a block's encoding starts with its header: decode just that part
-        headers.append(_header_json(BlockHeader.read(Reader(api.chain.encoded_block(height)))))
+        headers.append(header_json(BlockHeader.read(Reader(api.chain.encoded_block(height)))))
     return web.json_response({"headers": headers})
 
 
@@ -253,6 +221,7 @@ async def _admit(api: NodeAPI,
         if isinstance(tx.body.payload, FraudProof):
             await api.admit_fraud_proof(tx, start_blob)
         else:
+            _refuse_money_tx_that_would_fail(api.chain, tx)
             api.mempool.add(tx, api.chain.state, api.chain.genesis.chain_id)
     except _ClientError:
         api.metrics.inc("uponode_txs_refused_total")
@@ -263,6 +232,35 @@ async def _admit(api: NodeAPI,
     api.metrics.inc("uponode_txs_received_total")
     api.on_tx(tx)
     return web.json_response({"hash": tx.hash.hex()})
+
+
+async def _tx_status(api: NodeAPI, request: web.Request) -> web.Response:
+    """Where a transaction stands, as far as this node knows: included in a block it keeps
+    (a block holds only transactions that applied, so the result is "ok"), pending in its
+    pool, or unknown, with the reason code if its pool dropped it lately."""
+    tx_hash = bytes.fromhex(_digest(request.match_info["hash"], "a transaction hash"))
+    location = api.chain.store.tx_location(tx_hash)
+    if location is not None:
+        height, index = location
+        return web.json_response({"hash": tx_hash.hex(), "status": "included", "height": height,
+                                  "index": index, "result": "ok"})
+    if tx_hash in api.mempool:
+        return web.json_response({"hash": tx_hash.hex(), "status": "pending"})
+    reason = api.mempool.dropped_reason(tx_hash)
+    return web.json_response({"hash": tx_hash.hex(), "status": "unknown",
+                              **({} if reason is None else {"result": reason})})
+
+
+def _refuse_money_tx_that_would_fail(chain: Chain, tx: SignedTx) -> None:
+    """A transfer, bond or unbond whose turn is next (no earlier nonce pending) and that the
+    next block could not apply is refused here with the rule's reason: such a transaction
+    depends on the state alone, so waiting would not help, and its sender learns why now
+    rather than from a proposer's pool.  Other kinds may wait for their round's phase."""
+    if isinstance(tx.body.payload, (Transfer, Bond, Unbond)) \
+            and tx.body.nonce == chain.state.account(tx.body.sender).nonce:
+        error = chain.refusal_next(tx)
+        if error is not None:
+            raise MempoolError(error.reason, error.detail)
 
 
 async def _account(api: NodeAPI, request: web.Request) -> web.Response:
@@ -322,7 +320,7 @@ async def _round(api: NodeAPI, request: web.Request) -> web.Response:
 
 
 async def _blob(api: NodeAPI, request: web.Request) -> web.Response:
-    digest = _digest(request.match_info["digest"])
+    digest = _digest(request.match_info["digest"], "a blob digest")
     try:
         # off the event loop: a blob can be tens of MB to read and hash
         data = await asyncio.to_thread(api.blobs.get, digest)
@@ -367,6 +365,7 @@ def rpc_routes(api: NodeAPI, limits: RateLimits | None = None) -> list[web.Route
         web.get("/blocks/{height}", bind(_block, "blocks")),
         web.get("/headers", bind(_headers, "headers")),
         web.post("/txs", bind(_post_tx, "txs")),
+        web.get("/txs/{hash}", bind(_tx_status)),
         web.post("/fraud_proofs", bind(_post_fraud_proof, "fraud_proofs")),
         web.get("/accounts/{address}", bind(_account)),
         web.get("/snapshots", bind(_snapshots)),

@@ -117,6 +117,18 @@ class Chain:
                 index_keys[height] = (block.hash, [tx.hash for tx in block.txs])
         return self.store.prune_below(new_base, index_keys)
 
+    def refusal_next(self, tx: SignedTx) -> TxError | None:
+        """Why the next block could not apply tx as the state stands, or None if it could;
+        nothing changes.  (Who proposes that block does not matter to any rule but the
+        fee's recipient, here the sender.)"""
+        transition = Transition(self.state, self.genesis, self.head.height + 1, self.head.block_hash,
+                                self.last_commit(), tx.body.sender, self.oracle)
+        try:
+            apply_tx(transition, tx)
+        except TxError as exc:
+            return exc
+        return None
+
     def propose(self, txs: Iterable[SignedTx], proposer: bytes, time_ms: int,
                 round_: int = 0) -> tuple[Block, list[tuple[SignedTx, TxError]]]:
         """Build the next block at time_ms (the proposer's clock), or just after its parent's

@@ -48,7 +48,7 @@ class ConsensusChain:
             self.on_missing_blob(exc.digest)
             return None
         for tx, error in refused:
-            self.mempool.discard(tx.hash)
+            self.mempool.discard(tx.hash, error.reason)
             log.info("left out tx %s: %s", tx.hash.hex()[:16], error)
         return block
 

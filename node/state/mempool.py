@@ -17,7 +17,8 @@ filled, so parked transactions with high fees cannot hold the pool against payab
 never evicted, and they and every fraud proof find room, so a flood cannot stop the
 node's work nor keep a proof of fraud out.  A
 transaction that has waited EXPIRY_BLOCKS blocks is dropped: the pool does not fill
-with what no block takes.
+with what no block takes.  The pool remembers why it dropped each of the last
+MAX_DROPPED transactions, so that a sender asking after one learns its fate.
 
 Reaping hands a proposer, for each sender, the run of consecutive nonces that
 starts at the sender's committed nonce (what a block can apply, in order), taking
@@ -50,6 +51,8 @@ MAX_NONCE_GAP = 64
 MAX_FAILED_PROVERS = 10_000
 # blocks a transaction may wait before it is dropped
 EXPIRY_BLOCKS = 600
+# dropped transactions remembered with their reason codes, the oldest forgotten first
+MAX_DROPPED = 10_000
 
 
 class MempoolError(Exception):
@@ -89,6 +92,7 @@ class Mempool:
         self.min_tx_fee = economics.min_tx_fee
         self.fraud_proof_deposit = economics.fraud_proof_deposit
         self._failed_provers: dict[bytes, None] = {}  # in the order they failed
+        self._dropped: dict[bytes, str] = {}  # tx hash -> reason code, in the order dropped
         self._by_hash: dict[bytes, _Entry] = {}
         self._by_sender: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> tx hash
         self._committed_nonce: dict[bytes, int] = {}  # as of the latest state seen
@@ -115,8 +119,9 @@ class Mempool:
                 while len(self._failed_provers) > MAX_FAILED_PROVERS:
                     del self._failed_provers[next(iter(self._failed_provers))]
         if victim is not None:
-            self.discard(victim)
+            self.discard(victim, "evicted")
         sender, nonce = tx.body.sender, tx.body.nonce
+        self._dropped.pop(tx.hash, None)
         self._by_hash[tx.hash] = _Entry(tx, self._seq, self._height,
                                         shows_fraud if _is_fraud_proof(tx) else None, own)
         self._seq += 1
@@ -250,12 +255,23 @@ class Mempool:
             depth += 1
         return reaped
 
-    def discard(self, tx_hash: bytes) -> None:
-        """Drop one transaction (say, one a proposed block could not apply); the sender's
-        later nonces stay, waiting for a transaction that fills the gap."""
+    def dropped_reason(self, tx_hash: bytes) -> str | None:
+        """Why the pool dropped tx_hash (a reason code), if it did so lately."""
+        return self._dropped.get(tx_hash)
+
+    def _remember_dropped(self, tx_hash: bytes, reason: str) -> None:
+        self._dropped[tx_hash] = reason
+        while len(self._dropped) > MAX_DROPPED:
+            del self._dropped[next(iter(self._dropped))]
+
+    def discard(self, tx_hash: bytes, reason: str) -> None:
+        """Drop one transaction, for reason (say, the code of the rule a proposed block
+        could not apply it by); the sender's later nonces stay, waiting for a
+        transaction that fills the gap."""
         entry = self._by_hash.pop(tx_hash, None)
         if entry is None:
             return
+        self._remember_dropped(tx_hash, reason)
         sender = entry.tx.body.sender
         pending = self._by_sender[sender]
         del pending[entry.tx.body.nonce]
@@ -273,19 +289,25 @@ class Mempool:
         for sender in list(self._by_sender):
             account = state.account(sender)
             pending = self._by_sender[sender]
-            for nonce in [n for n in pending if n < account.nonce or _proves_proven_unit(
-                    self._by_hash[pending[n]].tx, state)]:
-                del self._by_hash[pending.pop(nonce)]
+            for nonce in [n for n in pending if n < account.nonce]:
+                del self._by_hash[pending.pop(nonce)]  # included, most likely: the chain's index tells
+            for nonce in [n for n in pending if _proves_proven_unit(self._by_hash[pending[n]].tx, state)]:
+                self._drop_pending(pending, nonce, "already_proven")
             spends = 0
             for nonce in sorted(pending):
                 spends += self._spends(self._by_hash[pending[nonce]].tx)
                 if spends > account.balance:
-                    del self._by_hash[pending.pop(nonce)]
+                    self._drop_pending(pending, nonce, "insufficient_balance")
             if pending:
                 self._committed_nonce[sender] = account.nonce
             else:
                 del self._by_sender[sender]
                 del self._committed_nonce[sender]
+
+    def _drop_pending(self, pending: dict[int, bytes], nonce: int, reason: str) -> None:
+        tx_hash = pending.pop(nonce)
+        del self._by_hash[tx_hash]
+        self._remember_dropped(tx_hash, reason)
 
     def expire(self, height: int) -> int:
         """Tell the pool the chain reached height: drop what has waited EXPIRY_BLOCKS
@@ -294,5 +316,5 @@ class Mempool:
         self._height = height
         stale = [h for h, e in self._by_hash.items() if e.height + EXPIRY_BLOCKS <= height]
         for tx_hash in stale:
-            self.discard(tx_hash)
+            self.discard(tx_hash, "expired")
         return len(stale)

@@ -37,6 +37,7 @@ class TxError(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
+        self.detail = message
 
 
 _ABSENT = object()  # an undo entry for a key the block had not written before

@@ -133,6 +133,12 @@ def test_blobs(server, segment, query, headers):
 
 
 @EXAMPLES
+@given(segment=SEGMENTS, query=QUERIES, headers=HEADERS)
+def test_tx_status(server, segment, query, headers):
+    _check(server, "GET", f"/txs/{_path(segment)}?{query}", headers=headers)
+
+
+@EXAMPLES
 @given(body=TX_BODIES, query=QUERIES, headers=HEADERS)
 def test_post_txs(server, body, query, headers):
     _check(server, "POST", f"/txs?{query}", body=body, headers=headers)

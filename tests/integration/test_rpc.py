@@ -433,6 +433,19 @@ async def test_post_tx_refused_by_the_mempool(client, sent, tx, reason):
     assert (await reply.json())["reason"] == reason and sent == []
 
 
+async def test_tx_status_of_an_included_transaction(client, chain):
+    bond = sign_tx(USER, chain.genesis.chain_id, 2, Bond(25), FEE)  # build_chain's, at height 3
+    async with client.get(f"/txs/{bond.hash.hex()}") as reply:
+        assert reply.status == 200
+        assert await reply.json() == {"hash": bond.hash.hex(), "status": "included", "height": 3,
+                                      "index": 1, "result": "ok"}
+
+
+@pytest.mark.parametrize("value", ["ab" * 31, "AB" * 32, "zz" * 32, "ab" * 32 + "0"])
+async def test_tx_status_bad_hash(client, value):
+    await expect_error(await client.get(f"/txs/{value}"), 400, "a transaction hash is 64 lowercase hex digits")
+
+
 async def test_post_tx_twice_is_a_duplicate(client):
     tx = sign_tx(USER, "chain-test", 3, Transfer(bytes(32), 1), FEE)
     assert (await client.post("/txs", data=tx.encode().hex())).status == 200

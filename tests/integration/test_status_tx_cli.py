@@ -3,6 +3,9 @@ server: what they print, and one line with exit code 2 for anything wrong."""
 import json
 import pathlib
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -104,11 +107,11 @@ def test_status_bad_url(url):
 def test_transfer_reaches_the_chain(server, home):
     # no --rpc: the URL comes from the home's listen address
     first = uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT, "--amount", "7",
-                    timeout=60)
+                    "--no-wait", timeout=60)
     assert first.returncode == 0, first.stderr
     # the second takes the next nonce after the pending one
     second = uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT, "--amount", "5",
-                     "--fee", "250", "--rpc", server.url, timeout=60)
+                     "--fee", "250", "--rpc", server.url, "--no-wait", timeout=60)
     assert second.returncode == 0, second.stderr
     hashes = [bytes.fromhex(p.stdout.strip()) for p in (first, second)]
     api = server.api
@@ -132,7 +135,7 @@ def test_bond_then_unbond_reach_the_chain(server, home):
     before = server.call(lambda: api.chain.state.account(USER.public_key))
     fee = server.call(lambda: api.chain.genesis.economics.min_tx_fee)
     for command, amount in (("bond", "300"), ("unbond", "120")):
-        proc = uponode("tx", command, "--home", str(home), "--amount", amount, timeout=60)
+        proc = uponode("tx", command, "--home", str(home), "--amount", amount, "--no-wait", timeout=60)
         assert proc.returncode == 0, proc.stderr
         tx_hash = bytes.fromhex(proc.stdout.strip())
 
@@ -198,3 +201,77 @@ def test_transfer_refused_by_the_node(server, home):
     server.call(fill_the_pool)
     assert_one_line_error(uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT,
                                   "--amount", "1", timeout=60), "HTTP 422", "mempool_full")
+
+
+def start_uponode(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "node.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_pending(server, proc: subprocess.Popen) -> bytes:
+    """The hash the waiting command printed, once the server's pool holds it."""
+    tx_hash = bytes.fromhex(proc.stdout.readline().strip())
+    deadline = time.monotonic() + 60
+    while not server.call(lambda: tx_hash in server.api.mempool):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    return tx_hash
+
+
+def test_transfer_waits_for_its_block_and_prints_the_result(server, home):
+    proc = start_uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT, "--amount", "7")
+    try:
+        tx_hash = wait_pending(server, proc)
+        time.sleep(1)  # a few polls that find it pending
+        assert proc.poll() is None
+        api = server.api
+        server.call(lambda: finalize_next(api.chain, api.mempool.reap(100)))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.strip() == "included at height 4 (index 0): ok"
+    status = uponode("tx", "status", tx_hash.hex(), "--rpc", server.url, "--json", timeout=60)
+    assert status.returncode == 0 and json.loads(status.stdout) == {
+        "hash": tx_hash.hex(), "status": "included", "height": 4, "index": 0, "result": "ok"}
+
+
+def test_a_transaction_the_node_drops_fails_with_its_reason(server, home):
+    """What a transaction that a proposer's block could not apply comes to: the wait ends
+    with exit 1 and the rule's reason code, and `tx status` tells the same later."""
+    proc = start_uponode("tx", "unbond", "--home", str(home), "--amount", "5")
+    try:
+        tx_hash = wait_pending(server, proc)
+        server.call(lambda: server.api.mempool.discard(tx_hash, "bond_locked"))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and out == ""
+    assert err.strip() == f"transaction {tx_hash.hex()} dropped by the node: bond_locked"
+    status = uponode("tx", "status", tx_hash.hex().upper(), "--rpc", server.url, timeout=60)
+    assert status.returncode == 1 and "dropped by the node: bond_locked" in status.stderr
+
+
+def test_tx_status_pending_and_unknown(server, home):
+    sent = uponode("tx", "bond", "--home", str(home), "--amount", "3", "--no-wait", timeout=60)
+    pending = uponode("tx", "status", sent.stdout.strip(), "--rpc", server.url, timeout=60)
+    assert pending.returncode == 0 and pending.stdout == "pending\n"
+    unknown = uponode("tx", "status", "ab" * 32, "--rpc", server.url, timeout=60)
+    assert unknown.returncode == 1 and "unknown to the node" in unknown.stderr
+
+
+def test_an_overspend_is_refused_at_submission_with_its_reason(server, home):
+    assert_one_line_error(uponode("tx", "transfer", "--home", str(home), "--to", RECIPIENT,
+                                  "--amount", "1000000", timeout=60), "HTTP 422", "insufficient_balance")
+
+
+@pytest.mark.parametrize("value", ["ab" * 31, "zz" * 32, "ab" * 32 + "0", ""])
+def test_tx_status_bad_hash(value):
+    assert_one_line_error(uponode("tx", "status", value, timeout=60), "64 hex digits")
+
+
+def test_an_unbond_the_ledger_would_refuse_is_refused_at_submission(server, home):
+    """The bond is 25 (build_chain): the next block could not apply this, and waiting would
+    not change that, so the node says why at once."""
+    assert_one_line_error(uponode("tx", "unbond", "--home", str(home), "--amount", "26", timeout=60),
+                          "HTTP 422", "insufficient_bond", "bond 25 < amount 26")

@@ -289,12 +289,45 @@ def test_discard_drops_one_transaction_and_leaves_later_nonces_waiting():
     pool, state = Mempool(100, 1000, ECONOMICS), state_with()
     for nonce in range(3):
         pool.add(transfer(ALICE, nonce), state, CHAIN_ID)
-    pool.discard(transfer(ALICE, 1).hash)
-    pool.discard(b"\x00" * 32)  # unknown: nothing to do
+    pool.discard(transfer(ALICE, 1).hash, "nonce_skipped")
+    pool.discard(b"\x00" * 32, "expired")  # unknown: nothing to do
     assert len(pool) == 2 and pool.reap(100) == [transfer(ALICE, 0)]
     pool.add(transfer(ALICE, 1, amount=2), state, CHAIN_ID)
     assert [tx.body.nonce for tx in pool.reap(100)] == [0, 1, 2]
     for nonce in (0, 2):
-        pool.discard(transfer(ALICE, nonce).hash)
-    pool.discard(transfer(ALICE, 1, amount=2).hash)
+        pool.discard(transfer(ALICE, nonce).hash, "expired")
+    pool.discard(transfer(ALICE, 1, amount=2).hash, "expired")
     assert len(pool) == 0 and pool.reap(100) == [] and pool.next_nonce(ALICE.public_key, 0) == 0
+
+
+def test_the_pool_remembers_why_it_dropped_a_transaction():
+    """What a sender asking after its transaction (GET /txs/{hash}) learns: each way out
+    of the pool but inclusion leaves its reason code, until the transaction comes back."""
+    pool, state = Mempool(2, 1000, ECONOMICS), state_with()
+    cheap, dear = transfer(ALICE, 0), transfer(BOB, 0, fee=5)
+    pool.add(cheap, state, CHAIN_ID)
+    pool.add(transfer(CAROL, 0, fee=3), state, CHAIN_ID)
+    pool.add(dear, state, CHAIN_ID)  # full: the cheapest goes
+    assert pool.dropped_reason(cheap.hash) == "evicted" and pool.dropped_reason(dear.hash) is None
+    pool.discard(dear.hash, "bond_locked")  # as a proposer does with a transaction its block refused
+    assert pool.dropped_reason(dear.hash) == "bond_locked"
+    pool.add(dear, state, CHAIN_ID)  # back again: pending, no longer dropped
+    assert dear.hash in pool and pool.dropped_reason(dear.hash) is None
+    # BOB spent elsewhere: its pending transfer is no longer covered
+    pool.remove_committed(ChainState({account_key(BOB.public_key): AccountRecord(2, 0, 0).encode()}))
+    assert pool.dropped_reason(dear.hash) == "insufficient_balance"
+    late = transfer(ALICE, 0, amount=3)
+    pool.add(late, state, CHAIN_ID)
+    pool.expire(EXPIRY_BLOCKS)
+    assert pool.dropped_reason(late.hash) == "expired"
+
+
+def test_the_pool_forgets_the_oldest_drops_past_its_bound(monkeypatch):
+    monkeypatch.setattr("node.state.mempool.MAX_DROPPED", 3)
+    pool, state = Mempool(100, 1000, ECONOMICS), state_with()
+    txs = [transfer(ALICE, nonce) for nonce in range(5)]
+    for tx in txs:
+        pool.add(tx, state, CHAIN_ID)
+    for tx in txs:
+        pool.discard(tx.hash, "expired")
+    assert [pool.dropped_reason(tx.hash) for tx in txs] == [None, None, "expired", "expired", "expired"]

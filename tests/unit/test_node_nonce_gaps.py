@@ -30,7 +30,7 @@ def test_a_dropped_transaction_of_ours_is_filled_and_the_later_ones_go_through(t
             node._sign_and_queue(Transfer(to=keys[1].public_key, amount=amount))
         lost, *later = node.mempool.reap(10)
         assert [tx.body.nonce for tx in (lost, *later)] == [0, 1, 2]
-        node.mempool.discard(lost.hash)  # as a proposer does with one its block refused
+        node.mempool.discard(lost.hash, "nonce_skipped")  # as a proposer does with one its block refused
         assert node.mempool.reap(10) == []
         block, _ = node.chain.propose([], me, 1)
         body = VoteBody(PRECOMMIT, 1, 0, block.hash)
