@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import time
 from typing import Awaitable, Callable
 
 import aiohttp
@@ -135,7 +136,7 @@ class PeerNetwork:
         marks it seen so copies gossiped back are dropped.  Returns how many peers."""
         frame = encode_message(message)
         if isinstance(message, GOSSIP_TYPES):
-            self._seen.add(message_id(frame))
+            self._seen.add(message_id(frame), self._now())
         return sum(self._enqueue(peer, frame, message) for peer in list(self._peers.values())
                    if peer.key != exclude)
 
@@ -375,7 +376,7 @@ class PeerNetwork:
         finally:
             self._decoding.discard(gossip_id)
         if gossip_id:
-            self._seen.add(gossip_id)
+            self._seen.add(gossip_id, self._now())
         try:
             await self._on_message(peer.key, message)
         except InvalidPeerMessage as exc:
@@ -396,4 +397,4 @@ class PeerNetwork:
         return True
 
     def _now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return time.monotonic()  # the event loop's clock, and readable outside it

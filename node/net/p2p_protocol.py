@@ -296,23 +296,27 @@ class HostLimits:
 
 
 class SeenCache:
-    """The ids of the last `capacity` gossip messages, oldest forgotten first."""
+    """The ids of the gossip messages seen in the last max_age seconds, at most the last
+    `capacity` of them, the oldest forgotten first.  A copy of a message arrives within
+    seconds of it, so remembering more is memory spent for nothing (a forgotten id costs
+    one more decode, which the message's consumer then finds a duplicate); the capacity
+    bounds the memory under a flood."""
 
-    def __init__(self, capacity: int = 100_000):
+    def __init__(self, capacity: int = 100_000, max_age: float = 600.0):
         if capacity <= 0:
             raise ValueError("a seen-cache needs a positive capacity")
         self.capacity = capacity
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
+        self.max_age = max_age
+        self._ids: OrderedDict[bytes, float] = OrderedDict()  # id -> when last seen, oldest first
 
-    def add(self, message_id: bytes) -> bool:
-        """Record message_id; True if it is new, False if it was seen before."""
-        if message_id in self._ids:
-            self._ids.move_to_end(message_id)
-            return False
-        self._ids[message_id] = None
-        if len(self._ids) > self.capacity:
+    def add(self, message_id: bytes, now: float) -> bool:
+        """Record message_id, seen at now; True if it is new, False if it was seen before."""
+        new = message_id not in self._ids
+        self._ids[message_id] = now
+        self._ids.move_to_end(message_id)
+        while len(self._ids) > self.capacity or next(iter(self._ids.values())) < now - self.max_age:
             self._ids.popitem(last=False)
-        return True
+        return new
 
     def __contains__(self, message_id: bytes) -> bool:
         return message_id in self._ids

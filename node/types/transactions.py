@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import time
 
 from node.types import crypto
 from node.types.votes import Vote
@@ -16,6 +17,9 @@ from node.types.codec import (HASH, PUBKEY, SIGNATURE, U16, U32, U64, DecodeErro
 
 TX_DOMAIN = "tx"
 VERIFIED_CACHE = 200_000  # transactions whose signature this process already checked
+# ... within this many seconds: a transaction meets a node in its pool and again in a block
+# minutes later, and a forgotten one costs one more check, not the memory of every one
+VERIFIED_MAX_AGE_S = 900.0
 MAX_LOSS_TRACE = 4096  # float32 loss values of one unit, as IEEE bits
 MAX_PROOF_DEPTH = 64  # Merkle siblings: trees of up to 2^64 checkpoints
 MAX_SEGMENTS = MAX_LOSS_TRACE  # a segment is at least one step
@@ -197,20 +201,19 @@ class SignedTx(Record):
     def signature_valid(self, chain_id: str) -> bool:
         # A node meets each transaction in its mempool and again in a block: checking
         # the same bytes (the hash covers body and signature) once is enough.
-        key = (self.hash, chain_id)
-        if key in _verified:
-            _verified.move_to_end(key)
-            return True
-        valid = crypto.verify(self.body.sender, self.signature, TX_DOMAIN, chain_id,
-                              self.body.encode())
+        key, now = (self.hash, chain_id), time.monotonic()
+        valid = key in _verified or crypto.verify(self.body.sender, self.signature, TX_DOMAIN, chain_id,
+                                                  self.body.encode())
         if valid:
-            _verified[key] = None
-            if len(_verified) > VERIFIED_CACHE:
+            _verified[key] = now
+            _verified.move_to_end(key)
+            while len(_verified) > VERIFIED_CACHE or next(iter(_verified.values())) < now - VERIFIED_MAX_AGE_S:
                 _verified.popitem(last=False)
         return valid
 
 
-_verified: collections.OrderedDict[tuple[bytes, str], None] = collections.OrderedDict()
+# (tx hash, chain id) -> when last checked, the oldest first
+_verified: collections.OrderedDict[tuple[bytes, str], float] = collections.OrderedDict()
 
 
 def sign_tx(key: crypto.SigningKey, chain_id: str, nonce: int, payload: Record, fee: int) -> SignedTx:

@@ -248,12 +248,23 @@ def test_ban_list_is_bounded_and_forgets_the_soonest_to_expire():
 
 def test_seen_cache_drops_duplicates_and_forgets_the_oldest():
     seen = SeenCache(capacity=3)
-    assert seen.add(b"a") and seen.add(b"b") and seen.add(b"c")
-    assert not seen.add(b"a")  # a duplicate, and now the most recent
-    assert seen.add(b"d")  # evicts b, the least recently seen
+    assert seen.add(b"a", 0) and seen.add(b"b", 0) and seen.add(b"c", 0)
+    assert not seen.add(b"a", 0)  # a duplicate, and now the most recent
+    assert seen.add(b"d", 0)  # evicts b, the least recently seen
     assert len(seen) == 3
     assert b"b" not in seen and b"a" in seen
-    assert seen.add(b"b")
+    assert seen.add(b"b", 0)
+
+
+def test_seen_cache_forgets_what_is_older_than_its_max_age():
+    """At a steady gossip rate the cache holds rate x max_age ids, not its capacity: the
+    node's memory stops growing minutes after it starts."""
+    seen = SeenCache(capacity=1000, max_age=10.0)
+    for t in range(100):
+        seen.add(b"%d" % t, float(t))
+    assert len(seen) == 11 and b"88" not in seen and b"89" in seen
+    assert not seen.add(b"95", 100.0)  # seen again: remembered anew, from now
+    assert seen.add(b"500", 104.0) and b"93" not in seen and b"95" in seen
 
 
 def test_backoff_doubles_up_to_a_cap():
