@@ -184,7 +184,9 @@ class Node:
     def _node_status(self) -> NodeStatus:
         return NodeStatus(syncing=self.sync.syncing,
                           peers=self.network.peers(),
-                          consensus_round=self.driver.consensus_round if self.driver is not None else None)
+                          consensus_round=self.driver.consensus_round if self.driver is not None else None,
+                          me=self.key.public_key, mining=self.mine,
+                          work=self.work.progress if self.work is not None else None)
 
     def _blob_addresses(self) -> list[str]:
         """Where to look for blobs: every peer's HTTP address (the peer port serves both)."""

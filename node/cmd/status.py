@@ -6,9 +6,9 @@ import json
 
 from node.cmd.arguments import rpc_url
 
-HELP = "a running node's chain, head and round"
+HELP = "a running node's chain, head and round, and its own work"
 DESCRIPTION = ("Ask a running node (GET /status) for its chain id, height, head, "
-               "peers, round, phase and model.")
+               "peers, round, phase and model, and what it mines and audits.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(status))
         return 0
     for key, value in status.items():
-        if isinstance(value, dict):
+        if key in _IN_WORDS and isinstance(value, dict):
+            print(f"{key}: {_IN_WORDS[key](value)}")
+        elif isinstance(value, dict):
             # the model's round, root and eval loss, one per line
             for sub_key, sub_value in value.items():
                 print(f"{key}.{sub_key}: {_shown(sub_value)}")
@@ -37,3 +39,25 @@ def run(args: argparse.Namespace) -> int:
 
 def _shown(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _mining(m: dict) -> str:
+    if not m.get("enabled"):
+        return "off (started with --no-mine)"
+    if not m.get("registered"):
+        return (f"not registered yet: bond {m.get('bond')} (a miner needs {m.get('min_bond')}; "
+                f"`uponode tx bond` adds to it)")
+    reward = m.get("last_reward")
+    paid = ("no reward yet" if not isinstance(reward, dict)
+            else f"last reward {reward.get('amount')} for round {reward.get('round')}")
+    return (f"registered for {m.get('units')} unit(s) a round, bond {m.get('bond')}; round {m.get('round')}: "
+            f"{m.get('units_trained')} unit(s) trained, {m.get('units_committed')} committed; {paid}")
+
+
+def _auditing(a: dict) -> str:
+    if not a.get("tasks"):
+        return f"no segments assigned to this node in round {a.get('round')}"
+    return f"round {a.get('round')}: {a.get('done')} of {a.get('tasks')} assigned segment(s) re-executed and reported"
+
+
+_IN_WORDS = {"mining": _mining, "auditing": _auditing}

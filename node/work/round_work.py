@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 from node.net.blob_fetch import MAX_BLOB_BYTES, BlobFetcher
 from node.rpc.metrics import Metrics
+from node.rpc.status import WorkProgress
 from node.state.chain import Chain
 from node.types.genesis import Genesis
 from node.uPoW.mining import Miner
@@ -50,6 +51,7 @@ class RoundWork:
         self._auditing: asyncio.Task | None = None
         self._fetching: set[bytes] = set()
         self._delta_claims: set[tuple[int, bytes, int]] = set()  # (round, miner, unit) claimed
+        self.progress = WorkProgress()  # what /status shows of this node's own work
 
     async def fetch(self, digest: bytes) -> bool:
         return await self.fetcher.ensure(digest, list(self.addresses()), MAX_BLOB_BYTES)
@@ -67,8 +69,10 @@ class RoundWork:
         height = self.chain.height
         if self.mine:
             self._mine(state, height)
-        if self.schedule.is_close(height) and height > self.schedule.round_blocks:
-            self._prune_checkpoints(state, self.schedule.round_of(height) - 1)
+        if self.schedule.is_close(height):
+            self._note_reward(height)
+            if height > self.schedule.round_blocks:
+                self._prune_checkpoints(state, self.schedule.round_of(height) - 1)
         round_ = self.schedule.round_of(height) if height else 0
         challenge = state.challenge(round_)
         if challenge is None:
@@ -82,6 +86,8 @@ class RoundWork:
             tasks = assigned_tasks(self.genesis, self.me, round_, state.round_start_hash(round_), challenge,
                                    commitments, state.round_fallback_openings(round_))
             if tasks:
+                self.progress.at_round(round_)
+                self.progress.audit_tasks = len(tasks)
                 # the block being built next is the one a claim would land in
                 may_claim = height + 1 in self.schedule.claim_window(round_)
                 self._auditing = asyncio.create_task(self._audit(tasks, may_claim))
@@ -99,6 +105,7 @@ class RoundWork:
                 log.error("%s: audit failed: %s", task.name, exc)
                 continue
             if reported:
+                self.progress.audits_done += 1
                 self.metrics.inc("uponode_audits_total")
                 self.metrics.observe("uponode_audit_seconds", time.monotonic() - started)
 
@@ -107,7 +114,17 @@ class RoundWork:
             self.metrics.inc("uponode_frauds_found_total")
         self.submit(payload)
 
+    def _note_reward(self, close_height: int) -> None:
+        block = self.chain.block(close_height)
+        if block is not None and block.close:
+            close = block.close[0]
+            amount = sum(p.amount for p in close.payments if p.to == self.me)
+            if amount:
+                self.progress.last_reward = (close.round, amount)
+
     def _trained(self, seconds: float) -> None:
+        self.progress.at_round(self.schedule.round_of(self.chain.height + 1))
+        self.progress.units_trained += 1
         training = self.genesis.training
         self.metrics.inc("uponode_units_trained_total")
         self.metrics.observe("uponode_unit_seconds", seconds)

@@ -111,6 +111,17 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     model = _get(urls[0], "/status")["model"]
     assert model["round"] >= ROUNDS and np.isfinite(model["eval_loss"])
     _check_metrics(urls)
+    _check_own_work(urls)
+
+
+def _check_own_work(urls: list[str]) -> None:
+    """Each validator's /status tells its own mining: registered, and paid lately."""
+    statuses = [_get(url, "/status") for url in urls]
+    for status in statuses:
+        mining = status["mining"]
+        assert mining["enabled"] and mining["registered"] and mining["units"] >= 1, mining
+        assert mining["last_reward"] is not None and mining["last_reward"]["amount"] > 0, mining
+        assert mining["last_reward"]["round"] >= ROUNDS - 2, mining
 
 
 def _check_metrics(urls: list[str]) -> None:

@@ -1,5 +1,6 @@
 """`uponode status` and `uponode tx transfer|bond|unbond` as real processes against a real API
 server: what they print, and one line with exit code 2 for anything wrong."""
+import dataclasses
 import json
 import pathlib
 import socket
@@ -13,8 +14,10 @@ from node.storage.config import NodeConfig, render_config
 from node.types.genesis import DEFAULT_GENESIS, load_genesis
 from node.storage.home import copy_corpus, init_home
 from node.storage.chainstore import ChainStore
+from node.rpc.status import WorkProgress
+from node.types.transactions import Bond, RegisterMiner, sign_tx
 from tests.integration.cli_helpers import assert_one_line_error, uponode
-from tests.integration.test_rpc import (NODE_STATUS, USER, VALIDATORS, ServerThread, build_chain,
+from tests.integration.test_rpc import (FEE, NODE_STATUS, USER, VALIDATORS, ServerThread, build_chain,
                                         finalize_next, make_api)
 
 pytestmark = pytest.mark.integration
@@ -275,3 +278,36 @@ def test_an_unbond_the_ledger_would_refuse_is_refused_at_submission(server, home
     not change that, so the node says why at once."""
     assert_one_line_error(uponode("tx", "unbond", "--home", str(home), "--amount", "26", timeout=60),
                           "HTTP 422", "insufficient_bond", "bond 25 < amount 26")
+
+
+def test_status_tells_this_nodes_own_work_in_words(tmp_path):
+    path = write_genesis(tmp_path / "genesis")
+    raw = json.loads(path.read_text())
+    raw["accounts"][0]["balance"] = 2 * raw["economics"]["min_miner_bond"]  # enough to bond as a miner
+    path.write_text(json.dumps(raw))
+    genesis = load_genesis(path)
+    with ChainStore.open(tmp_path / "db") as store:
+        chain = build_chain(store, genesis)
+        api = make_api(chain)
+        work = WorkProgress(round=0, units_trained=1, audit_tasks=3, audits_done=2, last_reward=(0, 120))
+        api.node_status = lambda: dataclasses.replace(NODE_STATUS, me=USER.public_key, mining=True, work=work)
+        with ServerThread(api) as server:
+            unregistered = uponode("status", "--rpc", server.url, timeout=60)
+            server.call(lambda: finalize_next(chain, [
+                sign_tx(USER, genesis.chain_id, 3, Bond(genesis.economics.min_miner_bond), FEE),
+                sign_tx(USER, genesis.chain_id, 4, RegisterMiner(units=1), FEE)]))
+            registered = uponode("status", "--rpc", server.url, timeout=60)
+            as_json = uponode("status", "--rpc", server.url, "--json", timeout=60)
+    bond = 25 + genesis.economics.min_miner_bond
+    assert f"mining: not registered yet: bond 25 (a miner needs {genesis.economics.min_miner_bond}; " \
+           "`uponode tx bond` adds to it)" in unregistered.stdout.splitlines()
+    assert registered.stdout.splitlines()[-3:] == [
+        f"account: {USER.public_key.hex()}",
+        f"mining: registered for 1 unit(s) a round, bond {bond}; round 0: 1 unit(s) trained, 0 committed; "
+        "last reward 120 for round 0",
+        "auditing: round 0: 2 of 3 assigned segment(s) re-executed and reported"]
+    reply = json.loads(as_json.stdout)
+    assert reply["mining"] == {"enabled": True, "registered": True, "units": 1, "bond": bond,
+                               "min_bond": genesis.economics.min_miner_bond, "round": 0, "units_trained": 1,
+                               "units_committed": 0, "last_reward": {"round": 0, "amount": 120}}
+    assert reply["auditing"] == {"round": 0, "tasks": 3, "done": 2}
