@@ -36,6 +36,7 @@ from node.state.snapshot_store import SnapshotStore
 from node.verify.store_start import Stopped, open_chain_store
 from node.rpc.metrics import Metrics
 from node.net.p2p import InvalidPeerMessage, PeerNetwork
+from node.net.peer_exchange import PeerExchange
 from node.work.blob_retention import prune_forgotten_round
 from node.work.fraud_intake import FraudIntake
 from node.work.round_work import RoundWork
@@ -60,6 +61,7 @@ STATUS_INTERVAL_S = 1.0  # also how often consensus re-gossips what peers lack
 MEMPOOL_TXS = 20_000
 GUARD_FILE = "sign_guard"
 SNAPSHOTS_FILE = "snapshots.json"
+PEERS_FILE = "peers.json"  # the address book peer exchange keeps
 # LevelDB's info LOG grows about 1.6 kB and its MANIFEST 0.2 kB a compaction until the
 # store is opened again; reopening this often keeps both under about 50 kB.
 REOPEN_EVERY_COMPACTIONS = 16
@@ -147,6 +149,8 @@ class Node:
             await site.start()
             log.info("listening on http://%s", self.listen)
             connects = [asyncio.create_task(self.network.connect(p)) for p in self.peer_addresses]
+            exchange = PeerExchange(self.network, self.home.data_dir / PEERS_FILE, list(self.peer_addresses))
+            connects.append(asyncio.create_task(exchange.run(), name="peer exchange"))
             status_task = asyncio.create_task(self._status_loop())
             self._carry_out(self.driver.start())
             self.work.on_block()
@@ -155,6 +159,7 @@ class Node:
             finally:
                 for task in [status_task, *connects]:
                     task.cancel()
+                await asyncio.gather(status_task, *connects, return_exceptions=True)
                 self._cancel_timers()
                 self.intake.close()
                 self.work.close()

@@ -13,7 +13,6 @@ off the event loop) and writes one connection's frames.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import time
@@ -27,8 +26,8 @@ from node.types.crypto import SigningKey
 from node.net.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, HostLimits,
                                    PeerRate, Requests, SeenCache, SelfConnection, backoff_delay,
                                    parse_address)
-from node.net.peer_link import (CLOSE_REASON_BYTES, Disconnect, FrameDecoder, PeerLink, Socket,
-                                frame_type, receive_frame)
+from node.net.peer_link import (CLOSE_REASON_BYTES, ConnectionOutcome, Disconnect, FrameDecoder, PeerLink,
+                                Socket, frame_type, receive_frame)
 from node.net.wire import (GOSSIP_TYPES, HANDSHAKE_TYPES, MAX_FRAME_BYTES, Blocks, GetBlocks, Hello,
                            Status, encode_message, message_id)
 
@@ -61,15 +60,6 @@ def _uncounted(direction: str, kind: str, size: int) -> None:
 class InvalidPeerMessage(Exception):
     """Raised by the node's on_message for a message no honest peer sends (a bad
     signature, a block that does not verify): the peer is banned and dropped."""
-
-
-@dataclasses.dataclass
-class _Outcome:
-    """How one connection ended, for the dial loop."""
-    reason: str
-    peer_key: bytes | None = None
-    served: bool = False  # it got past the handshake and was a peer for a while
-    self_connection: bool = False
 
 
 class PeerNetwork:
@@ -144,6 +134,15 @@ class PeerNetwork:
         """Queue message to one peer; False if it is not connected."""
         peer = self._peers.get(peer_key)
         return peer is not None and self._enqueue(peer, encode_message(message), message)
+
+    def dialing(self) -> set[str]:
+        """The addresses this node keeps dialing (connected or not)."""
+        return set(self._dials)
+
+    def forget(self, address: str) -> None:
+        """Stop dialing address, and drop the connection dialed there if there is one."""
+        if (task := self._dials.pop(address, None)) is not None:
+            task.cancel()
 
     def peer_keys(self) -> list[bytes]:
         """The public keys of every established peer."""
@@ -224,7 +223,7 @@ class PeerNetwork:
                         url, max_msg_size=WS_MAX_MSG_SIZE, compress=0, heartbeat=HEARTBEAT_S,
                         timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT_S))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                outcome = _Outcome(f"unreachable ({str(exc) or type(exc).__name__})")
+                outcome = ConnectionOutcome(f"unreachable ({str(exc) or type(exc).__name__})")
             else:
                 outcome = await self._run(ws, host, outbound=True)
             if outcome.self_connection:
@@ -250,11 +249,11 @@ class PeerNetwork:
 
     # --- one connection ---------------------------------------------------------------
 
-    async def _run(self, ws: Socket, host: str, outbound: bool) -> _Outcome:
+    async def _run(self, ws: Socket, host: str, outbound: bool) -> ConnectionOutcome:
         """Drive one connection from handshake to close."""
         self._sockets.add(ws)
         rate = PeerRate(self.rate_per_s, self.burst, BYTES_PER_S, BYTE_BURST)
-        outcome = _Outcome("closed by the peer")
+        outcome = ConnectionOutcome("closed by the peer")
         peer: PeerLink | None = None
         banned = False
         try:

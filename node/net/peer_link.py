@@ -31,6 +31,15 @@ MAX_WAITING_BYTES = 4 * MAX_FRAME_BYTES
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
+@dataclasses.dataclass
+class ConnectionOutcome:
+    """How one connection ended, for the dial loop."""
+    reason: str
+    peer_key: bytes | None = None
+    served: bool = False  # it got past the handshake and was a peer for a while
+    self_connection: bool = False
+
+
 class Disconnect(Exception):
     """Ends one connection; str() is the one-line reason, ban what to ban for it."""
 
