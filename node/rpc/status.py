@@ -50,7 +50,8 @@ def status_json(chain: Chain, node: NodeStatus) -> dict:
              # the round and phase of the block being decided next
              "round": schedule.round_of(height + 1), "phase": schedule.phase(height + 1),
              "model": {"round": model.round, "root": model.root.hex(),
-                       "eval_loss": float32(model.eval_loss_bits)}}
+                       "eval_loss": float32(model.eval_loss_bits)},
+             "committee": [{"key": m.pub_key.hex(), "power": m.power} for m in chain.state.committee().members]}
     if node.me is not None and node.work is not None:
         reply.update(_own_work(chain, schedule, node.me, node.mining, node.work))
     return reply

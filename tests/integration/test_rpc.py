@@ -217,7 +217,9 @@ async def test_status(client, chain):
         "chain_id": "chain-test", "height": 3, "head_hash": chain.head.block_hash.hex(),
         "syncing": False, "peers": [{"key": "cd" * 32, "address": "10.0.0.2:26600"}],
         "consensus_round": 1, "round": 0, "phase": "train",
-        "model": {"round": 0, "root": chain.state.model().root.hex(), "eval_loss": None}})
+        "model": {"round": 0, "root": chain.state.model().root.hex(), "eval_loss": None},
+        "committee": [{"key": m.pub_key.hex(), "power": m.power} for m in chain.state.committee().members]})
+    assert {m["key"] for m in body["committee"]} == {k.public_key.hex() for k in VALIDATORS}
 
 
 async def test_block(client, chain):

@@ -74,11 +74,14 @@ def test_status_prints_the_fields(server):
     lines = proc.stdout.splitlines()
     head = server.call(lambda: server.api.chain.head.block_hash.hex())
     root = server.call(lambda: server.api.chain.state.model().root.hex())
+    committee = server.call(lambda: server.api.chain.state.committee().members)
+    assert {m.pub_key for m in committee} == {k.public_key for k in VALIDATORS}
     # strings as they are, the rest (lists, null) as JSON, the model's fields one per line
     assert lines == ["chain_id: chain-cli", "height: 3", f"head_hash: {head}", "syncing: false",
                      f'peers: [{{"key": "{"cd" * 32}", "address": "10.0.0.2:26600"}}]',
                      "consensus_round: 1", "round: 0", "phase: train", "model.round: 0",
-                     f"model.root: {root}", "model.eval_loss: null"]
+                     f"model.root: {root}", "model.eval_loss: null",
+                     "committee: " + json.dumps([{"key": m.pub_key.hex(), "power": 10} for m in committee])]
 
 
 def test_status_json(server):
