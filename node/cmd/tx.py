@@ -11,7 +11,6 @@ import time
 
 from node.cmd import passphrase
 from node.cmd.arguments import account_address, amount, fee, rpc_url, tx_hash
-from node.storage.config import parse_host_port
 
 HELP = "sign and send a transaction, or ask where one stands"
 DESCRIPTION = None
@@ -60,14 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--rpc", type=rpc_url, default=None,
                         help="the node's HTTP API (default: http://127.0.0.1:26600)")
     status.add_argument("--json", action="store_true", help="print the node's JSON as is")
-
-
-def _home_rpc_url(listen: str) -> str:
-    """The URL a local client reaches a node at, from the node's listen address."""
-    host, port = parse_host_port(listen)
-    # a node listening on every interface is reachable on loopback
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,10 +119,10 @@ def _report(reply: dict) -> int:
 def _send(args: argparse.Namespace):
     """Sign the transaction args ask for and have the node take it: (the client, the tx)."""
     from node.storage.home import load_home
-    from node.net.rpc_client import STATUS_PATH, TXS_PATH, RpcClient, RpcError, account_path
+    from node.net.rpc_client import STATUS_PATH, TXS_PATH, RpcClient, RpcError, account_path, http_url
     from node.types.transactions import Bond, Transfer, Unbond, sign_tx
     home = load_home(pathlib.Path(args.home), passphrase.source(args))
-    client = RpcClient(args.rpc or _home_rpc_url(home.config.listen))
+    client = RpcClient(args.rpc or http_url(home.config.listen))
     chain_id = home.genesis.chain_id
     status = client.get(STATUS_PATH)
     node_chain_id = status.get("chain_id") if isinstance(status, dict) else None

@@ -19,10 +19,9 @@ import time
 
 import aiohttp
 
-from node.net.address_book import AddressBook
+from node.net.address_book import AddressBook, dialable
 from node.net.p2p import PeerNetwork
-from node.net.rpc_client import STATUS_PATH, AsyncRpcClient, RpcError
-from node.storage.config import parse_host_port
+from node.net.rpc_client import STATUS_PATH, AsyncRpcClient, RpcError, http_url
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +30,6 @@ EXCHANGE_INTERVAL_S = 5.0
 FIRST_EXCHANGE_S = 1.0  # a new node asks soon after its first peer connects
 DIAL_GRACE_S = 20.0
 STATUS_TIMEOUT_S = 5.0
-
-
-def http_url(address: str) -> str:
-    host, port = parse_host_port(address)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class PeerExchange:
@@ -64,8 +58,9 @@ class PeerExchange:
         for address in connected:
             self.book.connected(address, now)
         self._give_up_on_silent(connected, now)
-        if connected:
-            await self._ask(session, sorted(connected)[self._turn % len(connected)], now)
+        askable = sorted(a for a in connected if dialable(a, self.book.own))
+        if askable:
+            await self._ask(session, askable[self._turn % len(askable)], now)
             self._turn += 1
         self.book.age(now)
         dialing = self.network.dialing()

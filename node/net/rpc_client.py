@@ -19,6 +19,7 @@ import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
+from node.storage.config import parse_host_port
 from node.types.codec import DecodeError
 from node.types.errors import CommandError
 from node.types.transactions import FraudProof, SignedTx, decode_tx
@@ -83,6 +84,15 @@ class RpcError(CommandError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+def http_url(address: str) -> str:
+    """The URL a client reaches a node's HTTP API at, from its listen address "host:port";
+    a node listening on every interface is reachable on loopback.  ValueError if address
+    is not host:port."""
+    host, port = parse_host_port(address)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def check_url(text: str) -> str:
