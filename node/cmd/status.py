@@ -56,8 +56,8 @@ def _mining(m: dict) -> str:
 
 def _auditing(a: dict) -> str:
     if not a.get("tasks"):
-        return f"no segments assigned to this node in round {a.get('round')}"
-    return f"round {a.get('round')}: {a.get('done')} of {a.get('tasks')} assigned segment(s) re-executed and reported"
+        return f"no units assigned to this node to audit in round {a.get('round')}"
+    return f"round {a.get('round')}: {a.get('done')} of {a.get('tasks')} assigned unit(s) re-executed and reported"
 
 
 _IN_WORDS = {"mining": _mining, "auditing": _auditing}

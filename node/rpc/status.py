@@ -17,7 +17,7 @@ class WorkProgress:
     last reward the chain paid it (kept up to date by node.work.round_work)."""
     round: int = 0
     units_trained: int = 0
-    audit_tasks: int = 0  # the segments assigned to this node to re-execute
+    audit_tasks: int = 0  # the units assigned to this node to audit (their challenged segments)
     audits_done: int = 0
     last_reward: tuple[int, int] | None = None  # (round, amount)
 

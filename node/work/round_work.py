@@ -98,6 +98,8 @@ class RoundWork:
 
     async def _audit(self, tasks, may_claim: bool) -> None:
         for task in tasks:
+            if (task.round, task.miner, task.unit) in self.auditor.done:
+                continue  # reported at an earlier block: counted then
             started = time.monotonic()
             try:
                 reported = await self.auditor.audit(task, may_claim)

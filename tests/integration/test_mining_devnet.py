@@ -115,13 +115,15 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
 
 
 def _check_own_work(urls: list[str]) -> None:
-    """Each validator's /status tells its own mining: registered, and paid lately."""
+    """Each validator's /status tells its own mining (registered, and paid lately) and its
+    audits: each unit reported counted once, however many blocks it stayed assigned."""
     statuses = [_get(url, "/status") for url in urls]
     for status in statuses:
         mining = status["mining"]
         assert mining["enabled"] and mining["registered"] and mining["units"] >= 1, mining
         assert mining["last_reward"] is not None and mining["last_reward"]["amount"] > 0, mining
         assert mining["last_reward"]["round"] >= ROUNDS - 2, mining
+        assert status["auditing"]["done"] <= status["auditing"]["tasks"], status["auditing"]
 
 
 def _check_metrics(urls: list[str]) -> None:

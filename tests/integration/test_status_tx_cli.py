@@ -308,7 +308,7 @@ def test_status_tells_this_nodes_own_work_in_words(tmp_path):
         f"account: {USER.public_key.hex()}",
         f"mining: registered for 1 unit(s) a round, bond {bond}; round 0: 1 unit(s) trained, 0 committed; "
         "last reward 120 for round 0",
-        "auditing: round 0: 2 of 3 assigned segment(s) re-executed and reported"]
+        "auditing: round 0: 2 of 3 assigned unit(s) re-executed and reported"]
     reply = json.loads(as_json.stdout)
     assert reply["mining"] == {"enabled": True, "registered": True, "units": 1, "bond": bond,
                                "min_bond": genesis.economics.min_miner_bond, "round": 0, "units_trained": 1,
