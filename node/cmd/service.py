@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Awaitable, Callable
 
-from node.cmd.malloc import limit_arenas
+from node.cmd.malloc import tune_allocator
 
 
 def log_to_stderr() -> None:
@@ -25,5 +25,5 @@ def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None
             loop.add_signal_handler(sig, stop.set)
         await run(stop)
 
-    limit_arenas()  # before the loop's worker threads exist
+    tune_allocator()  # before the loop's worker threads exist
     asyncio.run(main())
