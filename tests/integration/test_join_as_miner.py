@@ -12,7 +12,7 @@ import pytest
 
 from node.types.genesis import load_genesis
 from node.uPoW.rounds import RoundSchedule
-from tests.integration.cli_helpers import uponode
+from tests.integration.cli_helpers import stop, uponode
 from tests.integration.test_devnet import DEVNET, ROOT, _free_base_port, _get, _wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -79,9 +79,5 @@ def test_a_new_miner_joins_bonds_and_is_paid_within_three_rounds(tmp_path):
         print(f"joined in round {start_round}, paid for round {round_}")
     finally:
         if miner is not None:
-            miner.terminate()
-            try:
-                miner.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                miner.kill()
+            stop(miner)
         subprocess.run([*DEVNET, "down", "--dir", str(devnet)], capture_output=True, timeout=60)

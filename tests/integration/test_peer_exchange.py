@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.integration.cli_helpers import uponode
+from tests.integration.cli_helpers import stop, uponode
 from tests.integration.test_devnet import DEVNET, ROOT, _free_base_port, _get, _wait
 
 pytestmark = pytest.mark.integration
@@ -23,15 +23,6 @@ def _start(home: pathlib.Path, *flags: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "node.cli", "start", "--home", str(home), "--no-mine",
                                  *flags], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 env=dict(os.environ, NUMBA_NUM_THREADS="1"))
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _peer_addresses(url: str) -> set[str]:
@@ -69,10 +60,10 @@ def test_a_node_given_one_peer_finds_the_others_and_remembers_them(tmp_path):
         print(f"second peer {found_in:.1f} s after start")
 
         # started again without any --peer: the book alone leads it back to all of them
-        _stop(newcomer)
+        stop(newcomer)
         newcomer = _start(home, "--listen", listen)
         _wait(lambda: _peer_addresses(url) == validators, 60, "every validator again, from the saved book")
     finally:
         if newcomer is not None:
-            _stop(newcomer)
+            stop(newcomer)
         subprocess.run([*DEVNET, "down", "--dir", str(devnet)], capture_output=True, timeout=60)

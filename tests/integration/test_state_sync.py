@@ -22,6 +22,7 @@ from node.state.snapshot import Chunk, Entry, SnapshotManifest, combined_root
 from node.state.state_tree import StateTree
 from node.storage.home import init_home
 from node.types.crypto import sha256
+from tests.integration.cli_helpers import stop
 from tests.integration.test_devnet import DEVNET, ROOT, _free_base_port, _get, _height, _wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,15 +66,6 @@ def _signed_by(url: str, key: str, after: int) -> bool:
     return False
 
 
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def test_a_wiped_validator_state_syncs_past_1000_blocks_by_itself_and_validates_again(tmp_path):
     """Past height 1,000 (and the retention window) a node with an empty home takes a
     snapshot without being told, following the commits of the committee-changing blocks
@@ -110,8 +102,8 @@ def test_a_wiped_validator_state_syncs_past_1000_blocks_by_itself_and_validates_
             assert "snapshot" not in (archive_home / "node.log").read_text()
             _a_validator_back_from_past_the_window_state_syncs(state, directory)
         finally:
-            _stop(node)
-            _stop(archive)
+            stop(node)
+            stop(archive)
     finally:
         _down(directory)
 
@@ -138,7 +130,7 @@ def _a_validator_back_from_past_the_window_state_syncs(state: dict, directory: p
         assert _get(behind["url"], "/blocks/1") is None  # its store is the snapshot's now
         _wait(lambda: _signed_by(url, behind["public_key"], target), 60, "a commit with its precommit")
     finally:
-        _stop(node)
+        stop(node)
 
 
 class _TamperingPeer:
@@ -251,7 +243,7 @@ def test_tampered_snapshots_are_refused_and_the_node_syncs_from_an_honest_peer_t
             unit = next(u for u in view["units"] if u["miner"] == synced["public_key"])
             assert unit["status"] in ("committed", "accepted"), unit
         finally:
-            _stop(node)
+            stop(node)
     finally:
         stop.set()
         _down(directory)
