@@ -7,8 +7,9 @@ their addresses in its AddressBook, and dials the most promising addresses it is
 connected to until it dials TARGET_OUTBOUND peers.  A learned peer that is not
 connected DIAL_GRACE_S after it was dialed (or after it was last seen connected)
 counts a failure in the book and is no longer dialed; the configured peers are dialed
-for as long as the node runs, as before.  The book is saved in the home after each
-exchange that changed it.
+for as long as the node runs, as before.  The book is saved in the home after an
+exchange that added, dropped or scored an address, and every SAVE_INTERVAL_S besides
+(for the times its connected peers were last seen).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ EXCHANGE_INTERVAL_S = 5.0
 FIRST_EXCHANGE_S = 1.0  # a new node asks soon after its first peer connects
 DIAL_GRACE_S = 20.0
 STATUS_TIMEOUT_S = 5.0
+SAVE_INTERVAL_S = 60.0
 
 
 class PeerExchange:
@@ -42,6 +44,7 @@ class PeerExchange:
         self.book = AddressBook.load(book_path, network.listen_address)
         self._learned: dict[str, float] = {}  # learned address dialed -> when last connected or dialed
         self._turn = 0
+        self._saved_at = 0.0
 
     async def run(self) -> None:
         """Exchange addresses and dial until cancelled."""
@@ -53,7 +56,7 @@ class PeerExchange:
 
     async def exchange(self, session: aiohttp.ClientSession) -> None:
         now = time.time()
-        before = {a: (e.last_seen, e.failures) for a, e in self.book.entries.items()}
+        before = self._scores()
         connected = {address for _, address in self.network.peers()}
         for address in connected:
             self.book.connected(address, now)
@@ -68,12 +71,15 @@ class PeerExchange:
             log.info("dialing %s, a peer learned from peer exchange", address)
             await self.network.connect(address)
             self._learned[address] = now
-        after = {a: (e.last_seen, e.failures) for a, e in self.book.entries.items()}
-        if after != before:
+        if self._scores() != before or now - self._saved_at > SAVE_INTERVAL_S:
             try:
                 self.book.save(self.book_path)
+                self._saved_at = now
             except OSError as exc:
                 log.warning("cannot save the peer address book %s: %s", self.book_path, exc)
+
+    def _scores(self) -> dict[str, tuple[int, bool]]:
+        return {a: (e.failures, e.reached) for a, e in self.book.entries.items()}
 
     def _give_up_on_silent(self, connected: set[str], now: float) -> None:
         for address, since in list(self._learned.items()):
