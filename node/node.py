@@ -149,8 +149,9 @@ class Node:
             await site.start()
             log.info("listening on http://%s", self.listen)
             connects = [asyncio.create_task(self.network.connect(p)) for p in self.peer_addresses]
-            exchange = PeerExchange(self.network, self.home.data_dir / PEERS_FILE, list(self.peer_addresses))
-            connects.append(asyncio.create_task(exchange.run(), name="peer exchange"))
+            if self.home.config.peer_exchange:
+                exchange = PeerExchange(self.network, self.home.data_dir / PEERS_FILE, list(self.peer_addresses))
+                connects.append(asyncio.create_task(exchange.run(), name="peer exchange"))
             status_task = asyncio.create_task(self._status_loop())
             self._carry_out(self.driver.start())
             self.work.on_block()
@@ -342,9 +343,9 @@ class Node:
                 self.network.send(peer, step.next_request)
             if step.pruned and self._told_pruned != self.chain.height:
                 self._told_pruned = self.chain.height
-                log.warning("peer %s keeps no blocks from height %d on: it pruned them past the retention "
-                            "window; restart this node to begin from a snapshot, or give it an archive peer "
-                            "(uponode start --archive)", peer.hex()[:16], self.chain.height + 1)
+                log.warning("no peer ahead keeps blocks from height %d on: they pruned them past the "
+                            "retention window; restart this node to begin from a snapshot, or give it an "
+                            "archive peer (uponode start --archive)", self.chain.height + 1)
 
     async def _status_loop(self) -> None:
         while True:

@@ -5,7 +5,10 @@ A peer's Status says how high it is; a peer's GetBlocks is served from the store
 many blocks as fit half a frame.  One request is out at a time; an unanswered one is
 forgotten at the next retry() (the node's status period), so a silent peer costs one
 period, not the sync.  Blocks from a peer that was not asked are ignored; a block that
-does not finalize proves its sender wrong (InvalidSyncedBlock).
+does not finalize proves its sender wrong (InvalidSyncedBlock).  A peer that answers
+with no block though it is ahead has pruned the blocks asked for: it is not asked again
+for the next PRUNED_SKIP_BLOCKS blocks, so that another peer (an archive) serves them,
+until every peer ahead has answered so.
 """
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ from node.types.blocks import Block, CommitCertificate
 from node.uPoW.oracle import WorkUnavailable
 
 SYNC_BATCH = 50
+# a pruned peer keeps about a retention window of blocks: asking it again this much
+# later costs one empty answer, and finds it serving once this node is that close
+PRUNED_SKIP_BLOCKS = 1000
 
 
 class InvalidSyncedBlock(Exception):
@@ -27,8 +33,8 @@ class InvalidSyncedBlock(Exception):
 @dataclasses.dataclass(frozen=True)
 class SyncStep:
     """What applying a peer's Blocks did: whether the head moved, and the next request
-    to send the same peer (None when caught up or waiting for a blob); pruned when the
-    peer, though ahead, sent none: it keeps no block from this node's next height on."""
+    to send the same peer (None when caught up or waiting for a blob); pruned when every
+    peer ahead has answered with none: none keeps a block from this node's next height on."""
     advanced: bool
     next_request: GetBlocks | None
     pruned: bool = False
@@ -43,6 +49,8 @@ class BlockSync:
         self.batch = batch
         self.best_peer_height = 0
         self.asking: bytes | None = None  # the peer whose answer we wait for
+        self._peer_heights: dict[bytes, int] = {}  # as each peer's last Status said
+        self._pruned: dict[bytes, int] = {}  # peers that sent no block -> this node's height then
 
     @property
     def syncing(self) -> bool:
@@ -55,7 +63,8 @@ class BlockSync:
     def on_status(self, peer: bytes, status: Status) -> GetBlocks | None:
         """The request to send peer, if it is ahead and no request is out."""
         self.best_peer_height = max(self.best_peer_height, status.height)
-        if status.height <= self.chain.height or self.asking is not None:
+        self._peer_heights[peer] = status.height
+        if status.height <= self.chain.height or self.asking is not None or self._skipped(peer):
             return None
         self.asking = peer
         return self._request()
@@ -80,7 +89,14 @@ class BlockSync:
             return SyncStep(False, None)
         self.asking = None
         if not message.items:
-            return SyncStep(False, None, pruned=self.best_peer_height > self.chain.height)
+            if self.best_peer_height <= self.chain.height:
+                return SyncStep(False, None)
+            self._pruned[peer] = self.chain.height
+            ahead = {p for p, height in self._peer_heights.items() if height > self.chain.height}
+            everywhere = all(self._skipped(p) for p in ahead)
+            if everywhere:
+                self._pruned.clear()  # ask them all again: one may have been given the blocks since
+            return SyncStep(False, None, pruned=everywhere)
         advanced = False
         for item in message.items:
             height = item.block.header.height
@@ -99,6 +115,10 @@ class BlockSync:
             self.asking = peer
             return SyncStep(True, self._request())
         return SyncStep(advanced, None)
+
+    def _skipped(self, peer: bytes) -> bool:
+        """Whether peer answered with no block lately (PRUNED_SKIP_BLOCKS)."""
+        return peer in self._pruned and self.chain.height < self._pruned[peer] + PRUNED_SKIP_BLOCKS
 
     def _request(self) -> GetBlocks:
         return GetBlocks(self.chain.height + 1, self.batch)

@@ -10,7 +10,7 @@ import ipaddress
 import json
 import re
 import tomllib
-from typing import Any
+from typing import Any, Callable
 
 from node.types.errors import CommandError
 
@@ -29,6 +29,7 @@ class NodeConfig:
     listen: str = DEFAULT_LISTEN
     peers: tuple[str, ...] = ()
     mine: bool = True
+    peer_exchange: bool = True
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -67,13 +68,16 @@ def _peers(value: Any) -> tuple[str, ...]:
     return tuple(_address(f"peers[{i}]", peer) for i, peer in enumerate(value))
 
 
-def _mine(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError("mine: expected true or false")
-    return value
+def _flag(name: str) -> Callable[[Any], bool]:
+    def parse(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false")
+        return value
+    return parse
 
 
-_KEYS = {"listen": lambda value: _address("listen", value), "peers": _peers, "mine": _mine}
+_KEYS = {"listen": lambda value: _address("listen", value), "peers": _peers, "mine": _flag("mine"),
+         "peer_exchange": _flag("peer_exchange")}
 
 
 def parse_config(data: bytes | str) -> NodeConfig:
@@ -111,4 +115,8 @@ def render_config(config: NodeConfig) -> str:
         "\n"
         "# train assigned work units and earn rewards\n"
         f"mine = {'true' if config.mine else 'false'}\n"
+        "\n"
+        "# learn more peers from the peers' /status and dial them (false: only the peers\n"
+        "# above, as for a validator reached only through sentry nodes)\n"
+        f"peer_exchange = {'true' if config.peer_exchange else 'false'}\n"
     )

@@ -4,7 +4,8 @@ Laid out as scripts/devnet.py lays one out (a genesis from genesis.builder.build
 a home per node initialised with its validator key, its node.log beside it), with one
 difference: validator i's config names, for every other validator j, the port of the
 proxy (i→j) instead of j's own, so that the runner can cut any link.  Nodes dial only
-their configured peers, so every validator-to-validator connection crosses a proxy.
+their configured peers (peer exchange off), so every validator-to-validator connection
+crosses a proxy.
 Light auditors read the validators' HTTP APIs directly: they are clients, not part of
 the consensus network, and no perturbation targets them.
 
@@ -172,8 +173,10 @@ class Devnet:
             home.mkdir()
             peers = tuple(f"{HOST}:{self.proxies[(i, j)].port}"
                           for j in range(spec.validators) if j != i)
+            # no peer exchange: it would find the other validators' own addresses and dial
+            # them past the proxies, which a manifest's cuts must be the only way through
             (home / "config.toml").write_text(render_config(
-                NodeConfig(listen=f"{HOST}:{port}", peers=peers, mine=spec.mine)))
+                NodeConfig(listen=f"{HOST}:{port}", peers=peers, mine=spec.mine, peer_exchange=False)))
             init_home(home, self.genesis_path, key=key)
             self.validators.append(NodeProcess(f"node-{i}", home, "start", key.public_key.hex(),
                                                url=f"http://{HOST}:{port}"))

@@ -98,3 +98,30 @@ def test_a_peer_that_pruned_the_blocks_asked_for_is_told_apart(chains):
     _grow(behind, 4)  # a node caught up to the pruned peer's first block syncs on as before
     request = sync.on_status(PEER, Status(ahead.height, ahead.head.block_hash))
     assert request == GetBlocks(5, 3) and sync.on_blocks(PEER, serving.serve(request)).advanced
+
+
+def test_a_pruned_peer_is_not_asked_again_and_an_archive_peer_serves(chains, tmp_path):
+    """Peer exchange connects a node behind to pruned peers and archives alike: one that
+    answered with nothing is skipped at this height, the archive is asked, and the node is
+    told its peers pruned only when every peer ahead has answered so."""
+    ahead, behind = chains
+    pruned, _ = _sync(ahead)
+    with ChainStore.open(tmp_path / "archive") as store:
+        archive_chain = Chain(GENESIS, store, NoOracle(GENESIS))
+        _grow(archive_chain, 1)
+        for height in range(2, ahead.height + 1):
+            archive_chain.finalize(ahead.block(height), commit_for(ahead.block(height)))
+        ahead.prune_blocks(4)
+        archive, _ = _sync(archive_chain)
+        sync, _ = _sync(behind)
+        head = Status(ahead.height, ahead.head.block_hash)
+        sync.on_status(OTHER, head)  # the archive is known to be ahead too
+        sync.retry()
+        request = sync.on_status(PEER, head)
+        assert sync.on_blocks(PEER, pruned.serve(request)) == SyncStep(False, None, pruned=False)
+        assert sync.on_status(PEER, head) is None  # not asked again
+        request = sync.on_status(OTHER, head)
+        assert sync.on_blocks(OTHER, archive.serve(request)).advanced and behind.height == 3
+        sync.retry()  # no request out: only the mark keeps the pruned peer from being asked
+        assert sync.on_status(PEER, head) is None  # nor a few blocks later
+        assert sync.on_status(OTHER, head) == GetBlocks(4, 3)

@@ -182,8 +182,9 @@ def test_load_home_of_an_empty_directory(tmp_path):
 
 
 def test_config_defaults_and_round_trip():
-    assert parse_config("") == NodeConfig(listen="127.0.0.1:26600", peers=(), mine=True)
-    config = NodeConfig(listen="0.0.0.0:1", peers=("example.org:65535", "[::1]:26601"), mine=False)
+    assert parse_config("") == NodeConfig(listen="127.0.0.1:26600", peers=(), mine=True, peer_exchange=True)
+    config = NodeConfig(listen="0.0.0.0:1", peers=("example.org:65535", "[::1]:26601"), mine=False,
+                        peer_exchange=False)
     assert parse_config(render_config(config)) == config
     assert parse_config(render_config(NodeConfig())) == NodeConfig()
 
@@ -211,6 +212,7 @@ def test_config_defaults_and_round_trip():
     ("peers = ['a:1', 'b:0']", "peers[1]: port must be 1..65535"),
     ("mine = 1", "mine: expected true or false"),
     ("mine = 'true'", "mine: expected true or false"),
+    ("peer_exchange = 0", "peer_exchange: expected true or false"),
 ])
 def test_bad_config_names_the_key(text, message):
     with pytest.raises(ConfigError) as err:
