@@ -205,14 +205,14 @@ class _TamperingPeer:
 def test_tampered_snapshots_are_refused_and_the_node_syncs_from_an_honest_peer_then_mines(tmp_path):
     directory = tmp_path / "devnet"
     state = _up(directory)
-    stop = threading.Event()
+    liars_stop = threading.Event()
     try:
         nodes = state["nodes"]
         url, synced = nodes[0]["url"], nodes[3]
         base = _free_base_port(2)
         liars = [_TamperingPeer(url, base + i, lie) for i, lie in enumerate(("entry", "root"))]
         for liar in liars:
-            threading.Thread(target=liar.run, args=(stop,), daemon=True).start()
+            threading.Thread(target=liar.run, args=(liars_stop,), daemon=True).start()
         _wait(lambda: (_get(url, "/snapshots") or {}).get("snapshots"), 240, "a first snapshot")
         peers = [f"127.0.0.1:{liar.port}" for liar in liars] + [n["url"].removeprefix("http://") for n in nodes[:3]]
         node = _wipe_and_restart(synced, "--state-sync", *[flag for peer in peers for flag in ("--peer", peer)])
@@ -245,5 +245,5 @@ def test_tampered_snapshots_are_refused_and_the_node_syncs_from_an_honest_peer_t
         finally:
             stop(node)
     finally:
-        stop.set()
+        liars_stop.set()
         _down(directory)
