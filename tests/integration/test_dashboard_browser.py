@@ -6,7 +6,6 @@ import json
 import pathlib
 import shutil
 import struct
-import subprocess
 import time
 import zlib
 
@@ -16,7 +15,7 @@ import pytest
 from node.types.genesis import load_genesis
 from node.uPoW.rounds import RoundSchedule
 from tests.integration.cdp import Chromium, Page
-from tests.integration.test_devnet import DEVNET, _free_base_port, _get, _wait
+from tests.integration.test_devnet import _get, _wait, running_devnet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,14 +43,8 @@ READ_PAGE = """(() => {
 
 @pytest.fixture
 def devnet(tmp_path):
-    directory = tmp_path / "devnet"
-    subprocess.run([*DEVNET, "up", "--validators", "3", "--dir", str(directory),
-                    "--base-port", str(_free_base_port(3))], check=True, capture_output=True,
-                   timeout=600)  # on a fresh checkout `up` first compiles the kernels
-    try:
+    with running_devnet(tmp_path / "devnet", "--validators", "3") as directory:
         yield directory
-    finally:
-        subprocess.run([*DEVNET, "down", "--dir", str(directory)], capture_output=True, timeout=60)
 
 
 def _closed_rounds(url: str) -> dict[int, dict]:

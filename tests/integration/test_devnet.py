@@ -1,6 +1,7 @@
 """A 4-validator devnet of real `uponode start` processes on 127.0.0.1, perturbed as in
 CometBFT's e2e tests (kill -9, restart, a late joiner, all killed at once), with
 every invariant checked only through the public HTTP API and the nodes' logs."""
+import contextlib
 import json
 import os
 import pathlib
@@ -37,6 +38,20 @@ def _free_base_port(count: int) -> int:
             for s in sockets:
                 s.close()
     raise RuntimeError("no free ports")
+
+
+@contextlib.contextmanager
+def running_devnet(directory: pathlib.Path, *flags: str, base_port: int | None = None):
+    """`scripts/devnet.py up` with flags in directory (on free ports from base_port), stopped
+    with `down` whatever happens; yields directory."""
+    nodes = 2 + int(flags[flags.index("--validators") + 1])
+    port = base_port if base_port is not None else _free_base_port(nodes)
+    subprocess.run([*DEVNET, "up", *flags, "--dir", str(directory), "--base-port", str(port)],
+                   check=True, capture_output=True, timeout=600)  # on a fresh checkout `up` first compiles the kernels
+    try:
+        yield directory
+    finally:
+        subprocess.run([*DEVNET, "down", "--dir", str(directory)], capture_output=True, timeout=60)
 
 
 def _get(url: str, path: str):

@@ -18,7 +18,7 @@ from node.types.genesis import load_genesis
 from node.uPoW.model_state import genesis_model
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.trainer import Trainer
-from tests.integration.test_devnet import DEVNET, ROOT, _free_base_port, _get, _wait
+from tests.integration.test_devnet import ROOT, _get, _wait, running_devnet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,14 +28,8 @@ BPS = 10_000
 
 @pytest.fixture
 def mining_devnet(tmp_path):
-    directory = tmp_path / "devnet"
-    subprocess.run([*DEVNET, "up", "--validators", "4", "--auditors", "1", "--dir", str(directory),
-                    "--base-port", str(_free_base_port(4))], check=True, capture_output=True,
-                   timeout=600)  # on a fresh checkout `up` first compiles the kernels
-    try:
+    with running_devnet(tmp_path / "devnet", "--validators", "4", "--auditors", "1") as directory:
         yield directory
-    finally:
-        subprocess.run([*DEVNET, "down", "--dir", str(directory)], capture_output=True, timeout=60)
 
 
 def _expected_payments(round_view: dict, economics, proposer: str) -> dict:

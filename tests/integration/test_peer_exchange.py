@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.integration.cli_helpers import stop, uponode
-from tests.integration.test_devnet import DEVNET, ROOT, _free_base_port, _get, _wait
+from tests.integration.test_devnet import ROOT, _free_base_port, _get, _wait, running_devnet
 
 pytestmark = pytest.mark.integration
 
@@ -32,38 +32,35 @@ def _peer_addresses(url: str) -> set[str]:
 
 def test_a_node_given_one_peer_finds_the_others_and_remembers_them(tmp_path):
     base = _free_base_port(VALIDATORS + 2)
-    devnet = tmp_path / "devnet"
-    subprocess.run([*DEVNET, "up", "--validators", str(VALIDATORS), "--no-mine", "--dir", str(devnet),
-                    "--base-port", str(base)], check=True, capture_output=True, timeout=600)
-    newcomer = None
-    try:
-        nodes = json.loads((devnet / "devnet.json").read_text())["nodes"]
-        validators = {n["url"].removeprefix("http://") for n in nodes if n["url"]}
-        home = tmp_path / "newcomer"
-        assert uponode("init", "--home", str(home), "--genesis", str(devnet / "genesis.json"),
-                       timeout=120).returncode == 0
-        listen = f"127.0.0.1:{base + VALIDATORS + 1}"
-        first = sorted(validators)[0]
-        newcomer = _start(home, "--listen", listen, "--peer", first)
-        url = f"http://{listen}"
-        started = time.monotonic()
-        _wait(lambda: len(_peer_addresses(url)) >= 2, 30, "a second peer within 30 s of starting")
-        found_in = time.monotonic() - started
-        _wait(lambda: _peer_addresses(url) == validators, 60, "every validator as a peer")
-        log = (home / "node.log").read_text()
-        assert "learned" in log and "a peer learned from peer exchange" in log
+    with running_devnet(tmp_path / "devnet", "--validators", str(VALIDATORS), "--no-mine", base_port=base) as devnet:
+        newcomer: subprocess.Popen | None = None
+        try:
+            nodes = json.loads((devnet / "devnet.json").read_text())["nodes"]
+            validators = {n["url"].removeprefix("http://") for n in nodes if n["url"]}
+            home = tmp_path / "newcomer"
+            assert uponode("init", "--home", str(home), "--genesis", str(devnet / "genesis.json"),
+                           timeout=120).returncode == 0
+            listen = f"127.0.0.1:{base + VALIDATORS + 1}"
+            first = sorted(validators)[0]
+            newcomer = _start(home, "--listen", listen, "--peer", first)
+            url = f"http://{listen}"
+            started = time.monotonic()
+            _wait(lambda: len(_peer_addresses(url)) >= 2, 30, "a second peer within 30 s of starting")
+            found_in = time.monotonic() - started
+            _wait(lambda: _peer_addresses(url) == validators, 60, "every validator as a peer")
+            log = (home / "node.log").read_text()
+            assert "learned" in log and "a peer learned from peer exchange" in log
 
-        def reached_in_book() -> bool:  # saved at the next exchange after the connections
-            book = json.loads((home / "data" / "peers.json").read_text())
-            return validators <= set(book) and all(book[a]["reached"] for a in validators)
-        _wait(reached_in_book, 30, "the validators in the saved address book, as reached")
-        print(f"second peer {found_in:.1f} s after start")
+            def reached_in_book() -> bool:  # saved at the next exchange after the connections
+                book = json.loads((home / "data" / "peers.json").read_text())
+                return validators <= set(book) and all(book[a]["reached"] for a in validators)
+            _wait(reached_in_book, 30, "the validators in the saved address book, as reached")
+            print(f"second peer {found_in:.1f} s after start")
 
-        # started again without any --peer: the book alone leads it back to all of them
-        stop(newcomer)
-        newcomer = _start(home, "--listen", listen)
-        _wait(lambda: _peer_addresses(url) == validators, 60, "every validator again, from the saved book")
-    finally:
-        if newcomer is not None:
+            # started again without any --peer: the book alone leads it back to all of them
             stop(newcomer)
-        subprocess.run([*DEVNET, "down", "--dir", str(devnet)], capture_output=True, timeout=60)
+            newcomer = _start(home, "--listen", listen)
+            _wait(lambda: _peer_addresses(url) == validators, 60, "every validator again, from the saved book")
+        finally:
+            if newcomer is not None:
+                stop(newcomer)
