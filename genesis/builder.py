@@ -2,7 +2,7 @@
 
 The result is the base genesis (the devnet's by default) with its validators and
 accounts replaced: N new validators of equal power, each also a funded account
-bonded at the minimum miner bond, plus any number of extra funded accounts.  The
+bonded at the minimum miner bond (per unit it mines), plus any number of extra funded accounts.  The
 corpus is copied beside the new genesis at the same relative path, so homes can
 copy the genesis file byte for byte.  Every key is written under DIR/keys/ in the
 node key file format; these keys control the devnet's funds, so DIR is for tests
@@ -19,6 +19,7 @@ from typing import Sequence
 from node.types.crypto import SigningKey
 from node.types.errors import CommandError
 from node.types.genesis import DEFAULT_GENESIS, MAX_ACCOUNTS, MAX_VALIDATORS, GenesisError, load_genesis
+from node.types.transactions import MAX_MINER_UNITS
 from node.storage.home import GENESIS_FILE, copy_corpus, write_key_file, write_new_file
 
 VALIDATOR_POWER = 10
@@ -35,8 +36,9 @@ def _account(key: SigningKey, bond: int) -> dict:
 
 
 def build_devnet(n_validators: int, out_dir: pathlib.Path, funded_accounts: int = 0,
-                 base: pathlib.Path = DEFAULT_GENESIS) -> pathlib.Path:
-    """Write out_dir/genesis.json, its corpus and out_dir/keys/; return the genesis path."""
+                 base: pathlib.Path = DEFAULT_GENESIS, units: Sequence[int] | None = None) -> pathlib.Path:
+    """Write out_dir/genesis.json, its corpus and out_dir/keys/; return the genesis path.
+    Validator i is bonded for units[i] miner units (one each by default)."""
     if not 1 <= n_validators <= MAX_VALIDATORS:
         raise BuildError(f"the number of validators must be 1..{MAX_VALIDATORS}, "
                          f"got {n_validators}")
@@ -52,10 +54,13 @@ def build_devnet(n_validators: int, out_dir: pathlib.Path, funded_accounts: int 
 
     validators = [SigningKey.generate() for _ in range(n_validators)]
     accounts = [SigningKey.generate() for _ in range(funded_accounts)]
+    units = [1] * n_validators if units is None else list(units)
+    if len(units) != n_validators or not all(1 <= u <= MAX_MINER_UNITS for u in units):
+        raise BuildError(f"units: one count 1..{MAX_MINER_UNITS} per validator, got {units}")
     bond = base_genesis.economics.min_miner_bond
     raw["validators"] = [{"pub_key": k.public_key.hex(), "power": VALIDATOR_POWER}
                          for k in validators]
-    raw["accounts"] = ([_account(k, bond) for k in validators]
+    raw["accounts"] = ([_account(k, n * bond) for k, n in zip(validators, units)]
                        + [_account(k, 0) for k in accounts])
     # the genesis validators are the first committee, so it needs a seat for each
     consensus = raw["consensus"]

@@ -129,8 +129,9 @@ class Node:
             worker = ComputeWorker(self.home.path / GENESIS_FILE, self.home.blobs_dir, self.backend,
                                    self.unit_trainer)
             fetcher = BlobFetcher(self.blobs)
-            self.work = RoundWork(self.genesis, self.chain, self.key.public_key, self.mine, worker,
-                                  fetcher, self._blob_addresses, self._submit, self.metrics)
+            self.work = RoundWork(self.genesis, self.chain, self.key.public_key, self.mine,
+                                  self.home.config.units, worker, fetcher, self._blob_addresses,
+                                  self._submit, self.metrics)
             self.intake = FraudIntake(self.chain, self.mempool, self.oracle, worker, self.work.fetch)
             api = NodeAPI(chain=self.chain, mempool=self.mempool, metrics=self.metrics,
                           node_status=self._node_status, on_tx=self._gossip_tx, blobs=self.blobs,

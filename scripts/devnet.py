@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from genesis.builder import build_devnet  # noqa: E402
 from node.storage.config import NodeConfig, render_config  # noqa: E402
 from node.storage.home import init_home, read_key_file  # noqa: E402
+from node.types.errors import CommandError  # noqa: E402
 
 STATE_FILE = "devnet.json"
 READY_TIMEOUT_S = 120
@@ -83,7 +84,7 @@ def _compile_kernels(genesis_path: pathlib.Path) -> None:
 
 def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: int,
        n_accounts: int = 0, block_interval_ms: int | None = None, mine: bool = True,
-       n_archives: int = 0) -> dict:
+       n_archives: int = 0, units: list[int] | None = None) -> dict:
     if n_validators < 1:
         raise DevnetError("--validators must be 1 or more")
     if not 0 <= n_archives <= n_validators:
@@ -93,7 +94,12 @@ def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: i
     if (directory / STATE_FILE).exists():
         raise DevnetError(f"{directory} already holds a devnet; run `down --dir {directory}` first")
     directory.mkdir(parents=True, exist_ok=True)
-    genesis_path = build_devnet(n_validators, directory, funded_accounts=n_accounts + n_auditors)
+    units = [1] * n_validators if units is None else units
+    if len(units) == 1:
+        units = units * n_validators
+    if len(units) != n_validators:
+        raise DevnetError(f"--units: one count, or one per validator ({n_validators}), got {len(units)}")
+    genesis_path = build_devnet(n_validators, directory, funded_accounts=n_accounts + n_auditors, units=units)
     if block_interval_ms is not None:
         raw = json.loads(genesis_path.read_text())
         raw["consensus"]["block_interval_ms"] = block_interval_ms
@@ -105,7 +111,7 @@ def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: i
         home.mkdir()
         peers = tuple(f"127.0.0.1:{p}" for p in ports if p != port)
         (home / "config.toml").write_text(render_config(
-            NodeConfig(listen=f"127.0.0.1:{port}", peers=peers, mine=mine)))
+            NodeConfig(listen=f"127.0.0.1:{port}", peers=peers, mine=mine, units=units[i])))
         key = read_key_file(directory / "keys" / f"validator-{i}.json")
         init_home(home, genesis_path, key=key)
         nodes.append({"name": f"node-{i}", "home": str(home), "url": _url(port),
@@ -186,6 +192,13 @@ def down(directory: pathlib.Path) -> int:
     return len(running)
 
 
+def _unit_counts(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 2 or 2,1,1,1, got {text!r}") from None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run a local uponode devnet.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +215,9 @@ def main() -> int:
                       help="validators only finalize blocks (for network benchmarks)")
     p_up.add_argument("--archives", type=int, default=0,
                       help="how many validators keep every block (uponode start --archive)")
+    p_up.add_argument("--units", type=_unit_counts, default=None, metavar="N[,N...]",
+                      help="work units each validator takes a round: one count for all, or one per "
+                           "validator (default 1; each unit is bonded)")
     for name in ("status", "down"):
         p = commands.add_parser(name)
         p.add_argument("--dir", type=pathlib.Path, default=pathlib.Path("devnet"))
@@ -210,7 +226,7 @@ def main() -> int:
         if args.command == "up":
             state = up(args.validators, args.auditors, args.dir, args.base_port, args.accounts,
                        args.block_interval_ms, mine=not args.no_mine,
-                       n_archives=args.archives)
+                       n_archives=args.archives, units=args.units)
             for node in state["nodes"]:
                 print(f"{node['name']}  {node['url'] or 'light-audit'}  pid {node['pid']}")
         elif args.command == "status":
@@ -218,7 +234,7 @@ def main() -> int:
                 print("  ".join(f"{k}={v}" for k, v in row.items()))
         else:
             print(f"stopped {down(args.dir)} node(s)")
-    except DevnetError as exc:
+    except (DevnetError, CommandError) as exc:
         print(f"devnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

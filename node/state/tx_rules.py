@@ -17,14 +17,12 @@ from node.state.records import (SUPPLY_KEY, U64_MAX, AuditorRecord, DisputeRecor
 from node.state.transition import Transition, TxError
 from node.types.genesis import BPS
 from node.types.merkle import verify_inclusion
-from node.types.transactions import (AuditReport, Bond, DeltaWithheld, DoubleSignEvidence, EvidenceDispute,
-                                     FraudProof, RegisterAuditor, RegisterMiner, SignedTx, Transfer, Unbond,
-                                     WithheldClaim, WorkCommitment)
+from node.types.transactions import (MAX_MINER_UNITS, AuditReport, Bond, DeltaWithheld, DoubleSignEvidence,
+                                     EvidenceDispute, FraudProof, RegisterAuditor, RegisterMiner, SignedTx, Transfer,
+                                     Unbond, WithheldClaim, WorkCommitment)
 from node.uPoW.assignment import UnitChallenge, assign_unit
 from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.oracle import KERNEL_VERSION
-
-MAX_MINER_UNITS = 64
 
 
 def apply_tx(t: Transition, tx: SignedTx) -> None:
@@ -106,14 +104,18 @@ def _unbond(t: Transition, sender: bytes, p: Unbond) -> None:
 def _register_miner(t: Transition, sender: bytes, p: RegisterMiner) -> None:
     if not 1 <= p.units <= MAX_MINER_UNITS:
         raise TxError("bad_units", f"units must be 1..{MAX_MINER_UNITS}, got {p.units}")
-    if t.miner(sender) is not None:
-        raise TxError("already_registered", "the sender is already a miner")
+    miner = t.miner(sender)
+    if miner is not None and p.units <= miner.units:
+        # fewer units would free bond that units already committed still stake
+        raise TxError("already_registered", f"the sender is already a miner of {miner.units} units; "
+                                            "a registration may only add units")
     # every unit carries its own bond, so each unit can pay for a fake (node.types.penalty)
     bond, needed = t.account(sender).bond, p.units * t.economics.min_miner_bond
     if bond < needed:
         raise TxError("insufficient_bond",
                       f"bond {bond} is below the minimum {needed} for {p.units} units")
-    t.put(miner_key(sender), MinerRecord(units=p.units, since_height=t.height))
+    since = t.height if miner is None else miner.since_height
+    t.put(miner_key(sender), MinerRecord(units=p.units, since_height=since))
 
 
 def _register_auditor(t: Transition, sender: bytes, p: RegisterAuditor) -> None:

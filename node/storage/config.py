@@ -1,4 +1,4 @@
-"""A node's config.toml: where it listens, whom it dials, whether it mines.
+"""A node's config.toml: where it listens, whom it dials, whether and how much it mines.
 
 Every key is optional and falls back to its default; an unknown key or a bad value
 is a ConfigError naming the key, so a typo is never a silently ignored setting.
@@ -13,6 +13,7 @@ import tomllib
 from typing import Any, Callable
 
 from node.types.errors import CommandError
+from node.types.transactions import MAX_MINER_UNITS
 
 DEFAULT_LISTEN = "127.0.0.1:26600"
 MAX_PEERS = 1000
@@ -29,6 +30,7 @@ class NodeConfig:
     listen: str = DEFAULT_LISTEN
     peers: tuple[str, ...] = ()
     mine: bool = True
+    units: int = 1  # work units to take each round when mining
     peer_exchange: bool = True
 
 
@@ -76,8 +78,14 @@ def _flag(name: str) -> Callable[[Any], bool]:
     return parse
 
 
+def _units(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MINER_UNITS:
+        raise ConfigError(f"units: expected an integer 1..{MAX_MINER_UNITS}")
+    return value
+
+
 _KEYS = {"listen": lambda value: _address("listen", value), "peers": _peers, "mine": _flag("mine"),
-         "peer_exchange": _flag("peer_exchange")}
+         "units": _units, "peer_exchange": _flag("peer_exchange")}
 
 
 def parse_config(data: bytes | str) -> NodeConfig:
@@ -115,6 +123,10 @@ def render_config(config: NodeConfig) -> str:
         "\n"
         "# train assigned work units and earn rewards\n"
         f"mine = {'true' if config.mine else 'false'}\n"
+        "\n"
+        "# work units to take each round: each trains the genesis's steps and is paid alike,\n"
+        "# and each needs the miner bond (a registration may add units, never drop them)\n"
+        f"units = {config.units}\n"
         "\n"
         "# learn more peers from the peers' /status and dial them (false: only the peers\n"
         "# above, as for a validator reached only through sentry nodes)\n"

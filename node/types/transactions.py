@@ -46,9 +46,13 @@ class Unbond(Record):
     SCHEMA = (("amount", U64),)
 
 
+MAX_MINER_UNITS = 64  # units one miner may take a round
+
+
 @dataclasses.dataclass(frozen=True)
 class RegisterMiner(Record):
-    """Register the sender as a miner taking `units` work units per round."""
+    """Register the sender as a miner taking `units` work units per round; a registered
+    miner sends it again to take more."""
     units: int
     SCHEMA = (("units", U16),)
 

@@ -32,7 +32,7 @@ REGISTER_RETRY_BLOCKS = 10
 
 
 class RoundWork:
-    def __init__(self, genesis: Genesis, chain: Chain, me: bytes, mine: bool,
+    def __init__(self, genesis: Genesis, chain: Chain, me: bytes, mine: bool, units: int,
                  worker: ComputeWorker, fetcher: BlobFetcher,
                  addresses: Callable[[], Sequence[str]], submit: Callable[[object], None],
                  metrics: Metrics):
@@ -40,6 +40,7 @@ class RoundWork:
         self.chain = chain
         self.me = me
         self.mine = mine
+        self.units = units  # the units this node asks to take each round (its config's)
         self.fetcher = fetcher
         self.addresses = addresses
         self.submit = submit
@@ -150,10 +151,11 @@ class RoundWork:
 
     def _mine(self, state, height: int) -> None:
         miner = state.miner(self.me)
-        if miner is None:
+        if miner is None or miner.units < self.units:
             self._register(state, height)
+        if miner is None:
             return
-        units = miner.units
+        units = min(miner.units, self.units)
         next_round = self.schedule.round_of(height + 1)
         start_height = self.schedule.start_height(next_round)
         start_hash = self._block_hash(start_height)
@@ -176,13 +178,13 @@ class RoundWork:
         if self._registered_at is not None and height < self._registered_at + REGISTER_RETRY_BLOCKS:
             return
         self._registered_at = height
-        bond = state.account(self.me).bond
-        if bond < self.genesis.economics.min_miner_bond:
-            log.warning("not mining: bond %d is below the miner minimum %d", bond,
-                        self.genesis.economics.min_miner_bond)
+        bond, needed = state.account(self.me).bond, self.units * self.genesis.economics.min_miner_bond
+        if bond < needed:
+            log.warning("cannot register for %d units: bond %d is below the miner minimum %d for them",
+                        self.units, bond, needed)
             return
-        log.info("registering as a miner")
-        self.submit(RegisterMiner(units=1))
+        log.info("registering as a miner of %d units", self.units)
+        self.submit(RegisterMiner(units=self.units))
 
     def _prune_checkpoints(self, state, round_: int) -> None:
         """Delete the checkpoints of a round whose challenge window closed a round ago

@@ -55,6 +55,7 @@ def test_mutated_default_config(position, patch):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["listen", "peers", "mine", "peer_exchange", "extra"]), TOML_VALUES, max_size=4))
+@given(st.dictionaries(st.sampled_from(["listen", "peers", "mine", "units", "peer_exchange", "extra"]),
+                       TOML_VALUES | st.integers(0, 70), max_size=4))
 def test_any_values_for_the_keys(values):
     _accepts_or_refuses("\n".join(f"{key} = {_toml(value)}" for key, value in values.items()))

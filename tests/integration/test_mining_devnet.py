@@ -1,7 +1,9 @@
-"""Mining is training, end to end: `scripts/devnet.py up --validators 4 --auditors 1`
-runs five training rounds with real processes, and every claim is checked through
-the public HTTP API: identical model roots, a falling eval loss, audited units,
-payments exactly per the genesis split, and supply conserved to the unit."""
+"""Mining is training, end to end: `scripts/devnet.py up --validators 4 --auditors 1
+--units 2,1,1,1` runs five training rounds with real processes, and every claim is
+checked through the public HTTP API: identical model roots, a falling eval loss,
+audited units, payments exactly per the genesis split (node-0, taking two units a
+round, is paid exactly twice a one-unit miner), and supply conserved to the unit."""
+import collections
 import json
 import os
 import pathlib
@@ -24,11 +26,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROUNDS = 5
 BPS = 10_000
+UNITS = (2, 1, 1, 1)  # node-0 trains twice the steps of the others each round
 
 
 @pytest.fixture
 def mining_devnet(tmp_path):
-    with running_devnet(tmp_path / "devnet", "--validators", "4", "--auditors", "1") as directory:
+    with running_devnet(tmp_path / "devnet", "--validators", "4", "--auditors", "1",
+                        "--units", ",".join(map(str, UNITS))) as directory:
         yield directory
 
 
@@ -64,6 +68,8 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     fees: dict[int, list[int]] = {}  # each block's transaction fees, read as the rounds close
     auditor_key = next(n["public_key"] for n in state["nodes"] if n["url"] is None)
     audited_by_light_node = 0
+    keys = [n["public_key"] for n in state["nodes"] if n["url"]]
+    paid_twice = 0
     for round_ in range(ROUNDS):
         # read as each round closes: past the retention window its records are forgotten
         _wait(lambda: min((_get(u, "/status") or {}).get("height", -1) for u in urls)
@@ -82,9 +88,11 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
         expected = _expected_payments(view, genesis.economics, close["header"]["proposer"])
         paid = {(r["to"], r["reason"]): r["amount"] for r in view["rewards"]}
         assert paid == expected, f"round {round_}"
+        paid_twice += _paid_twice_a_one_unit_miner(view, paid, keys)
         emitted += sum(paid.values())
         final_loss = view["eval_loss"]
     assert audited_by_light_node > 0, "the light-audit node never audited a unit"
+    assert paid_twice >= 2, f"node-0's two units were accepted beside a one-unit miner's in {paid_twice} rounds"
     assert accepted >= ROUNDS
 
     # supply: every account's balance and bond add up to the genesis supply plus emission,
@@ -108,13 +116,24 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     _check_own_work(urls)
 
 
+def _paid_twice_a_one_unit_miner(view: dict, paid: dict, keys: list[str]) -> bool:
+    """In a round where node-0's units and a one-unit miner's were all accepted, node-0
+    (two units) is paid exactly twice that miner; False for a round without both."""
+    accepted = collections.Counter(u["miner"] for u in view["units"] if u["status"] == "accepted")
+    single = next((key for key, units in zip(keys, UNITS) if units == 1 and accepted[key] == 1), None)
+    if accepted[keys[0]] != UNITS[0] or single is None:
+        return False
+    assert paid[(keys[0], "units")] == 2 * paid[(single, "units")], view["round"]
+    return True
+
+
 def _check_own_work(urls: list[str]) -> None:
     """Each validator's /status tells its own mining (registered, and paid lately) and its
     audits: each unit reported counted once, however many blocks it stayed assigned."""
     statuses = [_get(url, "/status") for url in urls]
-    for status in statuses:
+    for status, units in zip(statuses, UNITS):
         mining = status["mining"]
-        assert mining["enabled"] and mining["registered"] and mining["units"] >= 1, mining
+        assert mining["enabled"] and mining["registered"] and mining["units"] == units, mining
         assert mining["last_reward"] is not None and mining["last_reward"]["amount"] > 0, mining
         assert mining["last_reward"]["round"] >= ROUNDS - 2, mining
         assert status["auditing"]["done"] <= status["auditing"]["tasks"], status["auditing"]

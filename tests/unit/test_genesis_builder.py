@@ -32,6 +32,15 @@ def test_four_validators(tmp_path):
         assert getattr(genesis, section) == getattr(base, section)
 
 
+def test_a_validator_is_bonded_for_each_unit_it_mines(tmp_path):
+    genesis = load_genesis(build_devnet(3, tmp_path / "net", units=[2, 1, 3]))
+    bond = genesis.economics.min_miner_bond
+    assert [a.bond for a in genesis.accounts] == [2 * bond, bond, 3 * bond]
+    for units in ([1, 1], [0, 1, 1], [65, 1, 1]):
+        with pytest.raises(BuildError, match="units: one count 1..64 per validator"):
+            build_devnet(3, tmp_path / f"bad-{len(units)}-{units[0]}", units=units)
+
+
 def test_corpus_is_copied_and_homes_keep_the_genesis_hash(tmp_path):
     path = build_devnet(4, tmp_path / "net")
     genesis = load_genesis(path)

@@ -182,9 +182,10 @@ def test_load_home_of_an_empty_directory(tmp_path):
 
 
 def test_config_defaults_and_round_trip():
-    assert parse_config("") == NodeConfig(listen="127.0.0.1:26600", peers=(), mine=True, peer_exchange=True)
+    assert parse_config("") == NodeConfig(listen="127.0.0.1:26600", peers=(), mine=True, units=1,
+                                          peer_exchange=True)
     config = NodeConfig(listen="0.0.0.0:1", peers=("example.org:65535", "[::1]:26601"), mine=False,
-                        peer_exchange=False)
+                        units=64, peer_exchange=False)
     assert parse_config(render_config(config)) == config
     assert parse_config(render_config(NodeConfig())) == NodeConfig()
 
@@ -213,6 +214,10 @@ def test_config_defaults_and_round_trip():
     ("mine = 1", "mine: expected true or false"),
     ("mine = 'true'", "mine: expected true or false"),
     ("peer_exchange = 0", "peer_exchange: expected true or false"),
+    ("units = 0", "units: expected an integer 1..64"),
+    ("units = 65", "units: expected an integer 1..64"),
+    ("units = true", "units: expected an integer 1..64"),
+    ("units = 2.0", "units: expected an integer 1..64"),
 ])
 def test_bad_config_names_the_key(text, message):
     with pytest.raises(ConfigError) as err:

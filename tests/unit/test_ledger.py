@@ -306,6 +306,19 @@ def test_registering_twice_is_refused(state):
     _refused(state, tx(BOB, RegisterMiner(1), state), "already_registered")
 
 
+def test_a_miner_may_add_units_but_never_drop_them(state):
+    """Dropping units would free bond that committed units still stake: register many,
+    commit, drop to one, unbond before the fraud proof lands.  The ledger refuses the drop."""
+    _apply(state, tx(BOB, RegisterMiner(1), state))
+    since = _transition(state).miner(BOB.public_key).since_height
+    _apply(state, tx(BOB, RegisterMiner(2), state))
+    miner = _transition(state).miner(BOB.public_key)
+    assert (miner.units, miner.since_height) == (2, since)
+    _refused(state, tx(BOB, RegisterMiner(1), state), "already_registered")
+    _apply(state, tx(BOB, Unbond(500 - 2 * MIN_BOND), state))
+    _refused(state, tx(BOB, Unbond(1), state), "below_miner_bond")
+
+
 def test_registering_without_the_bond_is_refused(state):
     _refused(state, tx(ALICE, RegisterMiner(1), state), "insufficient_bond")
 
