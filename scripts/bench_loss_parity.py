@@ -1,36 +1,45 @@
-"""Benchmark loss parity: the chain-trained model against `uponode train`, same tokens.
+"""Benchmark loss parity: the chain-trained model against two baselines over the same tokens.
 
-    python scripts/bench_loss_parity.py [--rounds 5] [--miners 4] [--genesis FILE] [--threads N]
+    python scripts/bench_loss_parity.py [--rounds 10] [--miners 4] [--genesis FILE] [--threads N]
 
-Both run in this one process on the same thread count.  The chain side is the
-rounds' arithmetic without the ledger: each round every miner trains one unit
-from the round's model (train_unit, its data seed from assign_unit with a
-stand-in round start hash and a fixed fake miner key), and the round's new model
-is the outer step over the decoded deltas in miner order, as the closing block
-computes it.  The single-process side is what `uponode train` does: one Trainer
-from initial_state(), rounds * miners * steps_per_unit steps.  The held-out eval
-loss is taken after each round on the chain side and after each round's worth
-of tokens on the single side.  Prints one JSON object.
+All three run in this one process on the same thread count, from the genesis model:
+
+- chain: the rounds' arithmetic without the ledger.  Each round every miner trains
+  one unit from the round's model (train_unit, its data seed from assign_unit with a
+  stand-in round start hash and a fixed fake miner key), and the round's new model is
+  the outer step over the clipped deltas in miner order, as the closing block
+  computes it (close_model).
+- single: what `uponode train` does, one Trainer over miners x steps_per_unit steps a
+  round: the same tokens, sequentially.
+- dp: synchronous data parallelism, one step per unit step over the miners' combined
+  batch (miners x batch_size sequences): the same tokens, steps_per_unit steps a round.
+
+The eval loss is the chain's held-out loss, taken after each round (each round's worth
+of tokens for the baselines).  A table goes to stderr; the last line on stdout is one
+JSON object with the final losses and the gaps, chain over baseline less one (0.05 is
+5% above).
 """
 import argparse
+import dataclasses
 import hashlib
 import json
+import sys
 import time
 
 import numba
 import numpy as np
 
 from node.types.genesis import Genesis, load_genesis
-from node.uPoW.aggregation import eval_loss_bits, outer_step
+from node.uPoW.aggregation import close_model, eval_loss_bits
 from node.uPoW.assignment import assign_unit
 from node.uPoW.model_state import genesis_model
 from node.uPoW.trainer import Trainer
-from node.uPoW.work import decode_delta, train_unit
+from node.uPoW.work import decode_delta, float32_from_bits, train_unit
 
 
 def _eval_loss(trainer: Trainer, params: np.ndarray) -> float:
     """The held-out loss as the chain records it: float32, widened for printing."""
-    return float(np.uint32(eval_loss_bits(trainer, params)).view(np.float32))
+    return float32_from_bits(eval_loss_bits(trainer, params))
 
 
 def _miner_keys(miners: int) -> list[bytes]:
@@ -41,29 +50,36 @@ def _round_start_hash(round_: int) -> bytes:
     return hashlib.sha256(b"round %d" % round_).digest()
 
 
-def chain_losses(genesis: Genesis, trainer: Trainer, rounds: int, miners: int) -> list[float]:
+def chain_losses(genesis: Genesis, rounds: int, miners: int) -> list[float]:
     """The eval loss of the chain's model after each round."""
+    trainer = Trainer(genesis)
     model = genesis_model(genesis)
+    loss_bits = eval_loss_bits(trainer, model.params)
     keys = _miner_keys(miners)
     losses = []
     for round_ in range(rounds):
         start_hash = _round_start_hash(round_)
-        deltas = []
-        for key in keys:
-            work = train_unit(trainer, model, assign_unit(start_hash, key, 0).data_seed)
-            deltas.append(decode_delta(trainer.layout, work.delta_blob))
-        model = outer_step(genesis, model, deltas)
-        losses.append(_eval_loss(trainer, model.params))
+        deltas = [decode_delta(trainer.layout,
+                               train_unit(trainer, model, assign_unit(start_hash, key, 0).data_seed).delta_blob)
+                  for key in keys]
+        closed = close_model(trainer, model, deltas, loss_bits)
+        if closed is not None:  # else the close keeps the model, as the chain would
+            model, loss_bits = closed
+        losses.append(float32_from_bits(loss_bits))
     return losses
 
 
-def single_losses(trainer: Trainer, rounds: int, steps_per_round: int) -> list[float]:
-    """The eval loss of `uponode train`'s run after each round's worth of steps."""
+def baseline_losses(genesis: Genesis, rounds: int, steps_per_round: int, batch_scale: int) -> list[float]:
+    """The eval loss after each round's worth of steps of one process training with
+    batch_scale times the genesis batch."""
+    training = dataclasses.replace(genesis.training, batch_size=genesis.training.batch_size * batch_scale)
+    trainer = Trainer(dataclasses.replace(genesis, training=training))
+    evaluator = Trainer(genesis)  # the chain's eval batches, whatever the training batch
     state = trainer.initial_state()
     losses = []
     for _ in range(rounds):
         trainer.train(state, steps_per_round)
-        losses.append(_eval_loss(trainer, trainer.host_state(state).params))
+        losses.append(_eval_loss(evaluator, trainer.host_state(state).params))
     return losses
 
 
@@ -75,31 +91,35 @@ def _timed(fn, *args) -> tuple[list[float], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="chain rounds")
+    parser.add_argument("--rounds", type=int, default=10, help="chain rounds")
     parser.add_argument("--miners", type=int, default=4, help="units trained per round")
     parser.add_argument("--genesis", help="genesis file (default: the devnet genesis)")
     parser.add_argument("--threads", type=int, help="numba threads (default: numba's)")
     args = parser.parse_args()
+    if args.rounds < 1 or args.miners < 1:
+        parser.error("--rounds and --miners must be 1 or more")
     if args.threads is not None:
         numba.set_num_threads(args.threads)
     genesis = load_genesis(args.genesis)
-    trainer = Trainer(genesis)
-    steps_per_unit = genesis.training.steps_per_unit
-    steps_per_round = args.miners * steps_per_unit
-    genesis_loss = _eval_loss(trainer, genesis_model(genesis).params)  # also loads the kernels
-    chain, chain_s = _timed(chain_losses, genesis, trainer, args.rounds, args.miners)
-    single, single_s = _timed(single_losses, trainer, args.rounds, steps_per_round)
-    ratio = chain[-1] / single[-1]
+    steps = genesis.training.steps_per_unit
+    genesis_loss = _eval_loss(Trainer(genesis), genesis_model(genesis).params)  # also loads the kernels
+    chain, chain_s = _timed(chain_losses, genesis, args.rounds, args.miners)
+    single, single_s = _timed(baseline_losses, genesis, args.rounds, args.miners * steps, 1)
+    dp, dp_s = _timed(baseline_losses, genesis, args.rounds, steps, args.miners)
+    print("round  chain   single  dp", file=sys.stderr)
+    for round_, losses in enumerate(zip(chain, single, dp)):
+        print(f"{round_:>5}  " + "  ".join(f"{loss:.4f}" for loss in losses), file=sys.stderr)
+    tokens_per_round = args.miners * steps * genesis.training.batch_size * genesis.model.context_length
     print(json.dumps({
-        "genesis": genesis.chain_id, "rounds": args.rounds, "miners": args.miners,
-        "steps_per_unit": steps_per_unit,
-        "tokens_per_round": steps_per_round * trainer.tokens_per_step,
-        "tokens": args.rounds * steps_per_round * trainer.tokens_per_step,
-        "threads": numba.get_num_threads(), "genesis_eval_loss": round(genesis_loss, 4),
-        "chain_eval_loss": [round(loss, 4) for loss in chain],
-        "single_eval_loss": [round(loss, 4) for loss in single],
-        "ratio_chain_over_single": round(ratio, 4), "relative_gap": round(ratio - 1, 4),
-        "chain_s": round(chain_s, 1), "single_s": round(single_s, 1),
+        "genesis": genesis.chain_id, "miners": args.miners, "steps_per_unit": steps,
+        "tokens_per_round": tokens_per_round, "threads": numba.get_num_threads(),
+        "genesis_eval_loss": round(genesis_loss, 4),
+        "chain_by_round": [round(x, 4) for x in chain], "single_by_round": [round(x, 4) for x in single],
+        "dp_by_round": [round(x, 4) for x in dp],
+        "seconds": {"chain": round(chain_s, 1), "single": round(single_s, 1), "dp": round(dp_s, 1)},
+        "rounds": args.rounds, "chain_eval_loss": round(chain[-1], 4), "single_eval_loss": round(single[-1], 4),
+        "dp_eval_loss": round(dp[-1], 4), "gap_single": round(chain[-1] / single[-1] - 1, 4),
+        "gap_dp": round(chain[-1] / dp[-1] - 1, 4),
     }))
 
 
