@@ -22,6 +22,7 @@ import numba
 
 from node.types.genesis import load_genesis
 from node.uPoW.assignment import challenged_segments
+from node.uPoW.data import UnitStream
 from node.uPoW.model_state import genesis_model
 from node.uPoW.state import encode_state, state_hash
 from node.uPoW.trainer import Trainer
@@ -31,14 +32,14 @@ from node.uPoW.replay import delta_from_checkpoint, load_checkpoint, replay_segm
 FAKED_FRACTIONS = (0.05, 0.1, 0.25, 0.5)
 
 
-def _audit(trainer: Trainer, model, data_seed: int, work, segments: tuple[int, ...]) -> float:
+def _audit(trainer: Trainer, model, stream: UnitStream, work, segments: tuple[int, ...]) -> float:
     started = time.perf_counter()
-    load_checkpoint(trainer, model, data_seed, 0, work.checkpoints[0])
+    load_checkpoint(trainer, model, stream, 0, work.checkpoints[0])
     for segment in segments:
-        end_hash, _, _ = replay_segment(trainer, model, data_seed, segment, work.checkpoints[segment])
+        end_hash, _, _ = replay_segment(trainer, model, stream, segment, work.checkpoints[segment])
         if end_hash != work.leaves[segment + 1]:
             raise SystemExit(f"honest segment {segment} did not replay to its leaf")
-    delta_hash, _ = delta_from_checkpoint(trainer, model, data_seed, work.checkpoints[-1])
+    delta_hash, _ = delta_from_checkpoint(trainer, model, stream, work.checkpoints[-1])
     if delta_hash != work.delta_hash:
         raise SystemExit("the honest delta did not recompute")
     return time.perf_counter() - started
@@ -67,18 +68,18 @@ def main() -> None:
     trainer = Trainer(genesis)
     model = genesis_model(genesis)
     rng = random.Random(0)
-    warm = unit_start_state(trainer, model, 0)
+    warm = unit_start_state(trainer, model, UnitStream(0))
     trainer.step(warm)  # loads the compiled kernels outside the timings
     mining, audit, replayed = [], [], []
     for repeat in range(args.repeats):
-        data_seed = rng.getrandbits(64)
+        stream = UnitStream(rng.getrandbits(64), repeat * training.steps_per_unit)
         started = time.perf_counter()
-        work = train_unit(trainer, model, data_seed)
+        work = train_unit(trainer, model, stream)
         mining.append(time.perf_counter() - started)
         miner = rng.randbytes(32)
         draws = [challenged_segments(rng.randbytes(32), miner, repeat, n, training.audit_segments)
                  for _ in range(choosers)]
-        audit.append(sum(_audit(trainer, model, data_seed, work, segments) for segments in draws))
+        audit.append(sum(_audit(trainer, model, stream, work, segments) for segments in draws))
         replayed.append(sum(len(segments) for segments in draws) * training.checkpoint_every)
     mining_s, audit_s = statistics.median(mining), statistics.median(audit)
     print(json.dumps({

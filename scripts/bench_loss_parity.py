@@ -60,7 +60,7 @@ def chain_losses(genesis: Genesis, rounds: int, miners: int) -> list[float]:
     for round_ in range(rounds):
         start_hash = _round_start_hash(round_)
         deltas = [decode_delta(trainer.layout,
-                               train_unit(trainer, model, assign_unit(start_hash, key, 0).data_seed).delta_blob)
+                               train_unit(trainer, model, assign_unit(start_hash, key, 0).stream(genesis.training, round_)).delta_blob)
                   for key in keys]
         closed = close_model(trainer, model, deltas, loss_bits)
         if closed is not None:  # else the close keeps the model, as the chain would

@@ -18,6 +18,7 @@ from node.types.genesis_fields import (GenesisError, check_keys, check_unique, r
                                       read_public_key)
 from node.types.penalty import BPS, penalty_shortfall
 
+LR_SCHEDULES = ("constant", "inverse_sqrt")  # node/uPoW/schedule.py
 DEFAULT_GENESIS = pathlib.Path(__file__).resolve().parents[2] / "genesis" / "devnet.json"
 
 
@@ -36,7 +37,9 @@ class TrainingConfig:
     batch_size: int
     steps_per_unit: int
     checkpoint_every: int
-    learning_rate: float
+    learning_rate: float  # the peak inner rate (node/uPoW/schedule.py)
+    lr_schedule: str  # after the warmup: "constant" or "inverse_sqrt"
+    lr_warmup_steps: int  # global steps of linear warmup to learning_rate
     adam_beta1: float
     adam_beta2: float
     adam_eps: float
@@ -154,6 +157,7 @@ _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
     "training.batch_size": (1, 4096),
     "training.steps_per_unit": (1, 10**6),
     "training.checkpoint_every": (1, 10**6),
+    "training.lr_warmup_steps": (0, 10**12),
     "training.data_seed": (0, 2**64 - 1),
     "training.audit_segments": (0, 1000),
     "training.auditors_per_unit": (1, 100),
@@ -243,6 +247,9 @@ def _check_training(training: TrainingConfig) -> None:
             raise GenesisError(f"training.{name}: must lie strictly between 0 and 1")
     if training.adam_eps == 0.0:
         raise GenesisError("training.adam_eps: must be above 0")
+    if training.lr_schedule not in LR_SCHEDULES:
+        raise GenesisError(f"training.lr_schedule: {json.dumps(training.lr_schedule)} is not one of "
+                           + ", ".join(LR_SCHEDULES))
 
 
 def _check_rounds(consensus: ConsensusConfig) -> None:

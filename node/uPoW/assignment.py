@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from node.types.blocks import CommitCertificate
 from node.types.genesis import TrainingConfig
 from node.types.votes import beacon_output
+from node.uPoW.data import UnitStream
 
 CHALLENGE_DOMAIN = b"uponode/challenge\x00"
 UNIT_DOMAIN = b"uponode/unit\x00"
@@ -36,7 +37,11 @@ SHARDS = 1  # the devnet model is one shard: data-parallel DiLoCo (DESIGN.md §2
 class UnitAssignment:
     seed: bytes
     shard: int
-    data_seed: int  # the training stream: batch i of the unit is train_batch(data_seed, i)
+    data_seed: int
+
+    def stream(self, training: TrainingConfig, round_: int) -> UnitStream:
+        """The unit's training stream: its data seed, from the round's first global step."""
+        return UnitStream(self.data_seed, round_ * training.steps_per_unit)
 
 
 def assign_unit(round_start_hash: bytes, miner: bytes, unit: int) -> UnitAssignment:

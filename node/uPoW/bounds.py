@@ -18,9 +18,10 @@ Cauchy–Schwarz on sum (b1/sqrt b2)^j * (sqrt b2^j g):
 The bound is inductive (K_{t+1}^2 = (b1^2/b2) K_t^2 + (1-b1)^2/(1-b2)), so a state that
 satisfies it at step s keeps satisfying it.  The update u_t = (m_t/c1)/(sqrt(v_t/c2) + eps),
 with c1, c2 the kernel's float32 bias corrections, obeys |u_t| <= A_t = K_t sqrt(c2)/c1.
-The parameter step is theta_t = a theta_{t-1} - lr u_t with a = 1 - lr wd (wd = 0 for
-tensors without decay), so
-    |theta_s - theta_0| <= |a^s - 1| |theta_0| + lr sum_{t<=s} |a|^(s-t) A_t.
+The parameter step is theta_t = a_t theta_{t-1} - lr_t u_t with a_t = 1 - lr_t wd (wd = 0
+for tensors without decay), where the schedule's rate lr_t (node/uPoW/schedule.py) is at
+most the peak lr, so a_t lies in [a, 1] with a = 1 - lr wd, and
+    |theta_s - theta_0| <= |a^s - 1| |theta_0| + lr sum_{t<=s} A_t.
 Float32 slack, each generous against the few roundings per step it stands for:
 m, v and u grow by (1 + 2^-16) per step (256 ulps); the parameter update rounds by
 2^-20 (16 ulps) of the magnitudes it touches per step; results in the subnormal range
@@ -91,14 +92,15 @@ class StepLimits:
         """(scale, offset) of the reach for parameters whose step shrinks them by lr*decay."""
         a = 1.0 - decay
         widest = _power(max(1.0, abs(a)), self.steps)  # |a|^j's largest, for j <= s
-        moved = total = 0.0  # lr sum_t |a|^(s-t) A_t by Horner, and lr sum_t A_t
+        total = 0.0  # lr sum_t A_t
         for update in self.update_max:  # in order (never sum(): its rounding varies by version)
-            moved = moved * abs(a) + lr * update
             total += lr * update
-        total *= widest  # bounds every partial sum of decayed updates
+        # a scheduled step's rate lr_t <= lr shrinks by a_t in [a, 1]: the updates' decay
+        # cannot be counted on (a high rate early, then a low one), their sum bounds them
+        moved = total * widest
         rounding = self.steps * PARAM_SLACK * widest * (1.0 + decay)
         scale = abs(_power(a, self.steps) - 1.0) + rounding * widest
-        offset = moved + rounding * 2.0 * total + self.steps * UNDERFLOW
+        offset = moved + rounding * 2.0 * moved + self.steps * UNDERFLOW
         return scale, offset
 
 

@@ -6,6 +6,8 @@ an auditor can rebuild any step's batch from the seed and the step alone.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from kernels.fp import kernel
@@ -30,6 +32,16 @@ def _train_offsets(seed, batch_index, batch_size, span):
         counter = np.uint64(batch_index) * np.uint64(batch_size) + np.uint64(b)
         offsets[b] = np.int64(random_u64(seed, counter) % np.uint64(span))
     return offsets
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitStream:
+    """Where a run of training steps takes its batches: step i of it trains on
+    train_batch(seed, start + i).  A unit's start is the chain's global step at its
+    first step (round x steps_per_unit), which also sets its learning rates
+    (node/uPoW/schedule.py)."""
+    seed: int
+    start: int = 0
 
 
 class Corpus:

@@ -1,7 +1,7 @@
 """A fraud proof's replay as a question with one answer, computed once and remembered.
 
 Whether a fraud proof shows fraud depends only on the round's model, the unit's data
-seed, the commitment and the proof (whose start checkpoint is content-addressed by
+stream, the commitment and the proof (whose start checkpoint is content-addressed by
 proof.start_hash), so its verdict can be computed anywhere and memoized by the
 question's key.  A full node computes it in its compute worker, off the event loop,
 before it admits the proof to its mempool; proposing and checking the block that
@@ -13,6 +13,7 @@ import dataclasses
 
 from node.types.crypto import sha256
 from node.types.transactions import FraudProof, WorkCommitment
+from node.uPoW.data import UnitStream
 from node.uPoW.oracle import WorkUnavailable
 
 MAX_VERDICTS = 4096  # ≈ 40 bytes each; far more proofs than a round's blocks can carry
@@ -21,15 +22,15 @@ MAX_VERDICTS = 4096  # ≈ 40 bytes each; far more proofs than a round's blocks 
 @dataclasses.dataclass(frozen=True)
 class FraudQuestion:
     """Does proof show fraud in the unit committed to by commitment, trained from the
-    model with root model_root on the data stream data_seed?"""
+    model with root model_root on stream?"""
     model_root: bytes
-    data_seed: int
+    stream: UnitStream
     commitment: WorkCommitment
     proof: FraudProof
 
     @property
     def key(self) -> bytes:
-        return sha256(self.model_root + self.data_seed.to_bytes(8, "big")
+        return sha256(self.model_root + self.stream.seed.to_bytes(8, "big") + self.stream.start.to_bytes(8, "big")
                       + self.commitment.encode() + self.proof.encode())
 
 

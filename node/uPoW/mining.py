@@ -17,6 +17,7 @@ from typing import Callable
 from node.types.genesis import Genesis
 from node.types.transactions import AuditReport, EvidenceDispute, WorkCommitment
 from node.uPoW.assignment import assign_unit, unit_segments
+from node.uPoW.data import UnitStream
 from node.uPoW.evidence import report_evidence
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import ComputeWorker
@@ -94,7 +95,7 @@ class Miner:
                      self.genesis.training.steps_per_unit, model_root.hex()[:16])
             try:
                 trained = await self.worker.train(round_, unit, assignment.shard, model_root,
-                                                  assignment.data_seed)
+                                                  assignment.stream(self.genesis.training, round_))
             except Exception as exc:  # a unit that fails is skipped, never committed
                 log.error("round %d unit %d: training failed: %s", round_, unit, exc)
                 continue
@@ -121,10 +122,10 @@ class Miner:
             unit = commitment.unit
             segments = list(unit_segments(seeds, self.me, unit, self.genesis.training.segments,
                                           self.genesis.training.audit_segments))
-            data_seed = assign_unit(start_hash, self.me, unit).data_seed
+            stream = assign_unit(start_hash, self.me, unit).stream(self.genesis.training, round_)
             digests = (await self.worker.publish(round_, unit, segments)
-                       or await self.worker.held_evidence(commitment, data_seed, segments)
-                       or await self._regenerate(commitment, data_seed, segments))
+                       or await self.worker.held_evidence(commitment, stream, segments)
+                       or await self._regenerate(commitment, stream, segments))
             if not digests:
                 continue
             self.evidence.update({(round_, unit, s): d for s, d in zip(segments, digests)})
@@ -132,7 +133,7 @@ class Miner:
                      round_, unit, segments)
         await self.worker.forget_before(round_ + 1)
 
-    async def _regenerate(self, commitment: WorkCommitment, data_seed: int,
+    async def _regenerate(self, commitment: WorkCommitment, stream: UnitStream,
                           segments: list[int]) -> list[bytes] | None:
         """Re-train a committed unit whose checkpoints the worker lost (they live in its
         memory only) and store the challenged ones; their digests if that gave the
@@ -146,7 +147,7 @@ class Miner:
         log.warning("round %d unit %d: checkpoints lost (restart?); re-training to answer the "
                     "challenge", round_, unit)
         try:
-            digests = await self.worker.publish_regenerated(commitment, data_seed, segments)
+            digests = await self.worker.publish_regenerated(commitment, stream, segments)
         except Exception as exc:
             log.error("round %d unit %d: re-training failed: %s", round_, unit, exc)
             return None

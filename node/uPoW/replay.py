@@ -2,7 +2,7 @@
 and decide whether a fraud proof shows fraud (WorkOracle.confirm_fraud's meaning).
 
 A checkpoint is only trusted as far as it is checked: it must decode (finite), sit at
-its leaf's step and cursor, carry the unit's data seed, and leaf 0 must be exactly the
+its leaf's step and data cursor, carry the unit's data seed, and leaf 0 must be exactly the
 unit's start state, so a miner cannot hide a bad start or another data stream.  A later
 leaf must be a state honest AdamW can reach in its steps from the round's model
 (node/uPoW/bounds.py): parameters within reach, moments within what clipped gradients
@@ -17,6 +17,7 @@ import numpy as np
 
 from node.types.transactions import FraudProof, WorkCommitment
 from node.uPoW.bounds import adamw_bounds
+from node.uPoW.data import UnitStream
 from node.uPoW.model_state import BlobFormatError, ModelState
 from node.uPoW.state import NonFiniteStateError, TrainingState, decode_state
 from node.uPoW.trainer import Trainer
@@ -37,7 +38,7 @@ def _is_start(state: TrainingState, model: ModelState) -> bool:
             and not state.adam_v.view(np.uint32).any())
 
 
-def load_checkpoint(trainer: Trainer, model: ModelState, data_seed: int, index: int,
+def load_checkpoint(trainer: Trainer, model: ModelState, stream: UnitStream, index: int,
                     blob: bytes) -> TrainingState:
     """The state of leaf index decoded from blob, on the trainer's backend;
     InvalidCheckpoint unless it is a state of this unit at that leaf."""
@@ -49,12 +50,12 @@ def load_checkpoint(trainer: Trainer, model: ModelState, data_seed: int, index: 
     except BlobFormatError as exc:
         raise InvalidCheckpoint(f"checkpoint {index}: {exc}") from None
     step = index * trainer.checkpoint_every
-    if state.step != step or state.data_cursor != step:
+    if state.step != step or state.data_cursor != stream.start + step:
         raise InvalidCheckpoint(f"checkpoint {index} is at step {state.step} cursor "
-                                f"{state.data_cursor}, expected {step}")
-    if state.data_seed != data_seed:
+                                f"{state.data_cursor}, expected {step} and {stream.start + step}")
+    if state.data_seed != stream.seed:
         raise InvalidCheckpoint(f"checkpoint {index} trains data seed {state.data_seed}, "
-                                f"the unit's is {data_seed}")
+                                f"the unit's is {stream.seed}")
     if index == 0 and not _is_start(state, model):
         raise InvalidCheckpoint("checkpoint 0 is not the unit's start state")
     if index > 0:
@@ -67,7 +68,7 @@ def load_checkpoint(trainer: Trainer, model: ModelState, data_seed: int, index: 
                                adam_m=to_device(state.adam_m), adam_v=to_device(state.adam_v))
 
 
-def replay_segment(trainer: Trainer, model: ModelState, data_seed: int, segment: int,
+def replay_segment(trainer: Trainer, model: ModelState, stream: UnitStream, segment: int,
                    start_blob: bytes) -> tuple[bytes, TrainingState, bytes]:
     """Re-execute segment from its start checkpoint (leaf segment): the leaf digest it
     gives, the end state on the trainer's backend, and the segment's gradient digest
@@ -76,21 +77,21 @@ def replay_segment(trainer: Trainer, model: ModelState, data_seed: int, segment:
     n = trainer.genesis.training.segments
     if not 0 <= segment < n:
         raise ValueError(f"segment {segment} of a unit of {n} segments")
-    state = load_checkpoint(trainer, model, data_seed, segment, start_blob)
+    state = load_checkpoint(trainer, model, stream, segment, start_blob)
     results = trainer.train(state, trainer.checkpoint_every)
     end = results[-1]  # a checkpoint step: the trainer hashed its state and gradient
     return bytes.fromhex(end.state_hash), state, end.gradient_digest
 
 
-def delta_from_checkpoint(trainer: Trainer, model: ModelState, data_seed: int,
+def delta_from_checkpoint(trainer: Trainer, model: ModelState, stream: UnitStream,
                           last_blob: bytes) -> tuple[bytes, bytes]:
     """(delta hash, delta blob) of the unit's last checkpoint."""
     last = trainer.genesis.training.segments
-    state = load_checkpoint(trainer, model, data_seed, last, last_blob)
+    state = load_checkpoint(trainer, model, stream, last, last_blob)
     return unit_delta(model, trainer.backend.to_host(state.params))
 
 
-def confirm_fraud(trainer: Trainer, model: ModelState, data_seed: int,
+def confirm_fraud(trainer: Trainer, model: ModelState, stream: UnitStream,
                   commitment: WorkCommitment, proof: FraudProof, start_blob: bytes) -> bool:
     """True if proof shows fraud in the unit (see WorkOracle.confirm_fraud); start_blob
     is the checkpoint proof.start_hash names.  The Merkle proofs are the caller's."""
@@ -105,9 +106,9 @@ def confirm_fraud(trainer: Trainer, model: ModelState, data_seed: int,
         return False  # the proof disputes something the miner never committed to
     try:
         if proof.segment == n:
-            delta_hash, _ = delta_from_checkpoint(trainer, model, data_seed, start_blob)
+            delta_hash, _ = delta_from_checkpoint(trainer, model, stream, start_blob)
             return delta_hash != commitment.delta_hash
-        end_hash, _, _ = replay_segment(trainer, model, data_seed, proof.segment, start_blob)
+        end_hash, _, _ = replay_segment(trainer, model, stream, proof.segment, start_blob)
         return end_hash != proof.claimed_end_hash
     except (InvalidCheckpoint, NonFiniteStateError):
         # a state that is not the unit's, or one whose honest replay fails, was never

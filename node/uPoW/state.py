@@ -15,6 +15,7 @@ import struct
 
 import numpy as np
 
+from node.uPoW.data import UnitStream
 from node.uPoW.model import ParameterLayout, TensorSpec, init_parameters
 from node.uPoW.model_state import BlobFormatError
 
@@ -35,14 +36,15 @@ class TrainingState:
     data_cursor: int
 
     @classmethod
-    def initial(cls, layout: ParameterLayout, data_seed: int,
+    def initial(cls, layout: ParameterLayout, stream: UnitStream,
                 params: np.ndarray | None = None) -> "TrainingState":
-        """Fresh optimizer state at step 0 from params (the genesis model by default)."""
+        """Fresh optimizer state at step 0 of stream, from params (the genesis model by
+        default)."""
         if params is None:
             params = init_parameters(layout)
         return cls(params=params.copy(), adam_m=np.zeros(layout.size, np.float32),
-                   adam_v=np.zeros(layout.size, np.float32), step=0, data_seed=data_seed,
-                   data_cursor=0)
+                   adam_v=np.zeros(layout.size, np.float32), step=0, data_seed=stream.seed,
+                   data_cursor=stream.start)
 
     def copy(self) -> "TrainingState":
         return dataclasses.replace(self, params=self.params.copy(), adam_m=self.adam_m.copy(),

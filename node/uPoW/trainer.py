@@ -14,9 +14,10 @@ import numpy as np
 from kernels.backend import Backend, cpu_backend
 from kernels.fpenv import require_ieee_subnormals
 from node.types.genesis import Genesis
-from node.uPoW.data import Corpus, eval_batch, train_batch
+from node.uPoW.data import Corpus, UnitStream, eval_batch, train_batch
 from node.uPoW.evidence import gradient_digest
 from node.uPoW.model import GPT, ParameterLayout
+from node.uPoW.schedule import learning_rate
 from node.uPoW.state import NonFiniteStateError, TrainingState, state_hash
 
 
@@ -46,7 +47,7 @@ class Trainer:
         self.model = GPT(self.layout, self.batch_size, self.seq_len, self.backend)
         self.grads = self.backend.zeros(self.layout.size)
         f32 = np.float32
-        self.lr, self.beta1, self.beta2 = f32(tc.learning_rate), f32(tc.adam_beta1), f32(tc.adam_beta2)
+        self.beta1, self.beta2 = f32(tc.adam_beta1), f32(tc.adam_beta2)
         self.eps, self.weight_decay = f32(tc.adam_eps), f32(tc.weight_decay)
         self.grad_clip = f32(tc.grad_clip)
         self.checkpoint_every = tc.checkpoint_every
@@ -55,10 +56,12 @@ class Trainer:
     def tokens_per_step(self) -> int:
         return self.batch_size * self.seq_len
 
-    def initial_state(self, data_seed: int | None = None,
+    def initial_state(self, stream: UnitStream | None = None,
                       params: np.ndarray | None = None) -> TrainingState:
-        seed = self.genesis.training.data_seed if data_seed is None else data_seed
-        state = TrainingState.initial(self.layout, seed, params)
+        """A fresh state on stream (the genesis's data seed from step 0 by default)."""
+        if stream is None:
+            stream = UnitStream(self.genesis.training.data_seed)
+        state = TrainingState.initial(self.layout, stream, params)
         to_device = self.backend.to_device
         state.params, state.adam_m, state.adam_v = (
             to_device(state.params), to_device(state.adam_m), to_device(state.adam_v))
@@ -73,8 +76,11 @@ class Trainer:
     def state_hash(self, state: TrainingState) -> str:
         return state_hash(self.layout, self.host_state(state))
 
-    def step(self, state: TrainingState) -> StepResult:
-        """Advance state by one training step, in place."""
+    def step(self, state: TrainingState, lr: np.float32 | None = None) -> StepResult:
+        """Advance state by one training step, in place, at the schedule's rate for its
+        data cursor (or at lr, for a baseline that maps steps to the schedule otherwise)."""
+        if lr is None:
+            lr = learning_rate(self.genesis.training, state.data_cursor)
         tokens, targets = train_batch(self.corpus, state.data_seed, state.data_cursor,
                                       self.batch_size, self.seq_len)
         ops = self.backend.ops
@@ -86,7 +92,7 @@ class Trainer:
             raise NonFiniteStateError(
                 f"step {state.step + 1}: loss {loss}, gradient norm {norm} is not finite")
         ops.adamw(state.params, self.grads, state.adam_m, state.adam_v, self.layout.segments,
-              self.layout.decay_mask, state.step + 1, self.lr, self.beta1, self.beta2, self.eps,
+              self.layout.decay_mask, state.step + 1, lr, self.beta1, self.beta2, self.eps,
               self.weight_decay)
         state.step += 1
         state.data_cursor += 1

@@ -28,6 +28,7 @@ from kernels.backend import Backend, backend_named
 from node.types.genesis import Genesis, load_genesis
 from node.storage.blobstore import BlobStore
 from node.types.transactions import WorkCommitment
+from node.uPoW.data import UnitStream
 from node.uPoW.model_state import ModelState, decode_model
 from node.uPoW.state import NonFiniteStateError, encode_state
 from node.uPoW.trainer import Trainer
@@ -36,10 +37,10 @@ from node.uPoW.work import (UnitWork, commitment_for, decode_leaves, float32_fro
 from node.uPoW.fraud_question import FraudQuestion
 from node.uPoW.replay import InvalidCheckpoint, confirm_fraud, replay_segment
 
-# Trains one unit from the round's model on the unit's data stream (the data seed) and
+# Trains one unit from the round's model on the unit's data stream and
 # returns its checkpoints, leaves and delta.  A worker process gets it by pickling, so
 # it must be a module-level function.
-UnitTrainer = Callable[[Trainer, ModelState, int], UnitWork]
+UnitTrainer = Callable[[Trainer, ModelState, UnitStream], UnitWork]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +76,10 @@ class UnitCompute:
         return decode_model(self.trainer.layout, self.blobs.get(root.hex()))
 
     def train(self, round_: int, unit: int, shard: int, model_root: bytes,
-              data_seed: int) -> TrainedUnit:
+              stream: UnitStream) -> TrainedUnit:
         """Train one unit from the model model_root; store its leaves and delta blobs."""
         started = time.perf_counter()
-        work = self.unit_trainer(self.trainer, self._model(model_root), data_seed)
+        work = self.unit_trainer(self.trainer, self._model(model_root), stream)
         self.blobs.put(work.leaves_blob)
         self.blobs.put(work.delta_blob)
         self._kept[(round_, unit)] = work
@@ -99,7 +100,7 @@ class UnitCompute:
             return None
         return self._store_checkpoints(work, segments)
 
-    def held_evidence(self, commitment: WorkCommitment, data_seed: int,
+    def held_evidence(self, commitment: WorkCommitment, stream: UnitStream,
                       segments: list[int]) -> list[bytes] | None:
         """For checkpoints the store holds already (published before a restart): the
         digests, found by replaying those segments; None if the store lacks any."""
@@ -109,16 +110,16 @@ class UnitCompute:
         if not all(self.blobs.has(leaves[segment].hex()) for segment in segments):
             return None
         model = self._model(commitment.start_root)
-        return [replay_segment(self.trainer, model, data_seed, segment, self.blobs.get(leaves[segment].hex()))[2]
+        return [replay_segment(self.trainer, model, stream, segment, self.blobs.get(leaves[segment].hex()))[2]
                 for segment in segments]
 
-    def publish_regenerated(self, commitment: WorkCommitment, data_seed: int,
+    def publish_regenerated(self, commitment: WorkCommitment, stream: UnitStream,
                             segments: list[int]) -> list[bytes] | None:
         """Re-train a committed unit this worker no longer holds and store the checkpoints
         a challenge asks for.  Training is bit-deterministic, so the work is exactly what
         was committed; if it is not (the commitment is not this unit's work, or the
         trainer changed), store nothing and return None."""
-        work = self.unit_trainer(self.trainer, self._model(commitment.start_root), data_seed)
+        work = self.unit_trainer(self.trainer, self._model(commitment.start_root), stream)
         if commitment_for(commitment.round, commitment.unit, commitment.shard,
                           commitment.start_root, work) != commitment:
             return None
@@ -135,14 +136,14 @@ class UnitCompute:
         for key in [k for k in self._kept if k[0] < round_]:
             del self._kept[key]
 
-    def replay(self, model_root: bytes, data_seed: int, segment: int, start_hash: bytes,
+    def replay(self, model_root: bytes, stream: UnitStream, segment: int, start_hash: bytes,
                committed_delta: bytes) -> SegmentReplay:
         """Re-execute segment from the checkpoint start_hash (which must be in the store);
         for the last segment also hash the delta it gives, against committed_delta."""
         started = time.perf_counter()
         model = self._model(model_root)
         try:
-            end_hash, end, digest = replay_segment(self.trainer, model, data_seed, segment,
+            end_hash, end, digest = replay_segment(self.trainer, model, stream, segment,
                                                    self.blobs.get(start_hash.hex()))
         except (InvalidCheckpoint, NonFiniteStateError) as exc:
             return SegmentReplay(None, None, str(exc), time.perf_counter() - started)
@@ -159,7 +160,7 @@ class UnitCompute:
         """The verdict on a fraud proof (WorkOracle.confirm_fraud's meaning); the model and
         the start checkpoint must be in the store."""
         q = question
-        return confirm_fraud(self.trainer, self._model(q.model_root), q.data_seed, q.commitment,
+        return confirm_fraud(self.trainer, self._model(q.model_root), q.stream, q.commitment,
                              q.proof, self.blobs.get(q.proof.start_hash.hex()))
 
 
@@ -231,26 +232,26 @@ class ComputeWorker:
             self._pool, _run_in_worker, method, *args)
 
     async def train(self, round_: int, unit: int, shard: int, model_root: bytes,
-                    data_seed: int) -> TrainedUnit:
-        return await self._run(UnitCompute.train, round_, unit, shard, model_root, data_seed)
+                    stream: UnitStream) -> TrainedUnit:
+        return await self._run(UnitCompute.train, round_, unit, shard, model_root, stream)
 
     async def publish(self, round_: int, unit: int, segments: list[int]) -> list[bytes] | None:
         return await self._run(UnitCompute.publish, round_, unit, segments)
 
-    async def held_evidence(self, commitment: WorkCommitment, data_seed: int,
+    async def held_evidence(self, commitment: WorkCommitment, stream: UnitStream,
                             segments: list[int]) -> list[bytes] | None:
-        return await self._run(UnitCompute.held_evidence, commitment, data_seed, segments)
+        return await self._run(UnitCompute.held_evidence, commitment, stream, segments)
 
-    async def publish_regenerated(self, commitment: WorkCommitment, data_seed: int,
+    async def publish_regenerated(self, commitment: WorkCommitment, stream: UnitStream,
                                   segments: list[int]) -> list[bytes] | None:
-        return await self._run(UnitCompute.publish_regenerated, commitment, data_seed, segments)
+        return await self._run(UnitCompute.publish_regenerated, commitment, stream, segments)
 
     async def forget_before(self, round_: int) -> None:
         await self._run(UnitCompute.forget_before, round_)
 
-    async def replay(self, model_root: bytes, data_seed: int, segment: int, start_hash: bytes,
+    async def replay(self, model_root: bytes, stream: UnitStream, segment: int, start_hash: bytes,
                      committed_delta: bytes) -> SegmentReplay:
-        return await self._run(UnitCompute.replay, model_root, data_seed, segment, start_hash,
+        return await self._run(UnitCompute.replay, model_root, stream, segment, start_hash,
                                committed_delta)
 
     async def confirm_fraud(self, question: FraudQuestion) -> bool:

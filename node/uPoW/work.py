@@ -1,7 +1,7 @@
 """A miner's unit of work: train it, and the blobs and commitment that describe it.
 
-A unit trains steps_per_unit steps from the round's model with the unit's data
-stream.  Its leaves are the start state's hash and the state hash after every
+A unit trains steps_per_unit steps from the round's model on the unit's data
+stream (its seed, from the round's first global step).  Its leaves are the start state's hash and the state hash after every
 checkpoint_every steps (n segments, n+1 leaves); the checkpoint blobs are the
 encoded states, so a leaf is its blob's SHA-256.  Each segment also has the digest of
 its last step's gradient, kept by the miner and locked in the commitment
@@ -18,6 +18,7 @@ import numpy as np
 
 from node.types.merkle import merkle_root
 from node.types.transactions import WorkCommitment
+from node.uPoW.data import UnitStream
 from node.uPoW.evidence import evidence_lock
 from node.uPoW.model import ParameterLayout
 from node.uPoW.model_state import BlobFormatError, ModelState
@@ -72,9 +73,9 @@ def unit_delta(model: ModelState, end_params: np.ndarray) -> tuple[bytes, bytes]
     return hashlib.sha256(blob).digest(), blob
 
 
-def unit_start_state(trainer: Trainer, model: ModelState, data_seed: int) -> TrainingState:
-    """Leaf 0: the round's parameters, zero Adam moments, step and cursor 0."""
-    return trainer.initial_state(data_seed, model.params)
+def unit_start_state(trainer: Trainer, model: ModelState, stream: UnitStream) -> TrainingState:
+    """Leaf 0: the round's parameters, zero Adam moments, step 0, at the stream's start."""
+    return trainer.initial_state(stream, model.params)
 
 
 @dataclasses.dataclass
@@ -98,11 +99,11 @@ def float32_from_bits(bits: int) -> float:
     return float(np.uint32(bits).view(np.float32))
 
 
-def train_unit(trainer: Trainer, model: ModelState, data_seed: int,
+def train_unit(trainer: Trainer, model: ModelState, stream: UnitStream,
                on_step: Callable[[StepResult], None] | None = None) -> UnitWork:
     """Train one unit, encoding the state at every leaf (NonFiniteStateError if it fails)."""
     layout = trainer.layout
-    state = unit_start_state(trainer, model, data_seed)
+    state = unit_start_state(trainer, model, stream)
     checkpoints = [encode_state(layout, trainer.host_state(state))]
     leaves = [hashlib.sha256(checkpoints[0]).digest()]
     losses, evidence = [], []

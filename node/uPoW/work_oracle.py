@@ -61,7 +61,8 @@ class BlobWorkOracle:
 
     def confirm_fraud(self, model_root_: bytes, assignment: UnitAssignment,
                       commitment: WorkCommitment, proof: FraudProof) -> bool:
-        question = FraudQuestion(model_root_, assignment.data_seed, commitment, proof)
+        stream = assignment.stream(self.genesis.training, commitment.round)
+        question = FraudQuestion(model_root_, stream, commitment, proof)
         verdict = self.verdicts.get(question)
         if verdict is not None:
             return verdict
@@ -71,8 +72,8 @@ class BlobWorkOracle:
                     raise WorkUnavailable(digest)
             self.replay_elsewhere(question)
             raise ReplayPending(question)
-        verdict = confirm_fraud(self.trainer, self.model(model_root_), assignment.data_seed,
-                                commitment, proof, self.blob(proof.start_hash))
+        verdict = confirm_fraud(self.trainer, self.model(model_root_), stream, commitment, proof,
+                                self.blob(proof.start_hash))
         self.verdicts.remember(question, verdict)
         return verdict
 

@@ -26,6 +26,7 @@ from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.types.transactions import AuditReport, FraudProof, WithheldClaim, WorkCommitment
 from node.uPoW.assignment import assign_unit
+from node.uPoW.data import UnitStream
 from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.model_state import MODEL_MAGIC, BlobFormatError
 from node.uPoW.state import STATE_DOMAIN
@@ -35,7 +36,7 @@ from node.uPoW.work import DELTA_MAGIC, LEAVES_MAGIC, decode_leaves
 log = logging.getLogger("uponode.audit")
 
 Fetch = Callable[[bytes], Awaitable[bool]]  # make a blob present in the local store
-Replay = Callable[[bytes, int, int, bytes, bytes], Awaitable[SegmentReplay]]
+Replay = Callable[[bytes, UnitStream, int, bytes, bytes], Awaitable[SegmentReplay]]
 Submit = Callable[[object], None]  # sign and send a payload
 
 
@@ -45,7 +46,7 @@ class AuditTask:
     miner: bytes
     unit: int
     commitment: WorkCommitment
-    data_seed: int
+    stream: UnitStream
     segments: tuple[int, ...]
     fallback: bool = False  # not assigned: checking a unit another auditor claimed withheld
 
@@ -74,8 +75,8 @@ def assigned_tasks(genesis: Genesis, me: bytes, round_: int, round_start_hash: b
             if (miner, unit) not in claimed or me not in challenge.eligible or me == miner:
                 continue
             segments = unit_draws.segments
-        tasks.append(AuditTask(round_, miner, unit, commitment,
-                               assign_unit(round_start_hash, miner, unit).data_seed, segments, fallback))
+        stream = assign_unit(round_start_hash, miner, unit).stream(genesis.training, round_)
+        tasks.append(AuditTask(round_, miner, unit, commitment, stream, segments, fallback))
     return tasks
 
 
@@ -105,7 +106,7 @@ class Auditor:
             return False
         reports = []
         for segment in task.segments:
-            result = await self.replay(task.commitment.start_root, task.data_seed, segment,
+            result = await self.replay(task.commitment.start_root, task.stream, segment,
                                        leaves[segment], task.commitment.delta_hash)
             fraud = self._fraud(task, leaves, segment, result)
             if fraud is not None:

@@ -31,6 +31,7 @@ from node.state.records import ChallengeRecord
 from node.storage.blobstore import BlobStore
 from node.types.transactions import (Bond, EvidenceDispute, FraudProof, RegisterAuditor,
                                      SignedTx, WithheldClaim, WorkCommitment, sign_tx)
+from node.uPoW.data import UnitStream
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.unit_compute import UnitCompute
@@ -267,9 +268,9 @@ class LightAuditor:
 
     # -- auditing
 
-    async def _replay(self, model_root: bytes, data_seed: int, segment: int, start: bytes,
+    async def _replay(self, model_root: bytes, stream: UnitStream, segment: int, start: bytes,
                       committed_delta: bytes):
-        return self.compute.replay(model_root, data_seed, segment, start, committed_delta)
+        return self.compute.replay(model_root, stream, segment, start, committed_delta)
 
     async def _fetch(self, digest: bytes) -> bool:
         return await self.fetcher.ensure(digest, self.peers, MAX_BLOB_BYTES)

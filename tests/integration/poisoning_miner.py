@@ -22,6 +22,7 @@ from node.cmd import start
 from node.node import Node
 from node.types.merkle import merkle_root
 from node.uPoW.bounds import adamw_bounds
+from node.uPoW.data import UnitStream
 from node.uPoW.model_state import ModelState
 from node.uPoW.replay import load_checkpoint
 from node.uPoW.state import decode_state, encode_state
@@ -31,15 +32,15 @@ from node.uPoW.work import UnitWork, encode_leaves, train_unit, unit_delta
 PUSH = 0.9  # of the reach: inside the bounds, so no checkpoint check refuses it
 
 
-def train_with_poison(trainer: Trainer, model: ModelState, data_seed: int) -> UnitWork:
-    work = train_unit(trainer, model, data_seed)
+def train_with_poison(trainer: Trainer, model: ModelState, stream: UnitStream) -> UnitWork:
+    work = train_unit(trainer, model, stream)
     n = trainer.genesis.training.segments
     forged = decode_state(trainer.layout, work.checkpoints[n - 1])
     reach = adamw_bounds(trainer.genesis.training, trainer.genesis.model).reach(model.params, forged.step)
     signs = np.where(np.arange(reach.size) % 2, 1.0, -1.0)
     forged.params = (model.params.astype(np.float64) + signs * PUSH * reach).astype(np.float32)
     blob = encode_state(trainer.layout, forged)
-    state = load_checkpoint(trainer, model, data_seed, n - 1, blob)
+    state = load_checkpoint(trainer, model, stream, n - 1, blob)
     for _ in range(trainer.checkpoint_every):
         result = trainer.step(state)
     end = trainer.host_state(state)

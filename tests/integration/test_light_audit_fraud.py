@@ -71,8 +71,8 @@ def _genesis(directory: pathlib.Path) -> Genesis:
 def _faked_unit(genesis: Genesis) -> UnitWork:
     """The miner's unit of round 0, its checkpoint before the last made up."""
     trainer = Trainer(genesis)
-    seed = assign_unit(bytes.fromhex(genesis.hash), MINER.public_key, 0).data_seed
-    work = train_unit(trainer, genesis_model(genesis), seed)
+    stream = assign_unit(bytes.fromhex(genesis.hash), MINER.public_key, 0).stream(genesis.training, 0)
+    work = train_unit(trainer, genesis_model(genesis), stream)
     fake = decode_state(trainer.layout, work.checkpoints[-2])
     fake.params = fake.params + np.float32(1e-3)
     blob = encode_state(trainer.layout, fake)

@@ -11,8 +11,9 @@ import pytest
 
 from node.types.merkle import inclusion_proof, merkle_root
 from node.types.transactions import FraudProof
+from node.uPoW.data import UnitStream
 from node.uPoW.model_state import ModelState, encode_model, model_root
-from node.uPoW.state import TrainingState, encode_state
+from node.uPoW.state import TrainingState, decode_state, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import (UnitWork, commitment_for, decode_delta, encode_delta, encode_leaves,
                             train_unit, unit_delta, unit_start_state)
@@ -20,7 +21,8 @@ from node.uPoW.evidence import evidence_lock
 from node.uPoW.replay import (InvalidCheckpoint, confirm_fraud, delta_from_checkpoint,
                                load_checkpoint, replay_segment)
 
-SEED = 7
+SEED = UnitStream(7, 80)  # a unit of round 2, 40 steps a unit
+OTHER = UnitStream(8, 80)
 MINER = b"\x0b" * 32
 
 
@@ -37,9 +39,9 @@ def _work(checkpoints: list[bytes], delta_blob: bytes) -> UnitWork:
                     evidence=(bytes(32),) * (len(checkpoints) - 1))
 
 
-def _cheat(trainer: Trainer, model: ModelState, train_seed: int,
+def _cheat(trainer: Trainer, model: ModelState, train_seed: UnitStream,
            fake: Callable[[int, TrainingState], TrainingState] = lambda i, s: s,
-           label_seed: int = SEED) -> UnitWork:
+           label_seed: int = SEED.seed) -> UnitWork:
     """A miner training from the round's model on data stream train_seed, replacing
     the state at leaf i by fake(i, state) and going on from it, and labelling every
     checkpoint with label_seed."""
@@ -93,7 +95,8 @@ def _lazy(trainer: Trainer, bad: int) -> Callable[[int, TrainingState], Training
         if i != bad:
             return state
         skipped = kept[0].copy()
-        skipped.step = skipped.data_cursor = bad * trainer.checkpoint_every
+        skipped.step = bad * trainer.checkpoint_every
+        skipped.data_cursor = SEED.start + skipped.step
         return skipped
     return fake
 
@@ -121,10 +124,10 @@ def test_a_faked_checkpoint_is_caught_by_the_segment_before_it(trainer, model, m
 
 def test_training_on_other_data_is_caught_at_the_last_segment(trainer, model):
     n = trainer.genesis.training.segments
-    relabelled = _cheat(trainer, model, train_seed=SEED + 1)
+    relabelled = _cheat(trainer, model, train_seed=OTHER)
     assert relabelled.leaves[0] == train_unit(trainer, model, SEED).leaves[0]
     assert _fraud(trainer, model, relabelled, n - 1)
-    own_seed = _cheat(trainer, model, train_seed=SEED + 1, label_seed=SEED + 1)
+    own_seed = _cheat(trainer, model, train_seed=OTHER, label_seed=OTHER.seed)
     with pytest.raises(InvalidCheckpoint, match="data seed"):
         replay_segment(trainer, model, SEED, n - 1, own_seed.checkpoints[n - 1])
     assert _fraud(trainer, model, own_seed, n - 1) and _fraud(trainer, model, own_seed, n)
@@ -158,10 +161,19 @@ def test_a_start_that_is_not_the_rounds_model_is_invalid(trainer, model, honest)
 
 @pytest.mark.parametrize("index,blob,message", [
     (1, b"junk", "checkpoint 1: not a training state blob"),
-    (2, 1, "at step 2 cursor 2, expected 4"),
-    (1, 2, "at step 4 cursor 4, expected 2"),
+    (2, 1, "at step 2 cursor 82, expected 4 and 84"),
+    (1, 2, "at step 4 cursor 84, expected 2 and 82"),
 ])
 def test_a_checkpoint_at_the_wrong_place_is_invalid(trainer, model, honest, index, blob, message):
     blob = honest.checkpoints[blob] if isinstance(blob, int) else blob
     with pytest.raises(InvalidCheckpoint, match=message):
         load_checkpoint(trainer, model, SEED, index, blob)
+
+
+def test_a_checkpoint_of_another_rounds_place_in_the_schedule_is_invalid(trainer, model, honest):
+    """The data cursor is the chain's global step, which sets the learning rate: a miner
+    cannot train its unit at an earlier round's (higher) rates."""
+    state = decode_state(trainer.layout, honest.checkpoints[1])
+    state.data_cursor -= SEED.start
+    with pytest.raises(InvalidCheckpoint, match="at step 2 cursor 2, expected 2 and 82"):
+        load_checkpoint(trainer, model, SEED, 1, encode_state(trainer.layout, state))

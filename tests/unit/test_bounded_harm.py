@@ -16,6 +16,7 @@ from node.types.transactions import FraudProof
 from node.uPoW.aggregation import clipped_deltas, eval_loss_bits, outer_step
 from node.uPoW.bounds import _first_beyond, adamw_bounds
 from node.uPoW.data import eval_batch
+from node.uPoW.data import UnitStream
 from node.uPoW.model_state import ModelState, encode_model, model_root
 from node.uPoW.replay import InvalidCheckpoint, confirm_fraud, load_checkpoint
 from node.uPoW.state import TrainingState, decode_state, encode_state
@@ -24,7 +25,7 @@ from node.uPoW.work import (UnitWork, commitment_for, decode_delta, encode_delta
                             float32_from_bits, train_unit, unit_delta)
 from node.uPoW.work_oracle import BlobWorkOracle
 
-SEEDS = (1, 2, 3)
+SEEDS = (UnitStream(1), UnitStream(2), UnitStream(3))
 UNMEASURED = 0x7FC00000  # the genesis model's loss bits: NaN, never measured
 # honest training configurations besides the tiny genesis': a leaf every step (the
 # devnet's), and a hot one with beta1^2 > beta2, strong decay and clipping that bites

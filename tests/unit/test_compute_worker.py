@@ -8,19 +8,21 @@ import sys
 import time
 
 from node.storage.blobstore import BlobStore
+from node.uPoW.data import UnitStream
 from node.uPoW.model_state import ModelState, encode_model
 from node.uPoW.trainer import Trainer
 from node.uPoW.unit_compute import ComputeWorker
 from node.uPoW.work import UnitWork, commitment_for, decode_leaves, train_unit
 
-SEED = 7
+SEED = UnitStream(7, 120)
+NEXT_SEED = UnitStream(8, 120)
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def train_on_the_next_data_seed(trainer: Trainer, model: ModelState, data_seed: int) -> UnitWork:
+def train_on_the_next_data_seed(trainer: Trainer, model: ModelState, stream: UnitStream) -> UnitWork:
     """A cheat: the unit trained on another data stream than the one assigned.  Module
     level, so that the worker process gets it by name."""
-    return train_unit(trainer, model, data_seed + 1)
+    return train_unit(trainer, model, UnitStream(stream.seed + 1, stream.start))
 
 
 def test_the_worker_trains_with_its_unit_trainer_publishes_and_replays(trainer, model, tmp_path):
@@ -36,7 +38,7 @@ def test_the_worker_trains_with_its_unit_trainer_publishes_and_replays(trainer, 
         await worker.publish(3, 0, [0, n - 1])
         leaves = decode_leaves(blobs.get(trained.commitment.leaves_hash.hex()))
         replays = [await worker.replay(model_root, seed, n - 1, leaves[n - 1],
-                                       trained.commitment.delta_hash) for seed in (SEED, SEED + 1)]
+                                       trained.commitment.delta_hash) for seed in (SEED, NEXT_SEED)]
         await worker.forget_before(4)
         return trained, leaves, replays
 
@@ -44,7 +46,7 @@ def test_the_worker_trains_with_its_unit_trainer_publishes_and_replays(trainer, 
         trained, leaves, (as_assigned, as_trained) = asyncio.run(main())
     finally:
         worker.close()
-    cheat = train_unit(trainer, model, SEED + 1)
+    cheat = train_unit(trainer, model, NEXT_SEED)
     assert trained.commitment == commitment_for(3, 0, 0, model_root, cheat)
     assert leaves == cheat.leaves and blobs.has(trained.commitment.delta_hash.hex())
     assert [blobs.has(leaf.hex()) for leaf in leaves] == [i in (0, n - 1) for i in range(n + 1)]

@@ -113,8 +113,8 @@ def _commit(r: Round) -> dict[str, UnitWork]:
     trainer, model = Trainer(g), genesis_model(g)
     works = {}
     for name in ("honest", "cheat"):
-        work = train_unit(trainer, model, assign_unit(r.chain.genesis_hash, r.parties[name].key.public_key,
-                                                      0).data_seed)
+        assignment = assign_unit(r.chain.genesis_hash, r.parties[name].key.public_key, 0)
+        work = train_unit(trainer, model, assignment.stream(trainer.genesis.training, 0))
         works[name] = fake_checkpoints(trainer, work, [5]) if name == "cheat" else work
         for blob in (works[name].leaves_blob, works[name].delta_blob, *works[name].checkpoints):
             r.parties[name].blobs.put(blob)

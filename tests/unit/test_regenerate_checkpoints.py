@@ -10,6 +10,7 @@ import shutil
 from node.storage.blobstore import BlobStore
 from node.types.crypto import SigningKey, sha256
 from node.uPoW.assignment import assign_unit
+from node.uPoW.data import UnitStream
 from node.uPoW.evidence import evidence_lock
 from node.uPoW.mining import Miner
 from node.uPoW.model_state import encode_model
@@ -27,24 +28,25 @@ def _trained_then_crashed(trainer, model, blob_root):
     compute = UnitCompute(trainer.genesis, BlobStore(blob_root))
     model_root = bytes.fromhex(compute.blobs.put(encode_model(model)))
     assignment = assign_unit(START_HASH, MINER, UNIT)
-    trained = compute.train(ROUND, UNIT, assignment.shard, model_root, assignment.data_seed)
-    return compute, trained.commitment, assignment.data_seed
+    stream = assignment.stream(trainer.genesis.training, ROUND)
+    trained = compute.train(ROUND, UNIT, assignment.shard, model_root, stream)
+    return compute, trained.commitment, stream
 
 
 def test_a_restarted_compute_publishes_the_challenged_checkpoints_byte_for_byte(
         trainer, model, tmp_path):
     n = trainer.genesis.training.segments
     challenged = [1, n - 1]
-    first, commitment, data_seed = _trained_then_crashed(trainer, model, tmp_path / "first")
+    first, commitment, stream = _trained_then_crashed(trainer, model, tmp_path / "first")
     # the blob directory as the crash left it, for the compute of the restarted node
     shutil.copytree(tmp_path / "first", tmp_path / "restarted")
     restarted = UnitCompute(trainer.genesis, BlobStore(tmp_path / "restarted"))
 
     assert restarted.publish(ROUND, UNIT, challenged) is None  # nothing kept in memory
-    assert restarted.held_evidence(commitment, data_seed, challenged) is None
-    regenerated = restarted.publish_regenerated(commitment, data_seed, challenged)
+    assert restarted.held_evidence(commitment, stream, challenged) is None
+    regenerated = restarted.publish_regenerated(commitment, stream, challenged)
     # once stored, a later restart finds the same digests by replaying the segments
-    assert restarted.held_evidence(commitment, data_seed, challenged) == regenerated
+    assert restarted.held_evidence(commitment, stream, challenged) == regenerated
 
     # what the first would have stored, and the digests its commitment locks
     assert first.publish(ROUND, UNIT, challenged) == regenerated
@@ -64,13 +66,13 @@ def test_a_commitment_the_regenerated_work_does_not_match_publishes_nothing(
         trainer, model, tmp_path):
     n = trainer.genesis.training.segments
     challenged = [0, n - 1]
-    _, commitment, data_seed = _trained_then_crashed(trainer, model, tmp_path / "blobs")
+    _, commitment, stream = _trained_then_crashed(trainer, model, tmp_path / "blobs")
     restarted = UnitCompute(trainer.genesis, BlobStore(tmp_path / "blobs"))
     leaves = decode_leaves(restarted.blobs.get(commitment.leaves_hash.hex()))
     not_this_work = dataclasses.replace(commitment, delta_hash=sha256(b"another delta"))
 
-    assert restarted.publish_regenerated(not_this_work, data_seed, challenged) is None
-    assert restarted.publish_regenerated(commitment, data_seed + 1, challenged) is None
+    assert restarted.publish_regenerated(not_this_work, stream, challenged) is None
+    assert restarted.publish_regenerated(commitment, UnitStream(stream.seed + 1, stream.start), challenged) is None
     assert not any(restarted.blobs.has(leaf.hex()) for leaf in leaves)
 
 
@@ -85,12 +87,12 @@ class _Worker:
         self.calls.append(("publish", round_, unit, segments))
         return [bytes(32)] * len(segments) if self.held else None
 
-    async def held_evidence(self, commitment, data_seed, segments):
-        self.calls.append(("held_evidence", commitment, data_seed, segments))
+    async def held_evidence(self, commitment, stream, segments):
+        self.calls.append(("held_evidence", commitment, stream, segments))
         return None
 
-    async def publish_regenerated(self, commitment, data_seed, segments):
-        self.calls.append(("publish_regenerated", commitment, data_seed, segments))
+    async def publish_regenerated(self, commitment, stream, segments):
+        self.calls.append(("publish_regenerated", commitment, stream, segments))
         return [bytes(32)] * len(segments)
 
     async def forget_before(self, round_):
@@ -109,7 +111,7 @@ def _answer_challenge(genesis, worker, commitment, height: int) -> None:
 def test_a_restarted_miner_answers_the_commitments_on_chain_re_training_only_what_it_lost(
         trainer, model, tmp_path):
     genesis = trainer.genesis
-    _, commitment, data_seed = _trained_then_crashed(trainer, model, tmp_path / "blobs")
+    _, commitment, stream = _trained_then_crashed(trainer, model, tmp_path / "blobs")
     schedule = RoundSchedule.from_genesis(genesis)
     challenge_height = schedule.challenge_height(ROUND)
 
@@ -121,7 +123,7 @@ def test_a_restarted_miner_answers_the_commitments_on_chain_re_training_only_wha
     _answer_challenge(genesis, lost, commitment, challenge_height)
     assert [c[0] for c in lost.calls] == ["publish", "held_evidence", "publish_regenerated",
                                           "forget_before"]
-    assert lost.calls[2][1:3] == (commitment, data_seed)
+    assert lost.calls[2][1:3] == (commitment, stream)
 
     too_late = _Worker(held=False)
     _answer_challenge(genesis, too_late, commitment, schedule.close_height(ROUND))

@@ -15,6 +15,7 @@ from node.types.crypto import SigningKey, sha256
 from node.types.merkle import merkle_root
 from node.types.transactions import FraudProof, RegisterAuditor, RegisterMiner
 from node.uPoW.assignment import assign_unit
+from node.uPoW.data import UnitStream
 from node.uPoW.model_state import genesis_model, genesis_model_root
 from node.uPoW.state import decode_state, encode_state
 from node.uPoW.trainer import Trainer
@@ -31,11 +32,11 @@ MINERS = {name: SigningKey(sha256(name.encode())) for name in
 BOND = 10_000_000  # the genesis minimum, which makes a fake lose at this genesis' detection rate
 
 
-def _cheat_work(name: str, trainer: Trainer, model, data_seed: int):
+def _cheat_work(name: str, trainer: Trainer, model, stream: UnitStream):
     """The unit each miner commits to, honest or not."""
     if name == "other_data":
-        return train_unit(trainer, model, data_seed + 1)
-    work = train_unit(trainer, model, data_seed)
+        return train_unit(trainer, model, UnitStream(stream.seed + 1, stream.start))
+    work = train_unit(trainer, model, stream)
     if name == "fake_checkpoint":
         # the checkpoint before the last is made up: a plausible state, but not trained
         fake = decode_state(trainer.layout, work.checkpoints[-2])
@@ -72,7 +73,7 @@ def test_cheaters_are_caught_slashed_and_unpaid_while_the_honest_miner_is_paid(r
     works = {}
     for name, key in MINERS.items():
         assignment = assign_unit(r.chain.genesis_hash, key.public_key, 0)
-        works[name] = _cheat_work(name, trainer, model, assignment.data_seed)
+        works[name] = _cheat_work(name, trainer, model, assignment.stream(trainer.genesis.training, 0))
         if name != "withholder":
             r.parties[name].blobs.put(works[name].leaves_blob)
             r.parties[name].blobs.put(works[name].delta_blob)

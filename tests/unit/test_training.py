@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from node.types.genesis import load_genesis
 from node.uPoW.data import train_batch
+from node.uPoW.data import UnitStream
 from node.uPoW.export import export_safetensors
 from node.uPoW.state import NonFiniteStateError, state_hash
 from node.uPoW.torch_gpt import torch_gpt_loss
@@ -47,7 +48,7 @@ def test_state_hash_is_the_same_for_any_thread_count_and_repeat(trainer):
 
 def test_the_data_seed_changes_the_training(trainer):
     numba.set_num_threads(1)
-    a, b = trainer.initial_state(data_seed=1), trainer.initial_state(data_seed=2)
+    a, b = trainer.initial_state(UnitStream(1)), trainer.initial_state(UnitStream(2))
     trainer.train(a, 2)
     trainer.train(b, 2)
     assert state_hash(trainer.layout, a) != state_hash(trainer.layout, b)

@@ -56,7 +56,7 @@ def _commit(r: Round, fake: list[int] | None = None) -> dict[str, UnitWork]:
     works = {}
     for name in ("honest", "cheat"):
         key = r.parties[name].key.public_key
-        work = train_unit(trainer, model, assign_unit(r.chain.genesis_hash, key, 0).data_seed)
+        work = train_unit(trainer, model, assign_unit(r.chain.genesis_hash, key, 0).stream(r.genesis.training, 0))
         works[name] = fake_checkpoints(trainer, work, fake) if name == "cheat" and fake else work
         r.parties[name].blobs.put(works[name].leaves_blob)
         r.parties[name].blobs.put(works[name].delta_blob)
@@ -207,7 +207,7 @@ def test_an_auditor_whose_pass_is_disproven_is_slashed(r):
     proofs = []
     auditor = r.auditor(prover, proofs.append)
     task = AuditTask(0, CHEAT.public_key, 0, r.chain.state.commitment(0, CHEAT.public_key, 0),
-                     assign_unit(r.chain.genesis_hash, CHEAT.public_key, 0).data_seed, _challenged(r, "cheat"))
+                     assign_unit(r.chain.genesis_hash, CHEAT.public_key, 0).stream(r.genesis.training, 0), _challenged(r, "cheat"))
     assert asyncio.run(auditor.audit(task))
     [proof] = proofs
     assert isinstance(proof, FraudProof) and proof.segment in _challenged(r, "cheat")

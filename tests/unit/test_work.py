@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from node.types.genesis import load_genesis
 from node.types.merkle import merkle_root
 from node.uPoW.aggregation import eval_loss_bits, outer_step
+from node.uPoW.data import UnitStream
 from node.uPoW.model import ParameterLayout
 from node.uPoW.model_state import BlobFormatError, ModelState, decode_model, encode_model
 from node.uPoW.oracle import KERNEL_VERSION
@@ -23,11 +24,11 @@ BASE = load_genesis()
 
 @pytest.fixture(scope="module")
 def work(trainer, model):
-    return train_unit(trainer, model, data_seed=7)
+    return train_unit(trainer, model, UnitStream(7))
 
 
 def _trained_state(trainer: Trainer, model: ModelState, steps: int) -> TrainingState:
-    state = unit_start_state(trainer, model, 7)
+    state = unit_start_state(trainer, model, UnitStream(7))
     trainer.train(state, steps)
     return state
 
@@ -42,7 +43,7 @@ def test_state_blob_round_trips_and_is_what_the_hash_digests(trainer, model):
 
 
 def test_a_non_finite_state_is_never_encoded(trainer, model):
-    state = unit_start_state(trainer, model, 7)
+    state = unit_start_state(trainer, model, UnitStream(7))
     state.adam_v[3] = np.float32(np.inf)
     with pytest.raises(NonFiniteStateError, match="adam_v"):
         encode_state(trainer.layout, state)
@@ -56,13 +57,13 @@ def test_a_non_finite_state_is_never_encoded(trainer, model):
     (lambda b: b[:-4] + np.float32(np.nan).tobytes(), "NaN or Inf in adam_v"),
 ])
 def test_decode_state_refuses_malformed_blobs(trainer, model, mutate, message):
-    blob = encode_state(trainer.layout, unit_start_state(trainer, model, 7))
+    blob = encode_state(trainer.layout, unit_start_state(trainer, model, UnitStream(7)))
     with pytest.raises(BlobFormatError, match=message):
         decode_state(trainer.layout, mutate(blob))
 
 
 def test_a_state_of_another_layout_is_refused(trainer, model):
-    blob = encode_state(trainer.layout, unit_start_state(trainer, model, 7))
+    blob = encode_state(trainer.layout, unit_start_state(trainer, model, UnitStream(7)))
     with pytest.raises(BlobFormatError, match="expected"):
         decode_state(ParameterLayout(BASE.model), blob)
 
@@ -114,10 +115,10 @@ def test_decoders_give_a_round_trip_or_a_blob_format_error(trainer, model, work,
 
 
 def test_train_unit_is_deterministic_and_follows_the_data_seed(trainer, model, work):
-    again = train_unit(trainer, model, data_seed=7)
+    again = train_unit(trainer, model, UnitStream(7))
     assert again.leaves == work.leaves and again.delta_blob == work.delta_blob
     assert again.loss_trace == work.loss_trace
-    other = train_unit(trainer, model, data_seed=8)
+    other = train_unit(trainer, model, UnitStream(8))
     assert other.leaves[0] != work.leaves[0] and other.leaves[-1] != work.leaves[-1]
     assert other.delta_hash != work.delta_hash
 
@@ -129,7 +130,7 @@ def test_leaves_root_checkpoints_and_delta_agree(trainer, model, work):
     assert [decode_state(trainer.layout, c).step for c in work.checkpoints] == list(range(0, steps + 1, k))
     assert decode_leaves(work.leaves_blob) == work.leaves
     assert work.checkpoint_root == merkle_root(work.leaves)
-    start = unit_start_state(trainer, model, 7)
+    start = unit_start_state(trainer, model, UnitStream(7))
     assert work.leaves[0] == bytes.fromhex(state_hash(trainer.layout, start))
     end = _trained_state(trainer, model, steps)
     assert work.leaves[-1] == bytes.fromhex(state_hash(trainer.layout, end))
@@ -141,7 +142,7 @@ def test_leaves_root_checkpoints_and_delta_agree(trainer, model, work):
 
 def test_train_unit_reports_every_step(trainer, model):
     seen = []
-    train_unit(trainer, model, data_seed=7, on_step=seen.append)
+    train_unit(trainer, model, UnitStream(7), on_step=seen.append)
     assert [r.step for r in seen] == list(range(1, trainer.genesis.training.steps_per_unit + 1))
 
 
