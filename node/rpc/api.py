@@ -24,7 +24,6 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from node.net.blob_fetch import MAX_BLOB_BYTES
 from node.net.rpc_client import decode_fraud_proof_upload, fraud_proof_upload_cap
 from node.types.blocks import Block, BlockHeader, RoundClose
 from node.state.chain import Chain
@@ -42,6 +41,7 @@ from node.rpc.status import NodeStatus, status_json
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from node.types.transactions import Bond, FraudProof, SignedTx, Transfer, Unbond, decode_tx
 from node.uPoW.rounds import RoundSchedule
+from node.uPoW.state import blob_limit
 
 MAX_HEADERS = 1000  # per /headers request
 BODY_TIMEOUT_S = 10
@@ -204,7 +204,7 @@ async def _post_fraud_proof(api: NodeAPI, request: web.Request) -> web.Response:
     max_bytes = api.chain.genesis.consensus.max_tx_bytes
 
     async def read() -> tuple[SignedTx, bytes]:
-        body = await _read_capped(request, fraud_proof_upload_cap(max_bytes, MAX_BLOB_BYTES))
+        body = await _read_capped(request, fraud_proof_upload_cap(max_bytes, blob_limit(api.chain.genesis)))
         try:
             return decode_fraud_proof_upload(body, max_bytes)
         except DecodeError as exc:

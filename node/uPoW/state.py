@@ -15,6 +15,8 @@ import struct
 
 import numpy as np
 
+from node.net.blob_fetch import MAX_BLOB_BYTES
+from node.types.genesis import Genesis
 from node.uPoW.data import UnitStream
 from node.uPoW.model import ParameterLayout, TensorSpec, init_parameters
 from node.uPoW.model_state import BlobFormatError
@@ -81,12 +83,28 @@ def state_hash(layout: ParameterLayout, state: TrainingState) -> str:
     return hashlib.sha256(encode_state(layout, state)).hexdigest()
 
 
+def _headers(layout: ParameterLayout) -> list[tuple[str, TensorSpec, bytes]]:
+    return [(group, spec, _tensor_header(group, spec)) for group in _GROUPS for spec in layout.tensors]
+
+
+def state_blob_size(layout: ParameterLayout) -> int:
+    """The bytes of every encoded training state of this layout."""
+    return (len(STATE_DOMAIN) + _HEADER.size + sum(len(h) for _, _, h in _headers(layout))
+            + 4 * len(_GROUPS) * layout.size)
+
+
+def blob_limit(genesis: Genesis) -> int:
+    """The most bytes a blob of this chain may hold, as nodes fetch and accept them: a
+    training state (a checkpoint), the largest blob a chain makes (a model holds two of
+    its three groups, a delta one), or MAX_BLOB_BYTES, which bounds the rest (leaves,
+    snapshot manifests and chunks), whichever is more."""
+    return max(MAX_BLOB_BYTES, state_blob_size(ParameterLayout(genesis.model)))
+
+
 def decode_state(layout: ParameterLayout, blob: bytes) -> TrainingState:
     """The state encode_state wrote, for this layout; BlobFormatError if blob is not one."""
-    headers = [(group, spec, _tensor_header(group, spec)) for group in _GROUPS
-               for spec in layout.tensors]
-    expected = (len(STATE_DOMAIN) + _HEADER.size + sum(len(h) for _, _, h in headers)
-                + 4 * len(_GROUPS) * layout.size)
+    headers = _headers(layout)
+    expected = state_blob_size(layout)
     if not blob.startswith(STATE_DOMAIN):
         raise BlobFormatError("not a training state blob: bad domain")
     if len(blob) != expected:

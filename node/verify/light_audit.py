@@ -20,7 +20,7 @@ from typing import Any, Callable, TypeVar
 
 import aiohttp
 
-from node.net.blob_fetch import MAX_BLOB_BYTES, BlobFetcher
+from node.net.blob_fetch import BlobFetcher
 from node.net.rpc_client import (FRAUD_PROOFS_PATH, TXS_PATH, AccountReply, AsyncRpcClient, RpcError,
                                  account_path, block_path, encode_fraud_proof_upload, read_account,
                                  read_block)
@@ -34,6 +34,7 @@ from node.types.transactions import (Bond, EvidenceDispute, FraudProof, Register
 from node.uPoW.data import UnitStream
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
+from node.uPoW.state import blob_limit
 from node.uPoW.unit_compute import UnitCompute
 from node.verify.auditor import Auditor, assigned_tasks, prune_unit_blobs
 from node.verify.chain_follow import ChainFollowError, FollowedChain
@@ -273,7 +274,7 @@ class LightAuditor:
         return self.compute.replay(model_root, stream, segment, start, committed_delta)
 
     async def _fetch(self, digest: bytes) -> bool:
-        return await self.fetcher.ensure(digest, self.peers, MAX_BLOB_BYTES)
+        return await self.fetcher.ensure(digest, self.peers, blob_limit(self.genesis))
 
     async def _audit_round(self, round_: int) -> None:
         view = self.rounds.get(round_)

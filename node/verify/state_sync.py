@@ -35,6 +35,7 @@ from node.storage.chainstore import ChainStore
 from node.types.blocks import Block, CommitCertificate
 from node.types.codec import DecodeError
 from node.types.genesis import Genesis
+from node.uPoW.state import blob_limit
 from node.verify.chain_follow import ChainFollowError, FollowedChain
 
 log = logging.getLogger("uponode.state_sync")
@@ -179,7 +180,7 @@ class StateSync:
             raise SnapshotError("the state holds no model record") from None
         if self.blobs.has(model.root.hex()):
             return
-        blob = await fetch_blob(session, sources, model.root, MAX_BLOB_BYTES)
+        blob = await fetch_blob(session, sources, model.root, blob_limit(self.genesis))
         if blob is None:
             raise SnapshotError(f"no peer serves the model {model.root.hex()[:16]} of round {model.round}")
         self.blobs.put(blob)

@@ -15,13 +15,14 @@ import logging
 import time
 from typing import Callable, Sequence
 
-from node.net.blob_fetch import MAX_BLOB_BYTES, BlobFetcher
+from node.net.blob_fetch import BlobFetcher
 from node.rpc.metrics import Metrics
 from node.rpc.status import WorkProgress
 from node.state.chain import Chain
 from node.types.genesis import Genesis
 from node.uPoW.mining import Miner
 from node.uPoW.rounds import AUDIT, RoundSchedule
+from node.uPoW.state import blob_limit
 from node.uPoW.unit_compute import ComputeWorker
 from node.types.transactions import DeltaWithheld, FraudProof, RegisterMiner
 from node.verify.auditor import Auditor, assigned_tasks, prune_checkpoints
@@ -45,6 +46,7 @@ class RoundWork:
         self.addresses = addresses
         self.submit = submit
         self.schedule = RoundSchedule.from_genesis(genesis)
+        self.blob_limit = blob_limit(genesis)
         self.metrics = metrics
         self.miner = Miner(genesis, me, worker, submit, lambda: chain.height, self._trained)
         self.auditor = Auditor(genesis, me, fetcher.store, self.fetch, worker.replay, self._audit_submit)
@@ -55,7 +57,7 @@ class RoundWork:
         self.progress = WorkProgress()  # what /status shows of this node's own work
 
     async def fetch(self, digest: bytes) -> bool:
-        return await self.fetcher.ensure(digest, list(self.addresses()), MAX_BLOB_BYTES)
+        return await self.fetcher.ensure(digest, list(self.addresses()), self.blob_limit)
 
     def fetch_soon(self, digest: bytes) -> None:
         """Fetch a blob in the background (one a block check found missing)."""

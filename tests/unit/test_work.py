@@ -1,5 +1,6 @@
 """A unit of work: its blobs round-trip and refuse malformed bytes, training it is
 deterministic, and its leaves, root and delta agree; the outer step and eval bits."""
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.net.blob_fetch import MAX_BLOB_BYTES
 from node.types.genesis import load_genesis
 from node.types.merkle import merkle_root
 from node.uPoW.aggregation import eval_loss_bits, outer_step
@@ -14,7 +16,8 @@ from node.uPoW.data import UnitStream
 from node.uPoW.model import ParameterLayout
 from node.uPoW.model_state import BlobFormatError, ModelState, decode_model, encode_model
 from node.uPoW.oracle import KERNEL_VERSION
-from node.uPoW.state import NonFiniteStateError, TrainingState, decode_state, encode_state, state_hash
+from node.uPoW.state import (NonFiniteStateError, TrainingState, blob_limit, decode_state, encode_state,
+                             state_blob_size, state_hash)
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import (commitment_for, decode_delta, decode_leaves, encode_delta,
                             encode_leaves, train_unit, unit_delta, unit_start_state)
@@ -40,6 +43,19 @@ def test_state_blob_round_trips_and_is_what_the_hash_digests(trainer, model):
     back = decode_state(trainer.layout, blob)
     assert (back.step, back.data_seed, back.data_cursor) == (2, 7, 2)
     assert encode_state(trainer.layout, back) == blob
+
+
+def test_the_blob_limit_fits_a_checkpoint_of_any_model_size(trainer, model):
+    """Nodes fetch and accept blobs up to the chain's limit: at least MAX_BLOB_BYTES, and
+    a whole training state however large the genesis model (a 25M-parameter one is
+    306 MB)."""
+    blob = encode_state(trainer.layout, unit_start_state(trainer, model, UnitStream(7)))
+    assert state_blob_size(trainer.layout) == len(blob)
+    assert blob_limit(BASE) == MAX_BLOB_BYTES > len(blob)
+    large = dataclasses.replace(BASE, model=dataclasses.replace(
+        BASE.model, context_length=256, n_layer=8, n_head=8, n_embd=512))
+    size = state_blob_size(ParameterLayout(large.model))
+    assert blob_limit(large) == size > 300e6
 
 
 def test_a_non_finite_state_is_never_encoded(trainer, model):
