@@ -8,11 +8,11 @@ import pytest_asyncio
 from aiohttp import web
 
 from node.net.rpc_client import FRAUD_PROOFS_PATH, encode_fraud_proof_upload
-from node.rpc import api as rpc
 from node.state.mempool import MempoolError
 from node.storage.chainstore import ChainStore
 from node.types.crypto import sha256
 from node.types.transactions import FraudProof, Transfer, sign_tx
+from node.uPoW.state import blob_limit
 from tests.integration.test_rpc import FEE, GENESIS, USER, build_chain, expect_error, make_api, make_app
 
 pytestmark = pytest.mark.asyncio
@@ -95,10 +95,10 @@ async def test_an_upload_that_does_not_read_is_a_400(client, admissions, body, n
     assert admissions.calls == []
 
 
-async def test_an_upload_over_the_cap_is_a_413(client, admissions, monkeypatch):
-    monkeypatch.setattr(rpc, "MAX_BLOB_BYTES", 1000)
-    # the cap leaves room for the largest transaction the genesis allows beside the blob
-    cap = 4 + GENESIS.consensus.max_tx_bytes + 1000
+async def test_an_upload_over_the_cap_is_a_413(client, admissions):
+    # the cap leaves room for the largest transaction the genesis allows beside the
+    # largest blob of its chain
+    cap = 4 + GENESIS.consensus.max_tx_bytes + blob_limit(GENESIS)
     body = encode_fraud_proof_upload(PROOF, b"x" * (cap + 1 - 4 - len(PROOF.encode())))
     assert len(body) == cap + 1
     await expect_error(await client.post(FRAUD_PROOFS_PATH, data=body), 413, "exceeds")
