@@ -15,10 +15,12 @@ BASE = load_genesis()
 
 def tiny_genesis(directory: pathlib.Path) -> Genesis:
     """The devnet genesis with a model and unit small enough for unit tests:
-    6 steps, a checkpoint every 2 (3 segments, 4 leaves)."""
+    6 steps, a checkpoint every 2 (3 segments, 4 leaves), at the devnet's peak rate
+    throughout (its warmup would span the whole of these tests' training)."""
     raw = json.loads((BASE.directory / "devnet.json").read_text())
     raw["model"].update(n_layer=1, n_embd=32, n_head=2, context_length=16)
-    raw["training"].update(batch_size=2, steps_per_unit=6, checkpoint_every=2)
+    raw["training"].update(batch_size=2, steps_per_unit=6, checkpoint_every=2, lr_schedule="constant",
+                           lr_warmup_steps=0)
     raw["eval"].update(batches=2)
     corpus = directory / raw["corpus"]["path"]
     corpus.parent.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,11 @@ from node.uPoW.state import NonFiniteStateError, state_hash
 from node.uPoW.torch_gpt import torch_gpt_loss
 from node.uPoW.trainer import Trainer
 
-# devnet genesis, data seed from the genesis, 20 steps
-GOLDEN_STATE_HASH_20 = "f6a82bba1e129b5c6b395d71a5ea6e6242083cca9a0b079fb813822f01e7bb52"
+# devnet genesis, data seed from the genesis, 20 steps.  Changed on purpose on 2026-12-03:
+# the genesis's new learning-rate schedule (training.lr_schedule inverse_sqrt, 80 warmup
+# steps to a peak of 0.004; these 20 steps run at 0.00005 to 0.001).  It was
+# f6a82bba1e129b5c6b395d71a5ea6e6242083cca9a0b079fb813822f01e7bb52 at a constant 0.002.
+GOLDEN_STATE_HASH_20 = "ec2a785861eddd5b919afef8d2985b85e29182002b3d2c3d82728263bd817c03"
 
 GENESIS = load_genesis()
 
