@@ -1,6 +1,7 @@
 """Benchmark the cost of auditing a unit against the cost of mining it, in one process.
 
     python scripts/bench_audit.py [--genesis FILE] [--repeats 3] [--choosers N]
+    python scripts/bench_audit.py --genesis genesis/testnet.json --one-segment
 
 Mining is train_unit at the genesis's parameters (every checkpoint encoded and
 hashed).  Auditing is what the unit's challenge asks of all its auditors together:
@@ -10,6 +11,12 @@ draw its auditor checks the start checkpoint, replays the draw's segments
 (audit_segments random draws and always the last) and recomputes the delta from the
 last checkpoint.  Also prints the chance that a miner faking a fraction f of its
 segments is caught by one honest draw.  Prints one JSON object.
+
+With --one-segment (for a model whose unit a CPU cannot train in a benchmark's time,
+as the testnet's): one training step and the replay of one challenged segment from an
+encoded checkpoint, both on this CPU, and the share of a unit's steps the challenge
+replays; a GPU miner's audit fraction in time is that share times its step time over
+the auditor's.
 """
 import argparse
 import json
@@ -54,15 +61,47 @@ def _best_of_5(fn) -> float:
     return min(times)
 
 
+def one_segment(genesis, choosers: int) -> dict:
+    """The CPU's seconds for one step and for one challenged segment's replay."""
+    training = genesis.training
+    trainer = Trainer(genesis)
+    model = genesis_model(genesis)
+    stream = UnitStream(1)
+    warm = unit_start_state(trainer, model, stream)
+    trainer.step(warm)  # loads the compiled kernels outside the timings
+    step_s = min(_timed(lambda: trainer.step(warm)) for _ in range(3))
+    start = encode_state(trainer.layout, trainer.host_state(unit_start_state(trainer, model, stream)))
+    replay_s = _timed(lambda: replay_segment(trainer, model, stream, 0, start))
+    replayed = choosers * (training.audit_segments + 1) * training.checkpoint_every
+    return {"genesis": genesis.chain_id, "parameters": trainer.layout.size,
+            "tokens_per_step": trainer.tokens_per_step, "steps_per_unit": training.steps_per_unit,
+            "checkpoint_every": training.checkpoint_every, "audit_segments": training.audit_segments,
+            "choosers": choosers, "threads": numba.get_num_threads(), "cpus": os.cpu_count(),
+            "checkpoint_bytes": len(start), "cpu_step_s": round(step_s, 3),
+            "cpu_segment_replay_s": round(replay_s, 3), "steps_replayed_per_unit": replayed,
+            "replayed_share_of_unit": round(replayed / training.steps_per_unit, 4)}
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--genesis", help="genesis file (default: the devnet genesis)")
     parser.add_argument("--repeats", type=int, default=3, help="units mined and audited")
     parser.add_argument("--choosers", type=int,
                         help="draws per unit (default: n // 3 + 1 for the genesis's n validators)")
+    parser.add_argument("--one-segment", action="store_true",
+                        help="time one CPU step and one segment's replay instead of whole units")
     args = parser.parse_args()
     genesis = load_genesis(args.genesis)
     choosers = args.choosers or len(genesis.validators) // 3 + 1
+    if args.one_segment:
+        print(json.dumps(one_segment(genesis, choosers)))
+        return
     training = genesis.training
     n = training.segments
     trainer = Trainer(genesis)

@@ -36,6 +36,7 @@ from genesis.builder import build_devnet  # noqa: E402
 from node.storage.config import NodeConfig, render_config  # noqa: E402
 from node.storage.home import init_home, read_key_file  # noqa: E402
 from node.types.errors import CommandError  # noqa: E402
+from node.types.genesis import DEFAULT_GENESIS, GenesisError  # noqa: E402
 
 STATE_FILE = "devnet.json"
 READY_TIMEOUT_S = 120
@@ -84,7 +85,8 @@ def _compile_kernels(genesis_path: pathlib.Path) -> None:
 
 def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: int,
        n_accounts: int = 0, block_interval_ms: int | None = None, mine: bool = True,
-       n_archives: int = 0, units: list[int] | None = None) -> dict:
+       n_archives: int = 0, units: list[int] | None = None,
+       base_genesis: pathlib.Path = DEFAULT_GENESIS) -> dict:
     if n_validators < 1:
         raise DevnetError("--validators must be 1 or more")
     if not 0 <= n_archives <= n_validators:
@@ -99,7 +101,8 @@ def up(n_validators: int, n_auditors: int, directory: pathlib.Path, base_port: i
         units = units * n_validators
     if len(units) != n_validators:
         raise DevnetError(f"--units: one count, or one per validator ({n_validators}), got {len(units)}")
-    genesis_path = build_devnet(n_validators, directory, funded_accounts=n_accounts + n_auditors, units=units)
+    genesis_path = build_devnet(n_validators, directory, funded_accounts=n_accounts + n_auditors,
+                                base=base_genesis, units=units)
     if block_interval_ms is not None:
         raw = json.loads(genesis_path.read_text())
         raw["consensus"]["block_interval_ms"] = block_interval_ms
@@ -215,6 +218,9 @@ def main() -> int:
                       help="validators only finalize blocks (for network benchmarks)")
     p_up.add_argument("--archives", type=int, default=0,
                       help="how many validators keep every block (uponode start --archive)")
+    p_up.add_argument("--genesis", type=pathlib.Path, default=DEFAULT_GENESIS, metavar="FILE",
+                      help="the genesis whose parameters the devnet takes, with fresh keys "
+                           "(default: genesis/devnet.json; genesis/testnet.json is sized for GPU miners)")
     p_up.add_argument("--units", type=_unit_counts, default=None, metavar="N[,N...]",
                       help="work units each validator takes a round: one count for all, or one per "
                            "validator (default 1; each unit is bonded)")
@@ -226,7 +232,7 @@ def main() -> int:
         if args.command == "up":
             state = up(args.validators, args.auditors, args.dir, args.base_port, args.accounts,
                        args.block_interval_ms, mine=not args.no_mine,
-                       n_archives=args.archives, units=args.units)
+                       n_archives=args.archives, units=args.units, base_genesis=args.genesis)
             for node in state["nodes"]:
                 print(f"{node['name']}  {node['url'] or 'light-audit'}  pid {node['pid']}")
         elif args.command == "status":
@@ -234,7 +240,7 @@ def main() -> int:
                 print("  ".join(f"{k}={v}" for k, v in row.items()))
         else:
             print(f"stopped {down(args.dir)} node(s)")
-    except (DevnetError, CommandError) as exc:
+    except (DevnetError, CommandError, GenesisError) as exc:
         print(f"devnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
