@@ -63,7 +63,7 @@ sys.path.insert(0, str(ROOT))
 from node.rpc.scrape import bytes_under  # noqa: E402
 from node.storage.home import BLOBS_DIR, DATA_DIR, read_key_file  # noqa: E402
 from scripts.bench_devnet import DEVNET, percentile  # noqa: E402
-from scripts.flood_watch import HonestProbe, node_rss_mb, vm_rss_kb  # noqa: E402
+from scripts.flood_watch import HonestProbe, tree_rss_kb  # noqa: E402
 
 VALIDATORS, AUDITORS = 4, 1
 DEFAULT_SKIP_ROUNDS = 4
@@ -247,13 +247,12 @@ class LogTail:
 
 def sample_node(node: dict, log: LogTail, close_height: int) -> NodeSample:
     home = pathlib.Path(node["home"])
-    tree_mb = node_rss_mb(node["pid"])
+    own_kb, tree_kb = tree_rss_kb(node["pid"])
     finalized = log.read()
     # only what the record needs: a soak keeps every round's sample until its summary
     near = {h: finalized[h] for h in (close_height - 1, close_height) if h in finalized}
     return NodeSample(home_bytes=bytes_under(home), blobs_bytes=bytes_under(home / BLOBS_DIR),
-                      data_bytes=bytes_under(home / DATA_DIR), rss_kb=vm_rss_kb(node["pid"]),
-                      tree_rss_kb=round(tree_mb * 1024),
+                      data_bytes=bytes_under(home / DATA_DIR), rss_kb=own_kb, tree_rss_kb=tree_kb,
                       state_entries=state_entries(node["url"]) if node["url"] else None, finalized=near)
 
 

@@ -56,14 +56,20 @@ def vm_rss_kb(pid: int) -> int:
     return 0  # gone, or a zombie
 
 
-def node_rss_mb(pid: int) -> float:
-    """Resident memory of pid and all its descendants, in MiB."""
-    children, total, todo = _children(), 0, [pid]
+def tree_rss_kb(pid: int) -> tuple[int, int]:
+    """(resident kB of pid, and of pid with all its descendants), each process read once."""
+    children, own = _children(), vm_rss_kb(pid)
+    total, todo = own, list(children.get(pid, []))
     while todo:
         current = todo.pop()
         total += vm_rss_kb(current)
         todo += children.get(current, [])
-    return total / 1024
+    return own, total
+
+
+def node_rss_mb(pid: int) -> float:
+    """Resident memory of pid and all its descendants, in MiB."""
+    return tree_rss_kb(pid)[1] / 1024
 
 
 async def consensus_messages(session: aiohttp.ClientSession, url: str) -> int | None:
