@@ -62,7 +62,7 @@ def chain_losses(genesis: Genesis, rounds: int, miners: int) -> list[float]:
         deltas = [decode_delta(trainer.layout,
                                train_unit(trainer, model, assign_unit(start_hash, key, 0).stream(genesis.training, round_)).delta_blob)
                   for key in keys]
-        closed = close_model(trainer, model, deltas, loss_bits)
+        closed = close_model(trainer, model, deltas, loss_bits, round_)
         if closed is not None:  # else the close keeps the model, as the chain would
             model, loss_bits = closed
         losses.append(float32_from_bits(loss_bits))

@@ -167,7 +167,8 @@ class TruthOracle:
     def confirm_fraud(self, model_root, assignment, commitment: WorkCommitment, proof: FraudProof) -> bool:
         return proof.segment in self.faked.get(commitment.checkpoint_root, frozenset())
 
-    def aggregate(self, model_root: bytes, delta_hashes: list[bytes], loss_bits: int) -> tuple[bytes, int]:
+    def aggregate(self, model_root: bytes, delta_hashes: list[bytes], loss_bits: int,
+                  round_: int) -> tuple[bytes, int]:
         return model_root, LOSS_BITS
 
 

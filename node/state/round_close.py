@@ -49,7 +49,7 @@ def close_round(t: Transition) -> tuple[RoundClose, ...]:
     units = _round_units(t, round_)
     _punish(t, round_, units)
     accepted = [u for u in units if u.outcome.status == ACCEPTED]
-    root, loss_bits = _next_model(t, [u.commitment for u in accepted])
+    root, loss_bits = _next_model(t, round_, [u.commitment for u in accepted])
     payments = _payments(t, accepted, t.proposer)
     epoch = round_ // t.consensus.epoch_rounds
     for unit in accepted:
@@ -143,14 +143,14 @@ def _punish(t: Transition, round_: int, units: list[_Unit]) -> None:
                 t.slash(auditor, e.fraud_slash_bps, fraud.prover, e.fraud_bounty_bps)
 
 
-def _next_model(t: Transition, accepted: list[WorkCommitment]) -> tuple[bytes, int]:
+def _next_model(t: Transition, round_: int, accepted: list[WorkCommitment]) -> tuple[bytes, int]:
     """(root, eval loss bits) of the next round's model: the outer step over the
     accepted deltas, or the current model if none was accepted or the step would
     harm it (WorkOracle.aggregate's fallback, judged against the current loss)."""
     model = t.model()
     if not accepted:
         return model.root, model.eval_loss_bits
-    return t.oracle.aggregate(model.root, [c.delta_hash for c in accepted], model.eval_loss_bits)
+    return t.oracle.aggregate(model.root, [c.delta_hash for c in accepted], model.eval_loss_bits, round_)
 
 
 def _payments(t: Transition, accepted: list[_Unit], proposer: bytes) -> tuple[Payment, ...]:

@@ -63,11 +63,12 @@ def eval_loss_bits(trainer: Trainer, params: np.ndarray) -> int:
     return int(loss.view(np.uint32))
 
 
-def clipped_deltas(genesis: Genesis, model: ModelState, deltas: list[np.ndarray]) -> np.ndarray:
-    """The deltas, one row each, clipped coordinate-wise to a unit's reach from model's
-    parameters, then each scaled down to at most NORM_FACTOR times the median delta's
-    L2 norm when there are MAJORITY_UNITS or more."""
-    clipped = adamw_bounds(genesis.training, genesis.model).clip_deltas(model.params, deltas)
+def clipped_deltas(genesis: Genesis, model: ModelState, deltas: list[np.ndarray], round_: int) -> np.ndarray:
+    """The deltas of round_'s units, one row each, clipped coordinate-wise to a unit's
+    reach from model's parameters at the round's rates, then each scaled down to at most
+    NORM_FACTOR times the median delta's L2 norm when there are MAJORITY_UNITS or more."""
+    first = round_ * genesis.training.steps_per_unit
+    clipped = adamw_bounds(genesis.training, genesis.model).clip_deltas(model.params, deltas, first)
     if len(clipped) >= MAJORITY_UNITS:
         norms = [_norm(row) for row in clipped]
         # the lower median: a minority of units cannot move it past an honest unit's norm
@@ -88,13 +89,13 @@ def _norm(row: np.ndarray) -> float:
 
 
 def close_model(trainer: Trainer, model: ModelState, deltas: list[np.ndarray],
-                loss_bits: int) -> tuple[ModelState, int] | None:
-    """The round's next model and its eval loss bits: the outer step over the clipped
+                loss_bits: int, round_: int) -> tuple[ModelState, int] | None:
+    """Round round_'s next model and its eval loss bits: the outer step over the clipped
     deltas, on the trainer's backend.  None when the close keeps model (whose eval loss
     is loss_bits, NaN if never measured): the step gives a non-finite parameter or
     momentum, or a non-finite eval loss, or one that rises past outer.max_loss_rise."""
     genesis = trainer.genesis
-    stepped = outer_step(genesis, model, list(clipped_deltas(genesis, model, deltas)),
+    stepped = outer_step(genesis, model, list(clipped_deltas(genesis, model, deltas, round_)),
                          trainer.backend)
     if not (np.isfinite(stepped.params).all() and np.isfinite(stepped.momentum).all()):
         return None

@@ -19,9 +19,9 @@ The bound is inductive (K_{t+1}^2 = (b1^2/b2) K_t^2 + (1-b1)^2/(1-b2)), so a sta
 satisfies it at step s keeps satisfying it.  The update u_t = (m_t/c1)/(sqrt(v_t/c2) + eps),
 with c1, c2 the kernel's float32 bias corrections, obeys |u_t| <= A_t = K_t sqrt(c2)/c1.
 The parameter step is theta_t = a_t theta_{t-1} - lr_t u_t with a_t = 1 - lr_t wd (wd = 0
-for tensors without decay), where the schedule's rate lr_t (node/uPoW/schedule.py) is at
-most the peak lr, so a_t lies in [a, 1] with a = 1 - lr wd, and
-    |theta_s - theta_0| <= |a^s - 1| |theta_0| + lr sum_{t<=s} A_t.
+for tensors without decay) and lr_t the schedule's rate for the step (node/uPoW/schedule.py:
+a function of the unit's global step, which its checkpoint's data cursor fixes), so
+    |theta_s - theta_0| <= |prod_t a_t - 1| |theta_0| + sum_{t<=s} lr_t A_t prod_{j>t} |a_j|.
 Float32 slack, each generous against the few roundings per step it stands for:
 m, v and u grow by (1 + 2^-16) per step (256 ulps); the parameter update rounds by
 2^-20 (16 ulps) of the magnitudes it touches per step; results in the subnormal range
@@ -38,6 +38,7 @@ from kernels.fp import kernel
 from kernels.optim import NORM_CHUNK
 from node.types.genesis import ModelConfig, TrainingConfig
 from node.uPoW.model import ParameterLayout
+from node.uPoW.schedule import learning_rate
 from node.uPoW.state import TrainingState
 
 ROUNDING = 2.0 ** -24  # float32's unit roundoff
@@ -54,13 +55,16 @@ def _f32(value: float) -> float:
 
 
 class StepLimits:
-    """The limits on a state s honest steps from a fresh start.  Parameters: within
-    reach_scale * |theta_0| + reach_offset of theta_0, per decay class (decayed, not).
-    Moments: |m| <= m_max, 0 <= v <= v_max, |m| <= m_per_sqrt_v * sqrt(v) + m_floor."""
+    """The limits on a state s honest steps from a fresh start at global step first
+    (whose rates the schedule sets).  Parameters: within reach_scale * |theta_0| +
+    reach_offset of theta_0, per decay class (decayed, not).  Moments: |m| <= m_max,
+    0 <= v <= v_max, |m| <= m_per_sqrt_v * sqrt(v) + m_floor."""
 
-    def __init__(self, training: TrainingConfig, norm_length: int, steps: int):
+    def __init__(self, training: TrainingConfig, norm_length: int, steps: int, first: int = 0):
         b1, b2 = _f32(training.adam_beta1), _f32(training.adam_beta2)
-        lr, eps = _f32(training.learning_rate), _f32(training.adam_eps)
+        eps = _f32(training.adam_eps)
+        # each step's rate, as the trainer's float32
+        self.rates = tuple(float(learning_rate(training, first + t)) for t in range(steps))
         # the clipped gradient: the float32 norm sums at most norm_length terms in a row
         g_max = _f32(training.grad_clip) * (1.0 + 4.0 * (norm_length + 8) * ROUNDING)
         ratio = b1 * b1 / b2
@@ -84,23 +88,25 @@ class StepLimits:
         self.m_per_sqrt_v = k * growth
         self.m_floor = k * math.sqrt(steps) * SQRT_UNDERFLOW + steps * UNDERFLOW
         wd = _f32(training.weight_decay)
-        classes = [self._reach(lr, lr * wd), self._reach(lr, 0.0)]
+        classes = [self._reach(wd), self._reach(0.0)]
         self.reach_scale = (classes[0][0], classes[1][0])
         self.reach_offset = (classes[0][1], classes[1][1])
 
-    def _reach(self, lr: float, decay: float) -> tuple[float, float]:
-        """(scale, offset) of the reach for parameters whose step shrinks them by lr*decay."""
-        a = 1.0 - decay
-        widest = _power(max(1.0, abs(a)), self.steps)  # |a|^j's largest, for j <= s
-        total = 0.0  # lr sum_t A_t
-        for update in self.update_max:  # in order (never sum(): its rounding varies by version)
+    def _reach(self, wd: float) -> tuple[float, float]:
+        """(scale, offset) of the reach for parameters that step t shrinks by lr_t * wd."""
+        shrink = widest = 1.0  # prod_t a_t, and prod_t max(1, |a_t|), above any tail's |product|
+        moved = total = 0.0  # sum_t lr_t A_t prod_{j>t} |a_j| by Horner, and sum_t lr_t A_t
+        for lr, update in zip(self.rates, self.update_max):  # in order (never sum(): its rounding varies)
+            a = 1.0 - lr * wd
+            shrink *= a
+            widest *= max(1.0, abs(a))
+            moved = moved * abs(a) + lr * update
             total += lr * update
-        # a scheduled step's rate lr_t <= lr shrinks by a_t in [a, 1]: the updates' decay
-        # cannot be counted on (a high rate early, then a low one), their sum bounds them
-        moved = total * widest
+        total *= widest  # bounds every partial sum of decayed updates
+        decay = max(self.rates, default=0.0) * wd
         rounding = self.steps * PARAM_SLACK * widest * (1.0 + decay)
-        scale = abs(_power(a, self.steps) - 1.0) + rounding * widest
-        offset = moved + rounding * 2.0 * moved + self.steps * UNDERFLOW
+        scale = abs(shrink - 1.0) + rounding * widest
+        offset = moved + rounding * 2.0 * total + self.steps * UNDERFLOW
         return scale, offset
 
 
@@ -118,17 +124,21 @@ class AdamWBounds:
         self.training = training
         self.layout = layout
         self._norm_length = NORM_CHUNK + -(-layout.size // NORM_CHUNK)
-        self._limits: dict[int, StepLimits] = {}
+        self._limits: dict[tuple[int, int], StepLimits] = {}
 
-    def limits(self, steps: int) -> StepLimits:
-        if steps not in self._limits:
-            self._limits[steps] = StepLimits(self.training, self._norm_length, steps)
-        return self._limits[steps]
+    def limits(self, steps: int, first: int = 0) -> StepLimits:
+        """The limits steps steps from a fresh start at global step first."""
+        key = (steps, first)
+        if key not in self._limits:
+            if len(self._limits) >= MAX_LIMITS:  # a round's units share one start: few are live
+                del self._limits[next(iter(self._limits))]
+            self._limits[key] = StepLimits(self.training, self._norm_length, steps, first)
+        return self._limits[key]
 
-    def reach(self, start: np.ndarray, steps: int) -> np.ndarray:
-        """Per coordinate (float64): how far steps honest steps can move each parameter
-        of start, the round's model."""
-        limits = self.limits(steps)
+    def reach(self, start: np.ndarray, steps: int, first: int = 0) -> np.ndarray:
+        """Per coordinate (float64): how far steps honest steps from global step first can
+        move each parameter of start, the round's model."""
+        limits = self.limits(steps, first)
         reach = np.abs(start.astype(np.float64))
         for spec in self.layout.tensors:
             kind = 0 if spec.decayed else 1
@@ -139,9 +149,10 @@ class AdamWBounds:
 
     def violation(self, start: np.ndarray, state: TrainingState) -> str | None:
         """Why state (host buffers, finite) is no honest state state.step steps from
-        start with fresh moments; None if it is within every bound."""
+        start with fresh moments, its first step at global step data_cursor - step; None
+        if it is within every bound."""
         s = state.step
-        limits = self.limits(s)
+        limits = self.limits(s, state.data_cursor - s)
         m, v = state.adam_m, state.adam_v
         if (v < 0.0).any():
             return f"adam_v is negative at {int(np.count_nonzero(v < 0.0))} coordinates"
@@ -162,11 +173,11 @@ class AdamWBounds:
                 else "adam_m beyond K_s * sqrt(adam_v)")
         return f"{what} at coordinate {i}: {value:.6g} > {limit:.6g}"
 
-    def clip_deltas(self, start: np.ndarray, deltas: list[np.ndarray]) -> np.ndarray:
-        """The deltas (float32), one row each, clipped coordinate-wise to a unit's reach
-        from start (steps_per_unit steps, rounded up to float32); an honest delta is
-        unchanged."""
-        reach = self.reach(start, self.training.steps_per_unit)
+    def clip_deltas(self, start: np.ndarray, deltas: list[np.ndarray], first: int) -> np.ndarray:
+        """The deltas (float32), one row each, clipped coordinate-wise to the reach from
+        start of a unit whose first step is global step first (steps_per_unit steps,
+        rounded up to float32); an honest delta is unchanged."""
+        reach = self.reach(start, self.training.steps_per_unit, first)
         reach *= 1.0 + DELTA_ROUNDING  # so its float32 rounding stays above the delta's
         high = reach.astype(np.float32)
         low = -high
@@ -178,6 +189,7 @@ class AdamWBounds:
 
 
 _NONE, _PARAMS, _MOMENTUM = 0, 1, 2
+MAX_LIMITS = 64
 
 
 @kernel()

@@ -40,11 +40,11 @@ class WorkOracle(Protocol):
         proofs are the ledger's to check.  WorkUnavailable if a blob is missing."""
 
     def aggregate(self, model_root: bytes, delta_hashes: list[bytes],
-                  loss_bits: int) -> tuple[bytes, int]:
-        """(new model root, eval loss float32 bits) of the round's close from the model
+                  loss_bits: int, round_: int) -> tuple[bytes, int]:
+        """(new model root, eval loss float32 bits) of round_'s close from the model
         with root model_root, whose eval loss bits are loss_bits (NaN bits if never
         measured): the outer step over the mean of the deltas in the given order (at
-        least one), each clipped to a unit's reach; or (model_root, loss_bits), the
+        least one), each clipped to a unit's reach at the round's rates; or (model_root, loss_bits), the
         model kept, if that step is non-finite or its loss is non-finite or rises past
         the genesis' outer.max_loss_rise (node/uPoW/aggregation.py).  WorkUnavailable
         if a blob is missing."""

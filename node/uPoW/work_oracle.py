@@ -78,12 +78,12 @@ class BlobWorkOracle:
         return verdict
 
     def aggregate(self, model_root_: bytes, delta_hashes: list[bytes],
-                  loss_bits: int) -> tuple[bytes, int]:
-        key = (model_root_, tuple(delta_hashes), loss_bits)
+                  loss_bits: int, round_: int) -> tuple[bytes, int]:
+        key = (model_root_, tuple(delta_hashes), loss_bits, round_)
         if key not in self._closes:
             model = self.model(model_root_)
             deltas = [decode_delta(self.trainer.layout, self.blob(h)) for h in delta_hashes]
-            closed = close_model(self.trainer, model, deltas, loss_bits)
+            closed = close_model(self.trainer, model, deltas, loss_bits, round_)
             if closed is None:
                 self._closes[key] = (model_root_, loss_bits)  # the round keeps its model
             else:

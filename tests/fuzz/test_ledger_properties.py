@@ -62,7 +62,7 @@ class FakeOracle:
     def confirm_fraud(self, model_root, assignment, commitment, proof) -> bool:
         return True
 
-    def aggregate(self, model_root, delta_hashes, loss_bits):
+    def aggregate(self, model_root, delta_hashes, loss_bits, round_):
         return sha256(model_root + b"".join(delta_hashes)), 0x3F800000
 
 

@@ -36,7 +36,8 @@ def train_with_poison(trainer: Trainer, model: ModelState, stream: UnitStream) -
     work = train_unit(trainer, model, stream)
     n = trainer.genesis.training.segments
     forged = decode_state(trainer.layout, work.checkpoints[n - 1])
-    reach = adamw_bounds(trainer.genesis.training, trainer.genesis.model).reach(model.params, forged.step)
+    bounds = adamw_bounds(trainer.genesis.training, trainer.genesis.model)
+    reach = bounds.reach(model.params, forged.step, forged.data_cursor - forged.step)
     signs = np.where(np.arange(reach.size) % 2, 1.0, -1.0)
     forged.params = (model.params.astype(np.float64) + signs * PUSH * reach).astype(np.float32)
     blob = encode_state(trainer.layout, forged)

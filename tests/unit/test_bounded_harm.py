@@ -48,10 +48,11 @@ def _with_training(trainer: Trainer, **changes) -> Trainer:
 def _bound_use(trainer: Trainer, start: np.ndarray, state: TrainingState) -> dict[str, float]:
     """The largest share of each bound that state uses over its coordinates."""
     bounds = adamw_bounds(trainer.genesis.training, trainer.genesis.model)
-    limits = bounds.limits(state.step)
+    first = state.data_cursor - state.step
+    limits = bounds.limits(state.step, first)
     m, v = np.abs(state.adam_m.astype(np.float64)), state.adam_v.astype(np.float64)
     moved = np.abs(state.params.astype(np.float64) - start.astype(np.float64))
-    return {"params": float((moved / bounds.reach(start, state.step)).max()),
+    return {"params": float((moved / bounds.reach(start, state.step, first)).max()),
             "adam_m": float(m.max() / limits.m_max), "adam_v": float(v.max() / limits.v_max),
             "adam_m/sqrt(adam_v)": float((m / (limits.m_per_sqrt_v * np.sqrt(v)
                                                 + limits.m_floor)).max())}
@@ -70,7 +71,7 @@ def test_every_honest_checkpoint_and_delta_is_within_bounds(trainer, model, vari
                 state = load_checkpoint(trainer, model, seed, index, blob)  # not refused
                 for bound, use in _bound_use(trainer, model.params, state).items():
                     worst[bound] = max(worst.get(bound, 0.0), use)
-            assert bounds.clip_deltas(model.params, [delta])[0].tobytes() == delta.tobytes()
+            assert bounds.clip_deltas(model.params, [delta], 0)[0].tobytes() == delta.tobytes()
         model = outer_step(trainer.genesis, model, deltas)
     print(f"\n{variant}: largest share of each bound an honest state uses: "
           + ", ".join(f"{bound} {use:.6f} (margin {1 - use:.2e})" for bound, use in worst.items()))
@@ -139,6 +140,31 @@ def test_a_checkpoint_out_of_reach_is_refused(trainer, model, honest_work, forge
         load_checkpoint(trainer, model, SEEDS[0], 1, encode_state(trainer.layout, state))
 
 
+def test_late_in_the_schedule_the_reach_shrinks_with_the_rates(trainer, model):
+    """A unit at global step 10,000 of an inverse-sqrt schedule steps at 1/58 of the peak
+    rate: its honest states stay inside the reach of its own rates, and a checkpoint
+    moved half the peak rate's reach, which a bound at the peak rate would pass, is no
+    state of it (the poisoner's room shrinks as the honest miners' does)."""
+    trainer = _with_training(trainer, lr_schedule="inverse_sqrt", lr_warmup_steps=3)
+    bounds = adamw_bounds(trainer.genesis.training, trainer.genesis.model)
+    late = UnitStream(1, 10_000)
+    work = train_unit(trainer, model, late)
+    for index, blob in enumerate(work.checkpoints[1:], 1):
+        load_checkpoint(trainer, model, late, index, blob)  # not refused
+    steps = trainer.checkpoint_every
+    peak_reach, own_reach = bounds.reach(model.params, steps, 0), bounds.reach(model.params, steps, late.start)
+    assert (own_reach < peak_reach / 20).all()
+    forged = decode_state(trainer.layout, work.checkpoints[1])
+    forged.params = (model.params + 0.5 * peak_reach).astype(np.float32)
+    with pytest.raises(InvalidCheckpoint, match="params move beyond their 2-step reach"):
+        load_checkpoint(trainer, model, late, 1, encode_state(trainer.layout, forged))
+    # a round's close clips its deltas at the round's own rates
+    huge = [np.full(model.params.size, np.float32(1.0))]
+    round_ = late.start // trainer.genesis.training.steps_per_unit
+    late_clip = clipped_deltas(trainer.genesis, model, huge, round_)[0]
+    assert (late_clip < clipped_deltas(trainer.genesis, model, huge, 0)[0] / 20).all()
+
+
 @pytest.mark.parametrize("forge", [_moments(1e30), _moved, _momentum_without_variance],
                          ids=["moments of 1e30", "weights moved far", "momentum without variance"])
 def test_the_checkpoint_jump_is_proven_fraud_by_the_last_segment(trainer, model, forge):
@@ -177,7 +203,7 @@ def honest_deltas(trainer, model) -> list[np.ndarray]:
 def test_honest_closes_are_the_plain_outer_step(trainer, model, oracle, honest_deltas):
     root, loss_bits, plain, deltas = _put_model(oracle, model), UNMEASURED, model, honest_deltas
     for close in range(2):  # the second is judged against the first's measured loss
-        new_root, new_bits = oracle.aggregate(root, _put_deltas(oracle, deltas), loss_bits)
+        new_root, new_bits = oracle.aggregate(root, _put_deltas(oracle, deltas), loss_bits, 0)
         plain = outer_step(trainer.genesis, plain, deltas)
         assert new_root == model_root(encode_model(plain))
         assert new_bits == eval_loss_bits(trainer, plain.params)
@@ -197,7 +223,7 @@ def test_a_poisoned_delta_among_honest_ones_moves_the_model_a_bounded_amount(
     assert not np.isfinite(unclipped.params).all()  # what the blind mean did
     root = _put_model(oracle, model)
     new_root, loss_bits = oracle.aggregate(root, _put_deltas(oracle, honest_deltas + [poison, poison]),
-                                           UNMEASURED)
+                                           UNMEASURED, 0)
     assert new_root != root and np.isfinite(float32_from_bits(loss_bits))
     poisoned = oracle.model(new_root)
     assert np.isfinite(poisoned.params).all() and np.isfinite(poisoned.momentum).all()
@@ -205,13 +231,13 @@ def test_a_poisoned_delta_among_honest_ones_moves_the_model_a_bounded_amount(
     # moves the mean by at most its clip, which the outer step scales by lr (1 + momentum)
     zero = np.zeros_like(poison)
     twin = outer_step(genesis, model, honest_deltas + [zero, zero])
-    limit = np.abs(clipped_deltas(genesis, model, [poison])[0]).astype(np.float64)
+    limit = np.abs(clipped_deltas(genesis, model, [poison], 0)[0]).astype(np.float64)
     scale = genesis.outer.learning_rate * (1 + genesis.outer.momentum) * 2 / (len(SEEDS) + 2)
     effect = np.abs(poisoned.params.astype(np.float64) - twin.params)
     assert (effect <= scale * limit * (1 + 1e-5) + 1e-7).all()
     # and the minority's deltas are no longer than twice the honest median's, the honest
     # ones untouched, so the poison pulls no harder than two honest units could
-    rows = clipped_deltas(genesis, model, honest_deltas + [poison, poison])
+    rows = clipped_deltas(genesis, model, honest_deltas + [poison, poison], 0)
     norms = [float(np.linalg.norm(row.astype(np.float64))) for row in rows]
     median = sorted(norms)[len(SEEDS) - 1]  # the lower median of five: an honest unit's
     assert median == max(norms[:len(SEEDS)])
@@ -223,8 +249,8 @@ def test_a_poisoned_delta_among_honest_ones_moves_the_model_a_bounded_amount(
 def test_a_delta_far_longer_than_the_median_is_scaled_to_twice_its_norm(trainer, model, honest_deltas):
     # small deltas, as a larger model's are against their reach, and one as far as it goes
     short = [d * np.float32(0.1) for d in honest_deltas]
-    long = clipped_deltas(trainer.genesis, model, [np.full_like(short[0], np.float32(1e30))])[0]
-    rows = clipped_deltas(trainer.genesis, model, [*short, long])
+    long = clipped_deltas(trainer.genesis, model, [np.full_like(short[0], np.float32(1e30))], 0)[0]
+    rows = clipped_deltas(trainer.genesis, model, [*short, long], 0)
     norms = [float(np.linalg.norm(row.astype(np.float64))) for row in rows]
     assert all(np.array_equal(row, d) for row, d in zip(rows, short))
     assert float(np.linalg.norm(long.astype(np.float64))) > 2 * sorted(norms[:3])[1]
@@ -234,8 +260,8 @@ def test_a_delta_far_longer_than_the_median_is_scaled_to_twice_its_norm(trainer,
 def test_fewer_than_three_units_are_clipped_coordinate_wise_only(trainer, model, honest_deltas):
     genesis = trainer.genesis
     poison = np.full(model.params.size, np.float32(3e38))
-    [honest, clipped] = clipped_deltas(genesis, model, [honest_deltas[0], poison])
-    reach = clipped_deltas(genesis, model, [poison])[0]
+    [honest, clipped] = clipped_deltas(genesis, model, [honest_deltas[0], poison], 0)
+    reach = clipped_deltas(genesis, model, [poison], 0)[0]
     assert np.array_equal(honest, honest_deltas[0]) and np.array_equal(clipped, reach)
 
 
@@ -262,7 +288,7 @@ def test_a_close_whose_loss_rises_past_the_bound_keeps_the_model(trainer, model,
             trainer.genesis.outer, max_loss_rise=max_loss_rise))
         oracle = BlobWorkOracle(genesis, BlobStore(tmp_path / f"blobs-{max_loss_rise}-{loss_bits}"))
         assert _put_model(oracle, model) == root
-        return oracle.aggregate(root, _put_deltas(oracle, [ascent]), loss_bits)
+        return oracle.aggregate(root, _put_deltas(oracle, [ascent]), loss_bits, 0)
 
     devnet_rise = trainer.genesis.outer.max_loss_rise
     new_root, new_bits = close(devnet_rise, measured)
@@ -278,7 +304,7 @@ def test_a_close_that_would_overflow_keeps_the_model(trainer, oracle):
     edge = ModelState(params=np.full(size, 3e38, np.float32), momentum=np.full(size, -3e38, np.float32))
     root = _put_model(oracle, edge)
     assert not np.isfinite(outer_step(trainer.genesis, edge, [np.zeros(size, np.float32)]).params).all()
-    assert oracle.aggregate(root, _put_deltas(oracle, [np.zeros(size, np.float32)]), UNMEASURED) == (
+    assert oracle.aggregate(root, _put_deltas(oracle, [np.zeros(size, np.float32)]), UNMEASURED, 0) == (
         root, UNMEASURED)
 
 

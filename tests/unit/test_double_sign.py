@@ -60,7 +60,7 @@ class FakeOracle:
     def genesis_model_root(self) -> bytes:
         return genesis_model_root(GENESIS)
 
-    def aggregate(self, model_root, delta_hashes, loss_bits):
+    def aggregate(self, model_root, delta_hashes, loss_bits, round_):
         return sha256(model_root + b"".join(delta_hashes)), 0x3F800000
 
 

@@ -70,7 +70,7 @@ class FakeOracle:
             raise WorkUnavailable(commitment.delta_hash)
         return self.confirms
 
-    def aggregate(self, model_root, delta_hashes, loss_bits):
+    def aggregate(self, model_root, delta_hashes, loss_bits, round_):
         raise AssertionError("no round closes in these tests")
 
 

@@ -112,7 +112,7 @@ def test_the_model_a_kept_round_trains_from_is_not_deleted(net, tmp_path):
     blobs = BlobStore(tmp_path / "blobs")
     model = blobs.put(genesis_model_blob(SHORT))
     play_round(net)
-    net.oracle.aggregate = lambda root, deltas, loss: (root, loss)  # the step is refused: the model stays
+    net.oracle.aggregate = lambda root, deltas, loss, round_: (root, loss)  # the step is refused: the model stays
     while net.validator.height < (WINDOW + 1) * ROUND_BLOCKS:
         _step(net)
         prune_forgotten_round(net.validator, blobs)

@@ -79,7 +79,7 @@ class FakeOracle:
         self._require_blobs()
         return True
 
-    def aggregate(self, model_root, delta_hashes, loss_bits):
+    def aggregate(self, model_root, delta_hashes, loss_bits, round_):
         self._require_blobs()
         self.aggregated.append((model_root, list(delta_hashes)))
         return next_root(model_root, delta_hashes), LOSS_BITS

@@ -189,7 +189,7 @@ def test_an_attested_delta_that_vanishes_is_excluded_without_stalling_the_close(
     assert _worth(r, "cheat") < _worth(r, "honest")
     # the model moved by the honest delta alone
     model_only_honest = r.chain.oracle.aggregate(genesis_model_root(r.genesis), [works["honest"].delta_hash],
-                                                 UNMEASURED_LOSS)
+                                                 UNMEASURED_LOSS, 0)
     assert close.model_root == model_only_honest[0]
 
 
