@@ -46,7 +46,8 @@ def test_a_delta_that_vanishes_after_its_attestation_is_slashed_and_the_chain_go
     state = json.loads((mining_devnet / "devnet.json").read_text())
     urls = [n["url"] for n in state["nodes"] if n["url"]]
     homes = [pathlib.Path(n["home"]) for n in state["nodes"]]
-    miner = next(n for n in state["nodes"] if n["url"])["public_key"]
+    # node-1: a miner of one unit (the fixture's node-0 takes two), whose round outcome is its unit's
+    miner = [n for n in state["nodes"] if n["url"]][1]["public_key"]
     genesis = load_genesis(mining_devnet / "genesis.json")
     schedule = RoundSchedule.from_genesis(genesis)
     last = genesis.training.segments - 1
@@ -61,7 +62,7 @@ def test_a_delta_that_vanishes_after_its_attestation_is_slashed_and_the_chain_go
             return round_, unit
         return None
 
-    round_, unit = _wait(attested_unit, 420, "an attested unit of the first validator")
+    round_, unit = _wait(attested_unit, 420, "an attested unit of node-1")
     vanisher = Vanisher(homes, unit["delta_hash"])
     vanisher.start()
     try:
