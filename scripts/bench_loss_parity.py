@@ -6,9 +6,10 @@ All three run in this one process on the same thread count, from the genesis mod
 
 - chain: the rounds' arithmetic without the ledger.  Each round every miner trains
   one unit from the round's model (train_unit, its data seed from assign_unit with a
-  stand-in round start hash and a fixed fake miner key), and the round's new model is
-  the outer step over the clipped deltas in miner order, as the closing block
-  computes it (close_model).
+  stand-in round start hash and a fixed fake miner key), carrying the AdamW moments of
+  its last unit's end as the chain lets an accepted unit's successor, and the round's
+  new model is the outer step over the clipped deltas in miner order, as the closing
+  block computes it (close_model).
 - single: what `uponode train` does, one Trainer over miners x steps_per_unit steps a
   round: the same tokens, sequentially.
 - dp: synchronous data parallelism, one step per unit step over the miners' combined
@@ -33,6 +34,7 @@ from node.types.genesis import Genesis, load_genesis
 from node.uPoW.aggregation import close_model, eval_loss_bits
 from node.uPoW.assignment import assign_unit
 from node.uPoW.model_state import genesis_model
+from node.uPoW.state import TrainingState, decode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import decode_delta, float32_from_bits, train_unit
 
@@ -56,12 +58,17 @@ def chain_losses(genesis: Genesis, rounds: int, miners: int) -> list[float]:
     model = genesis_model(genesis)
     loss_bits = eval_loss_bits(trainer, model.params)
     keys = _miner_keys(miners)
+    carried: dict[bytes, TrainingState] = {}  # each miner's last unit's end: every unit is accepted here
     losses = []
     for round_ in range(rounds):
         start_hash = _round_start_hash(round_)
-        deltas = [decode_delta(trainer.layout,
-                               train_unit(trainer, model, assign_unit(start_hash, key, 0).stream(genesis.training, round_)).delta_blob)
-                  for key in keys]
+        deltas = []
+        for key in keys:
+            end = carried.get(key)
+            stream = assign_unit(start_hash, key, 0).stream(genesis.training, round_, end.step if end else 0)
+            work = train_unit(trainer, model, stream, end)
+            carried[key] = decode_state(trainer.layout, work.checkpoints[-1])
+            deltas.append(decode_delta(trainer.layout, work.delta_blob))
         closed = close_model(trainer, model, deltas, loss_bits, round_)
         if closed is not None:  # else the close keeps the model, as the chain would
             model, loss_bits = closed

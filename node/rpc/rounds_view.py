@@ -11,7 +11,7 @@ from typing import Mapping, Protocol, Sequence
 
 from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED,
                          SLASHED, WITHHELD, RoundClose)
-from node.types.transactions import WorkCommitment
+from node.types.transactions import NO_CARRY, WorkCommitment
 from node.uPoW.rounds import RoundSchedule
 from node.uPoW.work import float32_from_bits
 
@@ -57,6 +57,9 @@ def _unit_json(miner: bytes, unit: int, commitment: WorkCommitment, status: str,
             "checkpoint_root": commitment.checkpoint_root.hex(),
             "checkpoint_count": commitment.checkpoint_count,
             "delta_hash": commitment.delta_hash.hex(),
+            # the optimizer state the unit started from: None for fresh AdamW moments
+            "carried": None if commitment.carried_leaf == NO_CARRY else {
+                "checkpoint": commitment.carried_leaf.hex(), "step": commitment.start_step},
             "final_loss": float32(trace[-1]) if trace else None,
             "audits": audits,
             "fraud": None if fraud is None else {"prover": fraud.prover.hex(),

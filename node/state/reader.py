@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, AUDITOR_KEY_LEN, AUDITOR_PREFIX, COMMITMENT_KEY_LEN,
-                                COMMITMENT_PREFIX, COMMITTEE_HISTORY_KEY, COMMITTEE_KEY, DELTA_CLAIM_KEY_LEN,
-                                DELTA_CLAIM_PREFIX, DISPUTE_KEY_LEN, DISPUTE_PREFIX, MODEL_KEY, SUPPLY_KEY,
-                                WITHHELD_KEY_LEN, WITHHELD_PREFIX, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX,
-                                AccountRecord, AuditorRecord, ChallengeRecord, Committee, CommitteeChange,
-                                CommitteeHistory, DisputeRecord, EquivocationRecord, FraudRecord, MinerRecord,
-                                ModelRecord, RoundSeed, Supply, WorkCount,
-                                account_key, audit_key, auditor_key, challenge_key, commitment_key, dispute_key,
-                                equivocation_key, fraud_key, miner_key, round_bytes, round_seed_key, split_audit_key,
-                                split_unit_key, work_count_key)
+from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, AUDITOR_KEY_LEN, AUDITOR_PREFIX, CARRY_KEY_LEN,
+                                CARRY_PREFIX, COMMITMENT_KEY_LEN, COMMITMENT_PREFIX, COMMITTEE_HISTORY_KEY,
+                                COMMITTEE_KEY, DELTA_CLAIM_KEY_LEN, DELTA_CLAIM_PREFIX, DISPUTE_KEY_LEN,
+                                DISPUTE_PREFIX, MODEL_KEY, SUPPLY_KEY, WITHHELD_KEY_LEN, WITHHELD_PREFIX,
+                                WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX, AccountRecord, AuditorRecord, CarryRecord,
+                                ChallengeRecord, Committee, CommitteeChange, CommitteeHistory, DisputeRecord,
+                                EquivocationRecord, FraudRecord, MinerRecord, ModelRecord, RoundSeed, Supply,
+                                WorkCount, account_key, audit_key, auditor_key, carry_key, challenge_key,
+                                commitment_key, dispute_key, equivocation_key, fraud_key, miner_key, round_bytes,
+                                round_seed_key, split_audit_key, split_unit_key, work_count_key)
 from node.types.codec import Record
 from node.types.transactions import AuditReport, WorkCommitment
 
@@ -41,6 +41,14 @@ class StateReader:
 
     def miner(self, address: bytes) -> MinerRecord | None:
         return self.record(miner_key(address), MinerRecord)
+
+    def carry(self, miner: bytes, unit: int) -> CarryRecord | None:
+        """What miner's next unit of index unit may carry; None before its first accepted one."""
+        return self.record(carry_key(miner, unit), CarryRecord)
+
+    def carried_leaves(self) -> set[bytes]:
+        """Every checkpoint some miner's next unit may carry (one per miner and unit index)."""
+        return {self.record(k, CarryRecord).leaf for k in self.keys(CARRY_PREFIX, CARRY_KEY_LEN)}
 
     def is_auditor(self, pub_key: bytes) -> bool:
         return self.record(auditor_key(pub_key), AuditorRecord) is not None

@@ -40,6 +40,7 @@ EQUIVOCATION_PREFIX = b"e"
 WITHHELD_PREFIX = b"x"
 DELTA_CLAIM_PREFIX = b"y"
 DISPUTE_PREFIX = b"v"
+CARRY_PREFIX = b"o"
 COMMITTEE_KEY = b"committee"
 COMMITTEE_HISTORY_KEY = b"committee_history"
 SUPPLY_KEY = b"supply"
@@ -51,6 +52,7 @@ WITHHELD_KEY_LEN = AUDIT_KEY_LEN
 DELTA_CLAIM_KEY_LEN = COMMITMENT_KEY_LEN + 32
 DISPUTE_KEY_LEN = AUDIT_KEY_LEN
 WORK_COUNT_KEY_LEN = 1 + 8 + 32
+CARRY_KEY_LEN = 1 + 32 + 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,15 @@ class MinerRecord(Record):
     units: int
     since_height: int
     SCHEMA = (("units", U16), ("since_height", U64))
+
+
+@dataclasses.dataclass(frozen=True)
+class CarryRecord(Record):
+    """What a miner's next unit of one index may carry: the end checkpoint (its leaf) of
+    its last accepted unit of that index and the AdamW step there."""
+    leaf: bytes
+    step: int
+    SCHEMA = (("leaf", HASH), ("step", U64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +243,10 @@ def account_key(address: bytes) -> bytes:
 
 def miner_key(address: bytes) -> bytes:
     return MINER_PREFIX + address
+
+
+def carry_key(miner: bytes, unit: int) -> bytes:
+    return CARRY_PREFIX + miner + unit.to_bytes(4, "big")
 
 
 def auditor_key(pub_key: bytes) -> bytes:

@@ -16,7 +16,8 @@ import collections
 import dataclasses
 
 from node.state.equivocation import barred_from_committee
-from node.state.records import MODEL_KEY, ChallengeRecord, Committee, ModelRecord, WorkCount, work_count_key
+from node.state.records import (MODEL_KEY, CarryRecord, ChallengeRecord, Committee, ModelRecord, WorkCount, carry_key,
+                                work_count_key)
 from node.state.retention import forget_old_round
 from node.state.transition import BlockError, Transition, TxError
 from node.types.blocks import (ACCEPTED, PAID_AS_PROPOSER, PAID_FOR_AUDITS, PAID_FOR_UNITS, REJECTED, SLASHED,
@@ -55,6 +56,7 @@ def close_round(t: Transition) -> tuple[RoundClose, ...]:
     for unit in accepted:
         miner = unit.outcome.miner
         t.put(work_count_key(epoch, miner), WorkCount(t.work_count(epoch, miner) + 1))
+        _record_carry(t, round_, unit)
     next_committee = _next_committee(t, round_)
     if next_committee:
         t.change_committee(Committee(next_committee))
@@ -119,6 +121,19 @@ def _unit_status(t: Transition, round_: int, record: ChallengeRecord, miner: byt
     if claimed or disputed:
         return ACCEPTED if audited >= set(challenge.segments) else REJECTED
     return ACCEPTED if challenge.covered(reports) else REJECTED
+
+
+def _record_carry(t: Transition, round_: int, unit: _Unit) -> None:
+    """An accepted unit's end state is what its miner's next unit of that index may carry
+    (its AdamW moments): the last leaf, which the standing reports on the last segment,
+    challenged in every unit, proved against the committed tree."""
+    last = t.training.segments - 1
+    miner, index = unit.outcome.miner, unit.outcome.unit
+    auditor = next((a for segment, a in unit.reports if segment == last), None)
+    if auditor is None:  # accepted units have one; nothing to carry without it
+        return
+    leaf = t.audit(round_, miner, index, last, auditor).result_hash
+    t.put(carry_key(miner, index), CarryRecord(leaf, unit.commitment.start_step + t.training.steps_per_unit))
 
 
 def _punish(t: Transition, round_: int, units: list[_Unit]) -> None:

@@ -17,9 +17,9 @@ from node.state.records import (SUPPLY_KEY, U64_MAX, AuditorRecord, DisputeRecor
 from node.state.transition import Transition, TxError
 from node.types.genesis import BPS
 from node.types.merkle import verify_inclusion
-from node.types.transactions import (MAX_MINER_UNITS, AuditReport, Bond, DeltaWithheld, DoubleSignEvidence,
-                                     EvidenceDispute, FraudProof, RegisterAuditor, RegisterMiner, SignedTx, Transfer,
-                                     Unbond, WithheldClaim, WorkCommitment)
+from node.types.transactions import (MAX_MINER_UNITS, NO_CARRY, AuditReport, Bond, DeltaWithheld,
+                                     DoubleSignEvidence, EvidenceDispute, FraudProof, RegisterAuditor, RegisterMiner,
+                                     SignedTx, Transfer, Unbond, WithheldClaim, WorkCommitment)
 from node.uPoW.assignment import UnitChallenge, assign_unit
 from node.uPoW.evidence import evidence_lock, report_evidence
 from node.uPoW.oracle import KERNEL_VERSION
@@ -155,6 +155,11 @@ def _work_commitment(t: Transition, sender: bytes, p: WorkCommitment) -> None:
                       f"{len(p.loss_trace)} losses, a unit has {t.training.steps_per_unit} steps")
     if p.kernel_version != KERNEL_VERSION:
         raise TxError("wrong_kernel", f"kernel version {p.kernel_version}, the chain runs {KERNEL_VERSION}")
+    carry = t.carry(sender, p.unit)
+    if (p.carried_leaf, p.start_step) != (NO_CARRY, 0) and (
+            carry is None or (p.carried_leaf, p.start_step) != (carry.leaf, carry.step)):
+        raise TxError("wrong_carry", "the unit carries optimizer state that is not the end of the miner's last "
+                                     "accepted unit of this index")
     if t.commitment(p.round, sender, p.unit) is not None:
         raise TxError("duplicate_commitment", f"unit {p.unit} of round {p.round} is already committed")
     t.put(commitment_key(p.round, sender, p.unit), p)

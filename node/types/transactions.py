@@ -47,6 +47,7 @@ class Unbond(Record):
 
 
 MAX_MINER_UNITS = 64  # units one miner may take a round
+NO_CARRY = bytes(32)  # a unit whose AdamW moments start from zero
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +78,15 @@ class WorkCommitment(Record):
     loss_trace: tuple[int, ...]  # float32 bits of the loss at each step
     kernel_version: int
     evidence_locks: tuple[bytes, ...]  # each segment's lock on its gradient digest
+    # the optimizer state leaf 0 carries: the end checkpoint (leaf) of the miner's last
+    # accepted unit of this index and its AdamW step, or NO_CARRY and 0 for fresh moments
+    carried_leaf: bytes = NO_CARRY
+    start_step: int = 0
     SCHEMA = (("round", U64), ("unit", U32), ("shard", U32), ("start_root", HASH),
               ("checkpoint_root", HASH), ("checkpoint_count", U32), ("leaves_hash", HASH),
               ("delta_hash", HASH),
               ("loss_trace", ListOf(U32, MAX_LOSS_TRACE)), ("kernel_version", U32),
-              ("evidence_locks", ListOf(HASH, MAX_SEGMENTS)))
+              ("evidence_locks", ListOf(HASH, MAX_SEGMENTS)), ("carried_leaf", HASH), ("start_step", U64))
 
 
 @dataclasses.dataclass(frozen=True)

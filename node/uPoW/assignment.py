@@ -39,9 +39,10 @@ class UnitAssignment:
     shard: int
     data_seed: int
 
-    def stream(self, training: TrainingConfig, round_: int) -> UnitStream:
-        """The unit's training stream: its data seed, from the round's first global step."""
-        return UnitStream(self.data_seed, round_ * training.steps_per_unit)
+    def stream(self, training: TrainingConfig, round_: int, step: int = 0) -> UnitStream:
+        """The unit's training stream: its data seed, from the round's first global step,
+        at AdamW step step (its commitment's start_step)."""
+        return UnitStream(self.data_seed, round_ * training.steps_per_unit, step)
 
 
 def assign_unit(round_start_hash: bytes, miner: bytes, unit: int) -> UnitAssignment:

@@ -54,39 +54,104 @@ def _f32(value: float) -> float:
     return float(np.float32(value))
 
 
-class StepLimits:
-    """The limits on a state s honest steps from a fresh start at global step first
-    (whose rates the schedule sets).  Parameters: within reach_scale * |theta_0| +
-    reach_offset of theta_0, per decay class (decayed, not).  Moments: |m| <= m_max,
-    0 <= v <= v_max, |m| <= m_per_sqrt_v * sqrt(v) + m_floor."""
+class AdamSeries:
+    """Per AdamW step t (from fresh moments at t = 0): the bound A_t on the update with its
+    float32 slack, K_t, and the slack factor on m and v.  Computed in order up to the
+    step where every term has stopped changing (the float32 powers of beta underflow,
+    the series converges or overflows, the slack reaches its cap), and constant beyond,
+    so a unit far along a miner's carried moments costs no more to bound than an early one.
 
-    def __init__(self, training: TrainingConfig, norm_length: int, steps: int, first: int = 0):
+    The slack of m and v: each step's rounding is within a relative STEP_SLACK, and an
+    exponential average forgets: if |x_{t-1}| <= X (1 + e) then |x_t| <= X (1 + e') with
+    e' the fixed point of e' = beta e + STEP_SLACK, below STEP_SLACK / (1 - beta).  So the
+    factor is (1 + STEP_SLACK)^t up to that cap, and the absolute subnormal errors sum to
+    at most min(t, 1 / (1 - beta)) times UNDERFLOW."""
+
+    def __init__(self, training: TrainingConfig):
         b1, b2 = _f32(training.adam_beta1), _f32(training.adam_beta2)
         eps = _f32(training.adam_eps)
-        # each step's rate, as the trainer's float32
-        self.rates = tuple(float(learning_rate(training, first + t)) for t in range(steps))
-        # the clipped gradient: the float32 norm sums at most norm_length terms in a row
-        g_max = _f32(training.grad_clip) * (1.0 + 4.0 * (norm_length + 8) * ROUNDING)
         ratio = b1 * b1 / b2
+        forget = max(b1, b2)
+        self._cap = 1.0 + STEP_SLACK / (1.0 - forget)
+        self._memory = math.ceil(1.0 / (1.0 - forget))  # steps whose errors still count
         p1 = p2 = np.float32(1.0)
-        series, growth, k, updates = 0.0, 1.0, 0.0, []
-        for t in range(1, steps + 1):
+        series, growth = 0.0, 1.0
+        self._update, self._k, self._growth = [math.nan], [0.0], [1.0]  # index t
+        t = 0
+        while True:
+            t += 1
+            before = (p1, p2, series, growth)
             p1, p2 = np.float32(p1 * np.float32(b1)), np.float32(p2 * np.float32(b2))
             c1, c2 = float(np.float32(1.0) - p1), float(np.float32(1.0) - p2)  # as the kernel
             series = 1.0 + ratio * series
             k = (1.0 - b1) * math.sqrt(series / (1.0 - b2))
-            growth *= 1.0 + STEP_SLACK
+            growth = min(growth * (1.0 + STEP_SLACK), self._cap)
             if c1 == 0.0:
-                updates.append(math.inf)  # a beta1 that rounds to 1: no bound
-                continue
-            underflow = (k * math.sqrt(t) * SQRT_UNDERFLOW + t * UNDERFLOW) / (c1 * eps)
-            updates.append(growth * k * math.sqrt(c2) / c1 + underflow)
+                update = math.inf  # a beta1 that rounds to 1: no bound
+            else:
+                steps = self.effective_steps(t)
+                underflow = (k * math.sqrt(steps) * SQRT_UNDERFLOW + steps * UNDERFLOW) / (c1 * eps)
+                update = growth * k * math.sqrt(c2) / c1 + underflow
+            self._update.append(update)
+            self._k.append(k)
+            self._growth.append(growth)
+            if t > self._memory and before == (p1, p2, series, growth):
+                break
+        self.b1, self.b2 = b1, b2
+
+    def effective_steps(self, t: int) -> int:
+        """How many steps' absolute errors can still add up at step t."""
+        return min(t, self._memory)
+
+    def _at(self, values: list[float], t: int) -> float:
+        return values[min(t, len(values) - 1)]
+
+    def update(self, t: int) -> float:
+        """A_t with slack: no AdamW update of step t moves a parameter more than this times the rate."""
+        return self._at(self._update, t)
+
+    def k(self, t: int) -> float:
+        return self._at(self._k, t)
+
+    def growth(self, t: int) -> float:
+        return self._at(self._growth, t)
+
+    def update_sup(self) -> float:
+        """The largest A_t over every step."""
+        return max(self._update[1:])
+
+    def power_gap(self, beta: float, t: int) -> float:
+        """1 - beta^t in float64 (beta^t by repeated products, and 0 once it underflows)."""
+        return 1.0 - _power(beta, min(t, len(self._update)))
+
+
+class StepLimits:
+    """The limits on a state s honest steps from a start at global step first (whose
+    rates the schedule sets) and AdamW step adam_first (fresh moments at 0, or moments
+    carried from a miner's earlier units).  Parameters: within reach_scale * |theta_0| +
+    reach_offset of theta_0, per decay class (decayed, not).  Moments: |m| <= m_max,
+    0 <= v <= v_max, |m| <= m_per_sqrt_v * sqrt(v) + m_floor."""
+
+    def __init__(self, training: TrainingConfig, norm_length: int, steps: int, first: int = 0,
+                 adam_first: int | None = 0):
+        series = adam_series(training)
+        # each step's rate, as the trainer's float32
+        self.rates = tuple(float(learning_rate(training, first + t)) for t in range(steps))
+        # the clipped gradient: the float32 norm sums at most norm_length terms in a row
+        g_max = _f32(training.grad_clip) * (1.0 + 4.0 * (norm_length + 8) * ROUNDING)
         self.steps = steps
-        self.update_max = tuple(updates)  # A_t with slack, t = 1..steps
-        self.m_max = (1.0 - _power(b1, steps)) * g_max * growth + steps * UNDERFLOW
-        self.v_max = (1.0 - _power(b2, steps)) * g_max * g_max * growth + steps * UNDERFLOW
+        if adam_first is None:  # any start: a carried unit's update may be the largest
+            self.update_max = (series.update_sup(),) * steps
+            t = len(series._update)  # its moments, converged: the largest they can be
+        else:
+            self.update_max = tuple(series.update(t) for t in range(adam_first + 1, adam_first + steps + 1))
+            # the moments at the end: AdamW's step t = adam_first + steps counts from fresh ones
+            t = adam_first + steps
+        growth, k, errors = series.growth(t), series.k(t), series.effective_steps(t)
+        self.m_max = series.power_gap(series.b1, t) * g_max * growth + errors * UNDERFLOW
+        self.v_max = series.power_gap(series.b2, t) * g_max * g_max * growth + errors * UNDERFLOW
         self.m_per_sqrt_v = k * growth
-        self.m_floor = k * math.sqrt(steps) * SQRT_UNDERFLOW + steps * UNDERFLOW
+        self.m_floor = k * math.sqrt(errors) * SQRT_UNDERFLOW + errors * UNDERFLOW
         wd = _f32(training.weight_decay)
         classes = [self._reach(wd), self._reach(0.0)]
         self.reach_scale = (classes[0][0], classes[1][0])
@@ -124,21 +189,22 @@ class AdamWBounds:
         self.training = training
         self.layout = layout
         self._norm_length = NORM_CHUNK + -(-layout.size // NORM_CHUNK)
-        self._limits: dict[tuple[int, int], StepLimits] = {}
+        self._limits: dict[tuple[int, int, int], StepLimits] = {}
 
-    def limits(self, steps: int, first: int = 0) -> StepLimits:
-        """The limits steps steps from a fresh start at global step first."""
-        key = (steps, first)
+    def limits(self, steps: int, first: int = 0, adam_first: int | None = 0) -> StepLimits:
+        """The limits steps steps from a start at global step first and AdamW step
+        adam_first (None: whatever the step, as for a delta from a commitment not at hand)."""
+        key = (steps, first, adam_first)
         if key not in self._limits:
-            if len(self._limits) >= MAX_LIMITS:  # a round's units share one start: few are live
+            if len(self._limits) >= MAX_LIMITS:  # a round's units share a start: few are live
                 del self._limits[next(iter(self._limits))]
-            self._limits[key] = StepLimits(self.training, self._norm_length, steps, first)
+            self._limits[key] = StepLimits(self.training, self._norm_length, steps, first, adam_first)
         return self._limits[key]
 
-    def reach(self, start: np.ndarray, steps: int, first: int = 0) -> np.ndarray:
-        """Per coordinate (float64): how far steps honest steps from global step first can
-        move each parameter of start, the round's model."""
-        limits = self.limits(steps, first)
+    def reach(self, start: np.ndarray, steps: int, first: int = 0, adam_first: int | None = 0) -> np.ndarray:
+        """Per coordinate (float64): how far steps honest steps from global step first and
+        AdamW step adam_first can move each parameter of start, the round's model."""
+        limits = self.limits(steps, first, adam_first)
         reach = np.abs(start.astype(np.float64))
         for spec in self.layout.tensors:
             kind = 0 if spec.decayed else 1
@@ -147,12 +213,12 @@ class AdamWBounds:
             tensor += limits.reach_offset[kind]
         return reach
 
-    def violation(self, start: np.ndarray, state: TrainingState) -> str | None:
-        """Why state (host buffers, finite) is no honest state state.step steps from
-        start with fresh moments, its first step at global step data_cursor - step; None
-        if it is within every bound."""
-        s = state.step
-        limits = self.limits(s, state.data_cursor - s)
+    def violation(self, start: np.ndarray, state: TrainingState, adam_first: int = 0) -> str | None:
+        """Why state (host buffers, finite) is no honest state of a unit that started from
+        start at AdamW step adam_first (state.step - adam_first steps ago, its first at
+        global step data_cursor minus those); None if it is within every bound."""
+        s = state.step - adam_first
+        limits = self.limits(s, state.data_cursor - s, adam_first)
         m, v = state.adam_m, state.adam_v
         if (v < 0.0).any():
             return f"adam_v is negative at {int(np.count_nonzero(v < 0.0))} coordinates"
@@ -175,9 +241,10 @@ class AdamWBounds:
 
     def clip_deltas(self, start: np.ndarray, deltas: list[np.ndarray], first: int) -> np.ndarray:
         """The deltas (float32), one row each, clipped coordinate-wise to the reach from
-        start of a unit whose first step is global step first (steps_per_unit steps,
-        rounded up to float32); an honest delta is unchanged."""
-        reach = self.reach(start, self.training.steps_per_unit, first)
+        start of a unit whose first step is global step first, at any AdamW step (its
+        moments fresh or carried; steps_per_unit steps, rounded up to float32); an honest
+        delta is unchanged."""
+        reach = self.reach(start, self.training.steps_per_unit, first, None)
         reach *= 1.0 + DELTA_ROUNDING  # so its float32 rounding stays above the delta's
         high = reach.astype(np.float32)
         low = -high
@@ -213,6 +280,12 @@ def _first_beyond(start, params, m, v, segments, decay, reach_scale, reach_offse
             if momentum > limit:
                 return _MOMENTUM, i, momentum, limit
     return _NONE, -1, 0.0, 0.0
+
+
+@functools.lru_cache(maxsize=4)
+def adam_series(training: TrainingConfig) -> AdamSeries:
+    """The AdamW series of a genesis' training configuration (made once)."""
+    return AdamSeries(training)
 
 
 @functools.lru_cache(maxsize=4)

@@ -39,9 +39,11 @@ class UnitStream:
     """Where a run of training steps takes its batches: step i of it trains on
     train_batch(seed, start + i).  A unit's start is the chain's global step at its
     first step (round x steps_per_unit), which also sets its learning rates
-    (node/uPoW/schedule.py)."""
+    (node/uPoW/schedule.py); step is the AdamW step its first state is at: the count
+    its carried moments come with, 0 for fresh ones."""
     seed: int
     start: int = 0
+    step: int = 0
 
 
 class Corpus:

@@ -15,7 +15,7 @@ import logging
 from typing import Callable
 
 from node.types.genesis import Genesis
-from node.types.transactions import AuditReport, EvidenceDispute, WorkCommitment
+from node.types.transactions import NO_CARRY, AuditReport, EvidenceDispute, WorkCommitment
 from node.uPoW.assignment import assign_unit, unit_segments
 from node.uPoW.data import UnitStream
 from node.uPoW.evidence import report_evidence
@@ -44,14 +44,16 @@ class Miner:
         self.disputed: set[tuple[int, int, int, bytes]] = set()  # (round, unit, segment, auditor)
         self.tasks: set[asyncio.Task] = set()
 
-    def on_height(self, height: int, units: int, round_start_hash: bytes | None,
-                  model_root: bytes) -> None:
-        """Called after each finalized block with what the chain says about this miner."""
+    def on_height(self, height: int, units: int, round_start_hash: bytes | None, model_root: bytes,
+                  carries: dict[int, tuple[bytes, int]]) -> None:
+        """Called after each finalized block with what the chain says about this miner:
+        carries holds, per unit index, the checkpoint and AdamW step its next unit carries
+        (its last accepted unit's end, which the worker's store holds)."""
         round_ = self.schedule.round_of(height + 1)  # the round the next block belongs to
         if (units and round_start_hash is not None and round_ not in self.started
                 and height < self.schedule.commit_deadline(round_)):
             self.started.add(round_)
-            self._spawn(self._train_round(round_, units, round_start_hash, model_root))
+            self._spawn(self._train_round(round_, units, round_start_hash, model_root, carries))
 
     def on_challenge(self, round_: int, seeds: tuple[bytes, ...], round_start_hash: bytes,
                      commitments: list[WorkCommitment]) -> None:
@@ -85,17 +87,19 @@ class Miner:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _train_round(self, round_: int, units: int, start_hash: bytes,
-                           model_root: bytes) -> None:
+    async def _train_round(self, round_: int, units: int, start_hash: bytes, model_root: bytes,
+                           carries: dict[int, tuple[bytes, int]]) -> None:
         for unit in range(units):
             if self._too_late(round_, unit, "skipped"):
                 continue
             assignment = assign_unit(start_hash, self.me, unit)
             log.info("round %d unit %d: training %d steps from model %s", round_, unit,
                      self.genesis.training.steps_per_unit, model_root.hex()[:16])
+            carried_leaf, step = carries.get(unit, (NO_CARRY, 0))
             try:
                 trained = await self.worker.train(round_, unit, assignment.shard, model_root,
-                                                  assignment.stream(self.genesis.training, round_))
+                                                  assignment.stream(self.genesis.training, round_, step),
+                                                  carried_leaf)
             except Exception as exc:  # a unit that fails is skipped, never committed
                 log.error("round %d unit %d: training failed: %s", round_, unit, exc)
                 continue
@@ -122,7 +126,8 @@ class Miner:
             unit = commitment.unit
             segments = list(unit_segments(seeds, self.me, unit, self.genesis.training.segments,
                                           self.genesis.training.audit_segments))
-            stream = assign_unit(start_hash, self.me, unit).stream(self.genesis.training, round_)
+            stream = assign_unit(start_hash, self.me, unit).stream(self.genesis.training, round_,
+                                                                   commitment.start_step)
             digests = (await self.worker.publish(round_, unit, segments)
                        or await self.worker.held_evidence(commitment, stream, segments)
                        or await self._regenerate(commitment, stream, segments))

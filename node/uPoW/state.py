@@ -39,13 +39,16 @@ class TrainingState:
 
     @classmethod
     def initial(cls, layout: ParameterLayout, stream: UnitStream,
-                params: np.ndarray | None = None) -> "TrainingState":
-        """Fresh optimizer state at step 0 of stream, from params (the genesis model by
-        default)."""
+                params: np.ndarray | None = None, carried: "TrainingState | None" = None) -> "TrainingState":
+        """The state at the start of stream, from params (the genesis model by default):
+        fresh optimizer moments, or carried's (at stream.step)."""
         if params is None:
             params = init_parameters(layout)
-        return cls(params=params.copy(), adam_m=np.zeros(layout.size, np.float32),
-                   adam_v=np.zeros(layout.size, np.float32), step=0, data_seed=stream.seed,
+        if carried is None:
+            m, v = np.zeros(layout.size, np.float32), np.zeros(layout.size, np.float32)
+        else:
+            m, v = carried.adam_m.copy(), carried.adam_v.copy()
+        return cls(params=params.copy(), adam_m=m, adam_v=v, step=stream.step, data_seed=stream.seed,
                    data_cursor=stream.start)
 
     def copy(self) -> "TrainingState":

@@ -56,12 +56,13 @@ class Trainer:
     def tokens_per_step(self) -> int:
         return self.batch_size * self.seq_len
 
-    def initial_state(self, stream: UnitStream | None = None,
-                      params: np.ndarray | None = None) -> TrainingState:
-        """A fresh state on stream (the genesis's data seed from step 0 by default)."""
+    def initial_state(self, stream: UnitStream | None = None, params: np.ndarray | None = None,
+                      carried: TrainingState | None = None) -> TrainingState:
+        """The state at the start of stream (the genesis's data seed from step 0 by
+        default), with fresh moments or carried's."""
         if stream is None:
             stream = UnitStream(self.genesis.training.data_seed)
-        state = TrainingState.initial(self.layout, stream, params)
+        state = TrainingState.initial(self.layout, stream, params, carried)
         to_device = self.backend.to_device
         state.params, state.adam_m, state.adam_v = (
             to_device(state.params), to_device(state.adam_m), to_device(state.adam_v))

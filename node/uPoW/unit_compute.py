@@ -27,10 +27,10 @@ from typing import Callable, TypeVar
 from kernels.backend import Backend, backend_named
 from node.types.genesis import Genesis, load_genesis
 from node.storage.blobstore import BlobStore
-from node.types.transactions import WorkCommitment
+from node.types.transactions import NO_CARRY, WorkCommitment
 from node.uPoW.data import UnitStream
 from node.uPoW.model_state import ModelState, decode_model
-from node.uPoW.state import NonFiniteStateError, encode_state
+from node.uPoW.state import NonFiniteStateError, TrainingState, decode_state, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import (UnitWork, commitment_for, decode_leaves, float32_from_bits, train_unit,
                             unit_delta)
@@ -40,7 +40,7 @@ from node.uPoW.replay import InvalidCheckpoint, confirm_fraud, replay_segment
 # Trains one unit from the round's model on the unit's data stream and
 # returns its checkpoints, leaves and delta.  A worker process gets it by pickling, so
 # it must be a module-level function.
-UnitTrainer = Callable[[Trainer, ModelState, UnitStream], UnitWork]
+UnitTrainer = Callable[[Trainer, ModelState, UnitStream, TrainingState | None], UnitWork]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,15 +75,22 @@ class UnitCompute:
     def _model(self, root: bytes) -> ModelState:
         return decode_model(self.trainer.layout, self.blobs.get(root.hex()))
 
-    def train(self, round_: int, unit: int, shard: int, model_root: bytes,
-              stream: UnitStream) -> TrainedUnit:
-        """Train one unit from the model model_root; store its leaves and delta blobs."""
+    def _carried(self, leaf: bytes) -> TrainingState | None:
+        """The checkpoint leaf (which must be in the store) whose moments a unit carries;
+        None for NO_CARRY."""
+        return None if leaf == NO_CARRY else decode_state(self.trainer.layout, self.blobs.get(leaf.hex()))
+
+    def train(self, round_: int, unit: int, shard: int, model_root: bytes, stream: UnitStream,
+              carried_leaf: bytes = NO_CARRY) -> TrainedUnit:
+        """Train one unit from the model model_root, carrying the moments of the checkpoint
+        carried_leaf (at stream.step) or fresh ones; store its leaves, its delta and its
+        end state, which its next unit of this index carries once it is accepted."""
         started = time.perf_counter()
-        work = self.unit_trainer(self.trainer, self._model(model_root), stream)
-        self.blobs.put(work.leaves_blob)
-        self.blobs.put(work.delta_blob)
+        work = self.unit_trainer(self.trainer, self._model(model_root), stream, self._carried(carried_leaf))
+        for blob in (work.leaves_blob, work.delta_blob, work.checkpoints[-1]):
+            self.blobs.put(blob)
         self._kept[(round_, unit)] = work
-        commitment = commitment_for(round_, unit, shard, model_root, work)
+        commitment = commitment_for(round_, unit, shard, model_root, work, carried_leaf, stream.step)
         final_loss = float32_from_bits(work.loss_trace[-1])
         return TrainedUnit(commitment, time.perf_counter() - started, final_loss)
 
@@ -110,7 +117,9 @@ class UnitCompute:
         if not all(self.blobs.has(leaves[segment].hex()) for segment in segments):
             return None
         model = self._model(commitment.start_root)
-        return [replay_segment(self.trainer, model, stream, segment, self.blobs.get(leaves[segment].hex()))[2]
+        carried = self._carried(commitment.carried_leaf)
+        return [replay_segment(self.trainer, model, stream, segment, self.blobs.get(leaves[segment].hex()),
+                               carried)[2]
                 for segment in segments]
 
     def publish_regenerated(self, commitment: WorkCommitment, stream: UnitStream,
@@ -119,12 +128,13 @@ class UnitCompute:
         a challenge asks for.  Training is bit-deterministic, so the work is exactly what
         was committed; if it is not (the commitment is not this unit's work, or the
         trainer changed), store nothing and return None."""
-        work = self.unit_trainer(self.trainer, self._model(commitment.start_root), stream)
-        if commitment_for(commitment.round, commitment.unit, commitment.shard,
-                          commitment.start_root, work) != commitment:
+        work = self.unit_trainer(self.trainer, self._model(commitment.start_root), stream,
+                                 self._carried(commitment.carried_leaf))
+        if commitment_for(commitment.round, commitment.unit, commitment.shard, commitment.start_root, work,
+                          commitment.carried_leaf, commitment.start_step) != commitment:
             return None
-        self.blobs.put(work.leaves_blob)
-        self.blobs.put(work.delta_blob)
+        for blob in (work.leaves_blob, work.delta_blob, work.checkpoints[-1]):
+            self.blobs.put(blob)
         return self._store_checkpoints(work, segments)
 
     def _store_checkpoints(self, work: UnitWork, segments: list[int]) -> list[bytes]:
@@ -137,31 +147,36 @@ class UnitCompute:
             del self._kept[key]
 
     def replay(self, model_root: bytes, stream: UnitStream, segment: int, start_hash: bytes,
-               committed_delta: bytes) -> SegmentReplay:
-        """Re-execute segment from the checkpoint start_hash (which must be in the store);
-        for the last segment also hash the delta it gives, against committed_delta."""
+               committed_delta: bytes, carried_leaf: bytes = NO_CARRY) -> SegmentReplay:
+        """Re-execute segment from the checkpoint start_hash (which must be in the store,
+        with carried_leaf's for segment 0 of a unit that carries moments); for the last
+        segment also hash the delta it gives, against committed_delta, and keep the end
+        state, which the unit's next one may carry."""
         started = time.perf_counter()
         model = self._model(model_root)
+        carried = self._carried(carried_leaf) if segment == 0 else None
         try:
             end_hash, end, digest = replay_segment(self.trainer, model, stream, segment,
-                                                   self.blobs.get(start_hash.hex()))
+                                                   self.blobs.get(start_hash.hex()), carried)
         except (InvalidCheckpoint, NonFiniteStateError) as exc:
             return SegmentReplay(None, None, str(exc), time.perf_counter() - started)
         delta_hash = None
         if segment == self.genesis.training.segments - 1:
             end = self.trainer.host_state(end)
             delta_hash, _ = unit_delta(model, end.params)
-            if delta_hash != committed_delta:
-                # a validator checking the delta fraud proof fetches this state here
-                self.blobs.put(encode_state(self.trainer.layout, end))
+            # a validator checking a delta fraud proof fetches this state here, and the
+            # auditor of the unit's next one its carried moments
+            self.blobs.put(encode_state(self.trainer.layout, end))
         return SegmentReplay(end_hash, delta_hash, None, time.perf_counter() - started, digest)
 
     def confirm_fraud(self, question: FraudQuestion) -> bool:
         """The verdict on a fraud proof (WorkOracle.confirm_fraud's meaning); the model and
         the start checkpoint must be in the store."""
         q = question
+        carried = q.commitment.carried_leaf
+        carried_blob = self.blobs.get(carried.hex()) if q.proof.segment == 0 and carried != NO_CARRY else None
         return confirm_fraud(self.trainer, self._model(q.model_root), q.stream, q.commitment,
-                             q.proof, self.blobs.get(q.proof.start_hash.hex()))
+                             q.proof, self.blobs.get(q.proof.start_hash.hex()), carried_blob)
 
 
 # -- the worker process of a full node
@@ -231,9 +246,9 @@ class ComputeWorker:
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, _run_in_worker, method, *args)
 
-    async def train(self, round_: int, unit: int, shard: int, model_root: bytes,
-                    stream: UnitStream) -> TrainedUnit:
-        return await self._run(UnitCompute.train, round_, unit, shard, model_root, stream)
+    async def train(self, round_: int, unit: int, shard: int, model_root: bytes, stream: UnitStream,
+                    carried_leaf: bytes = NO_CARRY) -> TrainedUnit:
+        return await self._run(UnitCompute.train, round_, unit, shard, model_root, stream, carried_leaf)
 
     async def publish(self, round_: int, unit: int, segments: list[int]) -> list[bytes] | None:
         return await self._run(UnitCompute.publish, round_, unit, segments)
@@ -250,9 +265,9 @@ class ComputeWorker:
         await self._run(UnitCompute.forget_before, round_)
 
     async def replay(self, model_root: bytes, stream: UnitStream, segment: int, start_hash: bytes,
-                     committed_delta: bytes) -> SegmentReplay:
+                     committed_delta: bytes, carried_leaf: bytes = NO_CARRY) -> SegmentReplay:
         return await self._run(UnitCompute.replay, model_root, stream, segment, start_hash,
-                               committed_delta)
+                               committed_delta, carried_leaf)
 
     async def confirm_fraud(self, question: FraudQuestion) -> bool:
         return await self._run(UnitCompute.confirm_fraud, question)

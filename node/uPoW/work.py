@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from node.types.merkle import merkle_root
-from node.types.transactions import WorkCommitment
+from node.types.transactions import NO_CARRY, WorkCommitment
 from node.uPoW.data import UnitStream
 from node.uPoW.evidence import evidence_lock
 from node.uPoW.model import ParameterLayout
@@ -73,9 +73,12 @@ def unit_delta(model: ModelState, end_params: np.ndarray) -> tuple[bytes, bytes]
     return hashlib.sha256(blob).digest(), blob
 
 
-def unit_start_state(trainer: Trainer, model: ModelState, stream: UnitStream) -> TrainingState:
-    """Leaf 0: the round's parameters, zero Adam moments, step 0, at the stream's start."""
-    return trainer.initial_state(stream, model.params)
+def unit_start_state(trainer: Trainer, model: ModelState, stream: UnitStream,
+                     carried: TrainingState | None = None) -> TrainingState:
+    """Leaf 0: the round's parameters, at the stream's start and AdamW step, with the
+    moments of carried (the end state of the miner's last accepted unit of this index)
+    or zero ones."""
+    return trainer.initial_state(stream, model.params, carried)
 
 
 @dataclasses.dataclass
@@ -100,10 +103,11 @@ def float32_from_bits(bits: int) -> float:
 
 
 def train_unit(trainer: Trainer, model: ModelState, stream: UnitStream,
+               carried: TrainingState | None = None,
                on_step: Callable[[StepResult], None] | None = None) -> UnitWork:
     """Train one unit, encoding the state at every leaf (NonFiniteStateError if it fails)."""
     layout = trainer.layout
-    state = unit_start_state(trainer, model, stream)
+    state = unit_start_state(trainer, model, stream, carried)
     checkpoints = [encode_state(layout, trainer.host_state(state))]
     leaves = [hashlib.sha256(checkpoints[0]).digest()]
     losses, evidence = [], []
@@ -124,12 +128,13 @@ def train_unit(trainer: Trainer, model: ModelState, stream: UnitStream,
                     delta_hash=delta_hash, loss_trace=tuple(losses), evidence=tuple(evidence))
 
 
-def commitment_for(round_: int, unit: int, shard: int, model_root: bytes,
-                   work: UnitWork) -> WorkCommitment:
+def commitment_for(round_: int, unit: int, shard: int, model_root: bytes, work: UnitWork,
+                   carried_leaf: bytes = NO_CARRY, start_step: int = 0) -> WorkCommitment:
     return WorkCommitment(round=round_, unit=unit, shard=shard, start_root=model_root,
                           checkpoint_root=work.checkpoint_root,
                           checkpoint_count=len(work.leaves),
                           leaves_hash=hashlib.sha256(work.leaves_blob).digest(),
                           delta_hash=work.delta_hash, loss_trace=work.loss_trace,
                           kernel_version=KERNEL_VERSION,
-                          evidence_locks=tuple(evidence_lock(d) for d in work.evidence))
+                          evidence_locks=tuple(evidence_lock(d) for d in work.evidence),
+                          carried_leaf=carried_leaf, start_step=start_step)

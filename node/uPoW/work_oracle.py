@@ -15,7 +15,7 @@ from typing import Callable
 from kernels.backend import Backend, cpu_backend
 from node.types.genesis import Genesis
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
-from node.types.transactions import FraudProof, WorkCommitment
+from node.types.transactions import NO_CARRY, FraudProof, WorkCommitment
 from node.uPoW.aggregation import close_model
 from node.uPoW.assignment import UnitAssignment
 from node.uPoW.fraud_question import FraudQuestion, ReplayPending, Verdicts
@@ -61,19 +61,20 @@ class BlobWorkOracle:
 
     def confirm_fraud(self, model_root_: bytes, assignment: UnitAssignment,
                       commitment: WorkCommitment, proof: FraudProof) -> bool:
-        stream = assignment.stream(self.genesis.training, commitment.round)
+        stream = assignment.stream(self.genesis.training, commitment.round, commitment.start_step)
         question = FraudQuestion(model_root_, stream, commitment, proof)
         verdict = self.verdicts.get(question)
         if verdict is not None:
             return verdict
+        carried = commitment.carried_leaf if proof.segment == 0 and commitment.carried_leaf != NO_CARRY else None
         if self.replay_elsewhere is not None:
-            for digest in (model_root_, proof.start_hash):  # what the replay reads
-                if not self.blobs.has(digest.hex()):
+            for digest in (model_root_, proof.start_hash, carried):  # what the replay reads
+                if digest is not None and not self.blobs.has(digest.hex()):
                     raise WorkUnavailable(digest)
             self.replay_elsewhere(question)
             raise ReplayPending(question)
         verdict = confirm_fraud(self.trainer, self.model(model_root_), stream, commitment, proof,
-                                self.blob(proof.start_hash))
+                                self.blob(proof.start_hash), self.blob(carried) if carried is not None else None)
         self.verdicts.remember(question, verdict)
         return verdict
 

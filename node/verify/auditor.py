@@ -24,7 +24,7 @@ from node.state.records import ChallengeRecord
 from node.types.genesis import Genesis
 from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.blobstore import BlobCorrupted, BlobNotFound, BlobStore
-from node.types.transactions import AuditReport, FraudProof, WithheldClaim, WorkCommitment
+from node.types.transactions import NO_CARRY, AuditReport, FraudProof, WithheldClaim, WorkCommitment
 from node.uPoW.assignment import assign_unit
 from node.uPoW.data import UnitStream
 from node.uPoW.evidence import evidence_lock, report_evidence
@@ -36,7 +36,7 @@ from node.uPoW.work import DELTA_MAGIC, LEAVES_MAGIC, decode_leaves
 log = logging.getLogger("uponode.audit")
 
 Fetch = Callable[[bytes], Awaitable[bool]]  # make a blob present in the local store
-Replay = Callable[[bytes, UnitStream, int, bytes, bytes], Awaitable[SegmentReplay]]
+Replay = Callable[[bytes, UnitStream, int, bytes, bytes, bytes], Awaitable[SegmentReplay]]
 Submit = Callable[[object], None]  # sign and send a payload
 
 
@@ -75,7 +75,7 @@ def assigned_tasks(genesis: Genesis, me: bytes, round_: int, round_start_hash: b
             if (miner, unit) not in claimed or me not in challenge.eligible or me == miner:
                 continue
             segments = unit_draws.segments
-        stream = assign_unit(round_start_hash, miner, unit).stream(genesis.training, round_)
+        stream = assign_unit(round_start_hash, miner, unit).stream(genesis.training, round_, commitment.start_step)
         tasks.append(AuditTask(round_, miner, unit, commitment, stream, segments, fallback))
     return tasks
 
@@ -107,7 +107,7 @@ class Auditor:
         reports = []
         for segment in task.segments:
             result = await self.replay(task.commitment.start_root, task.stream, segment,
-                                       leaves[segment], task.commitment.delta_hash)
+                                       leaves[segment], task.commitment.delta_hash, task.commitment.carried_leaf)
             fraud = self._fraud(task, leaves, segment, result)
             if fraud is not None:
                 log.warning("%s: segment %d FAILS (%s) in %.2f s: submitting a fraud proof",
@@ -134,7 +134,8 @@ class Auditor:
     async def _missing(self, task: AuditTask) -> tuple[list[bytes] | None, tuple[int, ...]]:
         """The unit's checked leaves (None if they cannot be had yet) and the challenged
         segments whose data cannot be had: all of them without valid leaves, else those
-        whose start checkpoint is missing, and the last segment if the delta is (its
+        whose start checkpoint is missing (for segment 0 of a unit that carries moments,
+        or the checkpoint they come from), and the last segment if the delta is (its
         report attests the delta available, DESIGN.md §2)."""
         leaves = await self._leaves(task)
         if leaves is None:
@@ -149,6 +150,10 @@ class Auditor:
                 missing.append(segment)
             elif segment == last and not await self.fetch(task.commitment.delta_hash):
                 log.info("%s: the delta is not available yet", task.name)
+                missing.append(segment)
+            elif segment == 0 and task.commitment.carried_leaf != NO_CARRY and not await self.fetch(
+                    task.commitment.carried_leaf):
+                log.info("%s: the checkpoint its moments carry is not available yet", task.name)
                 missing.append(segment)
         return leaves, tuple(missing)
 
@@ -197,9 +202,10 @@ class Auditor:
 
 
 def prune_checkpoints(store: BlobStore, commitments: list[WorkCommitment],
-                      keep: dict[bytes, tuple[int, ...]]) -> int:
+                      keep: dict[bytes, tuple[int, ...]], carried: set[bytes] = frozenset()) -> int:
     """Delete the stored checkpoints of commitments, except the leaf indices keep names
-    per leaves hash; returns how many were deleted.
+    per leaves hash and the checkpoints in carried (ones a miner's next unit may carry);
+    returns how many were deleted.
 
     A leaves file is the miner's word: it is trusted only where it matches its
     commitment (count and Merkle root), and only blobs that are training states are
@@ -218,7 +224,7 @@ def prune_checkpoints(store: BlobStore, commitments: list[WorkCommitment],
         named.update(leaves)
         kept.update(leaves[i] for i in keep.get(commitment.leaves_hash, ()) if i < len(leaves))
     removed = 0
-    for leaf in sorted(named - kept):
+    for leaf in sorted(named - kept - carried):
         if store.starts_with(leaf.hex(), STATE_DOMAIN):
             store.delete(leaf.hex())
             removed += 1
@@ -230,7 +236,7 @@ def prune_unit_blobs(store: BlobStore, commitments: list[WorkCommitment], kept: 
     models) except the digests in kept; returns how many blobs were deleted.  Each
     digest is deleted only if its blob is of the kind the commitment names it as, so a
     commitment cannot name another kind of blob (a snapshot's chunk, say) for deletion."""
-    removed = prune_checkpoints(store, commitments, {})
+    removed = prune_checkpoints(store, commitments, {}, kept)
     named = {(digest, magic) for c in commitments
              for digest, magic in ((c.delta_hash, DELTA_MAGIC), (c.leaves_hash, LEAVES_MAGIC),
                                    (c.start_root, MODEL_MAGIC))}

@@ -270,8 +270,8 @@ class LightAuditor:
     # -- auditing
 
     async def _replay(self, model_root: bytes, stream: UnitStream, segment: int, start: bytes,
-                      committed_delta: bytes):
-        return self.compute.replay(model_root, stream, segment, start, committed_delta)
+                      committed_delta: bytes, carried_leaf: bytes):
+        return self.compute.replay(model_root, stream, segment, start, committed_delta, carried_leaf)
 
     async def _fetch(self, digest: bytes) -> bool:
         return await self.fetcher.ensure(digest, self.peers, blob_limit(self.genesis))

@@ -43,9 +43,10 @@ def prune_forgotten_round(chain: Chain, blobs: BlobStore) -> int:
 def _named_by_kept_rounds(chain: Chain, schedule: RoundSchedule, forgotten_round: int) -> set[bytes]:
     """Every digest the kept rounds still need: their units' deltas, leaves and start
     models, every model made since the forgotten round (a kept round's start, or a kept
-    snapshot's model), and the current model."""
+    snapshot's model), the current model, and every checkpoint a miner's next unit may
+    still carry."""
     state = chain.state
-    kept = {state.model().root}
+    kept = {state.model().root} | state.carried_leaves()
     for round_ in range(forgotten_round, schedule.round_of(chain.height) + 1):
         for _, _, c in state.round_commitments(round_):
             kept.update((c.delta_hash, c.leaves_hash, c.start_root))

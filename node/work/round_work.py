@@ -161,7 +161,10 @@ class RoundWork:
         next_round = self.schedule.round_of(height + 1)
         start_height = self.schedule.start_height(next_round)
         start_hash = self._block_hash(start_height)
-        self.miner.on_height(height, units, start_hash, state.model().root)
+        # a unit carries its predecessor's moments where this node still holds that state
+        carries = {unit: (carry.leaf, carry.step) for unit in range(units)
+                   if (carry := state.carry(self.me, unit)) is not None and self.fetcher.store.has(carry.leaf.hex())}
+        self.miner.on_height(height, units, start_hash, state.model().root, carries)
         done = self.schedule.round_of(height) if height else 0
         challenge = state.challenge(done)
         seeds = challenge.drawn_seeds() if challenge is not None else None
@@ -196,7 +199,8 @@ class RoundWork:
         commitments = state.round_commitments(round_)
         keep = {c.leaves_hash: (f.segment,) for m, u, c in commitments
                 if (f := state.fraud_record(round_, m, u)) is not None}
-        removed = prune_checkpoints(self.fetcher.store, [c for _, _, c in commitments], keep)
+        removed = prune_checkpoints(self.fetcher.store, [c for _, _, c in commitments], keep,
+                                    state.carried_leaves())
         if removed:
             log.info("round %d: pruned %d checkpoints past their challenge window", round_, removed)
 

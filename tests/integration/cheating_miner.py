@@ -21,13 +21,14 @@ from node.types.crypto import sha256
 from node.types.merkle import merkle_root
 from node.uPoW.data import UnitStream
 from node.uPoW.model_state import ModelState
-from node.uPoW.state import decode_state, encode_state
+from node.uPoW.state import TrainingState, decode_state, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import UnitWork, encode_leaves, train_unit
 
 
-def train_with_a_fake_checkpoint(trainer: Trainer, model: ModelState, stream: UnitStream) -> UnitWork:
-    work = train_unit(trainer, model, stream)
+def train_with_a_fake_checkpoint(trainer: Trainer, model: ModelState, stream: UnitStream,
+                                 carried: TrainingState | None) -> UnitWork:
+    work = train_unit(trainer, model, stream, carried)
     fake = decode_state(trainer.layout, work.checkpoints[-2])
     fake.params = fake.params + np.float32(1e-3)
     blob = encode_state(trainer.layout, fake)

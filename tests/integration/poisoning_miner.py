@@ -25,19 +25,21 @@ from node.uPoW.bounds import adamw_bounds
 from node.uPoW.data import UnitStream
 from node.uPoW.model_state import ModelState
 from node.uPoW.replay import load_checkpoint
-from node.uPoW.state import decode_state, encode_state
+from node.uPoW.state import TrainingState, decode_state, encode_state
 from node.uPoW.trainer import Trainer
 from node.uPoW.work import UnitWork, encode_leaves, train_unit, unit_delta
 
 PUSH = 0.9  # of the reach: inside the bounds, so no checkpoint check refuses it
 
 
-def train_with_poison(trainer: Trainer, model: ModelState, stream: UnitStream) -> UnitWork:
-    work = train_unit(trainer, model, stream)
+def train_with_poison(trainer: Trainer, model: ModelState, stream: UnitStream,
+                      carried: TrainingState | None) -> UnitWork:
+    work = train_unit(trainer, model, stream, carried)
     n = trainer.genesis.training.segments
     forged = decode_state(trainer.layout, work.checkpoints[n - 1])
     bounds = adamw_bounds(trainer.genesis.training, trainer.genesis.model)
-    reach = bounds.reach(model.params, forged.step, forged.data_cursor - forged.step)
+    steps = forged.step - stream.step
+    reach = bounds.reach(model.params, steps, forged.data_cursor - steps, stream.step)
     signs = np.where(np.arange(reach.size) % 2, 1.0, -1.0)
     forged.params = (model.params.astype(np.float64) + signs * PUSH * reach).astype(np.float32)
     blob = encode_state(trainer.layout, forged)

@@ -1,8 +1,9 @@
 """Mining is training, end to end: `scripts/devnet.py up --validators 4 --auditors 1
 --units 2,1,1,1` runs five training rounds with real processes, and every claim is
 checked through the public HTTP API: identical model roots, a falling eval loss,
-audited units, payments exactly per the genesis split (node-0, taking two units a
-round, is paid exactly twice a one-unit miner), and supply conserved to the unit."""
+audited units that carry their miner's AdamW moments from round to round, payments
+exactly per the genesis split (node-0, taking two units a round, is paid exactly twice
+a one-unit miner), and supply conserved to the unit."""
 import collections
 import json
 import os
@@ -70,6 +71,8 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     audited_by_light_node = 0
     keys = [n["public_key"] for n in state["nodes"] if n["url"]]
     paid_twice = 0
+    accepted_steps: dict[tuple[str, int], int] = {}  # AdamW steps of each (miner, unit)'s accepted units
+    carried = 0
     for round_ in range(ROUNDS):
         # read as each round closes: past the retention window its records are forgotten
         _wait(lambda: min((_get(u, "/status") or {}).get("height", -1) for u in urls)
@@ -79,7 +82,12 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
         assert len(roots) == 1 and None not in roots, f"round {round_}: model roots {roots}"
         view = views[0]
         for unit in view["units"]:
+            key = (unit["miner"], unit["unit"])
+            if unit["carried"] is not None:  # its moments are its last accepted unit's
+                assert unit["carried"]["step"] == accepted_steps[key], (round_, unit)
+                carried += 1
             if unit["status"] == "accepted":
+                accepted_steps[key] = (unit["carried"] or {"step": 0})["step"] + genesis.training.steps_per_unit
                 assert unit["audits"], f"round {round_}: accepted unit without an audit: {unit}"
                 audited_by_light_node += sum(a["auditor"] == auditor_key for a in unit["audits"])
                 accepted += 1
@@ -94,6 +102,7 @@ def test_five_rounds_train_the_model_and_pay_exactly(mining_devnet):
     assert audited_by_light_node > 0, "the light-audit node never audited a unit"
     assert paid_twice >= 2, f"node-0's two units were accepted beside a one-unit miner's in {paid_twice} rounds"
     assert accepted >= ROUNDS
+    assert carried >= ROUNDS, f"only {carried} units carried their miner's moments"
 
     # supply: every account's balance and bond add up to the genesis supply plus emission,
     # less the burned share of every fee (nothing else is burned without fraud)

@@ -177,3 +177,34 @@ def test_a_checkpoint_of_another_rounds_place_in_the_schedule_is_invalid(trainer
     state.data_cursor -= SEED.start
     with pytest.raises(InvalidCheckpoint, match="at step 2 cursor 2, expected 2 and 82"):
         load_checkpoint(trainer, model, SEED, 1, encode_state(trainer.layout, state))
+
+
+def test_a_unit_that_carries_moments_replays_from_them_and_nothing_else(trainer, model, honest):
+    """The next unit of the miner carries the moments and AdamW step of its last accepted
+    unit's end: its leaf 0 is checked against that checkpoint, bit for bit.  Claiming the
+    carry while starting from fresh moments, or from moments of another checkpoint, is a
+    start that is no state of the unit: fraud at segment 0."""
+    steps = trainer.genesis.training.steps_per_unit
+    end = decode_state(trainer.layout, honest.checkpoints[-1])
+    carried_leaf = honest.leaves[-1]
+    stream = UnitStream(9, SEED.start + steps, step=end.step)
+    work = train_unit(trainer, model, stream, end)
+    commitment = commitment_for(3, 0, 0, model_root(encode_model(model)), work, carried_leaf, end.step)
+    first = decode_state(trainer.layout, work.checkpoints[0])
+    assert first.step == end.step and np.array_equal(first.adam_m, end.adam_m)
+    for segment in range(trainer.genesis.training.segments):
+        carried = end if segment == 0 else None
+        assert replay_segment(trainer, model, stream, segment, work.checkpoints[segment], carried)[0] == \
+            work.leaves[segment + 1]
+        assert not confirm_fraud(trainer, model, stream, commitment, _proof(work, segment),
+                                 work.checkpoints[segment], honest.checkpoints[-1])
+    with pytest.raises(InvalidCheckpoint, match="not the unit's start state"):
+        load_checkpoint(trainer, model, stream, 0, work.checkpoints[0])  # the carry left out
+    # fresh moments with the carry claimed, and the moments of another of the miner's states
+    for moments_from in (None, decode_state(trainer.layout, honest.checkpoints[1])):
+        cheat = train_unit(trainer, model, stream, moments_from)
+        cheat_commitment = commitment_for(3, 0, 0, model_root(encode_model(model)), cheat, carried_leaf, end.step)
+        assert confirm_fraud(trainer, model, stream, cheat_commitment, _proof(cheat, 0), cheat.checkpoints[0],
+                             honest.checkpoints[-1])
+    with pytest.raises(ValueError, match="not the one the commitment names"):
+        confirm_fraud(trainer, model, stream, commitment, _proof(work, 0), work.checkpoints[0], honest.checkpoints[1])

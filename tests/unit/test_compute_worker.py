@@ -10,6 +10,7 @@ import time
 from node.storage.blobstore import BlobStore
 from node.uPoW.data import UnitStream
 from node.uPoW.model_state import ModelState, encode_model
+from node.uPoW.state import TrainingState
 from node.uPoW.trainer import Trainer
 from node.uPoW.unit_compute import ComputeWorker
 from node.uPoW.work import UnitWork, commitment_for, decode_leaves, train_unit
@@ -19,10 +20,11 @@ NEXT_SEED = UnitStream(8, 120)
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def train_on_the_next_data_seed(trainer: Trainer, model: ModelState, stream: UnitStream) -> UnitWork:
+def train_on_the_next_data_seed(trainer: Trainer, model: ModelState, stream: UnitStream,
+                                carried: TrainingState | None) -> UnitWork:
     """A cheat: the unit trained on another data stream than the one assigned.  Module
     level, so that the worker process gets it by name."""
-    return train_unit(trainer, model, UnitStream(stream.seed + 1, stream.start))
+    return train_unit(trainer, model, UnitStream(stream.seed + 1, stream.start, stream.step), carried)
 
 
 def test_the_worker_trains_with_its_unit_trainer_publishes_and_replays(trainer, model, tmp_path):
@@ -49,7 +51,8 @@ def test_the_worker_trains_with_its_unit_trainer_publishes_and_replays(trainer, 
     cheat = train_unit(trainer, model, NEXT_SEED)
     assert trained.commitment == commitment_for(3, 0, 0, model_root, cheat)
     assert leaves == cheat.leaves and blobs.has(trained.commitment.delta_hash.hex())
-    assert [blobs.has(leaf.hex()) for leaf in leaves] == [i in (0, n - 1) for i in range(n + 1)]
+    # the challenged checkpoints, and the end state, which the miner's next unit may carry
+    assert [blobs.has(leaf.hex()) for leaf in leaves] == [i in (0, n - 1, n) for i in range(n + 1)]
     # the checkpoint names another data stream than the unit's: not a state of the unit
     assert as_assigned.end_hash is None and "data seed" in as_assigned.invalid_start
     # on the stream it was trained on, the last segment replays to the last leaf and delta

@@ -13,13 +13,13 @@ from node.types.blocks import (ACCEPTED, NO_CLOSE, PAID_AS_PROPOSER, PAID_FOR_AU
 from node.state.chain import Chain, InvalidBlock
 from node.types.crypto import SigningKey, sha256
 from node.state.chain_state import ChainState
-from node.state.records import (UNMEASURED_LOSS, AccountRecord, ModelRecord, WorkCount, account_key,
+from node.state.records import (UNMEASURED_LOSS, AccountRecord, CarryRecord, ModelRecord, WorkCount, account_key,
                                 work_count_key)
 from node.state.round_close import close_round
 from node.state.transition import Transition
 from node.types.merkle import inclusion_proof, merkle_root
 from node.storage.chainstore import ChainStore
-from node.types.transactions import (AuditReport, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
+from node.types.transactions import (NO_CARRY, AuditReport, FraudProof, RegisterAuditor, RegisterMiner, Transfer,
                                WorkCommitment, sign_tx)
 from node.uPoW.model_state import genesis_model_root
 from node.uPoW.oracle import KERNEL_VERSION, WorkUnavailable
@@ -433,3 +433,33 @@ def test_an_underbonded_worker_cannot_enter():
 def test_no_rotation_before_the_epoch_ends():
     assert _rotation({WORKERS[0]: 3}, round_=0, epoch_rounds=2) == []
     assert _rotation({WORKERS[0]: 3}, round_=1, epoch_rounds=2) != []
+
+
+def test_an_accepted_unit_s_end_is_what_its_miner_s_next_unit_may_carry(net):
+    """The close records the accepted unit's last leaf (proved by the reports on its last
+    segment) and AdamW step; in the next round the miner's unit may carry exactly that,
+    or start fresh, and nothing else: a made-up checkpoint, another miner's, or a step
+    count that is not its own."""
+    play_round(net)
+    net.step()  # round 0's close, which seats HONEST in place of a validator
+    net.signers = VALIDATORS[:3] + [HONEST]
+    state = net.validator.state
+    steps = GENESIS.training.steps_per_unit
+    assert state.carry(HONEST.public_key, 0) == CarryRecord(leaves(HONEST)[SEGMENTS], steps)
+    assert state.carry(LAZY.public_key, 0) is None and state.carry(CHEAT.public_key, 0) is None
+    assert state.carry(HONEST.public_key, 1) is None  # another index carries its own
+
+    def next_unit(miner, carried_leaf, start_step):
+        return dataclasses.replace(commitment(miner), round=1, start_root=state.model().root,
+                                   carried_leaf=carried_leaf, start_step=start_step)
+
+    forged = [sign_tx(miner, GENESIS.chain_id, state.account(miner.public_key).nonce,
+                      next_unit(miner, carried_leaf, start_step), GENESIS.economics.min_tx_fee)
+              for miner, carried_leaf, start_step in ((HONEST, sha256(b"made up"), steps),
+                                                      (HONEST, leaves(HONEST)[SEGMENTS], 2 * steps),
+                                                      (LAZY, leaves(HONEST)[SEGMENTS], steps))]
+    _, refused = net.proposer.propose(forged, VALIDATORS[0].public_key, 0)
+    assert [exc.reason for _, exc in refused] == ["wrong_carry"] * 3
+    net.step([net.tx(HONEST, next_unit(HONEST, leaves(HONEST)[SEGMENTS], steps)),
+              net.tx(LAZY, next_unit(LAZY, NO_CARRY, 0))])
+    assert len(net.validator.state.round_commitments(1)) == 2
