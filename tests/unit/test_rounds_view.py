@@ -33,7 +33,9 @@ def commitment(unit: int, losses: tuple[float, ...] = (3.0, 2.5)) -> WorkCommitm
                           kernel_version=1, evidence_locks=())
 
 
-COMMITMENTS = [(B, 0, commitment(0)), (A, 1, commitment(1, ())), (A, 0, commitment(0))]
+# B's unit carries the moments of its last accepted unit's end
+COMMITMENTS = [(B, 0, dataclasses.replace(commitment(0), carried_leaf=b"\x05" * 32, start_step=80)),
+               (A, 1, commitment(1, ())), (A, 0, commitment(0))]
 AUDITS = [(A, 0, 3, C), (A, 0, 1, B), (B, 0, 2, A)]
 CLOSE = RoundClose(round=1, units=(UnitOutcome(A, 0, ACCEPTED), UnitOutcome(A, 1, REJECTED),
                                    UnitOutcome(B, 0, SLASHED)),
@@ -68,10 +70,11 @@ def test_open_round():
     first = body["units"][0]
     assert first == {"miner": A.hex(), "unit": 0, "shard": 0, "status": "committed",
                      "checkpoint_root": "02" * 32, "checkpoint_count": 5, "delta_hash": "04" * 32,
-                     "final_loss": 2.5, "fraud": None,
+                     "carried": None, "final_loss": 2.5, "fraud": None,
                      "audits": [{"auditor": B.hex(), "segment": 1}, {"auditor": C.hex(), "segment": 3}]}
     assert body["units"][1]["final_loss"] is None and body["units"][1]["audits"] == []
     assert body["units"][2]["fraud"] == {"prover": C.hex(), "segment": 2}
+    assert body["units"][2]["carried"] == {"checkpoint": "05" * 32, "step": 80}
     assert (body["rewards"], body["model_root"], body["eval_loss"]) == ([], None, None)
     json.dumps(body, allow_nan=False)
 
