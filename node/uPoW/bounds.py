@@ -116,13 +116,18 @@ class AdamSeries:
     def growth(self, t: int) -> float:
         return self._at(self._growth, t)
 
+    @property
+    def converged(self) -> int:
+        """The step from which every term is constant."""
+        return len(self._update) - 1
+
     def update_sup(self) -> float:
         """The largest A_t over every step."""
         return max(self._update[1:])
 
     def power_gap(self, beta: float, t: int) -> float:
         """1 - beta^t in float64 (beta^t by repeated products, and 0 once it underflows)."""
-        return 1.0 - _power(beta, min(t, len(self._update)))
+        return 1.0 - _power(beta, min(t, self.converged + 1))
 
 
 class StepLimits:
@@ -142,7 +147,7 @@ class StepLimits:
         self.steps = steps
         if adam_first is None:  # any start: a carried unit's update may be the largest
             self.update_max = (series.update_sup(),) * steps
-            t = len(series._update)  # its moments, converged: the largest they can be
+            t = series.converged + 1  # its moments, converged: the largest they can be
         else:
             self.update_max = tuple(series.update(t) for t in range(adam_first + 1, adam_first + steps + 1))
             # the moments at the end: AdamW's step t = adam_first + steps counts from fresh ones

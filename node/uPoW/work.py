@@ -1,8 +1,9 @@
 """A miner's unit of work: train it, and the blobs and commitment that describe it.
 
 A unit trains steps_per_unit steps from the round's model on the unit's data
-stream (its seed, from the round's first global step).  Its leaves are the start state's hash and the state hash after every
-checkpoint_every steps (n segments, n+1 leaves); the checkpoint blobs are the
+stream (its seed, from the round's first global step), its AdamW moments fresh or
+carried from the miner's last accepted unit.  Its leaves are the start state's hash and
+the state hash after every checkpoint_every steps (n segments, n+1 leaves); the checkpoint blobs are the
 encoded states, so a leaf is its blob's SHA-256.  Each segment also has the digest of
 its last step's gradient, kept by the miner and locked in the commitment
 (node/uPoW/evidence.py).  The delta is the end parameters minus the round's, as a

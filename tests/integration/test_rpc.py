@@ -519,7 +519,7 @@ async def test_round_with_a_committed_unit(client, chain):
         (unit,) = (await reply.json())["units"]
     assert unit == {"miner": USER.public_key.hex(), "unit": 0, "shard": commitment.shard,
                     "status": "committed", "checkpoint_root": "01" * 32,
-                    "checkpoint_count": commitment.checkpoint_count, "delta_hash": "03" * 32,
+                    "checkpoint_count": commitment.checkpoint_count, "delta_hash": "03" * 32, "carried": None,
                     "final_loss": 2.5, "audits": [], "fraud": None}
 
 

@@ -34,7 +34,9 @@ print(before, rss_anon_mb())
 def test_freed_memory_spread_over_thread_arenas_goes_back_to_the_system():
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True)
     before, after = map(float, out.stdout.split())
-    assert before > 200 and after < before / 4, (before, after)
+    # glibc alone keeps most of the 327 MB freed (how much it trims by itself varies
+    # with the machine, 199 MB on CI's): the node's release returns it
+    assert before > 100 and after < before / 4, (before, after)
 
 
 BIG_BLOCKS = r"""

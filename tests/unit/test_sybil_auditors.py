@@ -53,7 +53,8 @@ def test_sybil_auditors_passing_their_miners_fakes_lose_against_honest_twins(r):
     trainer, model = Trainer(g), genesis_model(g)
     works = {}
     for name in CHEATS + HONEST:
-        work = train_unit(trainer, model, assign_unit(r.chain.genesis_hash, KEYS[name].public_key, 0).stream(r.genesis.training, 0))
+        stream = assign_unit(r.chain.genesis_hash, KEYS[name].public_key, 0).stream(r.genesis.training, 0)
+        work = train_unit(trainer, model, stream)
         # a cheat makes up every checkpoint after the start: any replay of it fails
         works[name] = fake_checkpoints(trainer, work, list(range(1, g.training.segments + 1))) \
             if name in CHEATS else work

@@ -206,8 +206,9 @@ def test_an_auditor_whose_pass_is_disproven_is_slashed(r):
     # anyone may prove the fraud within the window
     proofs = []
     auditor = r.auditor(prover, proofs.append)
-    task = AuditTask(0, CHEAT.public_key, 0, r.chain.state.commitment(0, CHEAT.public_key, 0),
-                     assign_unit(r.chain.genesis_hash, CHEAT.public_key, 0).stream(r.genesis.training, 0), _challenged(r, "cheat"))
+    stream = assign_unit(r.chain.genesis_hash, CHEAT.public_key, 0).stream(r.genesis.training, 0)
+    task = AuditTask(0, CHEAT.public_key, 0, r.chain.state.commitment(0, CHEAT.public_key, 0), stream,
+                     _challenged(r, "cheat"))
     assert asyncio.run(auditor.audit(task))
     [proof] = proofs
     assert isinstance(proof, FraudProof) and proof.segment in _challenged(r, "cheat")
