@@ -52,9 +52,9 @@ def _audit(trainer: Trainer, model, stream: UnitStream, work, segments: tuple[in
     return time.perf_counter() - started
 
 
-def _best_of_5(fn) -> float:
+def _best_of(fn, repeats: int = 5) -> float:
     times = []
-    for _ in range(5):
+    for _ in range(repeats):
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
@@ -69,9 +69,9 @@ def one_segment(genesis, choosers: int) -> dict:
     stream = UnitStream(1)
     warm = unit_start_state(trainer, model, stream)
     trainer.step(warm)  # loads the compiled kernels outside the timings
-    step_s = min(_timed(lambda: trainer.step(warm)) for _ in range(3))
+    step_s = _best_of(lambda: trainer.step(warm), 3)
     start = encode_state(trainer.layout, trainer.host_state(unit_start_state(trainer, model, stream)))
-    replay_s = _timed(lambda: replay_segment(trainer, model, stream, 0, start))
+    replay_s = _best_of(lambda: replay_segment(trainer, model, stream, 0, start), 1)
     replayed = choosers * (training.audit_segments + 1) * training.checkpoint_every
     return {"genesis": genesis.chain_id, "parameters": trainer.layout.size,
             "tokens_per_step": trainer.tokens_per_step, "steps_per_unit": training.steps_per_unit,
@@ -80,12 +80,6 @@ def one_segment(genesis, choosers: int) -> dict:
             "checkpoint_bytes": len(start), "cpu_step_s": round(step_s, 3),
             "cpu_segment_replay_s": round(replay_s, 3), "steps_replayed_per_unit": replayed,
             "replayed_share_of_unit": round(replayed / training.steps_per_unit, 4)}
-
-
-def _timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -129,8 +123,8 @@ def main() -> None:
         "mining_s": round(mining_s, 4), "audit_s": round(audit_s, 4),
         "audit_fraction": round(audit_s / mining_s, 4),
         "steps_replayed": replayed,
-        "state_hash_s": round(_best_of_5(lambda: state_hash(trainer.layout, warm)), 4),
-        "encode_state_s": round(_best_of_5(lambda: encode_state(trainer.layout, warm)), 4),
+        "state_hash_s": round(_best_of(lambda: state_hash(trainer.layout, warm)), 4),
+        "encode_state_s": round(_best_of(lambda: encode_state(trainer.layout, warm)), 4),
         "detection_probability": {
             str(f): round(1 - (1 - f) ** training.audit_segments, 4) for f in FAKED_FRACTIONS},
         "note": "the last segment (and the delta) is always checked: a faked last segment "

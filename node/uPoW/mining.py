@@ -45,15 +45,16 @@ class Miner:
         self.tasks: set[asyncio.Task] = set()
 
     def on_height(self, height: int, units: int, round_start_hash: bytes | None, model_root: bytes,
-                  carries: dict[int, tuple[bytes, int]]) -> None:
+                  carries: Callable[[], dict[int, tuple[bytes, int]]]) -> None:
         """Called after each finalized block with what the chain says about this miner:
-        carries holds, per unit index, the checkpoint and AdamW step its next unit carries
-        (its last accepted unit's end, which the worker's store holds)."""
+        carries gives, per unit index, the checkpoint and AdamW step its next unit carries
+        (its last accepted unit's end, which the worker's store holds); it is asked only
+        when a round's units start."""
         round_ = self.schedule.round_of(height + 1)  # the round the next block belongs to
         if (units and round_start_hash is not None and round_ not in self.started
                 and height < self.schedule.commit_deadline(round_)):
             self.started.add(round_)
-            self._spawn(self._train_round(round_, units, round_start_hash, model_root, carries))
+            self._spawn(self._train_round(round_, units, round_start_hash, model_root, carries()))
 
     def on_challenge(self, round_: int, seeds: tuple[bytes, ...], round_start_hash: bytes,
                      commitments: list[WorkCommitment]) -> None:

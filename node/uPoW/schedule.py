@@ -19,8 +19,7 @@ from node.types.genesis import TrainingConfig
 
 
 def learning_rate(training: TrainingConfig, step: float) -> np.float32:
-    """The rate of the update at 0-based global step (fractional for a baseline that
-    takes several steps per chain step)."""
+    """The rate of the update at 0-based global step (a fractional step interpolates)."""
     peak, warmup = training.learning_rate, training.lr_warmup_steps
     done = step + 1.0  # updates made once this one is
     if done < warmup:

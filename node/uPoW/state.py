@@ -10,13 +10,14 @@ blob a miner serves, so a leaf's hash is its blob's content address.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import struct
 
 import numpy as np
 
 from node.net.blob_fetch import MAX_BLOB_BYTES
-from node.types.genesis import Genesis
+from node.types.genesis import Genesis, ModelConfig
 from node.uPoW.data import UnitStream
 from node.uPoW.model import ParameterLayout, TensorSpec, init_parameters
 from node.uPoW.model_state import BlobFormatError
@@ -101,7 +102,13 @@ def blob_limit(genesis: Genesis) -> int:
     training state (a checkpoint), the largest blob a chain makes (a model holds two of
     its three groups, a delta one), or MAX_BLOB_BYTES, which bounds the rest (leaves,
     snapshot manifests and chunks), whichever is more."""
-    return max(MAX_BLOB_BYTES, state_blob_size(ParameterLayout(genesis.model)))
+    return _blob_limit(genesis.model)
+
+
+@functools.lru_cache(maxsize=4)
+def _blob_limit(model: ModelConfig) -> int:
+    # asked at every blob fetch and upload: the layout is built once per model
+    return max(MAX_BLOB_BYTES, state_blob_size(ParameterLayout(model)))
 
 
 def decode_state(layout: ParameterLayout, blob: bytes) -> TrainingState:

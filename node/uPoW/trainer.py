@@ -77,11 +77,10 @@ class Trainer:
     def state_hash(self, state: TrainingState) -> str:
         return state_hash(self.layout, self.host_state(state))
 
-    def step(self, state: TrainingState, lr: np.float32 | None = None) -> StepResult:
+    def step(self, state: TrainingState) -> StepResult:
         """Advance state by one training step, in place, at the schedule's rate for its
-        data cursor (or at lr, for a baseline that maps steps to the schedule otherwise)."""
-        if lr is None:
-            lr = learning_rate(self.genesis.training, state.data_cursor)
+        data cursor."""
+        lr = learning_rate(self.genesis.training, state.data_cursor)
         tokens, targets = train_batch(self.corpus, state.data_seed, state.data_cursor,
                                       self.batch_size, self.seq_len)
         ops = self.backend.ops

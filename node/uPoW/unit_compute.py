@@ -117,9 +117,8 @@ class UnitCompute:
         if not all(self.blobs.has(leaves[segment].hex()) for segment in segments):
             return None
         model = self._model(commitment.start_root)
-        carried = self._carried(commitment.carried_leaf)
         return [replay_segment(self.trainer, model, stream, segment, self.blobs.get(leaves[segment].hex()),
-                               carried)[2]
+                               self._carried(commitment.carried_leaf) if segment == 0 else None)[2]
                 for segment in segments]
 
     def publish_regenerated(self, commitment: WorkCommitment, stream: UnitStream,

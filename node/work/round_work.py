@@ -161,10 +161,7 @@ class RoundWork:
         next_round = self.schedule.round_of(height + 1)
         start_height = self.schedule.start_height(next_round)
         start_hash = self._block_hash(start_height)
-        # a unit carries its predecessor's moments where this node still holds that state
-        carries = {unit: (carry.leaf, carry.step) for unit in range(units)
-                   if (carry := state.carry(self.me, unit)) is not None and self.fetcher.store.has(carry.leaf.hex())}
-        self.miner.on_height(height, units, start_hash, state.model().root, carries)
+        self.miner.on_height(height, units, start_hash, state.model().root, lambda: self._carries(state, units))
         done = self.schedule.round_of(height) if height else 0
         challenge = state.challenge(done)
         seeds = challenge.drawn_seeds() if challenge is not None else None
@@ -177,6 +174,12 @@ class RoundWork:
             reports = [(unit, segment, auditor, report) for unit in units
                        for segment, auditor, report in state.standing_reports(done, self.me, unit)]
             self.miner.check_reports(done, reports)
+
+    def _carries(self, state, units: int) -> dict[int, tuple[bytes, int]]:
+        """Per unit index, the checkpoint and AdamW step its next unit carries: its last
+        accepted unit's end, where this node still holds that state."""
+        return {unit: (carry.leaf, carry.step) for unit in range(units)
+                if (carry := state.carry(self.me, unit)) is not None and self.fetcher.store.has(carry.leaf.hex())}
 
     def _register(self, state, height: int) -> None:
         # asked once, and again if the registration has not landed after a while
