@@ -1,7 +1,7 @@
 """Fully connected layer y = x W + b, forward and backward, on top of matmul_acc.
 
 Weights are (in, out), as in GPT-2's checkpoints.  Every product is matmul_acc's
-fixed-order FMA chain; the transposes are plain copies and change no bits.
+fixed-order FMA chain; it reads the transposed operands as views, in place.
 """
 import numba
 import numpy as np
@@ -39,6 +39,6 @@ def bias_backward(dbias, dout):
 
 def linear_backward(dinp, dweight, dbias, dout, inp, weight) -> None:
     """dinp += dout W^T;  dweight += inp^T dout;  dbias += column sums of dout."""
-    matmul_acc(dout, np.ascontiguousarray(weight.T), dinp)
-    matmul_acc(np.ascontiguousarray(inp.T), dout, dweight)
+    matmul_acc(dout, weight.T, dinp)
+    matmul_acc(inp.T, dout, dweight)
     bias_backward(dbias, dout)

@@ -10,26 +10,40 @@ The fast path is the usual BLAS structure with an exact order: B is packed
 into NR-column panels, and a micro-kernel (LLVM vector IR emitted by a numba
 intrinsic) keeps an MR x NR tile of C in vector registers for a whole block
 of k: per k it loads one row of the B panel, broadcasts each of the tile's
-MR elements of A, and issues one lane-wise ``llvm.fma.v8f32`` per 8
+MR elements of A, and issues one lane-wise ``llvm.fma`` per vector of LANES
 accumulators (each lane is the scalar fma of the contract). Splitting k into
 blocks only stores the accumulators to C and reloads them, which continues
 the same chain. Each thread takes one contiguous run of row tiles.
+
+The vectors are as wide as numba's target allows: 16 lanes where it has
+AVX-512 (24 of its 32 zmm registers accumulate), else 8 (12 of AVX2's 16 ymm).
+The width only changes how many chains run side by side, never a chain.
 """
 import numpy as np
 from llvmlite import ir
-from numba import get_num_threads, prange, types
+from llvmlite.binding import get_host_cpu_features
+from numba import config, get_num_threads, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from kernels.fp import kernel
 
-MR = 6          # C rows per register tile
-NV = 2          # 8-float vectors per register tile row
-NR = 8 * NV     # C columns per register tile: 6 x 16 = 12 ymm accumulators
-KC = 1024       # most k per block: the tile's A rows (MR x KC, 24 KiB) stay in L1
+
+
+def _target_has_avx512() -> bool:
+    """Whether numba compiles for AVX-512 (its NUMBA_CPU_FEATURES, else the host's)."""
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
+
+
+LANES = 16 if _target_has_avx512() else 8  # float32 lanes per vector register
+MR = 12 if LANES == 16 else 6  # C rows per register tile
+NV = 2          # vectors per register tile row
+NR = LANES * NV  # C columns per register tile
+KC = 1024       # most k per block: the tile's A rows (MR x KC floats, 24-48 KiB) stay in L1/L2
 
 _F32 = ir.FloatType()
-_V8 = ir.VectorType(_F32, 8)
+_VEC = ir.VectorType(_F32, LANES)
 _I32 = ir.IntType(32)
 
 
@@ -57,25 +71,25 @@ def _tile_fma(typingctx, a, a0, lda, ldk, bp, b0, c, c0, ldc, kc):
             return ir.Constant(intp, v)
 
         def vec_at(base, offset):
-            return builder.bitcast(builder.gep(base, [offset]), _V8.as_pointer())
+            return builder.bitcast(builder.gep(base, [offset]), _VEC.as_pointer())
 
         vfma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_V8, [_V8, _V8, _V8]), "llvm.fma.v8f32")
+            builder.module, ir.FunctionType(_VEC, [_VEC, _VEC, _VEC]), f"llvm.fma.v{LANES}f32")
         a_rows = [builder.add(a0, builder.mul(lda, const(i))) for i in range(MR)]
-        c_vecs = [[builder.add(c0, builder.add(builder.mul(ldc, const(i)), const(8 * j)))
+        c_vecs = [[builder.add(c0, builder.add(builder.mul(ldc, const(i)), const(LANES * j)))
                    for j in range(NV)] for i in range(MR)]
         # Accumulators live in allocas indexed by constants; SROA turns them into registers.
-        acc = [[cgutils.alloca_once(builder, _V8) for _ in range(NV)] for _ in range(MR)]
+        acc = [[cgutils.alloca_once(builder, _VEC) for _ in range(NV)] for _ in range(MR)]
         for i in range(MR):
             for j in range(NV):
                 builder.store(builder.load(vec_at(c_ptr, c_vecs[i][j]), align=4), acc[i][j])
 
-        splat = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
-        undef = ir.Constant(_V8, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
+        undef = ir.Constant(_VEC, ir.Undefined)
         with cgutils.for_range(builder, kc) as loop:
             k = loop.index
             b_k = builder.add(b0, builder.mul(k, const(NR)))
-            b = [builder.load(vec_at(b_ptr, builder.add(b_k, const(8 * j))), align=4)
+            b = [builder.load(vec_at(b_ptr, builder.add(b_k, const(LANES * j))), align=4)
                  for j in range(NV)]
             a_k = builder.mul(k, ldk)
             for i in range(MR):
@@ -106,7 +120,7 @@ def _pack_b(B, bp):
     n_full = N // NR
     for k in prange(K):
         for p in range(n_full):
-            for j in range(NR):   # constant trip count: two vector moves
+            for j in range(NR):   # constant trip count: NV vector moves
                 bp[p, k, j] = B[k, p * NR + j]
         for p in range(n_full, bp.shape[0]):
             for j in range(NR):
@@ -136,8 +150,9 @@ def _copy_block(src, si, sj, dst, di, dj, rows, cols):
 
 
 @kernel()
-def _update_rows(A, bp, C, m_start, m_end, kc):
-    """C[m_start:m_end, :] += A[m_start:m_end, :] @ B, with B as packed panels.
+def _update_rows(A, lda, ldk, bp, C, m_start, m_end, kc):
+    """C[m_start:m_end, :] += A[m_start:m_end, :] @ B, with B as packed panels and
+    A[m, k] at A's flat buffer's m*lda + k*ldk (A itself or a transposed view).
 
     Full tiles read A and C in place. A tile that sticks out of C (last rows
     or columns) runs on a zero-padded copy of its A rows and C tile, so there
@@ -158,11 +173,11 @@ def _update_rows(A, bp, C, m_start, m_end, kc):
                 cols = min(NR, N - n0)
                 b0 = (p * K + k0) * NR
                 if rows == MR and cols == NR:
-                    _tile_fma(A, m0 * K + k0, K, 1, bp, b0, C, m0 * N + n0, N, k1 - k0)
+                    _tile_fma(A, m0 * lda + k0 * ldk, lda, ldk, bp, b0, C, m0 * N + n0, N, k1 - k0)
                 else:
                     _copy_block(C, m0, n0, c_pad, 0, 0, rows, cols)
                     if rows == MR:
-                        _tile_fma(A, m0 * K + k0, K, 1, bp, b0, c_pad, 0, NR, k1 - k0)
+                        _tile_fma(A, m0 * lda + k0 * ldk, lda, ldk, bp, b0, c_pad, 0, NR, k1 - k0)
                     else:
                         _tile_fma(ap, 0, 1, MR, bp, b0, c_pad, 0, NR, k1 - k0)
                     _copy_block(c_pad, 0, 0, C, m0, n0, rows, cols)
@@ -174,6 +189,7 @@ def _matmul_acc(A, B, C, kc, n_threads):
     N = B.shape[1]
     bp = np.empty(((N + NR - 1) // NR, K, NR), dtype=np.float32)
     _pack_b(B, bp)
+    lda, ldk = A.strides[0] // 4, A.strides[1] // 4
     # One contiguous run of row tiles per thread: two parallel regions per
     # call, and each thread's A rows and C rows are its own.
     n_tiles = (M + MR - 1) // MR
@@ -181,13 +197,16 @@ def _matmul_acc(A, B, C, kc, n_threads):
     for r in prange(n_runs):
         m_start = r * n_tiles // n_runs * MR
         m_end = min((r + 1) * n_tiles // n_runs * MR, M)
-        _update_rows(A, bp, C, m_start, m_end, kc)
+        _update_rows(A, lda, ldk, bp, C, m_start, m_end, kc)
 
 
 def _check(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> None:
     for x in (A, B, C):
-        if x.dtype != np.float32 or x.ndim != 2 or not x.flags.c_contiguous:
-            raise ValueError("matmul_acc needs C-contiguous 2-D float32 arrays")
+        if x.dtype != np.float32 or x.ndim != 2:
+            raise ValueError("matmul_acc needs 2-D float32 arrays")
+    if not C.flags.c_contiguous or not all(x.flags.c_contiguous or x.flags.f_contiguous for x in (A, B)):
+        raise ValueError("matmul_acc needs a C-contiguous C, and A and B each C-contiguous or the "
+                         "transpose of a C-contiguous array")
     M, K = A.shape
     if B.shape[0] != K or C.shape != (M, B.shape[1]):
         raise ValueError(f"shape mismatch: A {A.shape}, B {B.shape}, C {C.shape}")
@@ -199,7 +218,9 @@ def _check(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> None:
 
 
 def matmul_acc(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> None:
-    """C += A @ B in place; each C[m, n] is a sequential fma chain over ascending k."""
+    """C += A @ B in place; each C[m, n] is a sequential fma chain over ascending k.
+    A and B may be transposed views (x.T of a C-contiguous x): the packing and the
+    micro-kernel read them where they lie, so no transposed copy is made."""
     _check(A, B, C)
     K = A.shape[1]
     if C.size == 0 or K == 0:

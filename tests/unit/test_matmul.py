@@ -1,8 +1,15 @@
 """kernels.matmul: the tiled, vectorized, threaded matmul_acc gives exactly the
 bits of the plain sequential-FMA reference, for any shape and thread count."""
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
+from llvmlite.binding import get_host_cpu_features
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import prange
@@ -10,6 +17,7 @@ from numba import prange
 from kernels.fp import fma, kernel
 from kernels.matmul import KC, MR, NR, matmul_acc
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
 
 EDGE_SHAPES = [  # (M, K, N)
@@ -88,6 +96,18 @@ def test_bits_equal_reference_over_several_k_blocks():
     assert_same_bits(*hard_inputs(np.random.default_rng(5), 13, 2 * KC + 77, 40))
 
 
+@pytest.mark.parametrize("M,K,N", [(MR + 1, 9, NR + 1), (512, 128, 384), (128, 512, 384), (33, 2 * KC + 5, 17)])
+def test_transposed_views_give_the_same_bits_without_a_copy(M, K, N):
+    """A and B read in place as x.T of a C-contiguous x: what linear_backward passes."""
+    A, B, C = hard_inputs(np.random.default_rng([M, K, N, 1]), M, K, N)
+    a_t, b_t = A.T.copy(), B.T.copy()
+    expected = reference(A, B, C)
+    for a, b in ((a_t.T, B), (A, b_t.T), (a_t.T, b_t.T)):
+        for threads in THREADS:
+            got = fast(a, b, C, threads)
+            assert np.array_equal(bits(got), bits(expected)), (a.flags.f_contiguous, b.flags.f_contiguous, threads)
+
+
 def test_inputs_expose_order_and_fusion():
     """The hard inputs would catch a kernel that reorders k or splits the fma."""
     A, B, C = hard_inputs(np.random.default_rng(1), 33, 65, 17)
@@ -120,7 +140,9 @@ def test_zero_sized_operands_leave_c_alone():
 
 @pytest.mark.parametrize("A,B,C", [
     (np.ones((2, 3), np.float64), np.ones((3, 4), np.float32), np.ones((2, 4), np.float32)),
-    (np.ones((3, 2), np.float32).T, np.ones((3, 4), np.float32), np.ones((2, 4), np.float32)),
+    (np.ones((2, 6), np.float32)[:, ::2], np.ones((3, 4), np.float32), np.ones((2, 4), np.float32)),
+    (np.ones((2, 3), np.float32), np.ones((3, 8), np.float32)[:, ::2], np.ones((2, 4), np.float32)),
+    (np.ones((2, 3), np.float32), np.ones((3, 4), np.float32), np.ones((4, 2), np.float32).T),
     (np.ones((2, 3), np.float32), np.ones((4, 4), np.float32), np.ones((2, 4), np.float32)),
     (np.ones((2, 3), np.float32), np.ones((3, 4), np.float32), np.ones((2, 5), np.float32)),
 ])
@@ -140,3 +162,25 @@ def test_rejects_c_overlapping_an_input():
        seed=st.integers(0, 2**32 - 1))
 def test_bits_equal_reference_random_shapes(M, K, N, seed):
     assert_same_bits(*hard_inputs(np.random.default_rng(seed), M, K, N))
+
+
+@pytest.mark.skipif(MR == 6, reason="numba's target has no AVX-512: the 8-lane path above is the only one here")
+def test_the_8_lane_path_gives_the_16_lane_path_s_bits():
+    """Where the host has AVX-512 the tests above check the 16-lane tiles; a process whose
+    numba target lacks it (NUMBA_CPU_FEATURES, numba's own setting) runs the 8-lane
+    tiles, which must give the same bits."""
+    features = ",".join(f for f in get_host_cpu_features().flatten().split(",") if not f.startswith("+avx512"))
+    shapes = [(MR + 1, 9, 2 * NR + 3), (512, 128, 384), (128, 512, 384)]
+    script = (
+        "import hashlib, numpy as np\n"
+        "from kernels.matmul import LANES, matmul_acc\n"
+        "from tests.unit.test_matmul import hard_inputs\n"
+        f"for M, K, N in {shapes!r}:\n"
+        "    A, B, C = hard_inputs(np.random.default_rng([M, K, N]), M, K, N)\n"
+        "    matmul_acc(A, B.T.copy().T, C)\n"
+        "    print(LANES, hashlib.sha256(C.tobytes()).hexdigest())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                         env=dict(os.environ, NUMBA_CPU_FEATURES=features), check=True).stdout.split("\n")
+    for (M, K, N), line in zip(shapes, out):
+        expected = reference(*hard_inputs(np.random.default_rng([M, K, N]), M, K, N))
+        assert line == f"8 {hashlib.sha256(expected.tobytes()).hexdigest()}", (M, K, N)
