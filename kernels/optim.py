@@ -49,12 +49,19 @@ def clip_grad_norm(grads, max_norm) -> np.float32:
 
 @kernel()
 def adam_bias_corrections(beta1, beta2, step):
-    """(1 - beta1^step, 1 - beta2^step), the powers taken by repeated float32 products."""
+    """(1 - beta1^step, 1 - beta2^step), the powers taken by repeated float32 products.
+    Once both products stop changing (they round to zero or to a subnormal that
+    beta no longer moves) the rest of the loop could not change them: it stops
+    there, so a state carried for millions of steps does not pay for each one."""
     p1 = ONE
     p2 = ONE
     for _ in range(step):
-        p1 = p1 * beta1
-        p2 = p2 * beta2
+        n1 = p1 * beta1
+        n2 = p2 * beta2
+        if n1 == p1 and n2 == p2:
+            break
+        p1 = n1
+        p2 = n2
     return ONE - p1, ONE - p2
 
 

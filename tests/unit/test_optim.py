@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from kernels.optim import (adamw, clip_grad_norm, mean_of_deltas, outer_nesterov,
-                           sum_of_squares)
+from kernels.optim import (adam_bias_corrections, adamw, clip_grad_norm, mean_of_deltas,
+                           outer_nesterov, sum_of_squares)
 
 RNG = np.random.default_rng(11)
 
@@ -33,6 +33,29 @@ def test_adamw_matches_torch_over_several_steps():
         opt.step()
     expected = np.concatenate([t_decayed.detach().numpy(), t_plain.detach().numpy()])
     assert np.abs(params - expected).max() <= 1e-6 * np.abs(expected).max()
+
+
+def _corrections_step_by_step(beta1: np.float32, beta2: np.float32, steps: list[int]) -> dict:
+    p1 = p2 = np.float32(1.0)
+    out = {}
+    for step in range(max(steps) + 1):
+        if step in steps:
+            out[step] = (np.float32(1.0) - p1, np.float32(1.0) - p2)
+        p1, p2 = np.float32(p1 * beta1), np.float32(p2 * beta2)
+    return out
+
+
+@pytest.mark.parametrize("beta1,beta2", [(0.9, 0.95), (0.9, 0.999), (0.5, 0.9999)])
+def test_bias_corrections_are_every_step_s_product_even_where_the_loop_stops_early(beta1, beta2):
+    """The early stop at a fixed point gives the bits of all step products: checked below,
+    at and far past the steps where the powers reach zero or a stuck subnormal."""
+    b1, b2 = np.float32(beta1), np.float32(beta2)
+    steps = [0, 1, 2, 10, 100, 1000, 30_000, 200_000, 1_100_000]
+    expected = _corrections_step_by_step(b1, b2, steps)
+    for step in steps:
+        got = adam_bias_corrections(b1, b2, step)
+        assert (np.float32(got[0]).view(np.uint32), np.float32(got[1]).view(np.uint32)) == (
+            expected[step][0].view(np.uint32), expected[step][1].view(np.uint32)), step
 
 
 def test_clip_grad_norm_matches_torch():
