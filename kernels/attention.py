@@ -67,16 +67,18 @@ def attention_forward(out, att, qkv, n_head):
                 qi = q[t, i]
                 for t2 in range(t + 1):
                     row[t2] = fma(qi, kt[i, t2], row[t2])
-            maxval = NEG_INF
+            # Element-wise loops apart from the in-order reductions, so they vectorize.
             for t2 in range(t + 1):
                 row[t2] = row[t2] * scale
+            maxval = NEG_INF
+            for t2 in range(t + 1):
                 if row[t2] > maxval:
                     maxval = row[t2]
+            for t2 in range(t + 1):
+                row[t2] = exp_f32(row[t2] - maxval)
             expsum = ZERO
             for t2 in range(t + 1):
-                e = exp_f32(row[t2] - maxval)
-                row[t2] = e
-                expsum += e
+                expsum += row[t2]
             inv = ONE / expsum
             for t2 in range(t + 1):
                 row[t2] = row[t2] * inv
