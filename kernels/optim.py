@@ -16,16 +16,34 @@ ONE = np.float32(1.0)
 NORM_CHUNK = 8192
 
 
+CHUNK_LANES = 16  # chunks whose chains advance side by side, one per vector lane
+
+
 @kernel(parallel=True)
 def sum_of_squares(x) -> np.float32:
-    """sum x_i^2: each 8192-element chunk summed in order, then the chunk sums in order."""
+    """sum x_i^2: each 8192-element chunk summed in order, then the chunk sums in order.
+
+    A chunk's sum is one fma chain, latency-bound if run alone; CHUNK_LANES whole
+    chunks run side by side instead, chunk j's chain in lane j (the same chains, so
+    the same bits), and the short last chunk alone."""
+    n_full = x.size // NORM_CHUNK
     n_chunks = (x.size + NORM_CHUNK - 1) // NORM_CHUNK
     partial = np.empty(n_chunks, np.float32)
-    for j in numba.prange(n_chunks):
+    for group in numba.prange((n_full + CHUNK_LANES - 1) // CHUNK_LANES):
+        j0 = group * CHUNK_LANES
+        lanes = min(CHUNK_LANES, n_full - j0)
+        acc = np.zeros(CHUNK_LANES, np.float32)
+        for i in range(NORM_CHUNK):
+            for lane in range(lanes):
+                xi = x[(j0 + lane) * NORM_CHUNK + i]
+                acc[lane] = fma(xi, xi, acc[lane])
+        for lane in range(lanes):
+            partial[j0 + lane] = acc[lane]
+    if n_chunks > n_full:
         s = ZERO
-        for i in range(j * NORM_CHUNK, min((j + 1) * NORM_CHUNK, x.size)):
+        for i in range(n_full * NORM_CHUNK, x.size):
             s = fma(x[i], x[i], s)
-        partial[j] = s
+        partial[n_full] = s
     total = ZERO
     for j in range(n_chunks):
         total += partial[j]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from kernels.optim import (adam_bias_corrections, adamw, clip_grad_norm, mean_of_deltas,
+from kernels.fp import fma, kernel
+from kernels.optim import (NORM_CHUNK, adam_bias_corrections, adamw, clip_grad_norm, mean_of_deltas,
                            outer_nesterov, sum_of_squares)
 
 RNG = np.random.default_rng(11)
@@ -84,6 +85,29 @@ def test_sum_of_squares_bits_do_not_depend_on_threads(size):
         results.append(np.float32(sum_of_squares(x)).view(np.uint32))
     assert results[0] == results[1]
     assert abs(float(sum_of_squares(x)) - float(np.sum(x.astype(np.float64) ** 2))) <= 1e-5 * size
+
+
+@kernel()
+def _sum_of_squares_reference(x):
+    """The contract written out plainly: chunk after chunk, each one fma chain."""
+    partial = []
+    for j in range(0, x.size, NORM_CHUNK):
+        s = np.float32(0.0)
+        for i in range(j, min(j + NORM_CHUNK, x.size)):
+            s = fma(x[i], x[i], s)
+        partial.append(s)
+    total = np.float32(0.0)
+    for s in partial:
+        total += s
+    return total
+
+
+@pytest.mark.parametrize("chunks", [0.5, 3, 16, 17.25, 40])
+def test_sum_of_squares_runs_the_contract_s_chains(chunks):
+    """Chunks in vector lanes, a group short of CHUNK_LANES and a short last chunk: the
+    bits of one chain per chunk, run one after another, on inputs whose rounding shows."""
+    x = (_random(int(chunks * NORM_CHUNK)) * np.exp2(RNG.integers(-30, 30, int(chunks * NORM_CHUNK)))).astype(np.float32)
+    assert np.float32(sum_of_squares(x)).view(np.uint32) == np.float32(_sum_of_squares_reference(x)).view(np.uint32)
 
 
 def test_mean_of_deltas_sums_units_in_order():
