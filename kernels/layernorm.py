@@ -63,19 +63,33 @@ def layernorm_backward_input(dinp, dout, inp, weight, mean, rstd):
             dinp[i, c] += g * r
 
 
+CHANNEL_LANES = 16  # channels whose row sums advance side by side, one per vector lane
+
+
 @kernel(parallel=True)
 def layernorm_backward_params(dweight, dbias, dout, inp, mean, rstd):
-    """dweight += sum_rows dout*norm, dbias += sum_rows dout, rows in ascending order."""
+    """dweight += sum_rows dout*norm, dbias += sum_rows dout, rows in ascending order.
+    CHANNEL_LANES channels run side by side (each its own two chains, so the same
+    bits), reading each row's run of them contiguously."""
     N, C = inp.shape
-    for c in numba.prange(C):
-        dw = dweight[c]
-        db = dbias[c]
+    for block in numba.prange((C + CHANNEL_LANES - 1) // CHANNEL_LANES):
+        c0 = block * CHANNEL_LANES
+        width = min(CHANNEL_LANES, C - c0)
+        dw = np.empty(CHANNEL_LANES, np.float32)
+        db = np.empty(CHANNEL_LANES, np.float32)
+        for lane in range(width):
+            dw[lane] = dweight[c0 + lane]
+            db[lane] = dbias[c0 + lane]
         for i in range(N):
-            n = (inp[i, c] - mean[i]) * rstd[i]
-            dw = fma(n, dout[i, c], dw)
-            db += dout[i, c]
-        dweight[c] = dw
-        dbias[c] = db
+            m = mean[i]
+            r = rstd[i]
+            for lane in range(width):
+                n = (inp[i, c0 + lane] - m) * r
+                dw[lane] = fma(n, dout[i, c0 + lane], dw[lane])
+                db[lane] += dout[i, c0 + lane]
+        for lane in range(width):
+            dweight[c0 + lane] = dw[lane]
+            dbias[c0 + lane] = db[lane]
 
 
 def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd) -> None:
