@@ -29,7 +29,6 @@ from numba.extending import intrinsic
 from kernels.fp import kernel
 
 
-
 def _target_has_avx512() -> bool:
     """Whether numba compiles for AVX-512 (its NUMBA_CPU_FEATURES, else the host's)."""
     features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features().flatten()

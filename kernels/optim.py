@@ -14,8 +14,6 @@ from kernels.fp import fma, kernel
 ZERO = np.float32(0.0)
 ONE = np.float32(1.0)
 NORM_CHUNK = 8192
-
-
 CHUNK_LANES = 16  # chunks whose chains advance side by side, one per vector lane
 
 
