@@ -73,10 +73,12 @@ class MinerRecord(Record):
 @dataclasses.dataclass(frozen=True)
 class CarryRecord(Record):
     """What a miner's next unit of one index may carry: the end checkpoint (its leaf) of
-    its last accepted unit of that index and the AdamW step there."""
+    its last accepted unit of that index, the AdamW step there, and that unit's round
+    (the record leaves the state with the round: node.state.retention)."""
     leaf: bytes
     step: int
-    SCHEMA = (("leaf", HASH), ("step", U64))
+    round: int
+    SCHEMA = (("leaf", HASH), ("step", U64), ("round", U64))
 
 
 @dataclasses.dataclass(frozen=True)

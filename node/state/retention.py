@@ -5,7 +5,11 @@ At the close of round R every node deletes the records of round R - retention_ro
 disputes), and, when that round ended an epoch, the epoch's work counts, which its
 rotation has used.  No rule reads them after the round's close, so the state holds
 the records of at most retention_rounds closed rounds and the open one, however long
-the chain runs.  Deltas and models of forgotten rounds are pruned from disk by each
+the chain runs.  So does the optimizer state a unit of that round left to carry, if
+its miner has not had a unit of that index accepted since: a miner that stays away
+for the window starts its next unit with fresh moments, and no node keeps a departed
+miner's checkpoint for ever (each one a whole training state, and one per unit of a
+miner that bonded, mined once and unbonded).  Deltas and models of forgotten rounds are pruned from disk by each
 node (node.work.blob_retention), and old blocks by each node too (first_kept_block),
 not by this rule.
 """
@@ -14,7 +18,8 @@ from __future__ import annotations
 from node.state.records import (AUDIT_KEY_LEN, AUDIT_PREFIX, CHALLENGE_PREFIX, COMMITMENT_KEY_LEN,
                                 COMMITMENT_PREFIX, DELTA_CLAIM_KEY_LEN, DELTA_CLAIM_PREFIX, DISPUTE_KEY_LEN,
                                 DISPUTE_PREFIX, FRAUD_PREFIX, ROUND_SEED_PREFIX, WITHHELD_KEY_LEN,
-                                WITHHELD_PREFIX, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX, round_bytes)
+                                WITHHELD_PREFIX, WORK_COUNT_KEY_LEN, WORK_COUNT_PREFIX, carry_key, round_bytes,
+                                split_unit_key)
 from node.state.transition import Transition
 from node.types.genesis import ConsensusConfig
 
@@ -46,6 +51,11 @@ def forget_old_round(t: Transition, closed_round: int) -> None:
     round_ = closed_round - t.consensus.retention_rounds
     if round_ < 0:
         return
+    for key in t.keys(COMMITMENT_PREFIX + round_bytes(round_), COMMITMENT_KEY_LEN):
+        miner, unit = split_unit_key(key)
+        carry = t.carry(miner, unit)
+        if carry is not None and carry.round == round_:
+            t.delete(carry_key(miner, unit))
     for prefix, length in ROUND_RECORDS:
         for key in t.keys(prefix + round_bytes(round_), length):
             t.delete(key)

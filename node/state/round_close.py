@@ -133,7 +133,7 @@ def _record_carry(t: Transition, round_: int, unit: _Unit) -> None:
     if auditor is None:  # accepted units have one; nothing to carry without it
         return
     leaf = t.audit(round_, miner, index, last, auditor).result_hash
-    t.put(carry_key(miner, index), CarryRecord(leaf, unit.commitment.start_step + t.training.steps_per_unit))
+    t.put(carry_key(miner, index), CarryRecord(leaf, unit.commitment.start_step + t.training.steps_per_unit, round_))
 
 
 def _punish(t: Transition, round_: int, units: list[_Unit]) -> None:

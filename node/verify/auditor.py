@@ -233,13 +233,15 @@ def prune_checkpoints(store: BlobStore, commitments: list[WorkCommitment],
 
 def prune_unit_blobs(store: BlobStore, commitments: list[WorkCommitment], kept: set[bytes]) -> int:
     """Delete everything stored for commitments (checkpoints, leaves, deltas, start
-    models) except the digests in kept; returns how many blobs were deleted.  Each
-    digest is deleted only if its blob is of the kind the commitment names it as, so a
-    commitment cannot name another kind of blob (a snapshot's chunk, say) for deletion."""
+    models, carried checkpoints) except the digests in kept; returns how many blobs were
+    deleted.  Each digest is deleted only if its blob is of the kind the commitment names
+    it as, so a commitment cannot name another kind of blob (a snapshot's chunk, say)
+    for deletion."""
     removed = prune_checkpoints(store, commitments, {}, kept)
     named = {(digest, magic) for c in commitments
              for digest, magic in ((c.delta_hash, DELTA_MAGIC), (c.leaves_hash, LEAVES_MAGIC),
-                                   (c.start_root, MODEL_MAGIC))}
+                                   (c.start_root, MODEL_MAGIC), (c.carried_leaf, STATE_DOMAIN))
+             if digest != NO_CARRY}
     for digest, magic in sorted(named):
         if digest not in kept and store.starts_with(digest.hex(), magic):
             store.delete(digest.hex())

@@ -15,7 +15,7 @@ import logging
 from node.state.chain import Chain
 from node.state.records import COMMITMENT_KEY_LEN, COMMITMENT_PREFIX
 from node.storage.blobstore import BlobStore
-from node.types.transactions import WorkCommitment
+from node.types.transactions import NO_CARRY, WorkCommitment
 from node.uPoW.rounds import RoundSchedule
 from node.verify.auditor import prune_unit_blobs
 
@@ -43,13 +43,15 @@ def prune_forgotten_round(chain: Chain, blobs: BlobStore) -> int:
 def _named_by_kept_rounds(chain: Chain, schedule: RoundSchedule, forgotten_round: int) -> set[bytes]:
     """Every digest the kept rounds still need: their units' deltas, leaves and start
     models, every model made since the forgotten round (a kept round's start, or a kept
-    snapshot's model), the current model, and every checkpoint a miner's next unit may
-    still carry."""
+    snapshot's model), the current model, every checkpoint a kept unit carried and every
+    one a miner's next unit may still carry."""
     state = chain.state
     kept = {state.model().root} | state.carried_leaves()
     for round_ in range(forgotten_round, schedule.round_of(chain.height) + 1):
         for _, _, c in state.round_commitments(round_):
             kept.update((c.delta_hash, c.leaves_hash, c.start_root))
+            if c.carried_leaf != NO_CARRY:  # the start of its segment 0, which a fraud proof replays
+                kept.add(c.carried_leaf)
         block = chain.block(schedule.close_height(round_))
         kept.update(close.model_root for close in (block.close if block is not None else ()))
     return kept

@@ -1,5 +1,6 @@
 """Pruning checkpoints after their challenge window (DESIGN.md §2): a miner's leaves file
 must not become a way to delete other people's blobs on every pruning node."""
+import dataclasses
 import hashlib
 
 from node.storage.blobstore import BlobStore
@@ -7,7 +8,7 @@ from node.types.merkle import merkle_root
 from node.types.transactions import WorkCommitment
 from node.uPoW.state import STATE_DOMAIN
 from node.uPoW.work import encode_leaves
-from node.verify.auditor import prune_checkpoints
+from node.verify.auditor import prune_checkpoints, prune_unit_blobs
 
 
 def _checkpoint(store: BlobStore, tag: bytes) -> bytes:
@@ -55,3 +56,16 @@ def test_a_checkpoint_kept_as_fraud_evidence_survives_another_units_leaves(tmp_p
     rival = _commitment(store, [_checkpoint(store, b"y"), evidence])
     prune_checkpoints(store, [rival, proven], {proven.leaves_hash: (1,)})
     assert store.has(evidence.hex())
+
+
+def test_a_forgotten_unit_s_carried_checkpoint_goes_unless_kept_and_only_if_a_training_state(tmp_path):
+    """prune_unit_blobs deletes the checkpoint a forgotten unit carried (no later record
+    keeps it for ever), but not one still kept, nor a blob of another kind named as one."""
+    store = BlobStore(tmp_path)
+    carried, still_carried = _checkpoint(store, b"carried"), _checkpoint(store, b"still carried")
+    model = bytes.fromhex(store.put(b"the current model"))
+    units = [dataclasses.replace(_commitment(store, [_checkpoint(store, b"%d" % i)]), carried_leaf=leaf)
+             for i, leaf in enumerate((carried, still_carried, model))]
+    prune_unit_blobs(store, units, {still_carried})
+    assert not store.has(carried.hex())
+    assert store.has(still_carried.hex()) and store.has(model.hex())

@@ -5,9 +5,10 @@ import dataclasses
 
 import pytest
 
-from node.state.records import round_bytes
+from node.state.records import CarryRecord, round_bytes
 from node.state.retention import ROUND_RECORDS, first_kept_round
 from node.storage.blobstore import BlobStore
+from node.types.transactions import NO_CARRY, sign_tx
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.work import DELTA_MAGIC, LEAVES_MAGIC
 from node.work.blob_retention import prune_forgotten_round
@@ -64,6 +65,31 @@ def test_a_round_s_records_stay_for_the_window_and_go_at_the_close_that_ends_it(
     head = net.validator.block(net.validator.height).header
     assert net.proposer.state.root() == state.root() == head.state_root == state_digest(state.entries.items())
     assert total_holdings(state) == expected_total(state.supply())
+
+
+def test_a_miner_s_carried_state_leaves_with_its_round_if_no_later_unit_replaced_it(net):
+    """A miner that stays away for the window loses what its next unit could carry: the
+    record goes with the round of its last accepted unit, so a departed miner's state is
+    not kept for ever, and a unit that names it afterwards is refused."""
+    play_round(net)
+    _step_to(net, ROUND_BLOCKS)  # round 0 closes: HONEST's unit accepted
+    state = net.validator.state
+    leaf = round_close.leaves(HONEST)[round_close.SEGMENTS]
+    steps = SHORT.training.steps_per_unit
+    assert state.carry(HONEST.public_key, 0) == CarryRecord(leaf, steps, 0)
+    _step_to(net, WINDOW * ROUND_BLOCKS)  # round WINDOW - 1 closes: round 0 is still kept
+    assert state.carry(HONEST.public_key, 0) is not None
+    _step_to(net, (WINDOW + 1) * ROUND_BLOCKS)  # round WINDOW closes: round 0 leaves, and the carry
+    assert state.carry(HONEST.public_key, 0) is None
+    assert net.proposer.state.root() == state.root() == state_digest(state.entries.items())
+    late = dataclasses.replace(round_close.commitment(HONEST), round=WINDOW + 1, start_root=state.model().root,
+                               carried_leaf=leaf, start_step=steps)
+    fresh = dataclasses.replace(late, carried_leaf=NO_CARRY, start_step=0)
+    proposer = state.committee().members[0].pub_key
+    for unit, refusals in ((late, ["wrong_carry"]), (fresh, [])):
+        tx = sign_tx(HONEST, SHORT.chain_id, state.account(HONEST.public_key).nonce, unit, SHORT.economics.min_tx_fee)
+        _, refused = net.proposer.propose([tx], proposer, 0)
+        assert [exc.reason for _, exc in refused] == refusals
 
 
 def test_the_state_stops_growing_once_rounds_leave_the_window(net):

@@ -445,7 +445,7 @@ def test_an_accepted_unit_s_end_is_what_its_miner_s_next_unit_may_carry(net):
     net.signers = VALIDATORS[:3] + [HONEST]
     state = net.validator.state
     steps = GENESIS.training.steps_per_unit
-    assert state.carry(HONEST.public_key, 0) == CarryRecord(leaves(HONEST)[SEGMENTS], steps)
+    assert state.carry(HONEST.public_key, 0) == CarryRecord(leaves(HONEST)[SEGMENTS], steps, 0)
     assert state.carry(LAZY.public_key, 0) is None and state.carry(CHEAT.public_key, 0) is None
     assert state.carry(HONEST.public_key, 1) is None  # another index carries its own
 
