@@ -9,9 +9,9 @@ the chain runs.  So does the optimizer state a unit of that round left to carry,
 its miner has not had a unit of that index accepted since: a miner that stays away
 for the window starts its next unit with fresh moments, and no node keeps a departed
 miner's checkpoint for ever (each one a whole training state, and one per unit of a
-miner that bonded, mined once and unbonded).  Deltas and models of forgotten rounds are pruned from disk by each
-node (node.work.blob_retention), and old blocks by each node too (first_kept_block),
-not by this rule.
+miner that bonded, mined once and unbonded).  Deltas, models and checkpoints of
+forgotten rounds are pruned from disk by each node (node.work.blob_retention), and
+old blocks by each node too (first_kept_block), not by this rule.
 """
 from __future__ import annotations
 
