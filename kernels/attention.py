@@ -2,9 +2,11 @@
 
 qkv (B,T,3C) holds queries, keys and values side by side; head h uses channels
 h*hs .. (h+1)*hs of each.  att (B,NH,T,T) keeps the softmax probabilities for the
-backward pass.  Both passes are parallel over (b, h); each task copies its head's
-q, k, v into contiguous buffers (and transposes k or v) so the inner loops run
-along contiguous memory and vectorize across outputs.
+backward pass.  Both passes are parallel over (b, h).  Within a task every product
+of two (T,.) matrices runs on matmul's register tiles (tile_row_acc), which keep
+each element's chain as one lane's fma sequence; where a chain starts or stops at
+the diagonal, the triangle next to it runs row by row, so no chain ever takes a
+term past the causal mask (not even a zero one: 0*inf would be NaN).
 
 Per-element arithmetic (what the CUDA port must reproduce):
   score(t,t2) = fma chain over i ascending of q[t,i]*k[t2,i] from 0, times scale;
@@ -24,6 +26,7 @@ import numpy as np
 
 from kernels.fp import fma, kernel
 from kernels.mathfn import exp_f32
+from kernels.matmul import MR, NR, pack_panels, tile_row_acc
 
 ZERO = np.float32(0.0)
 ONE = np.float32(1.0)
@@ -46,6 +49,65 @@ def _head_copies(x, b, h, hs):
     return q, k, v
 
 
+@kernel(inline="always")
+def _panels(n):
+    """NR-column panels that hold n columns."""
+    return (n + NR - 1) // NR
+
+
+@kernel()
+def _scores(x, y, s, ap, c_pad):
+    """s[t, t2] = the fma chain over i ascending of x[t,i]*y[t2,i] from 0, for t2 <= t.
+
+    Above the diagonal s holds zeros or whatever a diagonal tile computed there;
+    callers read only t2 <= t.  ap (max(T, hs) x MR) and c_pad (MR x NR) are scratch.
+    """
+    T, hs = x.shape
+    bp = np.empty((_panels(T), hs, NR), np.float32)
+    pack_panels(y.T, bp)
+    for t in range(T):
+        for t2 in range(T):
+            s[t, t2] = ZERO
+    for m0 in range(0, T, MR):
+        last = min(m0 + MR, T) - 1
+        tile_row_acc(x, hs, 1, bp, s, m0, 0, hs, last // NR + 1, ap, c_pad)
+
+
+@kernel()
+def _rows_to_diagonal(p, y, c, ap, c_pad):
+    """c[t, :] continues its fma chain over t2 = 0 .. t ascending with p[t,t2]*y[t2,:]
+    (p a C-contiguous (T,T): the tiles address it flat)."""
+    T, hs = y.shape
+    bp = np.empty((_panels(hs), T, NR), np.float32)
+    pack_panels(y, bp)
+    for m0 in range(0, T, MR):
+        if m0 > 0:  # every row of the tile takes t2 < m0
+            tile_row_acc(p, T, 1, bp, c, m0, 0, m0, bp.shape[0], ap, c_pad)
+        for t in range(m0, min(m0 + MR, T)):
+            for t2 in range(m0, t + 1):
+                a = p[t, t2]
+                for i in range(hs):
+                    c[t, i] = fma(a, y[t2, i], c[t, i])
+
+
+@kernel()
+def _columns_from_diagonal(p, y, c, ap, c_pad):
+    """c[t2, :] continues its fma chain over t = t2 .. T-1 ascending with p[t,t2]*y[t,:]
+    (p a C-contiguous (T,T), read through its transpose)."""
+    T, hs = y.shape
+    bp = np.empty((_panels(hs), T, NR), np.float32)
+    pack_panels(y, bp)
+    for m0 in range(0, T, MR):
+        end = min(m0 + MR, T)
+        for t2 in range(m0, end):
+            for t in range(t2, end):
+                a = p[t, t2]
+                for i in range(hs):
+                    c[t2, i] = fma(a, y[t, i], c[t2, i])
+        if end < T:  # every row of the tile takes t >= end
+            tile_row_acc(p.T, 1, T, bp, c, m0, end, T, bp.shape[0], ap, c_pad)
+
+
 @kernel(parallel=True)
 def attention_forward(out, att, qkv, n_head):
     """out (B,T,C) = softmax(q k^T / sqrt(hs), causal) v per head."""
@@ -57,16 +119,12 @@ def attention_forward(out, att, qkv, n_head):
         b = task // n_head
         h = task % n_head
         q, k, v = _head_copies(qkv, b, h, hs)
-        kt = np.ascontiguousarray(k.T)
-        o = np.empty(hs, np.float32)
+        ap = np.empty((max(T, hs), MR), np.float32)  # A rows of any product here
+        c_pad = np.empty((MR, NR), np.float32)
+        s = att[b, h]
+        _scores(q, k, s, ap, c_pad)
         for t in range(T):
-            row = att[b, h, t]
-            for t2 in range(T):
-                row[t2] = ZERO
-            for i in range(hs):
-                qi = q[t, i]
-                for t2 in range(t + 1):
-                    row[t2] = fma(qi, kt[i, t2], row[t2])
+            row = s[t]
             # Element-wise loops apart from the in-order reductions, so they vectorize.
             for t2 in range(t + 1):
                 row[t2] = row[t2] * scale
@@ -82,14 +140,13 @@ def attention_forward(out, att, qkv, n_head):
             inv = ONE / expsum
             for t2 in range(t + 1):
                 row[t2] = row[t2] * inv
+            for t2 in range(t + 1, T):
+                row[t2] = ZERO
+        o = np.zeros((T, hs), np.float32)
+        _rows_to_diagonal(s, v, o, ap, c_pad)
+        for t in range(T):
             for i in range(hs):
-                o[i] = ZERO
-            for t2 in range(t + 1):
-                a = row[t2]
-                for i in range(hs):
-                    o[i] = fma(a, v[t2, i], o[i])
-            for i in range(hs):
-                out[b, t, h * hs + i] = o[i]
+                out[b, t, h * hs + i] = o[t, i]
 
 
 @kernel(parallel=True)
@@ -103,32 +160,25 @@ def attention_backward(dqkv, dout, qkv, att, n_head):
         b = task // n_head
         h = task % n_head
         q, k, v = _head_copies(qkv, b, h, hs)
-        vt = np.ascontiguousarray(v.T)
         dq, dk, dv = _head_copies(dqkv, b, h, hs)
-        datt = np.empty(T, np.float32)
-        do = np.empty(hs, np.float32)
+        do = np.empty((T, hs), np.float32)
         for t in range(T):
-            row = att[b, h, t]
             for i in range(hs):
-                do[i] = dout[b, t, h * hs + i]
-            for t2 in range(t + 1):
-                datt[t2] = ZERO
-            for i in range(hs):
-                d = do[i]
-                for t2 in range(t + 1):
-                    datt[t2] = fma(d, vt[i, t2], datt[t2])
-            for t2 in range(t + 1):
-                a = row[t2]
-                for i in range(hs):
-                    dv[t2, i] = fma(a, do[i], dv[t2, i])
+                do[t, i] = dout[b, t, h * hs + i]
+        ap = np.empty((max(T, hs), MR), np.float32)  # A rows of any product here
+        c_pad = np.empty((MR, NR), np.float32)
+        a = att[b, h]
+        dpre = np.empty((T, T), np.float32)
+        _scores(do, v, dpre, ap, c_pad)  # datt, replaced row by row with dpre
+        for t in range(T):
             weighted = ZERO
             for t2 in range(t + 1):
-                weighted = fma(row[t2], datt[t2], weighted)
+                weighted = fma(a[t, t2], dpre[t, t2], weighted)
             for t2 in range(t + 1):
-                dpre = row[t2] * (datt[t2] - weighted) * scale
-                for i in range(hs):
-                    dq[t, i] = fma(dpre, k[t2, i], dq[t, i])
-                    dk[t2, i] = fma(dpre, q[t, i], dk[t2, i])
+                dpre[t, t2] = a[t, t2] * (dpre[t, t2] - weighted) * scale
+        _columns_from_diagonal(a, do, dv, ap, c_pad)
+        _rows_to_diagonal(dpre, k, dq, ap, c_pad)
+        _columns_from_diagonal(dpre, q, dk, ap, c_pad)
         for t in range(T):
             for i in range(hs):
                 dqkv[b, t, h * hs + i] = dq[t, i]

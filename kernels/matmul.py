@@ -107,24 +107,37 @@ def _tile_fma(typingctx, a, a0, lda, ldk, bp, b0, c, c0, ldc, kc):
     return sig, codegen
 
 
+@kernel(inline="always")
+def _pack_row(B, bp, k):
+    """bp[p, k, j] = B[k, p*NR + j] for every panel p, zero past the last column of B."""
+    N = B.shape[1]
+    n_full = N // NR
+    for p in range(n_full):
+        for j in range(NR):   # constant trip count: NV vector moves
+            bp[p, k, j] = B[k, p * NR + j]
+    for p in range(n_full, bp.shape[0]):
+        for j in range(NR):
+            n = p * NR + j
+            bp[p, k, j] = B[k, n] if n < N else np.float32(0.0)
+
+
 @kernel(parallel=True)
 def _pack_b(B, bp):
-    """bp[p, k, j] = B[k, p*NR + j], zero past the last column of B.
+    """B as NR-column panels (bp of shape (panels, K, NR)), rows packed in parallel.
 
     Panels make the micro-kernel's B stream contiguous whatever N is (a
     power-of-two row stride would otherwise alias in L1/L2). B is read row
     by row, the order that streams from memory.
     """
-    K, N = B.shape
-    n_full = N // NR
-    for k in prange(K):
-        for p in range(n_full):
-            for j in range(NR):   # constant trip count: NV vector moves
-                bp[p, k, j] = B[k, p * NR + j]
-        for p in range(n_full, bp.shape[0]):
-            for j in range(NR):
-                n = p * NR + j
-                bp[p, k, j] = B[k, n] if n < N else np.float32(0.0)
+    for k in prange(B.shape[0]):
+        _pack_row(B, bp, k)
+
+
+@kernel()
+def pack_panels(B, bp):
+    """_pack_b on one thread, for callers that are themselves one task of a parallel loop."""
+    for k in range(B.shape[0]):
+        _pack_row(B, bp, k)
 
 
 @kernel()
@@ -149,37 +162,48 @@ def _copy_block(src, si, sj, dst, di, dj, rows, cols):
 
 
 @kernel()
-def _update_rows(A, lda, ldk, bp, C, m_start, m_end, kc):
-    """C[m_start:m_end, :] += A[m_start:m_end, :] @ B, with B as packed panels and
-    A[m, k] at A's flat buffer's m*lda + k*ldk (A itself or a transposed view).
+def tile_row_acc(A, lda, ldk, bp, C, m0, k0, k1, n_panels, ap, c_pad):
+    """C[m0:m0+MR, :n_panels*NR] += A[m0:m0+MR, k0:k1] @ B[k0:k1, :n_panels*NR]:
+    one row tile (fewer rows at C's end), each element's chain continued over
+    k = k0 .. k1-1 in order. B is packed panels (pack_panels); A[m, k] is at A's
+    flat buffer's m*lda + k*ldk (A itself or a transposed view). ap (>= k1-k0
+    rows of MR) and c_pad (MR x NR) are scratch.
 
     Full tiles read A and C in place. A tile that sticks out of C (last rows
     or columns) runs on a zero-padded copy of its A rows and C tile, so there
     is a single micro-kernel; padding lanes compute values never written back.
     """
     M, N = C.shape
+    K = bp.shape[1]
+    rows = min(MR, M - m0)
+    if rows < MR:
+        _pack_a_edge(A, m0, k0, k1, ap)
+    for p in range(n_panels):
+        n0 = p * NR
+        cols = min(NR, N - n0)
+        b0 = (p * K + k0) * NR
+        if rows == MR and cols == NR:
+            _tile_fma(A, m0 * lda + k0 * ldk, lda, ldk, bp, b0, C, m0 * N + n0, N, k1 - k0)
+        else:
+            _copy_block(C, m0, n0, c_pad, 0, 0, rows, cols)
+            if rows == MR:
+                _tile_fma(A, m0 * lda + k0 * ldk, lda, ldk, bp, b0, c_pad, 0, NR, k1 - k0)
+            else:
+                _tile_fma(ap, 0, 1, MR, bp, b0, c_pad, 0, NR, k1 - k0)
+            _copy_block(c_pad, 0, 0, C, m0, n0, rows, cols)
+
+
+@kernel()
+def _update_rows(A, lda, ldk, bp, C, m_start, m_end, kc):
+    """C[m_start:m_end, :] += A[m_start:m_end, :] @ B, k in blocks of kc (outermost,
+    so a block of the B panels stays in cache across the row tiles)."""
     K = A.shape[1]
     ap = np.empty((kc, MR), dtype=np.float32)
     c_pad = np.empty((MR, NR), dtype=np.float32)
     for k0 in range(0, K, kc):
         k1 = min(k0 + kc, K)
         for m0 in range(m_start, m_end, MR):
-            rows = min(MR, M - m0)
-            if rows < MR:
-                _pack_a_edge(A, m0, k0, k1, ap)
-            for p in range(bp.shape[0]):
-                n0 = p * NR
-                cols = min(NR, N - n0)
-                b0 = (p * K + k0) * NR
-                if rows == MR and cols == NR:
-                    _tile_fma(A, m0 * lda + k0 * ldk, lda, ldk, bp, b0, C, m0 * N + n0, N, k1 - k0)
-                else:
-                    _copy_block(C, m0, n0, c_pad, 0, 0, rows, cols)
-                    if rows == MR:
-                        _tile_fma(A, m0 * lda + k0 * ldk, lda, ldk, bp, b0, c_pad, 0, NR, k1 - k0)
-                    else:
-                        _tile_fma(ap, 0, 1, MR, bp, b0, c_pad, 0, NR, k1 - k0)
-                    _copy_block(c_pad, 0, 0, C, m0, n0, rows, cols)
+            tile_row_acc(A, lda, ldk, bp, C, m0, k0, k1, bp.shape[0], ap, c_pad)
 
 
 @kernel(parallel=True)
