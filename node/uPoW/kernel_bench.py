@@ -1,8 +1,8 @@
 """`uponode bench kernels`: the deterministic kernels against torch, in one process.
 
 Both sides run at the same thread count (numba's and torch's pools set alike) on
-the same shapes, each timed as the best of several repeats after a warm-up, so
-the ratios compare like with like on whatever machine runs it.
+the same shapes, each timed as the best of several repeats after a warm-up, the two
+taking turns, so the ratios compare like with like on whatever machine runs it.
 
 With --gpu the CUDA kernels run against torch on the same GPU instead: the
 matmuls against cuBLAS FP32 with TF32 off (a fair fp32 baseline; TF32 rounds the
@@ -29,20 +29,25 @@ REPEATS = 25
 STEP_REPEATS = 8
 
 
-def _best_seconds(fn: Callable[[], object], repeats: int,
-                  sync: Callable[[], object] | None = None) -> float:
-    """Best wall time of fn over repeats, after one warm-up call (compiles, caches).
-    sync, where given, waits inside each timing for the device work fn queued."""
-    wait = sync if sync is not None else (lambda: None)
-    fn()
-    wait()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
+def _best_seconds(ours: Callable[[], object], theirs: Callable[[], object], repeats: int,
+                  our_sync: Callable[[], object] | None = None,
+                  their_sync: Callable[[], object] | None = None) -> tuple[float, float]:
+    """Best wall times of ours and of theirs over repeats, after one warm-up call of each
+    (compiles, caches), the two taking turns so that a noisy moment of the machine
+    falls on both.  A sync, where given, waits inside each timing for the device work
+    its function queued."""
+    timed = [(ours, our_sync or (lambda: None)), (theirs, their_sync or (lambda: None))]
+    for fn, wait in timed:
         fn()
         wait()
-        best = min(best, time.perf_counter() - started)
-    return best
+    best = [float("inf"), float("inf")]
+    for _ in range(repeats):
+        for side, (fn, wait) in enumerate(timed):
+            started = time.perf_counter()
+            fn()
+            wait()
+            best[side] = min(best[side], time.perf_counter() - started)
+    return best[0], best[1]
 
 
 def model_matmul_shapes(genesis: Genesis) -> list[tuple[str, int, int, int]]:
@@ -72,8 +77,7 @@ def bench_matmul(genesis: Genesis, threads: int) -> list[dict]:
         b = rng.standard_normal((k, n), dtype=np.float32)
         c = np.zeros((m, n), np.float32)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        ours = _best_seconds(lambda: matmul_acc(a, b, c), REPEATS)
-        theirs = _best_seconds(lambda: torch.mm(ta, tb), REPEATS)
+        ours, theirs = _best_seconds(lambda: matmul_acc(a, b, c), lambda: torch.mm(ta, tb), REPEATS)
         flops = 2.0 * m * k * n
         records.append({"bench": "matmul", "use": use, "threads": threads, "shape": [m, k, n],
                         "deterministic_gflops": round(flops / ours / 1e9, 2),
@@ -129,8 +133,7 @@ def _train_step_seconds(genesis: Genesis, backend: Backend | None = None, device
                                   trainer.seq_len)
     torch_step = _torch_train_step(genesis, trainer.host_state(state).params, tokens, targets,
                                    device)
-    ours = _best_seconds(lambda: trainer.step(state), STEP_REPEATS, sync)
-    theirs = _best_seconds(torch_step, STEP_REPEATS, torch_sync)
+    ours, theirs = _best_seconds(lambda: trainer.step(state), torch_step, STEP_REPEATS, sync, torch_sync)
     return trainer, ours, theirs
 
 
@@ -226,8 +229,8 @@ def bench_matmul_gpu(genesis: Genesis) -> list[dict]:
         da, db = cuda.to_device(a), cuda.to_device(b)
         dc = cuda.to_device(np.zeros((m, n), np.float32))
         ta, tb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
-        ours = _best_seconds(lambda: matmul_acc(da, db, dc), REPEATS, cuda.synchronize)
-        theirs = _best_seconds(lambda: torch.mm(ta, tb), REPEATS, torch.cuda.synchronize)
+        ours, theirs = _best_seconds(lambda: matmul_acc(da, db, dc), lambda: torch.mm(ta, tb), REPEATS,
+                                     cuda.synchronize, torch.cuda.synchronize)
         flops = 2.0 * m * k * n
         records.append({"bench": "matmul", "device": "cuda", "use": use, "shape": [m, k, n],
                         "deterministic_gflops": round(flops / ours / 1e9, 2),
