@@ -16,9 +16,9 @@ All three run in this one process on the same thread count, from the genesis mod
   batch (miners x batch_size sequences): the same tokens, steps_per_unit steps a round.
 
 The eval loss is the chain's held-out loss, taken after each round (each round's worth
-of tokens for the baselines).  A table goes to stderr; the last line on stdout is one
-JSON object with the final losses and the gaps, chain over baseline less one (0.05 is
-5% above).
+of tokens for the baselines).  Each run's rounds go to stderr as they end, then a table
+of all three; the last line on stdout is one JSON object with the final losses and the
+gaps, chain over baseline less one (0.05 is 5% above).
 """
 import argparse
 import dataclasses
@@ -52,8 +52,15 @@ def _round_start_hash(round_: int) -> bytes:
     return hashlib.sha256(b"round %d" % round_).digest()
 
 
+def _progress(run: str, losses: list[float], rounds: int, started: float) -> None:
+    # a long run shows each round as it ends: a run of 160 rounds takes an hour
+    print(f"{run}: round {len(losses)}/{rounds}, eval loss {losses[-1]:.4f}, "
+          f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+
 def chain_losses(genesis: Genesis, rounds: int, miners: int) -> list[float]:
     """The eval loss of the chain's model after each round."""
+    started = time.perf_counter()
     trainer = Trainer(genesis)
     model = genesis_model(genesis)
     loss_bits = eval_loss_bits(trainer, model.params)
@@ -73,12 +80,15 @@ def chain_losses(genesis: Genesis, rounds: int, miners: int) -> list[float]:
         if closed is not None:  # else the close keeps the model, as the chain would
             model, loss_bits = closed
         losses.append(float32_from_bits(loss_bits))
+        _progress("chain", losses, rounds, started)
     return losses
 
 
-def baseline_losses(genesis: Genesis, rounds: int, steps_per_round: int, batch_scale: int) -> list[float]:
+def baseline_losses(genesis: Genesis, rounds: int, steps_per_round: int, batch_scale: int,
+                    run: str) -> list[float]:
     """The eval loss after each round's worth of steps of one process training with
     batch_scale times the genesis batch."""
+    started = time.perf_counter()
     training = dataclasses.replace(genesis.training, batch_size=genesis.training.batch_size * batch_scale)
     trainer = Trainer(dataclasses.replace(genesis, training=training))
     evaluator = Trainer(genesis)  # the chain's eval batches, whatever the training batch
@@ -87,6 +97,7 @@ def baseline_losses(genesis: Genesis, rounds: int, steps_per_round: int, batch_s
     for _ in range(rounds):
         trainer.train(state, steps_per_round)
         losses.append(_eval_loss(evaluator, trainer.host_state(state).params))
+        _progress(run, losses, rounds, started)
     return losses
 
 
@@ -111,8 +122,8 @@ def main() -> None:
     steps = genesis.training.steps_per_unit
     genesis_loss = _eval_loss(Trainer(genesis), genesis_model(genesis).params)  # also loads the kernels
     chain, chain_s = _timed(chain_losses, genesis, args.rounds, args.miners)
-    single, single_s = _timed(baseline_losses, genesis, args.rounds, args.miners * steps, 1)
-    dp, dp_s = _timed(baseline_losses, genesis, args.rounds, steps, args.miners)
+    single, single_s = _timed(baseline_losses, genesis, args.rounds, args.miners * steps, 1, "single")
+    dp, dp_s = _timed(baseline_losses, genesis, args.rounds, steps, args.miners, "dp")
     print("round  chain   single  dp", file=sys.stderr)
     for round_, losses in enumerate(zip(chain, single, dp)):
         print(f"{round_:>5}  " + "  ".join(f"{loss:.4f}" for loss in losses), file=sys.stderr)
