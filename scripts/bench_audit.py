@@ -1,6 +1,6 @@
 """Benchmark the cost of auditing a unit against the cost of mining it, in one process.
 
-    python scripts/bench_audit.py [--genesis FILE] [--repeats 3] [--choosers N]
+    python scripts/bench_audit.py [--genesis FILE] [--repeats 3] [--validators 4] [--choosers N]
     python scripts/bench_audit.py --genesis genesis/testnet.json --one-segment
 
 Mining is train_unit at the genesis's parameters (every checkpoint encoded and
@@ -86,13 +86,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--genesis", help="genesis file (default: the devnet genesis)")
     parser.add_argument("--repeats", type=int, default=3, help="units mined and audited")
-    parser.add_argument("--choosers", type=int,
-                        help="draws per unit (default: n // 3 + 1 for the genesis's n validators)")
+    parser.add_argument("--validators", type=int, default=4,
+                        help="the committee's equal validators, n (default 4, as `devnet.py up` "
+                             "runs the devnet; its genesis file lists one)")
+    parser.add_argument("--choosers", type=int, help="draws per unit (default: n // 3 + 1)")
     parser.add_argument("--one-segment", action="store_true",
                         help="time one CPU step and one segment's replay instead of whole units")
     args = parser.parse_args()
     genesis = load_genesis(args.genesis)
-    choosers = args.choosers or len(genesis.validators) // 3 + 1
+    if args.validators < 1 or (args.choosers is not None and args.choosers < 1):
+        parser.error("--validators and --choosers must be 1 or more")
+    choosers = args.choosers or args.validators // 3 + 1
     if args.one_segment:
         print(json.dumps(one_segment(genesis, choosers)))
         return
