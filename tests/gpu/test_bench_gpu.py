@@ -22,6 +22,7 @@ pytestmark = [
 def test_the_gpu_benchmark_reports_every_part():
     proc = uponode("bench", "kernels", "--gpu", "--json", timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    print(proc.stdout)  # the figures, for the log of a run with -rP (scripts/gpu_check.sh)
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     header = records[0]
     assert header["bench"] == "machine"
