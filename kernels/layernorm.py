@@ -16,27 +16,54 @@ ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
 
 
+ROW_LANES = 16  # rows whose channel sums advance side by side, one per vector lane
+
+
+@kernel()
+def _transpose_rows(tile, x, i0, rows):
+    """tile[c, lane] = x[i0 + lane, c]: a group's rows as columns, so that the lanes of
+    one channel lie together."""
+    C = x.shape[1]
+    for lane in range(rows):
+        for c in range(C):
+            tile[c, lane] = x[i0 + lane, c]
+
+
 @kernel(parallel=True)
 def layernorm_forward(out, mean, rstd, inp, weight, bias):
-    """out = (inp - mean) * rstd * weight + bias per row.  inp, out (N,C); mean, rstd (N,)."""
+    """out = (inp - mean) * rstd * weight + bias per row.  inp, out (N,C); mean, rstd (N,).
+
+    Each row's mean and variance are sequential chains over its channels, latency-bound
+    if run alone: ROW_LANES rows run side by side instead, row lane's chains in lane
+    lane (the same chains, so the same bits)."""
     N, C = inp.shape
     inv_c = ONE / np.float32(C)
-    for i in numba.prange(N):
-        s = ZERO
+    for group in numba.prange((N + ROW_LANES - 1) // ROW_LANES):
+        i0 = group * ROW_LANES
+        rows = min(ROW_LANES, N - i0)
+        tile = np.empty((C, ROW_LANES), np.float32)
+        _transpose_rows(tile, inp, i0, rows)
+        s = np.zeros(ROW_LANES, np.float32)
         for c in range(C):
-            s += inp[i, c]
-        m = s * inv_c
-        v = ZERO
+            for lane in range(rows):
+                s[lane] += tile[c, lane]
+        m = np.empty(ROW_LANES, np.float32)
+        v = np.zeros(ROW_LANES, np.float32)
+        for lane in range(rows):
+            m[lane] = s[lane] * inv_c
         for c in range(C):
-            d = inp[i, c] - m
-            v = fma(d, d, v)
-        v = v * inv_c
-        r = ONE / math.sqrt(v + EPS)
-        for c in range(C):
-            n = (inp[i, c] - m) * r
-            out[i, c] = fma(n, weight[c], bias[c])
-        mean[i] = m
-        rstd[i] = r
+            for lane in range(rows):
+                d = tile[c, lane] - m[lane]
+                v[lane] = fma(d, d, v[lane])
+        for lane in range(rows):
+            i = i0 + lane
+            r = ONE / math.sqrt(v[lane] * inv_c + EPS)
+            mi = m[lane]
+            for c in range(C):
+                n = (inp[i, c] - mi) * r
+                out[i, c] = fma(n, weight[c], bias[c])
+            mean[i] = mi
+            rstd[i] = r
 
 
 @kernel(parallel=True)
