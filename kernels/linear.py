@@ -3,8 +3,6 @@
 Weights are (in, out), as in GPT-2's checkpoints.  Every product is matmul_acc's
 fixed-order FMA chain; it reads the transposed operands as views, in place.
 """
-import numba
-import numpy as np
 
 from kernels.matmul import matmul_acc
 from kernels.fp import kernel
@@ -16,25 +14,16 @@ def linear_forward(out, inp, weight, bias) -> None:
     matmul_acc(inp, weight, out)
 
 
-BIAS_BLOCK = 64
-
-
-@kernel(parallel=True)
+@kernel()
 def bias_backward(dbias, dout):
-    """dbias += sum over rows of dout, rows in ascending order.  Parallel over blocks
-    of columns; within a block the rows stream by and the columns vectorize."""
+    """dbias += sum over rows of dout, rows in ascending order: each row adds into every
+    column's chain at once, a contiguous run that vectorizes.  One thread: a parallel
+    loop over column blocks did not vectorize and took 9x as long (134 us against 15 at
+    512 x 512)."""
     N, OC = dout.shape
-    for block in numba.prange((OC + BIAS_BLOCK - 1) // BIAS_BLOCK):
-        o0 = block * BIAS_BLOCK
-        width = min(BIAS_BLOCK, OC - o0)
-        acc = np.empty(width, np.float32)
-        for o in range(width):
-            acc[o] = dbias[o0 + o]
-        for i in range(N):
-            for o in range(width):
-                acc[o] += dout[i, o0 + o]
-        for o in range(width):
-            dbias[o0 + o] = acc[o]
+    for i in range(N):
+        for o in range(OC):
+            dbias[o] += dout[i, o]
 
 
 def linear_backward(dinp, dweight, dbias, dout, inp, weight) -> None:
