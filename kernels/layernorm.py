@@ -19,7 +19,7 @@ ZERO = np.float32(0.0)
 ROW_LANES = 16  # rows whose channel sums advance side by side, one per vector lane
 
 
-@kernel()
+@kernel(inline="always")
 def _transpose_rows(tile, x, i0, rows):
     """tile[c, lane] = x[i0 + lane, c]: a group's rows as columns, so that the lanes of
     one channel lie together."""

@@ -81,12 +81,17 @@ def adam_bias_corrections(beta1, beta2, step):
     return ONE - p1, ONE - p2
 
 
-@kernel(parallel=True)
-def adamw_segment(params, grads, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay,
-                  correction1, correction2):
+ADAM_CHUNK = 32768  # elements one task of the parallel update takes
+
+
+@kernel(inline="always")
+def _adamw_run(params, grads, m, v, lr, beta1, beta2, eps, weight_decay, correction1, correction2):
+    """The update of every element of these views.  Indexed from zero over whole views,
+    the loop vectorizes; over prange(lo, hi) it did not (3.5 ms against 0.45 for the
+    devnet's 834,304 parameters on one thread)."""
     one_minus_b1 = ONE - beta1
     one_minus_b2 = ONE - beta2
-    for i in numba.prange(lo, hi):
+    for i in range(params.size):
         g = grads[i]
         mi = fma(beta1, m[i], one_minus_b1 * g)
         vi = fma(beta2, v[i], one_minus_b2 * (g * g))
@@ -96,6 +101,18 @@ def adamw_segment(params, grads, m, v, lo, hi, lr, beta1, beta2, eps, weight_dec
         v_hat = vi / correction2
         update = m_hat / (math.sqrt(v_hat) + eps)
         params[i] = params[i] - lr * fma(weight_decay, params[i], update)
+
+
+@kernel(parallel=True)
+def adamw_segment(params, grads, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay,
+                  correction1, correction2):
+    """The update of elements lo..hi, ADAM_CHUNK of them a task (each element alone,
+    so the chunks change no bit)."""
+    for chunk in numba.prange((hi - lo + ADAM_CHUNK - 1) // ADAM_CHUNK):
+        a = lo + chunk * ADAM_CHUNK
+        b = min(a + ADAM_CHUNK, hi)
+        _adamw_run(params[a:b], grads[a:b], m[a:b], v[a:b], lr, beta1, beta2, eps,
+                   weight_decay, correction1, correction2)
 
 
 @kernel()

@@ -1,12 +1,14 @@
 """Optimizer kernels against torch and float64 references, and their fixed order."""
+import math
+
 import numba
 import numpy as np
 import pytest
 import torch
 
 from kernels.fp import fma, kernel
-from kernels.optim import (NORM_CHUNK, adam_bias_corrections, adamw, clip_grad_norm, mean_of_deltas,
-                           outer_nesterov, sum_of_squares)
+from kernels.optim import (ADAM_CHUNK, NORM_CHUNK, adam_bias_corrections, adamw, adamw_segment,
+                           clip_grad_norm, mean_of_deltas, outer_nesterov, sum_of_squares)
 
 RNG = np.random.default_rng(11)
 
@@ -130,3 +132,33 @@ def test_outer_nesterov_matches_float64_formula():
     w64 = w64 - 0.7 * (g + 0.9 * m64)
     assert np.abs(momentum - m64).max() <= 1e-6
     assert np.abs(weights - w64).max() <= 1e-6
+
+
+@numba.njit(error_model="numpy")
+def _adamw_reference(params, grads, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay, c1, c2):
+    for i in range(lo, hi):
+        g = grads[i]
+        m[i] = fma(beta1, m[i], (np.float32(1.0) - beta1) * g)
+        v[i] = fma(beta2, v[i], (np.float32(1.0) - beta2) * (g * g))
+        update = (m[i] / c1) / (math.sqrt(v[i] / c2) + eps)
+        params[i] = params[i] - lr * fma(weight_decay, params[i], update)
+
+
+def test_adamw_in_chunks_gives_the_bits_of_one_element_at_a_time():
+    # the update runs in chunks of vectorized views; across chunk edges and for a segment
+    # starting and ending inside chunks, each element gets the contract's own bits (the
+    # whole arrays compared: elements outside the segment stay put)
+    f32 = np.float32
+    rng = np.random.default_rng(3)
+    n = 3 * ADAM_CHUNK + 17
+    params = rng.standard_normal(n).astype(f32)
+    grads = (rng.standard_normal(n) * 10.0 ** rng.uniform(-6, 2, n)).astype(f32)
+    m = (rng.standard_normal(n) * 0.01).astype(f32)
+    v = (rng.random(n) * 0.001).astype(f32)
+    lo, hi = ADAM_CHUNK // 2, n - 5
+    args = (lo, hi, f32(0.004), f32(0.9), f32(0.95), f32(1e-8), f32(0.1), f32(0.271), f32(0.0975))
+    expected = [a.copy() for a in (params, m, v)]
+    _adamw_reference(expected[0], grads, expected[1], expected[2], *args)
+    adamw_segment(params, grads, m, v, *args)
+    for got, want in zip((params, m, v), expected):
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
