@@ -190,13 +190,23 @@ class LightAuditor:
         return error
 
     async def _send_outbox(self) -> None:
-        """Send what the auditor produced.  A fraud proof no full node took (each may be
-        busy deciding others) is kept for the next poll while its audit window is open,
-        unless the unit is proven already (another prover was first)."""
+        """Send what the auditor produced, fraud proofs last.  A fraud proof no full node
+        took (each may be busy deciding others) is kept for the next poll while its audit
+        window is open, unless the unit is proven already (another prover was first).
+
+        A proof a full node took can still lose its race at the next block (the last
+        segment is in every draw, so two auditors prove a faked one): the pools drop it,
+        and its nonce becomes a gap that holds back every later transaction of this
+        auditor.  Sent after the reports, it holds back none of theirs; and the nonce is
+        read again at the send after a proof, so that a batch sent once the pools have
+        dropped it starts at the gap."""
         kept = []
+        self._outbox.sort(key=lambda payload: isinstance(payload, FraudProof))  # stable
         while self._outbox:
             payload = self._outbox.pop(0)
             error = await self._submit(payload)
+            if isinstance(payload, FraudProof):
+                self.nonce = None
             if (error is not None and isinstance(payload, FraudProof) and ALREADY_PROVEN not in error
                     and self.followed.height + 1 in self.schedule.audit_window(payload.round)):
                 kept.append(payload)

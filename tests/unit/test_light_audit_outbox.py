@@ -1,7 +1,9 @@
 """The light auditor's sending: after a refusal it signs with the nonce that counts its
 pending transactions (its earlier reports are still on their way, and reusing their
-nonce would lose the rest), and it drops a fraud proof of a unit proven already
-instead of sending it again every poll."""
+nonce would lose the rest), it drops a fraud proof of a unit proven already instead of
+sending it again every poll, and it sends its fraud proofs after its reports (a proof
+the pools take may lose its race at the next block, and the gap its nonce leaves would
+hold back every transaction signed after it)."""
 import asyncio
 
 import aiohttp
@@ -22,8 +24,10 @@ class FullNode:
     """Committed nonce 2 with one transaction pending (so the next is 3); refuses fraud
     proofs as proven already and takes everything else, recording the nonces."""
 
-    def __init__(self):
+    def __init__(self, takes_proofs: bool = False):
+        self.takes_proofs = takes_proofs
         self.nonces: list[int] = []
+        self.kinds: list[str] = []
         self.address = ""
 
     async def _account(self, request: web.Request) -> web.Response:
@@ -31,10 +35,11 @@ class FullNode:
 
     async def _txs(self, request: web.Request) -> web.Response:
         tx = decode_tx(bytes.fromhex(await request.text()), 1 << 20)
-        if isinstance(tx.body.payload, FraudProof):
+        if isinstance(tx.body.payload, FraudProof) and not self.takes_proofs:
             return web.json_response({"error": "already_proven: this unit is already proven fraudulent",
                                       "reason": "already_proven"}, status=422)
         self.nonces.append(tx.body.nonce)
+        self.kinds.append(type(tx.body.payload).__name__)
         return web.json_response({"hash": tx.hash.hex()})
 
     async def start(self) -> web.AppRunner:
@@ -48,14 +53,13 @@ class FullNode:
         return runner
 
 
-def test_a_refused_proof_neither_costs_the_reports_after_it_nor_comes_back(tmp_path):
-    node = FullNode()
-
+def _send(tmp_path, node: FullNode, outbox: list) -> list:
+    """The auditor's outbox sent to node; what it keeps for the next poll."""
     async def main() -> list:
         runner = await node.start()
         try:
             auditor = LightAuditor(init_home(tmp_path / "home"), [node.address])
-            auditor._outbox = [REPORT, PROOF, REPORT, REPORT]
+            auditor._outbox = list(outbox)
             async with aiohttp.ClientSession() as session:
                 auditor._clients = [(node.address, AsyncRpcClient(f"http://{node.address}", session))]
                 await auditor._send_outbox()
@@ -63,6 +67,22 @@ def test_a_refused_proof_neither_costs_the_reports_after_it_nor_comes_back(tmp_p
         finally:
             await runner.cleanup()
 
-    kept = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_refused_proof_neither_costs_the_reports_after_it_nor_comes_back(tmp_path):
+    node = FullNode()
+    kept = _send(tmp_path, node, [REPORT, PROOF, REPORT, REPORT])
     assert node.nonces == [3, 4, 5]  # no nonce used twice after the refused proof
+    assert kept == []
+
+
+def test_fraud_proofs_go_after_the_reports_of_their_batch(tmp_path):
+    # a devnet lost a light auditor's reports so: its proof of a faked last segment went
+    # into the pools, another auditor's landed first, the pools dropped its own, and the
+    # reports signed after it waited behind the gap until their round had closed
+    node = FullNode(takes_proofs=True)
+    kept = _send(tmp_path, node, [REPORT, PROOF, REPORT, REPORT])
+    assert node.kinds == ["AuditReport", "AuditReport", "AuditReport", "FraudProof"]
+    assert node.nonces == [3, 4, 5, 6]
     assert kept == []
