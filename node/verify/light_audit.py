@@ -205,9 +205,10 @@ class LightAuditor:
         while self._outbox:
             payload = self._outbox.pop(0)
             error = await self._submit(payload)
-            if isinstance(payload, FraudProof):
-                self.nonce = None
-            if (error is not None and isinstance(payload, FraudProof) and ALREADY_PROVEN not in error
+            if not isinstance(payload, FraudProof):
+                continue
+            self.nonce = None
+            if (error is not None and ALREADY_PROVEN not in error
                     and self.followed.height + 1 in self.schedule.audit_window(payload.round)):
                 kept.append(payload)
         self._outbox = kept
