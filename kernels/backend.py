@@ -70,6 +70,12 @@ def cuda_backend() -> Backend:
     import kernels.cuda as ops
     from kernels.cuda import arrays
 
+    try:  # compile and run one kernel now: a numba-cuda that cannot compile here fails here,
+        arrays.zeros(1).copy_to_host()  # not at the first block this node applies
+    except Exception as exc:  # numba-cuda's failures have no common base class
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise BackendUnavailable(f"the CUDA kernels cannot compile or run here: "
+                                 f"{type(exc).__name__}: {first_line}") from None
     return Backend(name="cuda", ops=ops, zeros=arrays.zeros, fill_zero=arrays.fill_zero,
                    copy_into=arrays.copy_into, transpose_into=arrays.transpose_into,
                    to_device=cuda.to_device,

@@ -23,3 +23,19 @@ def test_an_unknown_backend_name_is_refused():
 def test_the_cuda_backend_by_name_says_why_it_is_unavailable():
     with pytest.raises(BackendUnavailable, match="no usable CUDA GPU"):
         backend_named("cuda")
+
+
+def test_a_numba_cuda_that_cannot_compile_is_refused_with_its_reason(monkeypatch):
+    """Seen on a GPU machine whose numba-cuda used an attribute its numpy had dropped: the
+    node started and then failed at every block. The backend now compiles a kernel first."""
+    from kernels.cuda import arrays
+
+    def broken_compile(shape):
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'\nmore detail")
+
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(arrays, "zeros", broken_compile)
+    with pytest.raises(BackendUnavailable) as refused:
+        backend_named("cuda")
+    assert str(refused.value) == ("the CUDA kernels cannot compile or run here: AttributeError: "
+                                  "module 'numpy' has no attribute 'row_stack'")
