@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any, Callable, TypeVar
 
 import aiohttp
@@ -30,7 +31,7 @@ from node.storage.home import NodeHome
 from node.state.records import ChallengeRecord
 from node.storage.blobstore import BlobStore
 from node.types.transactions import (Bond, EvidenceDispute, FraudProof, RegisterAuditor,
-                                     SignedTx, WithheldClaim, WorkCommitment, sign_tx)
+                                     SignedTx, Transfer, WithheldClaim, WorkCommitment, sign_tx)
 from node.uPoW.data import UnitStream
 from node.uPoW.model_state import genesis_model_blob
 from node.uPoW.rounds import RoundSchedule
@@ -46,6 +47,9 @@ ALREADY_PROVEN = "already_proven"  # the ledger's reason for a proof of a unit p
 REQUEST_TIMEOUT_S = 10.0
 # a full node answers a fraud proof once it has replayed it, perhaps behind other compute
 FRAUD_PROOF_TIMEOUT_S = 120.0
+# a gap in this auditor's pending nonces lasting this long is a dropped transaction, not
+# one still gossiping between the full nodes
+NONCE_GAP_S = 5.0
 _Read = TypeVar("_Read")
 
 
@@ -86,6 +90,8 @@ class LightAuditor:
         self.auditors: set[bytes] = set()
         self.rounds: dict[int, RoundView] = {0: RoundView(start_hash=self.followed.head_hash)}
         self.nonce: int | None = None
+        self._confirmed: int | None = None  # the committed nonce, as last read
+        self._gap: tuple[int, float] | None = None  # a nonce missing from the pools, since when
         self.registered = False
         self.auditor: Auditor | None = None
         self.reported: set[tuple[int, bytes, int]] = set()  # units audited and reported
@@ -212,6 +218,37 @@ class LightAuditor:
                     and self.followed.height + 1 in self.schedule.audit_window(payload.round)):
                 kept.append(payload)
         self._outbox = kept
+
+    async def _fill_nonce_gap(self) -> None:
+        """A transaction of ours that no block will take (a fraud proof another prover
+        beat, sent while the next batch was signed) leaves a gap: the pools' run of our
+        pending transactions stops short of the nonce we sign next, and every later one
+        waits behind it.  A gap that lasts NONCE_GAP_S is filled with a transfer of 1 to
+        ourselves, which costs only its fee."""
+        if self.nonce is None or self._confirmed == self.nonce:
+            return  # the next send reads the nonce again, or nothing of ours is pending
+        account = await self._account()
+        if account is None:
+            return
+        self._confirmed = account.nonce
+        if account.pending_nonce >= self.nonce:
+            self._gap = None
+            return
+        now = time.monotonic()
+        if self._gap is None or self._gap[0] != account.pending_nonce:
+            self._gap = (account.pending_nonce, now)
+            return
+        if now - self._gap[1] < NONCE_GAP_S:
+            return
+        nonce, self._gap = account.pending_nonce, None
+        tx = sign_tx(self.key, self.genesis.chain_id, nonce, Transfer(to=self.key.public_key, amount=1),
+                     self.genesis.economics.min_tx_fee)
+        error = await self._post_tx(tx)
+        if error is None:
+            log.info("our transaction with nonce %d was dropped; filled its place so that our "
+                     "later ones can be included", nonce)
+        else:
+            log.warning("filling the dropped nonce %d was refused: %s", nonce, error)
 
     # -- following the chain
 
@@ -344,6 +381,7 @@ class LightAuditor:
                         await self._register(at_head=True)
                         await self._audit_round(self.schedule.round_of(self.followed.height + 1))
                         await self._send_outbox()
+                        await self._fill_nonce_gap()
                         try:
                             await asyncio.wait_for(stop.wait(), POLL_S)
                         except asyncio.TimeoutError:
