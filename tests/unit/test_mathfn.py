@@ -5,7 +5,8 @@ import numba
 import numpy as np
 import pytest
 
-from kernels.fp import fma
+from kernels import mathfn as M
+from kernels.fp import bits_f32, f32_bits, fma
 from kernels.mathfn import exp_f32, log_f32, tanh_f32
 from tests.kernel_oracles import exp_array, log_array, tanh_array
 
@@ -178,6 +179,48 @@ def test_tanh_saturation_boundary():
 def test_tanh_subnormal_inputs_return_input():
     x = from_bits([1, 2, 0x1234, 0x007FFFFF, 0x80000001, 0x807FFFFF])
     assert np.array_equal(bits(tanh_array(x)), bits(x))
+
+
+# --- tanh, branch-free, against its definition written with branches -----
+
+# Not cached: a cached function keeps the old code of what it inlines after an edit.
+@numba.njit(error_model="numpy")
+def _tanh_with_branches(x):
+    """The definition kernels.mathfn.tanh_f32 selects from, as kernels/cuda/mathfn.py
+    writes it: one form per range of |x|."""
+    if x != x:
+        return x
+    ix = f32_bits(x)
+    ax = bits_f32(np.int32(ix & M._SIGN_MASK))
+    if ax < M._TANH_TINY_X:
+        return x
+    if ax < M._TANH_POLY_MAX:
+        u = x * x
+        q = fma(u, M._T6, M._T5)
+        for coefficient in (M._T4, M._T3, M._T2, M._T1, M._T0):
+            q = fma(q, u, coefficient)
+        return fma(x * u, q, x)
+    y = M._ONE if ax > M._TANH_ONE_X else M._ONE - M._TWO / (exp_f32(M._TWO * ax) + M._ONE)
+    return bits_f32(np.int32(f32_bits(y) | (ix & ~M._SIGN_MASK)))
+
+
+@numba.njit(parallel=True, error_model="numpy")
+def _tanh_mismatches(tasks):
+    """How many of the 2^32 float32 bit patterns tanh_f32 maps to other bits than
+    _tanh_with_branches."""
+    counts = np.zeros(tasks, np.int64)
+    span = (1 << 32) // tasks
+    for task in numba.prange(tasks):
+        for k in range(task * span, (task + 1) * span):
+            x = bits_f32(np.int32(np.uint32(k)))
+            if f32_bits(tanh_f32(x)) != f32_bits(_tanh_with_branches(x)):
+                counts[task] += 1
+    return counts.sum()
+
+
+@pytest.mark.slow
+def test_tanh_gives_its_definition_s_bits_for_every_float32():
+    assert _tanh_mismatches(256) == 0
 
 
 # --- float32 purity -------------------------------------------------------
