@@ -11,6 +11,10 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from kernels.compile_cache import use_cache_named_by_source
+
+use_cache_named_by_source()  # before the first @kernel below or in any module that imports this
+
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
 
