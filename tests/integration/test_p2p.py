@@ -23,6 +23,7 @@ from node.types.blocks import EMPTY_COMMIT, Block, BlockHeader
 from node.types.votes import PREVOTE, Vote, VoteBody, sign_vote
 from node.types.codec import Record
 from node.types.crypto import SigningKey
+from node.net import p2p
 from node.net.p2p import InvalidPeerMessage, PeerNetwork
 from node.net.p2p_protocol import (HOST_CONNECT_BURST, HOST_CONNECTIONS, HOST_CONNECTS_PER_S,
                                    TRUSTED_HOST_CONNECTIONS, Handshake, HandshakeState)
@@ -39,10 +40,12 @@ class Node:
     """A PeerNetwork on its own aiohttp server, recording what it is handed; it
     re-gossips what it receives, as the node does after validating."""
 
-    def __init__(self, genesis: bytes = GENESIS, reject: type | None = None, **options):
+    def __init__(self, genesis: bytes = GENESIS, reject: type | None = None,
+                 fail: type | None = None, **options):
         self.key = SigningKey(os.urandom(32))
         self.received: list[tuple[bytes, Record]] = []
         self.reject = reject  # a message type on_message refuses as invalid
+        self.fail = fail  # a message type on_message fails on, as a node with a bug would
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
@@ -53,6 +56,8 @@ class Node:
     async def on_message(self, peer_key: bytes, message: Record) -> None:
         if self.reject is not None and isinstance(message, self.reject):
             raise InvalidPeerMessage("refused by the test")
+        if self.fail is not None and isinstance(message, self.fail):
+            raise RuntimeError("broken here\nand a second line")
         self.received.append((peer_key, message))
         if isinstance(message, GOSSIP_TYPES):
             self.net.broadcast(message, exclude=peer_key)
@@ -338,6 +343,39 @@ async def test_a_message_the_node_finds_invalid_bans_the_peer(started, session):
                                                         Transfer(key.public_key, 1), 0))))
     assert await close_reason(ws) == "invalid TxMessage: refused by the test"
     await assert_honest_still_served(target, honest)
+
+
+@pytest.mark.asyncio
+async def test_a_failure_of_the_node_s_own_is_logged_once_then_counted_and_bans_nobody(
+        started, session, caplog, monkeypatch):
+    # seen on a GPU node whose numba-cuda could not compile: every synced block failed,
+    # and the log took a traceback a second
+    target = await started(fail=TxMessage)
+    key = SigningKey(os.urandom(32))
+    ws = await dial(session, target)
+    await handshake_as(ws, key)
+
+    async def send_txs(nonces: range) -> None:
+        for nonce in nonces:
+            await ws.send_bytes(encode_message(TxMessage(sign_tx(key, CHAIN, nonce,
+                                                                Transfer(key.public_key, 1), 0))))
+        await ws.send_bytes(encode_message(vote(key, height=nonces.stop)))  # handled after them
+        await wait_for(lambda: len(target.got(Vote)) == nonces.stop // 5)
+
+    def failures() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("handling TxMessage")]
+
+    with caplog.at_level(logging.ERROR, logger="node.net.p2p"):
+        await send_txs(range(0, 5))
+        [first] = failures()
+        assert first.exc_info is not None and "broken here" in str(first.exc_info[1])
+        monkeypatch.setattr(p2p, "FAILURE_LOG_PERIOD_S", 0.0)
+        await send_txs(range(5, 10))
+    counted = failures()[1]
+    assert counted.exc_info is None
+    assert counted.getMessage().startswith("handling TxMessage failed 5 more times in ")
+    assert counted.getMessage().endswith(": RuntimeError: broken here")
+    assert key.public_key.hex() in target.peer_keys()  # a bug of the node's own bans no peer
 
 
 @pytest.mark.asyncio
