@@ -23,6 +23,7 @@ from aiohttp import WSCloseCode, web
 
 from node.types.codec import Record
 from node.types.crypto import SigningKey
+from node.net.failure_log import FailureLog
 from node.net.p2p_protocol import (BanList, Handshake, HandshakeError, HandshakeState, HostLimits,
                                    PeerRate, Requests, SeenCache, SelfConnection, backoff_delay,
                                    parse_address)
@@ -43,9 +44,6 @@ BYTE_BURST = 8 * MAX_FRAME_BYTES  # a block-sync answer or two at full size
 MAX_CONNECTIONS = 128  # handshaking and established together
 HEARTBEAT_S = 20.0  # pings that notice a peer gone without a close
 CLOSE_TIMEOUT_S = 2.0
-# a failure of the node's own on a message, repeated: logged once with its traceback,
-# then as a count this often (a broken install fails at every block a peer sends)
-FAILURE_LOG_PERIOD_S = 60.0
 # aiohttp refuses a frame whose size is >= max_msg_size; +1 lets a frame of exactly
 # MAX_FRAME_BYTES through; each type's own cap is checked on the tag before decoding.
 WS_MAX_MSG_SIZE = MAX_FRAME_BYTES + 1
@@ -105,8 +103,7 @@ class PeerNetwork:
         self._seen = SeenCache()
         self._decoding: set[bytes] = set()  # ids of gossip frames being decoded now
         self._decoder = FrameDecoder()
-        # (message type, exception type) -> [when last logged, failures since]
-        self._failures: dict[tuple[str, str], list] = {}
+        self._failures = FailureLog(log)
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
 
@@ -385,25 +382,8 @@ class PeerNetwork:
             await self._on_message(peer.key, message)
         except InvalidPeerMessage as exc:
             raise Disconnect(f"invalid {name}: {exc}", ban=peer.key) from None
-        except Exception as exc:
-            # The node failed on a well-formed message: its bug, not the peer's fault.
-            self._log_failure(name, peer.key, exc)
-
-    def _log_failure(self, name: str, peer: bytes, exc: Exception) -> None:
-        """The first failure of its kind with its traceback; the same again only as a
-        count once a FAILURE_LOG_PERIOD_S, so that it cannot fill the disk."""
-        now = self._now()
-        seen = self._failures.get((name, type(exc).__name__))
-        if seen is None:
-            self._failures[(name, type(exc).__name__)] = [now, 0]
-            log.error("handling %s from peer %s failed", name, peer.hex()[:16], exc_info=exc)
-            return
-        seen[1] += 1
-        if now - seen[0] >= FAILURE_LOG_PERIOD_S:
-            log.error("handling %s failed %d more times in %.0f s, the last from peer %s: %s: %s",
-                      name, seen[1], now - seen[0], peer.hex()[:16], type(exc).__name__,
-                      str(exc).splitlines()[0] if str(exc) else "")
-            seen[0], seen[1] = now, 0
+        except Exception as exc:  # a well-formed message: the node's bug, not the peer's fault
+            self._failures.failed(name, peer.key, exc, self._now())
 
     def _ban(self, subject: bytes | str, reason: str) -> bool:
         """Ban a peer key or a host; False for a trusted host, which is only dropped."""

@@ -23,7 +23,7 @@ from node.types.blocks import EMPTY_COMMIT, Block, BlockHeader
 from node.types.votes import PREVOTE, Vote, VoteBody, sign_vote
 from node.types.codec import Record
 from node.types.crypto import SigningKey
-from node.net import p2p
+from node.net import failure_log
 from node.net.p2p import InvalidPeerMessage, PeerNetwork
 from node.net.p2p_protocol import (HOST_CONNECT_BURST, HOST_CONNECTIONS, HOST_CONNECTS_PER_S,
                                    TRUSTED_HOST_CONNECTIONS, Handshake, HandshakeState)
@@ -369,7 +369,7 @@ async def test_a_failure_of_the_node_s_own_is_logged_once_then_counted_and_bans_
         await send_txs(range(0, 5))
         [first] = failures()
         assert first.exc_info is not None and "broken here" in str(first.exc_info[1])
-        monkeypatch.setattr(p2p, "FAILURE_LOG_PERIOD_S", 0.0)
+        monkeypatch.setattr(failure_log, "FAILURE_LOG_PERIOD_S", 0.0)
         await send_txs(range(5, 10))
     counted = failures()[1]
     assert counted.exc_info is None
