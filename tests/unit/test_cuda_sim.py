@@ -23,3 +23,18 @@ def test_every_cuda_op_matches_the_cpu_bits_in_the_simulator():
     mismatches = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(mismatches) >= 52
     assert {name: n for name, n in mismatches.items() if n} == {}
+
+
+def test_the_op_checks_count_every_bit_but_a_nan_s_payload():
+    """A NaN the hardware makes has its maker's default bits (x86 0xFFC00000, NVIDIA
+    0x7FFFFFFF); a signed zero, an ulp or a NaN against a number still counts."""
+    import numpy as np
+
+    from tests.gpu.cuda_checks import _mismatches
+
+    def f32(bits: list[int]) -> np.ndarray:
+        return np.array(bits, np.uint32).view(np.float32)
+
+    cpu = f32([0xFFC00000, 0x80000000, 0x3F800000, 0x7FC00000, 0x3F800000])
+    gpu = f32([0x7FFFFFFF, 0x00000000, 0x3F800001, 0x3F800000, 0x3F800000])
+    assert _mismatches(cpu, gpu) == 3  # -0 against +0, one ulp, a NaN against 1.0
