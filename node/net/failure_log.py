@@ -17,14 +17,15 @@ class FailureLog:
 
     def failed(self, name: str, peer: bytes, exc: Exception, now: float) -> None:
         """Handling a message of type name from peer raised exc, at time now."""
-        seen = self._kinds.get((name, type(exc).__name__))
+        kind = (name, type(exc).__name__)
+        seen = self._kinds.get(kind)
         if seen is None:
-            self._kinds[(name, type(exc).__name__)] = [now, 0]
+            self._kinds[kind] = [now, 0]
             self._log.error("handling %s from peer %s failed", name, peer.hex()[:16], exc_info=exc)
             return
         seen[1] += 1
         if now - seen[0] >= FAILURE_LOG_PERIOD_S:
-            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            first_line = (str(exc).splitlines() or [""])[0]
             self._log.error("handling %s failed %d more times in %.0f s, the last from peer %s: %s: %s",
                             name, seen[1], now - seen[0], peer.hex()[:16], type(exc).__name__, first_line)
             seen[0], seen[1] = now, 0
