@@ -1,8 +1,11 @@
 """Benchmark loss parity: the chain-trained model against two baselines over the same tokens.
 
     python scripts/bench_loss_parity.py [--rounds 10] [--miners 4] [--genesis FILE] [--threads N]
+                                        [--side-by-side]
 
-All three run in this one process on the same thread count, from the genesis model:
+All three run from the genesis model on the same thread count, one after another in this
+process or, with --side-by-side, as three processes at once (the same arithmetic, so the
+same losses; on three free cores a long run takes a third of the time):
 
 - chain: the rounds' arithmetic without the ledger.  Each round every miner trains
   one unit from the round's model (train_unit, its data seed from assign_unit with a
@@ -21,9 +24,11 @@ of all three; the last line on stdout is one JSON object with the final losses a
 gaps, chain over baseline less one (0.05 is 5% above).
 """
 import argparse
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import sys
 import time
 
@@ -101,10 +106,33 @@ def baseline_losses(genesis: Genesis, rounds: int, steps_per_round: int, batch_s
     return losses
 
 
-def _timed(fn, *args) -> tuple[list[float], float]:
+def _timed_run(run: str, genesis_path: str | None, rounds: int, miners: int,
+               threads: int | None) -> tuple[list[float], float]:
+    """One of the three runs, timed; loads its own genesis so that it can run in a process
+    of its own."""
+    if threads is not None:
+        numba.set_num_threads(threads)
+    genesis = load_genesis(genesis_path)
+    steps = genesis.training.steps_per_unit
     started = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - started
+    if run == "chain":
+        losses = chain_losses(genesis, rounds, miners)
+    elif run == "single":
+        losses = baseline_losses(genesis, rounds, miners * steps, 1, "single")
+    else:
+        losses = baseline_losses(genesis, rounds, steps, miners, "dp")
+    return losses, time.perf_counter() - started
+
+
+def _all_runs(args: argparse.Namespace) -> dict[str, tuple[list[float], float]]:
+    runs = ("chain", "single", "dp")
+    job = (args.genesis, args.rounds, args.miners, args.threads)
+    if not args.side_by_side:
+        return {run: _timed_run(run, *job) for run in runs}
+    # spawn: numba's thread pool does not survive a fork
+    with concurrent.futures.ProcessPoolExecutor(len(runs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {run: pool.submit(_timed_run, run, *job) for run in runs}
+        return {run: future.result() for run, future in futures.items()}
 
 
 def main() -> None:
@@ -113,6 +141,8 @@ def main() -> None:
     parser.add_argument("--miners", type=int, default=4, help="units trained per round")
     parser.add_argument("--genesis", help="genesis file (default: the devnet genesis)")
     parser.add_argument("--threads", type=int, help="numba threads (default: numba's)")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="run the chain and the two baselines as three processes at once")
     args = parser.parse_args()
     if args.rounds < 1 or args.miners < 1:
         parser.error("--rounds and --miners must be 1 or more")
@@ -121,9 +151,8 @@ def main() -> None:
     genesis = load_genesis(args.genesis)
     steps = genesis.training.steps_per_unit
     genesis_loss = _eval_loss(Trainer(genesis), genesis_model(genesis).params)  # also loads the kernels
-    chain, chain_s = _timed(chain_losses, genesis, args.rounds, args.miners)
-    single, single_s = _timed(baseline_losses, genesis, args.rounds, args.miners * steps, 1, "single")
-    dp, dp_s = _timed(baseline_losses, genesis, args.rounds, steps, args.miners, "dp")
+    results = _all_runs(args)
+    (chain, chain_s), (single, single_s), (dp, dp_s) = results["chain"], results["single"], results["dp"]
     print("round  chain   single  dp", file=sys.stderr)
     for round_, losses in enumerate(zip(chain, single, dp)):
         print(f"{round_:>5}  " + "  ".join(f"{loss:.4f}" for loss in losses), file=sys.stderr)
