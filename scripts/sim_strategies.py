@@ -136,22 +136,25 @@ class Strategy:
                                    withhold_delta=False, auditor_play=HONEST)
 
 
+SEGMENTS = load_genesis().training.segments  # the devnet's: the last is always challenged
+ALL_BUT_LAST = SEGMENTS - 1
 STRATEGIES = (
     Strategy("honest", "the adversary mines honestly (sanity: about 0)"),
-    *(Strategy(f"fake-{k}", f"fakes {k} of 40 segments; a caught fake is proven fraud", fake=k) for k in (1, 4, 39)),
-    *(Strategy(f"fake-{k}-withhold", f"fakes {k} of 40 segments; withholds a challenged fake's data",
-               fake=k, withhold_fake=True) for k in (1, 4, 39)),
+    *(Strategy(f"fake-{k}", f"fakes {k} of {SEGMENTS} segments; a caught fake is proven fraud", fake=k)
+      for k in (1, 4, ALL_BUT_LAST)),
+    *(Strategy(f"fake-{k}-withhold", f"fakes {k} of {SEGMENTS} segments; withholds a challenged fake's data",
+               fake=k, withhold_fake=True) for k in (1, 4, ALL_BUT_LAST)),
     Strategy("withhold-delta", "honest unit, delta withheld once its auditor attested it", withhold_delta=True),
     Strategy("lazy-auditor", "one auditor passes without replaying; every miner honest",
              auditor_play=LAZY, auditor_seats=1),
-    Strategy("lazy-auditor-faker", "one auditor passes without replaying; the adversary miner fakes 1 of 40",
+    Strategy("lazy-auditor-faker", f"one auditor passes without replaying; the adversary miner fakes 1 of {SEGMENTS}",
              fake=1, auditor_play=LAZY, auditor_seats=1),
-    *(Strategy(f"sybil-fake-{k}", f"2 of 6 audit seats (1/3) pass the coalition's miner, which fakes {k} of 40",
-               fake=k, auditor_play=COLLUDE, auditor_seats=2) for k in (1, 39)),
+    *(Strategy(f"sybil-fake-{k}", f"2 of 6 audit seats (1/3) pass the coalition's miner, which fakes {k} of {SEGMENTS}",
+               fake=k, auditor_play=COLLUDE, auditor_seats=2) for k in (1, ALL_BUT_LAST)),
     Strategy("chooser-self-4", "a committee member that mines knows its own chooser seed in its chooser rounds "
-             "(1 in 2) and fakes 4 of 40 there, none its seed draws", fake=4, choose=SELF),
+             f"(1 in 2) and fakes 4 of {SEGMENTS} there, none its seed draws", fake=4, choose=SELF),
     Strategy("chooser-pair-4", "another committee member tells the adversary its chooser seed in its chooser "
-             "rounds (1 in 2); the adversary fakes 4 of 40 there, none that seed draws", fake=4, choose=PAIR),
+             f"rounds (1 in 2); the adversary fakes 4 of {SEGMENTS} there, none that seed draws", fake=4, choose=PAIR),
 )
 
 

@@ -52,8 +52,8 @@ def test_devnet_founding_state():
     assert (economics.reward_units_bps + economics.reward_audits_bps
             + economics.reward_proposer_bps) == 10_000
     assert genesis.accounts[0].bond >= economics.min_miner_bond
-    assert genesis.consensus.round_blocks == 30
-    assert genesis.consensus.commit_blocks == 18
+    assert genesis.consensus.round_blocks == 42
+    assert genesis.consensus.commit_blocks == 30
     assert len(genesis.validators) <= genesis.consensus.committee_size
 
 
@@ -87,8 +87,8 @@ def test_limits_are_accepted_at_their_bounds():
     (lambda g: g["training"].update(adam_beta1=1.0), "training.adam_beta1: must lie strictly"),
     (lambda g: g["training"].update(adam_eps=0), "training.adam_eps: must be above 0"),
     (lambda g: g["model"].update(n_head=3), "model.n_head: 3 does not divide"),
-    (lambda g: g["training"].update(checkpoint_every=3), "training.checkpoint_every: 3"),
-    (lambda g: g["consensus"].update(commit_blocks=28), "consensus.commit_blocks: 28 leaves no room"),
+    (lambda g: g["training"].update(checkpoint_every=7), "training.checkpoint_every: 7"),
+    (lambda g: g["consensus"].update(commit_blocks=40), "consensus.commit_blocks: 40 leaves no room"),
     (lambda g: g["corpus"].update(sha256="ab" * 32), "corpus.sha256:"),
     (lambda g: g["corpus"].update(sha256="XYZ"), "corpus.sha256: expected 64"),
     (lambda g: g["corpus"].update(path="missing.txt"), "corpus.path: cannot read"),
@@ -174,8 +174,8 @@ def test_limits_are_accepted_at_their_bounds():
      "consensus.block_interval_ms: expected an integer"),
     (lambda g: g["consensus"].pop("evidence_window_blocks"), "consensus.evidence_window_blocks: missing"),
     (lambda g: g["consensus"].update(evidence_window_blocks=0), "consensus.evidence_window_blocks: 0 is out"),
-    (lambda g: g["consensus"].update(evidence_window_blocks=151),
-     "consensus.evidence_window_blocks: 151 is longer than an epoch (epoch_rounds x round_blocks = 150 blocks)"),
+    (lambda g: g["consensus"].update(evidence_window_blocks=211),
+     "consensus.evidence_window_blocks: 211 is longer than an epoch (epoch_rounds x round_blocks = 210 blocks)"),
     (lambda g: g["consensus"].update(epoch_rounds=1),
      "consensus.evidence_window_blocks: 60 is longer than an epoch"),
     (lambda g: g["economics"].pop("double_sign_slash_bps"), "economics.double_sign_slash_bps: missing"),
@@ -208,7 +208,7 @@ def test_missing_file_is_refused(tmp_path: pathlib.Path):
 def test_the_devnet_economics_make_faking_a_unit_lose():
     genesis = load_genesis()
     d = effective_detection(genesis.training)
-    assert d == fractions.Fraction(1, 40) * fractions.Fraction(2, 3)
+    assert d == fractions.Fraction(1, 96) * fractions.Fraction(2, 3)
     # what a fake earns when it escapes against what it loses when it is caught
     expected_gain = (1 - d) * unit_reward_cap(genesis.economics) - d * unit_slash(genesis.economics)
     assert expected_gain < 0
