@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,8 +30,8 @@ def test_every_cuda_op_matches_the_cpu_bits_in_the_simulator():
 def test_the_op_checks_count_every_bit_but_a_nan_s_payload():
     """A NaN the hardware makes has its maker's default bits (x86 0xFFC00000, NVIDIA
     0x7FFFFFFF); a signed zero, an ulp or a NaN against a number still counts."""
-    import numpy as np
-
+    # imported here, not at collection: it loads numba.cuda, which the other test of
+    # this module keeps to its simulator subprocess
     from tests.gpu.cuda_checks import _mismatches
 
     def f32(bits: list[int]) -> np.ndarray:
