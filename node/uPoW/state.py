@@ -73,13 +73,14 @@ def _encoded_parts(layout: ParameterLayout, state: TrainingState) -> list:
     the parameters and both moments, each behind its name and shape.  Raises
     NonFiniteStateError on NaN/Inf."""
     parts = [STATE_DOMAIN, _HEADER.pack(state.step, state.data_seed, state.data_cursor)]
+    data = {}
     for group, buffer in zip(_GROUPS, (state.params, state.adam_m, state.adam_v)):
         if not np.isfinite(buffer).all():
             raise NonFiniteStateError(f"training state has NaN or Inf in {group} at step {state.step}")
-        data = np.ascontiguousarray(buffer, dtype="<f4")
-        for spec in layout.tensors:
-            parts.append(_tensor_header(group, spec))
-            parts.append(data[spec.offset:spec.offset + spec.size])
+        data[group] = np.ascontiguousarray(buffer, dtype="<f4")
+    for group, spec, header in _headers(layout):
+        parts.append(header)
+        parts.append(data[group][spec.offset:spec.offset + spec.size])
     return parts
 
 
@@ -99,8 +100,16 @@ def state_hash(layout: ParameterLayout, state: TrainingState) -> str:
     return digest.hexdigest()
 
 
-def _headers(layout: ParameterLayout) -> list[tuple[str, TensorSpec, bytes]]:
-    return [(group, spec, _tensor_header(group, spec)) for group in _GROUPS for spec in layout.tensors]
+def _headers(layout: ParameterLayout) -> tuple[tuple[str, TensorSpec, bytes], ...]:
+    """Every tensor's (group, spec, header), in the encoding's order."""
+    return _headers_of(layout.config)
+
+
+@functools.lru_cache(maxsize=4)
+def _headers_of(model: ModelConfig) -> tuple[tuple[str, TensorSpec, bytes], ...]:
+    # built once per model: a miner encodes or hashes a state at every checkpoint step
+    return tuple((group, spec, _tensor_header(group, spec))
+                 for group in _GROUPS for spec in ParameterLayout(model).tensors)
 
 
 def state_blob_size(layout: ParameterLayout) -> int:

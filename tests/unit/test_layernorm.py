@@ -1,7 +1,8 @@
-"""LayerNorm's forward, which runs rows side by side in vector lanes, and its input
-gradient give the bits of the per-row contract (the module docstring), written here
-plainly: one row at a time, each sum a sequential chain over the channels, on row
-counts that leave a group of lanes part-full and on channel counts of one and of many."""
+"""LayerNorm's forward and input gradient, which run rows side by side, and its
+parameter gradients give the bits of the contract (the module docstring), written here
+plainly: one row at a time, each sum a sequential chain over the channels, and each
+channel's parameter gradient a chain over the rows, on row counts that leave a group
+part-full and on channel counts of one and of many."""
 import math
 
 import numba
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from kernels.fp import fma
-from kernels.layernorm import ROW_LANES, layernorm_backward_input, layernorm_forward
+from kernels.layernorm import (ROWS_SIDE_BY_SIDE, layernorm_backward_input,
+                               layernorm_backward_params, layernorm_forward)
 
 F32 = np.float32
 EPS = F32(1e-5)
@@ -56,13 +58,26 @@ def _reference_backward_input(dinp, dout, inp, weight, mean, rstd):
             dinp[i, c] += ((dn - dnorm_mean) - n * dnorm_norm_mean) * rstd[i]
 
 
+@numba.njit(error_model="numpy")
+def _reference_backward_params(dweight, dbias, dout, inp, mean, rstd):
+    N, C = inp.shape
+    for c in range(C):
+        for i in range(N):
+            n = (inp[i, c] - mean[i]) * rstd[i]
+            dweight[c] = fma(n, dout[i, c], dweight[c])
+            dbias[c] += dout[i, c]
+
+
 def _bits(x: np.ndarray) -> np.ndarray:
     return x.view(np.uint32)
 
 
-@pytest.mark.parametrize("rows", [1, ROW_LANES - 1, ROW_LANES, ROW_LANES + 1, 3 * ROW_LANES + 5])
+R = ROWS_SIDE_BY_SIDE
+
+
+@pytest.mark.parametrize("rows", [1, R - 1, R, R + 1, 3 * R + 2, 53])
 @pytest.mark.parametrize("channels", [1, 7, 128])
-def test_rows_in_lanes_give_the_bits_of_one_row_at_a_time(rows, channels):
+def test_rows_side_by_side_give_the_bits_of_one_row_at_a_time(rows, channels):
     rng = np.random.default_rng(rows * 1000 + channels)
     # rows of different scales and offsets, so that every lane's chains differ
     inp = (rng.standard_normal((rows, channels)) * rng.uniform(0.01, 100, (rows, 1))
@@ -85,14 +100,21 @@ def test_rows_in_lanes_give_the_bits_of_one_row_at_a_time(rows, channels):
     _reference_backward_input(ref_dinp, dout, inp, weight, ref_mean, ref_rstd)
     assert np.array_equal(_bits(dinp), _bits(ref_dinp))
 
+    dweight, dbias = rng.standard_normal(channels).astype(F32), rng.standard_normal(channels).astype(F32)
+    ref_dweight, ref_dbias = dweight.copy(), dbias.copy()
+    layernorm_backward_params(dweight, dbias, dout, inp, mean, rstd)
+    _reference_backward_params(ref_dweight, ref_dbias, dout, inp, ref_mean, ref_rstd)
+    assert np.array_equal(_bits(dweight), _bits(ref_dweight))
+    assert np.array_equal(_bits(dbias), _bits(ref_dbias))
 
-def test_a_row_with_an_infinity_leaves_the_other_lanes_alone():
+
+def test_a_row_with_an_infinity_leaves_the_rows_beside_it_alone():
     rng = np.random.default_rng(7)
-    inp = rng.standard_normal((ROW_LANES, 32)).astype(F32)
+    inp = rng.standard_normal((ROWS_SIDE_BY_SIDE, 32)).astype(F32)
     inp[3, 5] = np.inf
     weight, bias = np.ones(32, F32), np.zeros(32, F32)
-    out, mean, rstd = np.empty_like(inp), np.empty(ROW_LANES, F32), np.empty(ROW_LANES, F32)
+    out, mean, rstd = np.empty_like(inp), np.empty(ROWS_SIDE_BY_SIDE, F32), np.empty(ROWS_SIDE_BY_SIDE, F32)
     layernorm_forward(out, mean, rstd, inp, weight, bias)
     assert np.isnan(out[3]).all()
-    others = np.delete(np.arange(ROW_LANES), 3)
+    others = np.delete(np.arange(ROWS_SIDE_BY_SIDE), 3)
     assert np.isfinite(out[others]).all() and np.isfinite(mean[others]).all()

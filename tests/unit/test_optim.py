@@ -106,8 +106,9 @@ def _sum_of_squares_reference(x):
 
 @pytest.mark.parametrize("chunks", [0.5, 3, 16, 17.25, 40])
 def test_sum_of_squares_runs_the_contract_s_chains(chunks):
-    """Chunks in vector lanes, a group short of CHUNK_LANES and a short last chunk: the
-    bits of one chain per chunk, run one after another, on inputs whose rounding shows."""
+    """Chunks side by side, chunks left over from the groups of CHAINS and a short last
+    chunk: the bits of one chain per chunk, run one after another, on inputs whose
+    rounding shows."""
     x = (_random(int(chunks * NORM_CHUNK)) * np.exp2(RNG.integers(-30, 30, int(chunks * NORM_CHUNK)))).astype(np.float32)
     assert np.float32(sum_of_squares(x)).view(np.uint32) == np.float32(_sum_of_squares_reference(x)).view(np.uint32)
 
