@@ -108,6 +108,87 @@ def _columns_from_diagonal(p, y, c, ap, c_pad):
             tile_row_acc(p.T, 1, T, bp, c, m0, end, T, bp.shape[0], ap, c_pad)
 
 
+@kernel(inline="always")
+def _scale_row(row, n, scale):
+    for t2 in range(n):
+        row[t2] = row[t2] * scale
+
+
+@kernel(inline="always")
+def _exp_row(row, n, maxval):
+    for t2 in range(n):
+        row[t2] = exp_f32(row[t2] - maxval)
+
+
+@kernel(inline="always")
+def _normalize_row(row, n, expsum):
+    inv = ONE / expsum
+    for t2 in range(n):
+        row[t2] = row[t2] * inv
+    for t2 in range(n, row.size):
+        row[t2] = ZERO
+
+
+@kernel(inline="always")
+def _max_from(row, lo, hi, maxval):
+    """The max chain continued over row[lo:hi] in order."""
+    for t2 in range(lo, hi):
+        maxval = row[t2] if row[t2] > maxval else maxval
+    return maxval
+
+
+@kernel(inline="always")
+def _sum_from(row, lo, hi, total):
+    """The sum chain continued over row[lo:hi] in order."""
+    for t2 in range(lo, hi):
+        total += row[t2]
+    return total
+
+
+@kernel(inline="always")
+def _softmax_row(s, t, scale):
+    """Row t of the scores s, columns 0..t, becomes its softmax; the rest zeros.
+    Element-wise loops apart from the in-order max and sum, so they vectorize."""
+    row = s[t]
+    _scale_row(row, t + 1, scale)
+    maxval = _max_from(row, 0, t + 1, NEG_INF)
+    _exp_row(row, t + 1, maxval)
+    _normalize_row(row, t + 1, _sum_from(row, 0, t + 1, ZERO))
+
+
+@kernel(inline="always")
+def _softmax_four_rows(s, t0, scale):
+    """_softmax_row for rows t0..t0+3, whose max and sum chains, latency-bound one row
+    at a time, advance side by side over the columns all four rows have (0..t0),
+    then each finishes its own (the same chains, so the same bits)."""
+    r0, r1, r2, r3 = s[t0], s[t0 + 1], s[t0 + 2], s[t0 + 3]
+    _scale_row(r0, t0 + 1, scale)
+    _scale_row(r1, t0 + 2, scale)
+    _scale_row(r2, t0 + 3, scale)
+    _scale_row(r3, t0 + 4, scale)
+    m0 = m1 = m2 = m3 = NEG_INF
+    for t2 in range(t0 + 1):
+        a0, a1, a2, a3 = r0[t2], r1[t2], r2[t2], r3[t2]
+        m0 = a0 if a0 > m0 else m0
+        m1 = a1 if a1 > m1 else m1
+        m2 = a2 if a2 > m2 else m2
+        m3 = a3 if a3 > m3 else m3
+    m1 = _max_from(r1, t0 + 1, t0 + 2, m1)
+    m2 = _max_from(r2, t0 + 1, t0 + 3, m2)
+    m3 = _max_from(r3, t0 + 1, t0 + 4, m3)
+    _exp_row(r0, t0 + 1, m0)
+    _exp_row(r1, t0 + 2, m1)
+    _exp_row(r2, t0 + 3, m2)
+    _exp_row(r3, t0 + 4, m3)
+    e0 = e1 = e2 = e3 = ZERO
+    for t2 in range(t0 + 1):
+        e0, e1, e2, e3 = e0 + r0[t2], e1 + r1[t2], e2 + r2[t2], e3 + r3[t2]
+    _normalize_row(r0, t0 + 1, e0)
+    _normalize_row(r1, t0 + 2, _sum_from(r1, t0 + 1, t0 + 2, e1))
+    _normalize_row(r2, t0 + 3, _sum_from(r2, t0 + 1, t0 + 3, e2))
+    _normalize_row(r3, t0 + 4, _sum_from(r3, t0 + 1, t0 + 4, e3))
+
+
 @kernel(parallel=True)
 def attention_forward(out, att, qkv, n_head):
     """out (B,T,C) = softmax(q k^T / sqrt(hs), causal) v per head."""
@@ -123,30 +204,51 @@ def attention_forward(out, att, qkv, n_head):
         c_pad = np.empty((MR, NR), np.float32)
         s = att[b, h]
         _scores(q, k, s, ap, c_pad)
-        for t in range(T):
-            row = s[t]
-            # Element-wise loops apart from the in-order reductions, so they vectorize.
-            for t2 in range(t + 1):
-                row[t2] = row[t2] * scale
-            maxval = NEG_INF
-            for t2 in range(t + 1):
-                if row[t2] > maxval:
-                    maxval = row[t2]
-            for t2 in range(t + 1):
-                row[t2] = exp_f32(row[t2] - maxval)
-            expsum = ZERO
-            for t2 in range(t + 1):
-                expsum += row[t2]
-            inv = ONE / expsum
-            for t2 in range(t + 1):
-                row[t2] = row[t2] * inv
-            for t2 in range(t + 1, T):
-                row[t2] = ZERO
+        t0 = 0
+        while t0 + 4 <= T:
+            _softmax_four_rows(s, t0, scale)
+            t0 += 4
+        for t in range(t0, T):
+            _softmax_row(s, t, scale)
         o = np.zeros((T, hs), np.float32)
         _rows_to_diagonal(s, v, o, ap, c_pad)
         for t in range(T):
             for i in range(hs):
                 out[b, t, h * hs + i] = o[t, i]
+
+
+@kernel(inline="always")
+def _weighted_from(p, d, lo, hi, w):
+    """The fma chain of p*d continued over columns lo..hi-1 in order."""
+    for t2 in range(lo, hi):
+        w = fma(p[t2], d[t2], w)
+    return w
+
+
+@kernel(inline="always")
+def _softmax_backward_row(p, d, n, weighted, scale):
+    """d (a row of datt) becomes the scores' gradient over its first n columns."""
+    for t2 in range(n):
+        d[t2] = p[t2] * (d[t2] - weighted) * scale
+
+
+@kernel(inline="always")
+def _softmax_backward_four_rows(a, dpre, t0, scale):
+    """_softmax_backward_row for rows t0..t0+3, their weighted chains side by side over
+    the columns all four have, as in _softmax_four_rows."""
+    w0 = w1 = w2 = w3 = ZERO
+    for t2 in range(t0 + 1):
+        w0 = fma(a[t0, t2], dpre[t0, t2], w0)
+        w1 = fma(a[t0 + 1, t2], dpre[t0 + 1, t2], w1)
+        w2 = fma(a[t0 + 2, t2], dpre[t0 + 2, t2], w2)
+        w3 = fma(a[t0 + 3, t2], dpre[t0 + 3, t2], w3)
+    w1 = _weighted_from(a[t0 + 1], dpre[t0 + 1], t0 + 1, t0 + 2, w1)
+    w2 = _weighted_from(a[t0 + 2], dpre[t0 + 2], t0 + 1, t0 + 3, w2)
+    w3 = _weighted_from(a[t0 + 3], dpre[t0 + 3], t0 + 1, t0 + 4, w3)
+    _softmax_backward_row(a[t0], dpre[t0], t0 + 1, w0, scale)
+    _softmax_backward_row(a[t0 + 1], dpre[t0 + 1], t0 + 2, w1, scale)
+    _softmax_backward_row(a[t0 + 2], dpre[t0 + 2], t0 + 3, w2, scale)
+    _softmax_backward_row(a[t0 + 3], dpre[t0 + 3], t0 + 4, w3, scale)
 
 
 @kernel(parallel=True)
@@ -170,12 +272,13 @@ def attention_backward(dqkv, dout, qkv, att, n_head):
         a = att[b, h]
         dpre = np.empty((T, T), np.float32)
         _scores(do, v, dpre, ap, c_pad)  # datt, replaced row by row with dpre
-        for t in range(T):
-            weighted = ZERO
-            for t2 in range(t + 1):
-                weighted = fma(a[t, t2], dpre[t, t2], weighted)
-            for t2 in range(t + 1):
-                dpre[t, t2] = a[t, t2] * (dpre[t, t2] - weighted) * scale
+        t0 = 0
+        while t0 + 4 <= T:
+            _softmax_backward_four_rows(a, dpre, t0, scale)
+            t0 += 4
+        for t in range(t0, T):
+            _softmax_backward_row(a[t], dpre[t], t + 1, _weighted_from(a[t], dpre[t], 0, t + 1, ZERO),
+                                  scale)
         _columns_from_diagonal(a, do, dv, ap, c_pad)
         _rows_to_diagonal(dpre, k, dq, ap, c_pad)
         _columns_from_diagonal(dpre, q, dk, ap, c_pad)

@@ -1,7 +1,9 @@
-"""Attention's tiled kernels give the bits of its per-element contract (the module
-docstring), written here plainly: one scalar fma chain per output, in the order the
-contract names, on shapes where tiles stick out of the matrices and cross the
-diagonal, and with an infinity the causal mask must keep out of earlier rows."""
+"""Attention's tiled kernels, whose softmax runs four rows' chains side by side, give
+the bits of its per-element contract (the module docstring), written here plainly: one
+scalar fma chain per output, in the order the contract names, one row at a time, on
+shapes where tiles stick out of the matrices and cross the diagonal and where rows are
+left over from the groups of four, and with an infinity the causal mask must keep out
+of earlier rows."""
 import math
 
 import numba
