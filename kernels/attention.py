@@ -109,12 +109,6 @@ def _columns_from_diagonal(p, y, c, ap, c_pad):
 
 
 @kernel(inline="always")
-def _scale_row(row, n, scale):
-    for t2 in range(n):
-        row[t2] = row[t2] * scale
-
-
-@kernel(inline="always")
 def _exp_row(row, n, maxval):
     for t2 in range(n):
         row[t2] = exp_f32(row[t2] - maxval)
@@ -130,10 +124,12 @@ def _normalize_row(row, n, expsum):
 
 
 @kernel(inline="always")
-def _max_from(row, lo, hi, maxval):
-    """The max chain continued over row[lo:hi] in order."""
+def _scale_and_max_from(row, lo, hi, scale, maxval):
+    """row[lo:hi] scaled in place, and the max chain continued over it in order."""
     for t2 in range(lo, hi):
-        maxval = row[t2] if row[t2] > maxval else maxval
+        a = row[t2] * scale
+        row[t2] = a
+        maxval = a if a > maxval else maxval
     return maxval
 
 
@@ -147,11 +143,11 @@ def _sum_from(row, lo, hi, total):
 
 @kernel(inline="always")
 def _softmax_row(s, t, scale):
-    """Row t of the scores s, columns 0..t, becomes its softmax; the rest zeros.
-    Element-wise loops apart from the in-order max and sum, so they vectorize."""
+    """Row t of the scores s, columns 0..t, scaled, becomes its softmax; the rest zeros.
+    The exponentials and the normalization are element-wise loops, which vectorize;
+    the scaling rides on the max's in-order loop."""
     row = s[t]
-    _scale_row(row, t + 1, scale)
-    maxval = _max_from(row, 0, t + 1, NEG_INF)
+    maxval = _scale_and_max_from(row, 0, t + 1, scale, NEG_INF)
     _exp_row(row, t + 1, maxval)
     _normalize_row(row, t + 1, _sum_from(row, 0, t + 1, ZERO))
 
@@ -162,20 +158,17 @@ def _softmax_four_rows(s, t0, scale):
     at a time, advance side by side over the columns all four rows have (0..t0),
     then each finishes its own (the same chains, so the same bits)."""
     r0, r1, r2, r3 = s[t0], s[t0 + 1], s[t0 + 2], s[t0 + 3]
-    _scale_row(r0, t0 + 1, scale)
-    _scale_row(r1, t0 + 2, scale)
-    _scale_row(r2, t0 + 3, scale)
-    _scale_row(r3, t0 + 4, scale)
     m0 = m1 = m2 = m3 = NEG_INF
     for t2 in range(t0 + 1):
-        a0, a1, a2, a3 = r0[t2], r1[t2], r2[t2], r3[t2]
+        a0, a1, a2, a3 = r0[t2] * scale, r1[t2] * scale, r2[t2] * scale, r3[t2] * scale
+        r0[t2], r1[t2], r2[t2], r3[t2] = a0, a1, a2, a3
         m0 = a0 if a0 > m0 else m0
         m1 = a1 if a1 > m1 else m1
         m2 = a2 if a2 > m2 else m2
         m3 = a3 if a3 > m3 else m3
-    m1 = _max_from(r1, t0 + 1, t0 + 2, m1)
-    m2 = _max_from(r2, t0 + 1, t0 + 3, m2)
-    m3 = _max_from(r3, t0 + 1, t0 + 4, m3)
+    m1 = _scale_and_max_from(r1, t0 + 1, t0 + 2, scale, m1)
+    m2 = _scale_and_max_from(r2, t0 + 1, t0 + 3, scale, m2)
+    m3 = _scale_and_max_from(r3, t0 + 1, t0 + 4, scale, m3)
     _exp_row(r0, t0 + 1, m0)
     _exp_row(r1, t0 + 2, m1)
     _exp_row(r2, t0 + 3, m2)
