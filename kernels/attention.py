@@ -110,12 +110,14 @@ def _columns_from_diagonal(p, y, c, ap, c_pad):
 
 @kernel(inline="always")
 def _exp_row(row, n, maxval):
+    """row[:n] = exp(row[:n] - maxval), element-wise, so the loop vectorizes."""
     for t2 in range(n):
         row[t2] = exp_f32(row[t2] - maxval)
 
 
 @kernel(inline="always")
 def _normalize_row(row, n, expsum):
+    """row[:n] divided by its exponentials' sum (times its inverse), the rest zeros."""
     inv = ONE / expsum
     for t2 in range(n):
         row[t2] = row[t2] * inv

@@ -37,8 +37,8 @@ def crossentropy_forward(losses, probs, logits, targets):
     A row's max and its exponentials' sum are in-order chains over the vocabulary,
     latency-bound one row at a time: four rows' chains advance side by side (the same
     chains, so the same bits), and the exponentials run in a loop of their own, which
-    vectorizes.  A group past the last row repeats that row in its spare places and
-    writes nothing there."""
+    vectorizes.  A group past the last row repeats that row in its spare places: their
+    exponentials are the row's own, rewritten, and only the row's place finishes it."""
     N, V = logits.shape
     for group in numba.prange((N + ROWS_SIDE_BY_SIDE - 1) // ROWS_SIDE_BY_SIDE):
         i0 = group * ROWS_SIDE_BY_SIDE
